@@ -1,0 +1,43 @@
+"""Telehealth: volunteer teleconsultation for under-resourced clinics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+from telehealth.config import INSTANCE_DIR, Config
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build the application: bind extensions, register every feature."""
+    app = Flask(__name__, instance_path=str(INSTANCE_DIR))
+    app.config.from_object(Config)
+    if config:
+        app.config.update(config)
+
+    from telehealth import models, web  # noqa: F401  (models: metadata sees every table)
+    from telehealth.extensions import babel, csrf, db, login_manager, migrate, socketio
+
+    db.init_app(app)
+    migrate.init_app(app, db, render_as_batch=True, compare_type=True)
+    login_manager.init_app(app)
+    csrf.init_app(app)
+    babel.init_app(app, locale_selector=web.select_locale, timezone_selector=web.select_timezone)
+    socketio.init_app(app, message_queue=app.config["SOCKETIO_MESSAGE_QUEUE"])
+
+    from telehealth.accounts.views import bp as accounts_bp
+    from telehealth.admin.views import bp as admin_bp
+    from telehealth.consults.views import bp as consults_bp
+    from telehealth.main.views import bp as main_bp
+    from telehealth.notes.views import bp as notes_bp
+
+    for blueprint in (main_bp, accounts_bp, consults_bp, notes_bp, admin_bp):
+        app.register_blueprint(blueprint)
+
+    web.init_app(app)
+
+    from telehealth import cli
+
+    cli.init_app(app)
+    return app

@@ -1,0 +1,110 @@
+"""People who use Telehealth: users, their roles, specialties and languages."""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from flask_login import UserMixin
+from sqlalchemy import Column, Enum, ForeignKey, Integer, String, Table, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from telehealth import clock
+from telehealth.db_types import UTCDateTime
+from telehealth.extensions import db
+
+if TYPE_CHECKING:
+    from telehealth.clinics.models import Clinic
+
+
+class Role(enum.StrEnum):
+    CLINICIAN = "clinician"
+    SPECIALIST = "specialist"
+    COORDINATOR = "coordinator"
+    ADMIN = "admin"
+
+
+def _new_session_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+user_specialties = Table(
+    "user_specialties",
+    db.metadata,
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column(
+        "specialty_id", Integer, ForeignKey("specialties.id", ondelete="CASCADE"), primary_key=True
+    ),
+)
+
+
+class Specialty(db.Model):
+    __tablename__ = "specialties"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(120))
+
+    def __repr__(self) -> str:
+        return f"<Specialty {self.code}>"
+
+
+class UserLanguage(db.Model):
+    """A language a user reads and writes, with how well (1 basic .. 3 fluent/native)."""
+
+    __tablename__ = "user_languages"
+    __table_args__ = (UniqueConstraint("user_id", "language"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    language: Mapped[str] = mapped_column(String(12), index=True)
+    level: Mapped[int] = mapped_column(default=3)
+
+
+class User(UserMixin, db.Model):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    name: Mapped[str] = mapped_column(String(120))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[Role] = mapped_column(Enum(Role, native_enum=False, length=20), index=True)
+    clinic_id: Mapped[int | None] = mapped_column(ForeignKey("clinics.id"), index=True)
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    locale: Mapped[str | None] = mapped_column(String(12))
+    active: Mapped[bool] = mapped_column(default=True)
+    # Part of the login cookie: replacing it ends every session of this user at once.
+    session_token: Mapped[str] = mapped_column(String(64), default=_new_session_token)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=clock.now)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    clinic: Mapped[Clinic | None] = relationship()
+    specialties: Mapped[list[Specialty]] = relationship(
+        secondary=user_specialties, order_by=Specialty.name
+    )
+    languages: Mapped[list[UserLanguage]] = relationship(
+        cascade="all, delete-orphan", order_by=UserLanguage.language
+    )
+
+    @property
+    def is_active(self) -> bool:  # Flask-Login refuses inactive users
+        return self.active
+
+    def get_id(self) -> str:
+        return f"{self.id}:{self.session_token}"
+
+    def rotate_session_token(self) -> None:
+        """Invalidate every login cookie issued to this user so far."""
+        self.session_token = _new_session_token()
+
+    def has_role(self, *roles: Role) -> bool:
+        return self.role in roles
+
+    @property
+    def language_codes(self) -> list[str]:
+        return [lang.language for lang in self.languages]
+
+    def __repr__(self) -> str:
+        return f"<User {self.email} {self.role}>"

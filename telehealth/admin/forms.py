@@ -1,0 +1,75 @@
+"""Forms for managing users and clinics."""
+
+from __future__ import annotations
+
+from zoneinfo import available_timezones
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import (
+    BooleanField,
+    EmailField,
+    PasswordField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    SubmitField,
+)
+from wtforms.validators import DataRequired, Length, Optional, Regexp, ValidationError
+
+from telehealth.accounts.models import Role
+from telehealth.web import LANGUAGE_NAMES
+
+ROLE_CHOICES = [
+    (Role.CLINICIAN.value, _l("Clinician")),
+    (Role.SPECIALIST.value, _l("Specialist")),
+    (Role.COORDINATOR.value, _l("Coordinator")),
+    (Role.ADMIN.value, _l("Administrator")),
+]
+_TIMEZONES = sorted(available_timezones())
+
+
+def _valid_timezone(form: FlaskForm, field: StringField) -> None:
+    if field.data not in _TIMEZONES:
+        raise ValidationError(_l("Unknown time zone; use a name like Africa/Kinshasa."))
+
+
+class UserForm(FlaskForm):
+    email = EmailField(_l("E-mail"), validators=[DataRequired(), Length(max=254), Regexp(
+        r"^[^@\s]+@[^@\s]+\.[^@\s]+$", message=_l("This is not an e-mail address."))])
+    name = StringField(_l("Name"), validators=[DataRequired(), Length(max=120)])
+    password = PasswordField(_l("Initial password"), validators=[DataRequired(),
+                                                                 Length(min=10, max=200)])
+    role = SelectField(_l("Role"), choices=ROLE_CHOICES)
+    clinic = SelectField(_l("Clinic (clinicians only)"), choices=[], validators=[Optional()])
+    timezone = StringField(_l("Time zone"), default="UTC", validators=[DataRequired(),
+                                                                       _valid_timezone])
+    locale = SelectField(_l("Interface language"), choices=list(LANGUAGE_NAMES.items()))
+    specialties = SelectMultipleField(_l("Specialties (specialists only)"), choices=[],
+                                      validators=[Optional()])
+    languages = SelectMultipleField(_l("Languages read and written"),
+                                    choices=list(LANGUAGE_NAMES.items()), validators=[Optional()])
+    submit = SubmitField(_l("Create user"))
+
+
+class UserEditForm(FlaskForm):
+    role = SelectField(_l("Role"), choices=ROLE_CHOICES)
+    clinic = SelectField(_l("Clinic (clinicians only)"), choices=[], validators=[Optional()])
+    active = BooleanField(_l("Active (may sign in)"))
+    submit = SubmitField(_l("Save"))
+
+
+class ClinicForm(FlaskForm):
+    name = StringField(_l("Name"), validators=[DataRequired(), Length(max=160)])
+    country = StringField(
+        _l("Country (two-letter code)"),
+        validators=[DataRequired(), Regexp(r"^[A-Za-z]{2}$", message=_l("Two letters, e.g. CD."))],
+    )
+    city = StringField(_l("City"), validators=[Optional(), Length(max=120)])
+    timezone = StringField(_l("Time zone"), default="UTC", validators=[DataRequired(),
+                                                                       _valid_timezone])
+    languages = SelectMultipleField(
+        _l("Languages the clinic reads"), choices=list(LANGUAGE_NAMES.items()),
+        validators=[DataRequired()],
+    )
+    submit = SubmitField(_l("Create clinic"))

@@ -1,0 +1,143 @@
+"""Administration: users and clinics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user, login_required
+from sqlalchemy import select
+
+from telehealth.accounts import services as accounts
+from telehealth.accounts.models import Role, Specialty, User
+from telehealth.admin.forms import ClinicForm, UserEditForm, UserForm
+from telehealth.clinics import services as clinics
+from telehealth.clinics.models import Clinic
+from telehealth.errors import NotFound, PermissionDenied, ServiceError
+from telehealth.extensions import db
+
+bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates")
+
+
+def admin_required(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Only administrators manage users and clinics."""
+
+    @wraps(view)
+    @login_required
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if current_user.role != Role.ADMIN:
+            raise PermissionDenied(_("Only administrators can do this."))
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+def _clinic_choices() -> list[tuple[str, str]]:
+    return [("", "—")] + [(str(c.id), c.name) for c in clinics.all_clinics()]
+
+
+def _clinic_from(value: str | None) -> Clinic | None:
+    return db.session.get(Clinic, int(value)) if value else None
+
+
+@bp.route("/users")
+@admin_required
+def users() -> str:
+    people = db.session.scalars(select(User).order_by(User.role, User.name)).all()
+    return render_template("admin/users.html", users=people)
+
+
+@bp.route("/users/new", methods=["GET", "POST"])
+@admin_required
+def new_user() -> Any:
+    form = UserForm()
+    form.clinic.choices = _clinic_choices()
+    form.specialties.choices = [
+        (s.code, s.name) for s in db.session.scalars(select(Specialty).order_by(Specialty.name))
+    ]
+    if form.validate_on_submit():
+        try:
+            user = accounts.create_user(
+                email=form.email.data or "",
+                name=form.name.data or "",
+                password=form.password.data or "",
+                role=Role(form.role.data),
+                clinic=_clinic_from(form.clinic.data),
+                timezone=form.timezone.data or "UTC",
+                locale=form.locale.data,
+                specialties=accounts.specialties_by_code(list(form.specialties.data or [])),
+                languages={code: 3 for code in form.languages.data or []},
+            )
+        except ServiceError as exc:
+            db.session.rollback()
+            flash(exc.message, "error")
+            return render_template("admin/user_form.html", form=form), exc.status_code
+        db.session.commit()
+        flash(_("%(name)s can now sign in.", name=user.name), "success")
+        return redirect(url_for("admin.users"))
+    return render_template("admin/user_form.html", form=form), 400 if form.is_submitted() else 200
+
+
+@bp.route("/users/<int:user_id>", methods=["GET", "POST"])
+@admin_required
+def edit_user(user_id: int) -> Any:
+    user = db.session.get(User, user_id)
+    if user is None:
+        raise NotFound(_("No such user."))
+    form = UserEditForm(obj=None if _is_post() else user)
+    form.clinic.choices = _clinic_choices()
+    if not _is_post():
+        form.role.data = user.role.value
+        form.clinic.data = str(user.clinic_id or "")
+    if form.validate_on_submit():
+        if user.id == current_user.id and (Role(form.role.data) != Role.ADMIN or
+                                           not form.active.data):
+            flash(_("You cannot remove your own administrator access."), "error")
+            return render_template("admin/user_edit.html", form=form, user=user), 409
+        try:
+            accounts.update_user(user, role=Role(form.role.data), active=bool(form.active.data),
+                                 clinic=_clinic_from(form.clinic.data))
+        except ServiceError as exc:
+            db.session.rollback()
+            flash(exc.message, "error")
+            return render_template("admin/user_edit.html", form=form, user=user), exc.status_code
+        db.session.commit()
+        flash(_("Saved."), "success")
+        return redirect(url_for("admin.users"))
+    return render_template("admin/user_edit.html", form=form, user=user), \
+        400 if form.is_submitted() else 200
+
+
+def _is_post() -> bool:
+    return request.method == "POST"
+
+
+@bp.route("/clinics")
+@admin_required
+def clinic_list() -> str:
+    return render_template("admin/clinics.html", clinics=clinics.all_clinics())
+
+
+@bp.route("/clinics/new", methods=["GET", "POST"])
+@admin_required
+def new_clinic() -> Any:
+    form = ClinicForm()
+    if form.validate_on_submit():
+        try:
+            clinic = clinics.create_clinic(
+                name=form.name.data or "", country=form.country.data or "",
+                city=form.city.data or "", timezone=form.timezone.data or "UTC",
+                languages=list(form.languages.data or []),
+            )
+        except ServiceError as exc:
+            db.session.rollback()
+            flash(exc.message, "error")
+            return render_template("admin/clinic_form.html", form=form), exc.status_code
+        db.session.commit()
+        flash(_("Clinic %(name)s created.", name=clinic.name), "success")
+        return redirect(url_for("admin.clinic_list"))
+    return render_template("admin/clinic_form.html", form=form), \
+        400 if form.is_submitted() else 200

@@ -1,0 +1,113 @@
+"""Forms for requesting and closing consults."""
+
+from __future__ import annotations
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import (
+    IntegerField,
+    MultipleFileField,
+    RadioField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    SubmitField,
+    TextAreaField,
+)
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
+from wtforms.widgets import CheckboxInput, ListWidget
+
+from telehealth.consults.models import ConsultMode, Outcome, Sex, Urgency
+from telehealth.web import LANGUAGE_NAMES
+
+SEX_CHOICES = [
+    (Sex.FEMALE.value, _l("Female")),
+    (Sex.MALE.value, _l("Male")),
+    (Sex.OTHER.value, _l("Other")),
+    (Sex.UNKNOWN.value, _l("Unknown")),
+]
+URGENCY_CHOICES = [
+    (Urgency.ROUTINE.value, _l("Routine (answer within days)")),
+    (Urgency.URGENT.value, _l("Urgent (answer within hours)")),
+    (Urgency.EMERGENCY.value, _l("Emergency (answer within minutes)")),
+]
+MODE_CHOICES = [
+    (ConsultMode.WRITTEN.value, _l("Written answer")),
+    (ConsultMode.VIDEO.value, _l("Video call")),
+]
+OUTCOME_CHOICES = [
+    (Outcome.TREATED_LOCALLY.value, _l("Treated locally")),
+    (Outcome.REFERRED.value, _l("Referred")),
+    (Outcome.TRANSFERRED.value, _l("Patient transferred")),
+    (Outcome.DIED.value, _l("Patient died")),
+    (Outcome.UNKNOWN.value, _l("Unknown")),
+]
+AGE_BANDS = ["", "0-28d", "1-11m", "1-4y", "5-14y", "15-24y", "25-44y", "45-64y", "65+y"]
+
+
+class MultiCheckboxField(SelectMultipleField):
+    widget = ListWidget(prefix_label=False)
+    option_widget = CheckboxInput()
+
+
+class ConsultForm(FlaskForm):
+    patient_ref = StringField(
+        _l("Patient reference (no name)"), validators=[DataRequired(), Length(max=40)]
+    )
+    patient_age_years = IntegerField(
+        _l("Age in years"), validators=[Optional(), NumberRange(min=0, max=130)]
+    )
+    patient_age_band = SelectField(
+        _l("or age band"), choices=[(b, b or "—") for b in AGE_BANDS], validators=[Optional()]
+    )
+    patient_sex = SelectField(_l("Sex"), choices=SEX_CHOICES, validators=[InputRequired()])
+    presenting_problem = TextAreaField(
+        _l("Presenting problem"), validators=[DataRequired(), Length(max=10_000)]
+    )
+    history = TextAreaField(_l("History"), validators=[Optional(), Length(max=20_000)])
+    question = TextAreaField(
+        _l("Your question to the specialist"), validators=[DataRequired(), Length(max=5_000)]
+    )
+    specialty = SelectField(_l("Specialty wanted"), validators=[InputRequired()])
+    urgency = RadioField(
+        _l("Urgency"), choices=URGENCY_CHOICES, default=Urgency.ROUTINE.value,
+        validators=[InputRequired()],
+    )
+    mode = RadioField(
+        _l("Consult by"), choices=MODE_CHOICES, default=ConsultMode.WRITTEN.value,
+        validators=[InputRequired()],
+    )
+    languages = MultiCheckboxField(
+        _l("Languages your clinic can read"),
+        choices=list(LANGUAGE_NAMES.items()),
+        validators=[DataRequired(message=_l("Choose at least one language."))],
+    )
+    attachments = MultipleFileField(_l("Photos and documents (JPEG, PNG, PDF)"))
+    save_draft = SubmitField(_l("Save as draft"))
+    submit = SubmitField(_l("Send to specialists"))
+
+    def validate(self, extra_validators: object = None) -> bool:  # type: ignore[override]
+        ok = super().validate(extra_validators)  # type: ignore[arg-type]
+        if self.patient_age_years.data is None and not self.patient_age_band.data:
+            self.patient_age_years.errors = [*self.patient_age_years.errors,
+                                             str(_l("Give the age or an age band."))]
+            ok = False
+        return ok
+
+
+class CloseForm(FlaskForm):
+    outcome = SelectField(_l("Outcome"), choices=OUTCOME_CHOICES, validators=[InputRequired()])
+    outcome_note = TextAreaField(_l("What happened"), validators=[Optional(), Length(max=5_000)])
+    rating = SelectField(
+        _l("How useful was the answer?"),
+        choices=[("", "—"), ("5", "5 ★★★★★"), ("4", "4 ★★★★"), ("3", "3 ★★★"),
+                 ("2", "2 ★★"), ("1", "1 ★")],
+        validators=[Optional()],
+    )
+    submit = SubmitField(_l("Close the consult"))
+
+
+class ActionForm(FlaskForm):
+    """A bare form for one-button actions (submit, accept, decline, cancel): CSRF only."""
+
+    submit = SubmitField()

@@ -1,0 +1,161 @@
+"""Consult requests, their state machine and their attachments."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Enum, ForeignKey, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from telehealth import clock
+from telehealth.db_types import UTCDateTime
+from telehealth.extensions import db
+
+if TYPE_CHECKING:
+    from telehealth.accounts.models import Specialty, User
+    from telehealth.clinics.models import Clinic
+
+
+class ConsultStatus(enum.StrEnum):
+    DRAFT = "draft"
+    SUBMITTED = "submitted"
+    OFFERED = "offered"
+    ESCALATED = "escalated"
+    ACCEPTED = "accepted"
+    ANSWERED = "answered"
+    CLOSED = "closed"
+    CANCELLED = "cancelled"
+
+
+S = ConsultStatus
+# The only place that says which status may follow which. Every change goes through
+# consults.services.transition(), which refuses anything not listed here.
+ALLOWED_TRANSITIONS: dict[ConsultStatus, frozenset[ConsultStatus]] = {
+    S.DRAFT: frozenset({S.SUBMITTED, S.CANCELLED}),
+    S.SUBMITTED: frozenset({S.OFFERED, S.ESCALATED, S.ACCEPTED, S.CANCELLED}),
+    S.OFFERED: frozenset({S.OFFERED, S.SUBMITTED, S.ESCALATED, S.ACCEPTED, S.CANCELLED}),
+    S.ESCALATED: frozenset({S.OFFERED, S.ACCEPTED, S.CANCELLED}),
+    S.ACCEPTED: frozenset({S.ANSWERED, S.CANCELLED}),
+    S.ANSWERED: frozenset({S.CLOSED}),
+    S.CLOSED: frozenset(),
+    S.CANCELLED: frozenset(),
+}
+OPEN_STATUSES = frozenset({S.SUBMITTED, S.OFFERED, S.ESCALATED, S.ACCEPTED, S.ANSWERED})
+# Statuses in which a specialist may still take the consult.
+TAKEABLE_STATUSES = frozenset({S.SUBMITTED, S.OFFERED, S.ESCALATED})
+del S
+
+
+class Urgency(enum.StrEnum):
+    ROUTINE = "routine"
+    URGENT = "urgent"
+    EMERGENCY = "emergency"
+
+
+class ConsultMode(enum.StrEnum):
+    WRITTEN = "written"
+    VIDEO = "video"
+
+
+class Sex(enum.StrEnum):
+    FEMALE = "female"
+    MALE = "male"
+    OTHER = "other"
+    UNKNOWN = "unknown"
+
+
+class Outcome(enum.StrEnum):
+    TREATED_LOCALLY = "treated_locally"
+    REFERRED = "referred"
+    TRANSFERRED = "transferred"
+    DIED = "died"
+    UNKNOWN = "unknown"
+
+
+def _enum(enum_class: type[enum.Enum]) -> Enum:
+    # Stored as plain strings: the same on SQLite and PostgreSQL, and a new value needs
+    # no ALTER TYPE.
+    return Enum(enum_class, native_enum=False, length=20, validate_strings=True)
+
+
+class Consult(db.Model):
+    __tablename__ = "consults"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"), index=True)
+    created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    specialist_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    status: Mapped[ConsultStatus] = mapped_column(_enum(ConsultStatus), index=True)
+
+    patient_ref: Mapped[str] = mapped_column(String(40))
+    patient_age_years: Mapped[int | None]
+    patient_age_band: Mapped[str | None] = mapped_column(String(20))
+    patient_sex: Mapped[Sex] = mapped_column(_enum(Sex))
+    presenting_problem: Mapped[str] = mapped_column(Text)
+    history: Mapped[str] = mapped_column(Text, default="")
+    question: Mapped[str] = mapped_column(Text)
+    specialty_id: Mapped[int] = mapped_column(ForeignKey("specialties.id"), index=True)
+    urgency: Mapped[Urgency] = mapped_column(_enum(Urgency))
+    mode: Mapped[ConsultMode] = mapped_column(_enum(ConsultMode))
+    # Comma-separated BCP 47 codes the requesting clinic can read.
+    languages: Mapped[str] = mapped_column(String(120))
+
+    outcome: Mapped[Outcome | None] = mapped_column(_enum(Outcome))
+    outcome_note: Mapped[str] = mapped_column(Text, default="")
+    rating: Mapped[int | None]  # 1..5, the clinician's rating of the answer
+
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=clock.now)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=clock.now)
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    clinic: Mapped[Clinic] = relationship()
+    created_by: Mapped[User] = relationship(foreign_keys=[created_by_id])
+    specialist: Mapped[User | None] = relationship(foreign_keys=[specialist_id])
+    specialty: Mapped[Specialty] = relationship()
+    attachments: Mapped[list[Attachment]] = relationship(
+        back_populates="consult", order_by="Attachment.id"
+    )
+
+    @property
+    def reference(self) -> str:
+        return f"C-{self.id:05d}"
+
+    @property
+    def language_list(self) -> list[str]:
+        return [code for code in self.languages.split(",") if code]
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATUSES
+
+    def __repr__(self) -> str:
+        return f"<Consult {self.id} {self.status}>"
+
+
+class Attachment(db.Model):
+    """A photo or document on a consult, stored on disk under a generated name."""
+
+    __tablename__ = "attachments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    consult_id: Mapped[int] = mapped_column(ForeignKey("consults.id"), index=True)
+    note_id: Mapped[int | None] = mapped_column(ForeignKey("notes.id"), index=True)
+    uploaded_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    original_name: Mapped[str] = mapped_column(String(255))
+    stored_name: Mapped[str] = mapped_column(String(64), unique=True)
+    content_type: Mapped[str] = mapped_column(String(40))
+    size: Mapped[int]
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=clock.now)
+
+    consult: Mapped[Consult] = relationship(back_populates="attachments")
+    uploaded_by: Mapped[User] = relationship()
+
+    @property
+    def is_image(self) -> bool:
+        return self.content_type.startswith("image/")

@@ -1,0 +1,231 @@
+"""Consult pages and the small JSON API over the same services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, flash, jsonify, redirect, render_template, request, send_file, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user, login_required
+from sqlalchemy import select
+from werkzeug.wrappers import Response
+
+from telehealth import uploads
+from telehealth.accounts.models import Role, Specialty
+from telehealth.audit.services import record
+from telehealth.consults import services
+from telehealth.consults.forms import ActionForm, CloseForm, ConsultForm
+from telehealth.consults.models import Consult, ConsultMode, ConsultStatus, Outcome, Sex, Urgency
+from telehealth.errors import InvalidInput, PermissionDenied, ServiceError
+from telehealth.extensions import db
+from telehealth.matching import services as matching
+from telehealth.notes.forms import AmendForm, NoteForm
+from telehealth.notes.services import notes_for
+
+bp = Blueprint("consults", __name__, template_folder="templates")
+
+
+def _specialty_choices() -> list[tuple[str, str]]:
+    return [(str(s.id), s.name) for s in db.session.scalars(select(Specialty).order_by(
+        Specialty.name))]
+
+
+@bp.route("/consults/new", methods=["GET", "POST"])
+@login_required
+def new() -> Any:
+    if current_user.role != Role.CLINICIAN:
+        raise PermissionDenied(_("Only a clinic's clinicians can request consults."))
+    form = ConsultForm()
+    form.specialty.choices = _specialty_choices()
+    if request.method == "GET" and current_user.clinic:
+        form.languages.data = current_user.clinic.language_list
+    if form.validate_on_submit():
+        specialty = db.session.get(Specialty, int(form.specialty.data))
+        data = services.ConsultInput(
+            patient_ref=form.patient_ref.data or "",
+            patient_age_years=form.patient_age_years.data,
+            patient_age_band=form.patient_age_band.data or None,
+            patient_sex=Sex(form.patient_sex.data),
+            presenting_problem=form.presenting_problem.data or "",
+            history=form.history.data or "",
+            question=form.question.data or "",
+            specialty=specialty,  # type: ignore[arg-type]  # choices guarantee it exists
+            urgency=Urgency(form.urgency.data),
+            mode=ConsultMode(form.mode.data),
+            languages=list(form.languages.data or []),
+        )
+        files = [services.Upload(f.stream, f.filename or "") for f in form.attachments.data or []
+                 if f and f.filename]
+        try:
+            consult = services.create_consult(current_user, data, files,
+                                              submit=bool(form.submit.data))
+        except ServiceError as exc:
+            # Nothing is saved; the form comes back with what was typed (files must be re-chosen).
+            db.session.rollback()
+            flash(exc.message, "error")
+            return render_template("consults/new.html", form=form), exc.status_code
+        db.session.commit()
+        if consult.status == ConsultStatus.DRAFT:
+            flash(_("The consult is saved as a draft."), "success")
+        else:
+            flash(_("The consult has been sent to specialists."), "success")
+        return redirect(url_for("consults.detail", consult_id=consult.id))
+    status = 400 if form.is_submitted() else 200
+    return render_template("consults/new.html", form=form), status
+
+
+def detail_context(consult: Consult, **extra: Any) -> dict[str, Any]:
+    user = current_user
+    close_form = CloseForm()
+    return {
+        "consult": consult,
+        "notes": notes_for(consult),
+        "note_form": extra.pop("note_form", None) or NoteForm(),
+        "amend_form": AmendForm(),
+        "close_form": extra.pop("close_form", None) or close_form,
+        "action_form": ActionForm(),
+        "can_write": services.can_write_notes(user, consult),
+        "is_requester": services.is_requesting_clinician(user, consult),
+        "has_offer": user.role == Role.SPECIALIST and matching.has_pending_offer(consult, user),
+        "is_assigned": consult.specialist_id == user.id,
+        "is_coordinator": user.role in (Role.COORDINATOR, Role.ADMIN),
+        "status_label": services.status_label,
+        "Status": ConsultStatus,
+        **extra,
+    }
+
+
+@bp.route("/consults/<int:consult_id>")
+@login_required
+def detail(consult_id: int) -> Any:
+    consult = services.get_visible_consult(current_user, consult_id)
+    record("consult.viewed", consult_id=consult.id, obj=consult)
+    db.session.commit()
+    return render_template("consults/detail.html", **detail_context(consult))
+
+
+def _act(consult_id: int, action: str, payload: dict[str, Any]) -> Consult:
+    """Run one consult action for the current user; raises ServiceError when refused."""
+    consult = services.get_visible_consult(current_user, consult_id)
+    if action == "submit":
+        services.submit_consult(consult, current_user)
+    elif action == "accept":
+        matching.accept_consult(consult, current_user)
+    elif action == "decline":
+        matching.decline_consult(consult, current_user)
+    elif action == "cancel":
+        services.cancel_consult(consult, current_user, str(payload.get("reason", "")))
+    elif action == "close":
+        try:
+            outcome = Outcome(payload.get("outcome"))
+            rating = int(payload["rating"]) if payload.get("rating") not in (None, "") else None
+        except (ValueError, TypeError) as exc:
+            raise InvalidInput(_("Choose an outcome, and a rating from 1 to 5.")) from exc
+        services.close_consult(consult, current_user, outcome,
+                               str(payload.get("outcome_note", "")), rating)
+    else:
+        raise InvalidInput(_("Unknown action."))
+    return consult
+
+
+ACTION_MESSAGES = {
+    "submit": _l("The consult has been sent to specialists."),
+    "accept": _l("You have taken this consult."),
+    "decline": _l("You declined this consult."),
+    "cancel": _l("The consult is cancelled."),
+    "close": _l("The consult is closed. Thank you for telling the specialist what happened."),
+}
+
+
+@bp.route("/consults/<int:consult_id>/<any(submit,accept,decline,cancel):action>",
+          methods=["POST"])
+@login_required
+def act(consult_id: int, action: str) -> Response:
+    _act(consult_id, action, request.form.to_dict())
+    db.session.commit()
+    flash(str(ACTION_MESSAGES[action]), "success")
+    if action == "decline":
+        return redirect(url_for("main.dashboard"))
+    return redirect(url_for("consults.detail", consult_id=consult_id))
+
+
+@bp.route("/consults/<int:consult_id>/close", methods=["POST"])
+@login_required
+def close(consult_id: int) -> Any:
+    consult = services.get_visible_consult(current_user, consult_id)
+    form = CloseForm()
+    if not form.validate_on_submit():
+        flash(_("Choose an outcome."), "error")
+        return render_template("consults/detail.html",
+                               **detail_context(consult, close_form=form)), 400
+    _act(consult_id, "close", request.form.to_dict())
+    db.session.commit()
+    flash(str(ACTION_MESSAGES["close"]), "success")
+    return redirect(url_for("consults.detail", consult_id=consult_id))
+
+
+@bp.route("/attachments/<int:attachment_id>")
+@login_required
+def attachment(attachment_id: int) -> Response:
+    item = services.get_visible_attachment(current_user, attachment_id)
+    db.session.commit()
+    # Always "attachment": never rendered as a page of ours (an <img> still shows it).
+    response = send_file(
+        uploads.stored_path(item.stored_name),
+        mimetype=item.content_type,
+        as_attachment=True,
+        download_name=item.original_name,
+        max_age=0,
+    )
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+# ---------------------------------------------------------------- JSON API
+
+
+def consult_json(consult: Consult) -> dict[str, Any]:
+    return {
+        "id": consult.id,
+        "reference": consult.reference,
+        "status": consult.status.value,
+        "urgency": consult.urgency.value,
+        "mode": consult.mode.value,
+        "specialty": consult.specialty.code,
+        "clinic": consult.clinic.name,
+        "specialist_id": consult.specialist_id,
+        "outcome": consult.outcome.value if consult.outcome else None,
+        "created_at": consult.created_at.isoformat(),
+        "updated_at": consult.updated_at.isoformat(),
+    }
+
+
+@bp.route("/api/consults")
+@login_required
+def api_list() -> Response:
+    return jsonify([consult_json(c) for c in services.list_for_dashboard(current_user)])
+
+
+@bp.route("/api/consults/<int:consult_id>")
+@login_required
+def api_detail(consult_id: int) -> Response:
+    consult = services.get_visible_consult(current_user, consult_id)
+    record("consult.viewed", consult_id=consult.id, obj=consult)
+    db.session.commit()
+    return jsonify(consult_json(consult))
+
+
+@bp.route("/api/consults/<int:consult_id>/<any(submit,accept,decline,cancel,close):action>",
+          methods=["POST"])
+@login_required
+def api_act(consult_id: int, action: str) -> Response:
+    payload = request.get_json(silent=True)
+    if payload is None:
+        payload = request.form.to_dict()
+    if not isinstance(payload, dict):
+        raise InvalidInput(_("The request body must be a JSON object."))
+    consult = _act(consult_id, action, payload)
+    db.session.commit()
+    return jsonify(consult_json(consult))

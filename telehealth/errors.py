@@ -1,0 +1,35 @@
+"""Errors a service raises for a person to read; views turn them into pages or JSON."""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """A refusal with a message for the user and the HTTP status that fits it."""
+
+    status_code = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(ServiceError):
+    status_code = 400
+
+
+class PermissionDenied(ServiceError):
+    status_code = 403
+
+
+class NotFound(ServiceError):
+    status_code = 404
+
+
+class Conflict(ServiceError):
+    """The action does not fit the object's current state (or somebody was faster)."""
+
+    status_code = 409
+
+
+class TooLarge(ServiceError):
+    status_code = 413

@@ -1,0 +1,44 @@
+"""Offers of a consult to specialists."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Enum, ForeignKey, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from telehealth import clock
+from telehealth.db_types import UTCDateTime
+from telehealth.extensions import db
+
+if TYPE_CHECKING:
+    from telehealth.accounts.models import User
+    from telehealth.consults.models import Consult
+
+
+class OfferStatus(enum.StrEnum):
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+    EXPIRED = "expired"
+    WITHDRAWN = "withdrawn"  # somebody else took the consult, or it was cancelled
+
+
+class Offer(db.Model):
+    __tablename__ = "offers"
+    __table_args__ = (UniqueConstraint("consult_id", "specialist_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    consult_id: Mapped[int] = mapped_column(ForeignKey("consults.id"), index=True)
+    specialist_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    status: Mapped[OfferStatus] = mapped_column(
+        Enum(OfferStatus, native_enum=False, length=20), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=clock.now)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    responded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    consult: Mapped[Consult] = relationship()
+    specialist: Mapped[User] = relationship()

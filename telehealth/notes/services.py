@@ -1,0 +1,84 @@
+"""Writing and amending case notes; the specialist's answer is a note too."""
+
+from __future__ import annotations
+
+from flask_babel import gettext as _
+from sqlalchemy import func, select
+
+from telehealth import clock, uploads
+from telehealth.accounts.models import Role, User
+from telehealth.audit.services import record
+from telehealth.consults.models import Consult, ConsultStatus
+from telehealth.consults.services import Upload, add_attachment, can_write_notes, transition
+from telehealth.errors import InvalidInput, NotFound, PermissionDenied
+from telehealth.extensions import db
+from telehealth.notes.models import Note, NoteKind, NoteRevision
+
+MAX_NOTE_LENGTH = 20_000
+
+
+def _check_body(body: str) -> str:
+    body = body.strip()
+    if not body:
+        raise InvalidInput(_("The note is empty."))
+    if len(body) > MAX_NOTE_LENGTH:
+        raise InvalidInput(
+            _("The note is longer than %(n)d characters.", n=MAX_NOTE_LENGTH)
+        )
+    return body
+
+
+def notes_for(consult: Consult) -> list[Note]:
+    return list(
+        db.session.scalars(
+            select(Note).where(Note.consult_id == consult.id).order_by(Note.created_at, Note.id)
+        )
+    )
+
+
+def add_note(
+    consult: Consult, author: User, body: str, files: list[Upload] | None = None,
+    answer: bool = False,
+) -> Note:
+    """Add a note (with attachments) to the thread; an answer moves the consult to answered."""
+    if not can_write_notes(author, consult):
+        raise PermissionDenied(_("You cannot write on this consult."))
+    body = _check_body(body)
+    checked = [uploads.check_upload(f.stream, f.filename) for f in files or []]
+    if answer and not (author.role == Role.SPECIALIST and consult.specialist_id == author.id):
+        raise PermissionDenied(_("Only the assigned specialist can answer."))
+    note = Note(
+        consult_id=consult.id, author=author, kind=NoteKind.ANSWER if answer else NoteKind.NOTE
+    )
+    db.session.add(note)
+    db.session.flush()
+    db.session.add(NoteRevision(note_id=note.id, number=1, body=body, author=author))
+    db.session.flush()
+    for item in checked:
+        add_attachment(consult, author, item, note_id=note.id)
+    record("note.created", consult_id=consult.id, obj=note, kind=note.kind.value)
+    if answer and consult.status == ConsultStatus.ACCEPTED:
+        transition(consult, ConsultStatus.ANSWERED, answered_at=clock.now())
+    return note
+
+
+def amend_note(note: Note, author: User, body: str) -> NoteRevision:
+    """Add a new revision of one's own note; earlier text stays visible."""
+    consult = db.session.get(Consult, note.consult_id)
+    if consult is None:
+        raise NotFound(_("No such consult."))
+    if note.author_id != author.id or not can_write_notes(author, consult):
+        raise PermissionDenied(_("Only the author can amend a note, while the case is open."))
+    body = _check_body(body)
+    if body == note.current.body:
+        raise InvalidInput(_("The amended text is the same as the current one."))
+    number = (
+        db.session.scalar(select(func.max(NoteRevision.number)).where(
+            NoteRevision.note_id == note.id)) or 0
+    ) + 1
+    revision = NoteRevision(note_id=note.id, number=number, body=body, author=author)
+    db.session.add(revision)
+    db.session.flush()
+    db.session.refresh(note)
+    record("note.amended", consult_id=consult.id, obj=note, revision=number)
+    return revision

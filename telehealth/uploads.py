@@ -1,0 +1,129 @@
+"""Checking and storing uploaded files: content decides the type, never the name."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from flask import current_app
+from flask_babel import gettext as _
+from PIL import Image
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from telehealth.errors import InvalidInput, TooLarge
+
+ALLOWED_TYPES = {"image/jpeg", "image/png", "application/pdf"}
+
+
+@dataclass(frozen=True)
+class CheckedFile:
+    data: bytes
+    content_type: str
+    original_name: str
+
+
+def sniff(data: bytes) -> str | None:
+    """Return the content type from the file's first bytes, or None if not allowed."""
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"%PDF-"):
+        return "application/pdf"
+    return None
+
+
+def _clean_name(name: str) -> str:
+    # Only ever displayed, never used as a path: keep the last component, printable.
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    base = "".join(ch for ch in base if ch.isprintable()).strip()
+    return base[:200] or "file"
+
+
+def _reencode_image(data: bytes, content_type: str) -> bytes:
+    """Decode and re-encode a photo: proves it is an image and drops EXIF (GPS, device)."""
+    max_pixels = current_app.config["MAX_IMAGE_PIXELS"]
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.width * img.height > max_pixels:
+                raise InvalidInput(_("This image is too large in pixels."))
+            img.load()
+            out = io.BytesIO()
+            if content_type == "image/jpeg":
+                img = img.convert("RGB")
+                img.save(out, format="JPEG", quality=88)
+            else:
+                img.save(out, format="PNG", optimize=True)
+            return out.getvalue()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InvalidInput(_("This image is too large in pixels.")) from exc
+    except InvalidInput:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any decoder failure means "not an image"
+        raise InvalidInput(_("This file is not a valid image.")) from exc
+
+
+def check_upload(stream: IO[bytes], filename: str) -> CheckedFile:
+    """Read an upload, check its size and content, and return it ready to store."""
+    limit = current_app.config["MAX_ATTACHMENT_BYTES"]
+    data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise TooLarge(
+            _("%(name)s is larger than the limit of %(mb)s MB.", name=_clean_name(filename),
+              mb=limit // (1024 * 1024))
+        )
+    if not data:
+        raise InvalidInput(_("%(name)s is empty.", name=_clean_name(filename)))
+    content_type = sniff(data)
+    if content_type is None:
+        raise InvalidInput(
+            _("%(name)s is not a JPEG, PNG or PDF file.", name=_clean_name(filename))
+        )
+    if content_type.startswith("image/"):
+        data = _reencode_image(data, content_type)
+    return CheckedFile(data=data, content_type=content_type, original_name=_clean_name(filename))
+
+
+def upload_dir() -> Path:
+    path = Path(current_app.config["UPLOAD_DIR"])
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def store(session: Session, checked: CheckedFile) -> tuple[str, str]:
+    """Write the file under a generated name; return (stored_name, sha256).
+
+    The file is removed again if the transaction that records it rolls back.
+    """
+    stored_name = secrets.token_hex(16)
+    path = upload_dir() / stored_name
+    with open(path, "xb") as fh:
+        fh.write(checked.data)
+    session.info.setdefault("new_files", []).append(path)
+    return stored_name, hashlib.sha256(checked.data).hexdigest()
+
+
+def stored_path(stored_name: str) -> Path:
+    if not stored_name.isalnum():  # generated names are hex; anything else is not ours
+        raise InvalidInput("bad stored name")
+    return upload_dir() / stored_name
+
+
+@event.listens_for(Session, "after_commit")
+def _keep_new_files(session: Session) -> None:
+    session.info.pop("new_files", None)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _remove_new_files(session: Session, previous_transaction: object) -> None:
+    for path in session.info.pop("new_files", []):
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass

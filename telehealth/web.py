@@ -1,0 +1,144 @@
+"""Request-level plumbing: locale, login loading, error pages, template helpers."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime
+from typing import Any
+
+from flask import Flask, current_app, jsonify, render_template, request
+from flask_babel import format_datetime
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+from telehealth.errors import ServiceError
+from telehealth.extensions import db, login_manager
+
+logger = logging.getLogger(__name__)
+
+LANGUAGE_NAMES = {
+    "en": "English",
+    "fr": "Français",
+    "es": "Español",
+    "pt": "Português",
+    "ar": "العربية",
+    "sw": "Kiswahili",
+}
+RTL_LANGUAGES = {"ar"}
+
+
+def select_locale() -> str | None:
+    """The user's profile language, else the browser's, else the deployment default."""
+    if current_user and current_user.is_authenticated and current_user.locale:
+        return str(current_user.locale)
+    return request.accept_languages.best_match(current_app.config["LANGUAGES"])
+
+
+def select_timezone() -> str | None:
+    if current_user and current_user.is_authenticated:
+        return str(current_user.timezone)
+    return None
+
+
+@login_manager.user_loader
+def load_user(user_id: str) -> Any:
+    from telehealth.accounts.models import User
+
+    # The cookie carries "id:token"; a token that no longer matches is a dead session.
+    ident, _sep, token = user_id.partition(":")
+    if not ident.isdigit():
+        return None
+    user = db.session.get(User, int(ident))
+    if user is None or not user.active or user.session_token != token:
+        return None
+    return user
+
+
+login_manager.login_view = "accounts.login"
+login_manager.login_message = _l("Please sign in to see this page.")
+login_manager.login_message_category = "info"
+
+
+def role_label(role: Any) -> str:
+    labels = {
+        "clinician": _("clinician"),
+        "specialist": _("specialist"),
+        "coordinator": _("coordinator"),
+        "admin": _("administrator"),
+    }
+    return labels.get(str(role), str(role))
+
+
+def wants_json() -> bool:
+    return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json"
+
+
+def error_response(status: int, message: str, error_id: str | None = None) -> Any:
+    if wants_json():
+        body: dict[str, Any] = {"error": message, "status": status}
+        if error_id:
+            body["error_id"] = error_id
+        return jsonify(body), status
+    return render_template("error.html", status=status, message=message, error_id=error_id), status
+
+
+def init_app(app: Flask) -> None:
+    """Register error handlers and template helpers."""
+
+    @app.errorhandler(ServiceError)
+    def handle_service_error(exc: ServiceError) -> Any:
+        db.session.rollback()
+        return error_response(exc.status_code, exc.message)
+
+    @app.errorhandler(CSRFError)
+    def handle_csrf(exc: CSRFError) -> Any:
+        return error_response(
+            400, _("The form had expired or did not come from this site. Please try again.")
+        )
+
+    @app.errorhandler(HTTPException)
+    def handle_http(exc: HTTPException) -> Any:
+        messages = {
+            403: _("You do not have access to this page."),
+            404: _("This page does not exist, or you do not have access to it."),
+            405: _("This action is not allowed here."),
+            413: _("The upload is too large."),
+        }
+        return error_response(exc.code or 500, messages.get(exc.code or 500, exc.name))
+
+    @app.errorhandler(Exception)
+    def handle_unexpected(exc: Exception) -> Any:
+        db.session.rollback()
+        error_id = uuid.uuid4().hex[:12]
+        logger.exception("unhandled error %s on %s %s", error_id, request.method, request.path)
+        return error_response(
+            500, _("Something went wrong on our side. Nothing you saved before was lost."),
+            error_id,
+        )
+
+    @app.context_processor
+    def inject_helpers() -> dict[str, Any]:
+        from flask_babel import get_locale
+
+        from telehealth.consults import services as consults
+
+        locale = str(get_locale() or "en")
+        return {
+            "status_label": consults.status_label,
+            "outcome_label": consults.outcome_label,
+            "sex_label": consults.sex_label,
+            "urgency_label": consults.urgency_label,
+            "mode_label": consults.mode_label,
+            "role_label": role_label,
+            "LANGUAGE_NAMES": LANGUAGE_NAMES,
+            "current_locale": locale,
+            "text_direction": "rtl" if locale in RTL_LANGUAGES else "ltr",
+        }
+
+    @app.template_filter("when")
+    def format_when(value: datetime | None) -> str:
+        return format_datetime(value, "medium") if value else ""

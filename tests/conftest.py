@@ -1,0 +1,241 @@
+"""Shared fixtures: an app on SQLite (or PostgreSQL when configured), factories, sign-in."""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# Before telehealth is imported: keep the test run's secret key and instance files apart.
+_INSTANCE = tempfile.mkdtemp(prefix="telehealth-test-")
+os.environ.setdefault("TELEHEALTH_INSTANCE_DIR", _INSTANCE)
+os.environ.setdefault("TELEHEALTH_SECRET_KEY", "test-secret-key")
+
+from flask import Flask  # noqa: E402
+from flask.testing import FlaskClient  # noqa: E402
+from PIL import Image  # noqa: E402
+from sqlalchemy import create_engine, text  # noqa: E402
+
+from telehealth import clock, create_app  # noqa: E402
+from telehealth.accounts.models import Role, Specialty, User  # noqa: E402
+from telehealth.accounts.services import create_user  # noqa: E402
+from telehealth.clinics.models import Clinic  # noqa: E402
+from telehealth.clinics.services import create_clinic  # noqa: E402
+from telehealth.consults.models import ConsultMode, Sex, Urgency  # noqa: E402
+from telehealth.consults.services import ConsultInput, Upload, create_consult  # noqa: E402
+from telehealth.extensions import db  # noqa: E402
+
+IN_CI = os.environ.get("CI") == "true"
+TEST_DATABASE_URL = os.environ.get("TELEHEALTH_TEST_DATABASE_URL")
+PASSWORD = "correct horse battery"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+def need_service(name: str, reason: str) -> None:
+    """Skip on a laptop without the service; in CI a missing service is a failure."""
+    message = f"{name} is not available: {reason}"
+    if IN_CI:
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+def reset_postgres(url: str) -> None:
+    """Empty the test database: every run starts from migrations on a blank schema."""
+    try:
+        engine = create_engine(url, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+        engine.dispose()
+    except Exception as exc:  # noqa: BLE001 - any connection failure means "unreachable"
+        need_service("PostgreSQL", f"{url}: {exc}")
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    if TEST_DATABASE_URL:
+        reset_postgres(TEST_DATABASE_URL)
+        return TEST_DATABASE_URL
+    return f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite'}"
+
+
+@pytest.fixture(scope="session")
+def app(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
+    """One application for the session, its schema built by the migrations."""
+    from flask_migrate import upgrade
+
+    app = create_app({
+        "TESTING": True,
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "UPLOAD_DIR": str(tmp_path_factory.mktemp("uploads")),
+        "WTF_CSRF_ENABLED": False,
+        "ARGON2_TIME_COST": 1,
+        "ARGON2_MEMORY_KIB": 1024,
+        "SERVER_NAME": None,
+    })
+    with app.app_context():
+        upgrade()
+    yield app
+    with app.app_context():
+        db.engine.dispose()
+
+
+def _empty_tables() -> None:
+    tables = [t for t in reversed(db.metadata.sorted_tables)]
+    if db.engine.dialect.name == "postgresql":
+        names = ", ".join(f'"{t.name}"' for t in tables)
+        db.session.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    else:
+        for table in tables:
+            db.session.execute(table.delete())
+    db.session.commit()
+
+
+@pytest.fixture(autouse=True)
+def _app_context(app: Flask) -> Iterator[None]:
+    """Each test runs in an app context and leaves every table empty behind it."""
+    with app.app_context():
+        yield
+        db.session.rollback()
+        clock.freeze(None)
+        _empty_tables()
+        db.session.remove()
+
+
+@pytest.fixture()
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+# ---------------------------------------------------------------- factories
+
+
+@pytest.fixture()
+def make_specialty() -> Callable[..., Specialty]:
+    def make(code: str = "cardiology", name: str | None = None) -> Specialty:
+        specialty = db.session.query(Specialty).filter_by(code=code).one_or_none()
+        if specialty is None:
+            specialty = Specialty(code=code, name=name or code.title())
+            db.session.add(specialty)
+            db.session.commit()
+        return specialty
+
+    return make
+
+
+@pytest.fixture()
+def make_clinic() -> Callable[..., Clinic]:
+    counter = iter(range(1, 10_000))
+
+    def make(name: str | None = None, languages: tuple[str, ...] = ("fr", "en"),
+             **kwargs: Any) -> Clinic:
+        clinic = create_clinic(name=name or f"Clinic {next(counter)}",
+                               country=kwargs.pop("country", "CD"),
+                               languages=list(languages), **kwargs)
+        db.session.commit()
+        return clinic
+
+    return make
+
+
+@pytest.fixture()
+def make_user(make_specialty: Callable[..., Specialty]) -> Callable[..., User]:
+    counter = iter(range(1, 10_000))
+
+    def make(role: Role = Role.CLINICIAN, clinic: Clinic | None = None,
+             specialties: tuple[str, ...] = ("cardiology",), languages: tuple[str, ...] = ("en",
+                                                                                        "fr"),
+             email: str | None = None, **kwargs: Any) -> User:
+        n = next(counter)
+        user = create_user(
+            email=email or f"{role.value}{n}@example.org",
+            name=kwargs.pop("name", f"{role.value.title()} {n}"),
+            password=PASSWORD,
+            role=role,
+            clinic=clinic,
+            specialties=[make_specialty(c) for c in specialties] if role == Role.SPECIALIST
+            else [],
+            languages={code: 3 for code in languages},
+            **kwargs,
+        )
+        db.session.commit()
+        return user
+
+    return make
+
+
+def image_bytes(fmt: str = "JPEG", size: tuple[int, int] = (64, 48), exif: bytes | None = None
+                ) -> bytes:
+    out = io.BytesIO()
+    image = Image.new("RGB", size, (200, 30, 30))
+    if exif is not None:
+        image.save(out, format=fmt, exif=exif)
+    else:
+        image.save(out, format=fmt)
+    return out.getvalue()
+
+
+@pytest.fixture()
+def make_consult(make_specialty: Callable[..., Specialty]) -> Callable[..., Any]:
+    def make(clinician: User, *, submit: bool = True, specialty: str = "cardiology",
+             files: list[tuple[str, bytes]] | None = None, **overrides: Any) -> Any:
+        data = ConsultInput(
+            patient_ref=overrides.pop("patient_ref", "P-001"),
+            patient_age_years=overrides.pop("patient_age_years", 34),
+            patient_age_band=None,
+            patient_sex=overrides.pop("patient_sex", Sex.FEMALE),
+            presenting_problem=overrides.pop("presenting_problem", "Chest pain for two days."),
+            history=overrides.pop("history", ""),
+            question=overrides.pop("question", "Is this cardiac?"),
+            specialty=make_specialty(specialty),
+            urgency=overrides.pop("urgency", Urgency.URGENT),
+            mode=overrides.pop("mode", ConsultMode.WRITTEN),
+            languages=overrides.pop("languages", ["fr", "en"]),
+        )
+        uploads = [Upload(io.BytesIO(content), name) for name, content in files or []]
+        consult = create_consult(clinician, data, uploads, submit=submit)
+        db.session.commit()
+        return consult
+
+    return make
+
+
+class Auth:
+    """Sign a test client in and out."""
+
+    def __init__(self, client: FlaskClient) -> None:
+        self.client = client
+
+    def login(self, user_or_email: User | str, password: str = PASSWORD) -> Any:
+        email = user_or_email if isinstance(user_or_email, str) else user_or_email.email
+        return self.client.post("/login", data={"email": email, "password": password})
+
+    def logout(self) -> Any:
+        return self.client.post("/logout")
+
+
+@pytest.fixture()
+def auth(client: FlaskClient) -> Auth:
+    return Auth(client)
+
+
+@pytest.fixture()
+def world(make_clinic: Callable[..., Clinic], make_user: Callable[..., User]) -> dict[str, Any]:
+    """Two clinics, a clinician in each, two cardiologists, a coordinator and an admin."""
+    clinic = make_clinic("Goma")
+    other_clinic = make_clinic("Maputo", languages=("pt",))
+    return {
+        "clinic": clinic,
+        "other_clinic": other_clinic,
+        "clinician": make_user(Role.CLINICIAN, clinic=clinic),
+        "other_clinician": make_user(Role.CLINICIAN, clinic=other_clinic),
+        "specialist": make_user(Role.SPECIALIST),
+        "other_specialist": make_user(Role.SPECIALIST, specialties=("dermatology",)),
+        "coordinator": make_user(Role.COORDINATOR),
+        "admin": make_user(Role.ADMIN),
+    }
