@@ -46,13 +46,13 @@ def _clean_name(name: str) -> str:
     return base[:200] or "file"
 
 
-def _reencode_image(data: bytes, content_type: str) -> bytes:
+def _reencode_image(data: bytes, content_type: str, name: str) -> bytes:
     """Decode and re-encode a photo: proves it is an image and drops EXIF (GPS, device)."""
     max_pixels = current_app.config["MAX_IMAGE_PIXELS"]
     try:
         with Image.open(io.BytesIO(data)) as img:
             if img.width * img.height > max_pixels:
-                raise InvalidInput(_("This image is too large in pixels."))
+                raise InvalidInput(_("%(name)s has too many pixels.", name=name))
             img.load()
             out = io.BytesIO()
             if content_type == "image/jpeg":
@@ -62,11 +62,11 @@ def _reencode_image(data: bytes, content_type: str) -> bytes:
                 img.save(out, format="PNG", optimize=True)
             return out.getvalue()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise InvalidInput(_("This image is too large in pixels.")) from exc
+        raise InvalidInput(_("%(name)s has too many pixels.", name=name)) from exc
     except InvalidInput:
         raise
     except Exception as exc:  # noqa: BLE001 - any decoder failure means "not an image"
-        raise InvalidInput(_("This file is not a valid image.")) from exc
+        raise InvalidInput(_("%(name)s is not a valid image.", name=name)) from exc
 
 
 def check_upload(stream: IO[bytes], filename: str) -> CheckedFile:
@@ -86,7 +86,7 @@ def check_upload(stream: IO[bytes], filename: str) -> CheckedFile:
             _("%(name)s is not a JPEG, PNG or PDF file.", name=_clean_name(filename))
         )
     if content_type.startswith("image/"):
-        data = _reencode_image(data, content_type)
+        data = _reencode_image(data, content_type, _clean_name(filename))
     return CheckedFile(data=data, content_type=content_type, original_name=_clean_name(filename))
 
 

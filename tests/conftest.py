@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import io
 import os
 import tempfile
@@ -64,6 +65,21 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     return f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite'}"
 
 
+class IsolatedClient(FlaskClient):
+    """A test client whose requests run in their own contexts, as on a real server.
+
+    Tests keep an app context pushed for their own database work; without this, Flask would
+    reuse it for each request and share `g` (the signed-in user, the locale) and the
+    database session between requests and between clients.
+    """
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        response = contextvars.Context().run(super().open, *args, **kwargs)
+        # What the test loaded before may have changed: read it afresh next time.
+        db.session.expire_all()
+        return response
+
+
 @pytest.fixture(scope="session")
 def app(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
     """One application for the session, its schema built by the migrations."""
@@ -78,6 +94,7 @@ def app(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         "ARGON2_MEMORY_KIB": 1024,
         "SERVER_NAME": None,
     })
+    app.test_client_class = IsolatedClient
     with app.app_context():
         upgrade()
     yield app
@@ -97,8 +114,9 @@ def _empty_tables() -> None:
 
 
 @pytest.fixture(autouse=True)
-def _app_context(app: Flask) -> Iterator[None]:
-    """Each test runs in an app context and leaves every table empty behind it."""
+def _app_context(app: Flask, tmp_path: Path) -> Iterator[None]:
+    """Each test runs in an app context, with its own upload folder, and empties every table."""
+    app.config["UPLOAD_DIR"] = str(tmp_path / "uploads")
     with app.app_context():
         yield
         db.session.rollback()
@@ -239,3 +257,59 @@ def world(make_clinic: Callable[..., Clinic], make_user: Callable[..., User]) ->
         "coordinator": make_user(Role.COORDINATOR),
         "admin": make_user(Role.ADMIN),
     }
+
+
+# ---------------------------------------------------------------- live server and browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+]
+
+
+@pytest.fixture(scope="session")
+def live_server(app: Flask) -> Iterator[str]:
+    """The app served by a real HTTP server on a free loopback port; yields its base URL."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Headless Debian Chromium driven by Playwright (never a downloaded browser)."""
+    if not os.path.exists(CHROMIUM):
+        need_service("Chromium", f"{CHROMIUM} is missing (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:
+        need_service("Playwright", str(exc))
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                              args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()
+
+
+def screenshot(page: Any, name: str) -> Path:
+    """Save a full-page screenshot under test-artifacts/screenshots/ (named in the README)."""
+    folder = ARTIFACTS / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
