@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from flask import Flask, current_app, jsonify, render_template, request
+from flask import Flask, current_app, jsonify, render_template, request, session
 from flask_babel import format_datetime
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -32,9 +32,11 @@ RTL_LANGUAGES = {"ar"}
 
 
 def select_locale() -> str | None:
-    """The user's profile language, else the browser's, else the deployment default."""
+    """The user's profile language, else the session's, else the browser's, else the default."""
     if current_user and current_user.is_authenticated and current_user.locale:
         return str(current_user.locale)
+    if session.get("locale") in current_app.config["LANGUAGES"]:
+        return str(session["locale"])  # chosen with the switcher before signing in
     return request.accept_languages.best_match(current_app.config["LANGUAGES"])
 
 

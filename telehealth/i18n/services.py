@@ -1,0 +1,27 @@
+"""Changing a person's language and time zone."""
+
+from __future__ import annotations
+
+from flask import current_app
+from flask_babel import gettext as _
+
+from telehealth.accounts.models import User
+from telehealth.audit.services import record
+from telehealth.errors import InvalidInput
+from telehealth.i18n.formatting import is_timezone
+
+
+def check_language(language: str) -> str:
+    if language not in current_app.config["LANGUAGES"]:
+        raise InvalidInput(_("This language is not available."))
+    return language
+
+
+def set_preferences(user: User, language: str, timezone: str | None = None) -> None:
+    """Store the interface language (and the time zone, when given) in the user's profile."""
+    user.locale = check_language(language)
+    if timezone is not None:
+        if not is_timezone(timezone):
+            raise InvalidInput(_("Unknown time zone."))
+        user.timezone = timezone
+    record("account.preferences", obj=user, locale=user.locale, timezone=user.timezone)
