@@ -19,7 +19,7 @@ BABEL_CFG = BASE_DIR / "babel.cfg"
 TRANSLATIONS_DIR = BASE_DIR / "translations"
 POT_FILE = TRANSLATIONS_DIR / "messages.pot"
 # Keywords beyond pybabel's defaults (_, gettext, ngettext, ...): Flask-Babel's lazy forms.
-KEYWORDS = ["_l", "lazy_gettext", "lazy_ngettext:1,2"]
+KEYWORDS = ["_l", "lazy_gettext", "lazy_ngettext:1,2", "N_", "Nn_:1,2"]
 
 
 def _pybabel(*args: str) -> None:

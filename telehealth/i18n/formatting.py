@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from babel import Locale, UnknownLocaleError
-from babel.dates import format_datetime, format_timedelta
+from babel.dates import format_datetime, format_timedelta, get_timezone_location
 from babel.numbers import format_decimal
 
 from telehealth import clock
@@ -45,6 +46,13 @@ def is_timezone(name: str) -> bool:
     return True
 
 
-def timezone_choices() -> list[str]:
-    """Every IANA zone name, sorted (for the preferences form)."""
+def timezone_names() -> list[str]:
+    """Every IANA zone name, sorted."""
     return sorted(z for z in available_timezones() if "/" in z or z == "UTC")
+
+
+@cache
+def timezone_choices(locale: str) -> list[tuple[str, str]]:
+    """(zone, its place named in the reader's language), sorted by that name."""
+    choices = [(zone, get_timezone_location(zone, locale=locale)) for zone in timezone_names()]
+    return sorted(choices, key=lambda choice: choice[1])

@@ -16,9 +16,11 @@ from telehealth.accounts.views import _safe_next
 from telehealth.errors import ServiceError
 from telehealth.extensions import db
 from telehealth.i18n import formatting, services
+from telehealth.i18n.form_messages import install_form_messages
 from telehealth.i18n.forms import LanguageForm, PreferencesForm
 
 bp = Blueprint("i18n", __name__, template_folder="templates")
+bp.before_app_request(install_form_messages)
 
 
 def _reader_locale() -> str:
@@ -53,7 +55,7 @@ def _path_of(url: str) -> str:
 @login_required
 def preferences() -> Any:
     form = PreferencesForm()
-    form.timezone.choices = [(z, z.replace("_", " ")) for z in formatting.timezone_choices()]
+    form.timezone.choices = formatting.timezone_choices(_reader_locale())
     if request.method == "GET":
         form.language.data = current_user.locale or _reader_locale()
         form.timezone.data = current_user.timezone
