@@ -22,11 +22,17 @@ POT_FILE = TRANSLATIONS_DIR / "messages.pot"
 KEYWORDS = ["_l", "lazy_gettext", "lazy_ngettext:1,2", "N_", "Nn_:1,2"]
 
 
+class CatalogError(Exception):
+    """pybabel reported errors (a catalog that does not compile, a bad template...)."""
+
+
 def _pybabel(*args: str) -> None:
     """Run one pybabel command in-process (no dependency on PATH); raise on failure."""
     # pybabel logs every file it reads at INFO; keep the command quiet unless it fails.
     logging.getLogger("babel").setLevel(logging.WARNING)
-    CommandLineInterface().run(["pybabel", "-q", *args])
+    status = CommandLineInterface().run(["pybabel", "-q", *args])
+    if status:
+        raise CatalogError(f"pybabel {args[0]} failed (see the errors above)")
 
 
 def extract(output: Path = POT_FILE) -> Path:

@@ -32,7 +32,11 @@ def init_app(app: Flask) -> None:
     @translate.command("compile")
     def compile_command() -> None:
         """Compile every catalog to .mo."""
-        click.echo(f"Compiled: {', '.join(catalogs.compile_catalogs())}")
+        try:
+            done = catalogs.compile_catalogs()
+        except catalogs.CatalogError as exc:
+            raise click.ClickException(str(exc)) from exc
+        click.echo(f"Compiled: {', '.join(done)}")
 
     @translate.command()
     @click.argument("language")

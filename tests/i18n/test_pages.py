@@ -8,14 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import g
-from flask.testing import FlaskClient
 
 from telehealth.accounts.models import User
 from telehealth.extensions import db
 from telehealth.i18n.catalogs import TRANSLATIONS_DIR, read_catalog
-from tests.conftest import PASSWORD
 from tests.i18n.conftest import LANGUAGES
+from tests.i18n.helpers import FreshClient, browser
 
 # (who is signed in, URL) for every page; build_urls() fills in the ids.
 PAGE_RULES = {
@@ -115,28 +113,9 @@ def english_messages(language: str) -> list[str]:
     return found
 
 
-class FreshClient(FlaskClient):
-    """A test client whose requests do not inherit the signed-in user or locale on `g`.
-
-    Each test runs inside one app context, which every request of every client reuses;
-    Flask-Login and Flask-Babel cache per-request answers on its `g`.
-    """
-
-    def open(self, *args: Any, **kwargs: Any) -> Any:
-        g.pop("_login_user", None)
-        g.pop("_flask_babel", None)
-        return super().open(*args, **kwargs)
-
-
 def client_for(app, who: str, world: dict[str, Any], language: str) -> FreshClient:
     """A fresh browser for one person (nobody when `who` is empty), asking for `language`."""
-    client = FreshClient(app, app.response_class, use_cookies=True)
-    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = language
-    if who:
-        response = client.post("/login", data={"email": world[who].email,
-                                               "password": PASSWORD})
-        assert response.status_code == 302, response.text
-    return client
+    return browser(app, world[who] if who else None, language)
 
 
 def set_language(world: dict[str, Any], language: str) -> None:
