@@ -104,6 +104,13 @@ def _placeholders(text: str) -> set[str]:
     return set(re.findall(r"%\(\w+\)[sd]", text))
 
 
+def _texts(value: object) -> tuple[str, ...]:
+    """A message id or string as a tuple of texts (one, or one per plural form)."""
+    if isinstance(value, (tuple, list)):
+        return tuple(str(v or "") for v in value)
+    return (str(value or ""),)
+
+
 def check(template: Catalog, directory: Path = TRANSLATIONS_DIR) -> list[CatalogProblems]:
     """Compare every catalog with an extraction; return the catalogs that are not complete."""
     problems = []
@@ -113,21 +120,22 @@ def check(template: Catalog, directory: Path = TRANSLATIONS_DIR) -> list[Catalog
         for message in template:
             if not message.id:
                 continue
-            key = message.id if isinstance(message.id, str) else message.id[0]
+            sources = _texts(message.id)
+            key = sources[0]
             entry = catalog.get(message.id)
             if entry is None:
                 found.missing.append(key)
                 continue
-            strings = entry.string if isinstance(entry.string, tuple) else (entry.string,)
-            if not all(s and s.strip() for s in strings):
+            strings = _texts(entry.string)
+            plural = len(sources) > 1
+            if not all(s.strip() for s in strings):
                 found.untranslated.append(key)
             if entry.fuzzy:
                 found.fuzzy.append(key)
-            if isinstance(message.id, tuple) and len(strings) != catalog.num_plurals:
+            if plural and len(strings) != catalog.num_plurals:
                 found.wrong_plurals.append(key)
-            sources = message.id if isinstance(message.id, tuple) else (message.id,)
             source = set().union(*(_placeholders(m) for m in sources))
-            if isinstance(message.id, tuple):
+            if plural:
                 # A plural form may leave the number out ("one year"), never invent a name.
                 broken = any(s and not _placeholders(s) <= source for s in strings)
             else:

@@ -74,5 +74,6 @@ def install_form_messages() -> Any:
     # Flask-Babel caches the locale on `g`, which lives as long as the app context: a test
     # client (or a socket handler) reusing one context would keep the first request's language.
     refresh()
-    request.wtforms_translations = FormMessages(str(get_locale() or "en"))
+    request.wtforms_translations = FormMessages(  # type: ignore[attr-defined]
+        str(get_locale() or "en"))
     return None
