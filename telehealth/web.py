@@ -37,7 +37,9 @@ def select_locale() -> str | None:
         return str(current_user.locale)
     if session.get("locale") in current_app.config["LANGUAGES"]:
         return str(session["locale"])  # chosen with the switcher before signing in
-    return request.accept_languages.best_match(current_app.config["LANGUAGES"])
+    from telehealth.i18n.services import browser_language
+
+    return browser_language(request.accept_languages, current_app.config["LANGUAGES"])
 
 
 def select_timezone() -> str | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from flask import current_app
 from flask_babel import gettext as _
 
@@ -25,3 +27,16 @@ def set_preferences(user: User, language: str, timezone: str | None = None) -> N
             raise InvalidInput(_("Unknown time zone."))
         user.timezone = timezone
     record("account.preferences", obj=user, locale=user.locale, timezone=user.timezone)
+
+
+def browser_language(accepted: Iterable[tuple[str, float]], available: list[str]) -> str | None:
+    """The browser's most wanted language we have, matched on the primary subtag.
+
+    Werkzeug's best_match prefers an exact match anywhere in the list, so "sw-KE, en;q=0.5"
+    would get English; a Kenyan reader asked for Swahili first.
+    """
+    for tag, _quality in sorted(accepted, key=lambda item: -item[1]):
+        primary = tag.replace("_", "-").split("-")[0].lower()
+        if primary in available:
+            return primary
+    return None

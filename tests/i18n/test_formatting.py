@@ -115,3 +115,16 @@ def test_preferences_set_the_time_zone(app, world):
         or "Opción no válida" in response.text
     db.session.refresh(specialist)
     assert specialist.timezone == "America/Lima"
+
+
+@pytest.mark.parametrize(("header", "expected"), [
+    ("sw-KE,en;q=0.5", "sw"),
+    ("fr-CD, en;q=0.8", "fr"),
+    ("pt-BR,pt;q=0.9,en;q=0.5", "pt"),
+    ("de-DE,ar;q=0.7,en;q=0.3", "ar"),
+    ("de-DE", "en"),  # nothing we have: the deployment default
+    ("", "en"),
+])
+def test_browser_language_matches_on_the_primary_subtag(app, header, expected):
+    client = browser(app, accept_language=header)
+    assert f'<html lang="{expected}"' in client.get("/login").text
