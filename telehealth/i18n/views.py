@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_babel import get_locale
@@ -31,7 +32,7 @@ def _reader_locale() -> str:
 def switch_language() -> Response:
     """Anyone may switch: signed in, the choice goes to the profile, otherwise the session."""
     form = LanguageForm()
-    target = _safe_next(form.next.data or request.referrer and _path_of(request.referrer))
+    target = _safe_next(form.next.data or _path_of(request.referrer))
     if not form.validate_on_submit():
         flash(_("This language is not available."), "error")
         return redirect(target)
@@ -43,10 +44,10 @@ def switch_language() -> Response:
     return redirect(target)
 
 
-def _path_of(url: str) -> str:
-    """Only the path and query of the referring page (never another host)."""
-    from urllib.parse import urlsplit
-
+def _path_of(url: str | None) -> str:
+    """Only the path and query of a page of ours (never another host)."""
+    if not url:
+        return ""
     parts = urlsplit(url)
     return parts.path + (f"?{parts.query}" if parts.query else "")
 
@@ -81,9 +82,10 @@ def _preferences_page(form: PreferencesForm) -> str:
 @bp.app_context_processor
 def switcher_context() -> dict[str, Any]:
     def language_form() -> LanguageForm:
-        form = LanguageForm(formdata=None, language=_reader_locale(),
-                            next=request.full_path.rstrip("?"))
-        return form
+        # Back to this page after switching; a page shown after a POST has no GET of its own.
+        here = request.full_path.rstrip("?") if request.method == "GET" \
+            else _path_of(request.referrer)
+        return LanguageForm(formdata=None, language=_reader_locale(), next=here)
 
     return {"language_form": language_form}
 
