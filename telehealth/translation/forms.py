@@ -7,11 +7,7 @@ from flask_wtf import FlaskForm
 from wtforms import SelectField, SubmitField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
-from telehealth.web import LANGUAGE_NAMES
-
-
-def language_choices() -> list[tuple[str, str]]:
-    return list(LANGUAGE_NAMES.items())
+from telehealth.i18n.forms import language_choices
 
 
 class NoteLanguageForm(FlaskForm):

@@ -6,10 +6,11 @@ import enum
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Enum, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from telehealth import clock
+from telehealth.consults.models import _enum  # enums stored as plain strings, as there
 from telehealth.db_types import UTCDateTime
 from telehealth.extensions import db
 
@@ -33,10 +34,6 @@ ALLOWED_TRANSITIONS: dict[TranslationState, frozenset[TranslationState]] = {
     TranslationState.DRAFT: frozenset({TranslationState.VERIFIED}),
     TranslationState.VERIFIED: frozenset(),
 }
-
-
-def _enum(enum_class: type[enum.Enum]) -> Enum:
-    return Enum(enum_class, native_enum=False, length=20, validate_strings=True)
 
 
 class NoteTranslation(db.Model):

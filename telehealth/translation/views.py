@@ -82,14 +82,18 @@ def verify(translation_id: int) -> Response:
     return _back_to(translation.note)
 
 
+def _chosen_language() -> str:
+    form = LanguageOnlyForm()
+    if not form.validate_on_submit():
+        raise InvalidInput(_("Choose one of the listed languages."))
+    return form.language.data or ""
+
+
 @bp.route("/notes/<int:note_id>/translation-requests", methods=["POST"])
 @login_required
 def ask(note_id: int) -> Response:
     note = _readable_note(note_id)
-    form = LanguageOnlyForm()
-    if not form.validate_on_submit():
-        raise InvalidInput(_("Choose one of the listed languages."))
-    services.request_translation(note, current_user, form.language.data or "")
+    services.request_translation(note, current_user, _chosen_language())
     db.session.commit()
     flash(_("Asked for a translation. Volunteers who read both languages will see it."),
           "success")
@@ -100,10 +104,7 @@ def ask(note_id: int) -> Response:
 @login_required
 def machine(note_id: int) -> Response:
     note = _readable_note(note_id)
-    form = LanguageOnlyForm()
-    if not form.validate_on_submit():
-        raise InvalidInput(_("Choose one of the listed languages."))
-    services.machine_translate(note, current_user, form.language.data or "")
+    services.machine_translate(note, current_user, _chosen_language())
     db.session.commit()
     flash(_("Machine translation added. It is unverified: check anything that matters."),
           "success")
