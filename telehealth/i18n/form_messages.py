@@ -6,6 +6,7 @@ FormMessages then looks them up there first and falls back to WTForms' own trans
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 from babel import support
@@ -48,18 +49,19 @@ MESSAGES = (
 
 
 class FormMessages:
-    """The gettext object Flask-WTF hands to WTForms for this request."""
+    """The gettext object Flask-WTF hands to WTForms for this request (loaded on first use)."""
 
-    def __init__(self, locale: str) -> None:
-        self.ours = get_translations()
-        self.theirs = support.Translations.load(messages_path(), [locale], domain="wtforms")
+    @cached_property
+    def theirs(self) -> Any:
+        locale = str(get_locale() or "en")
+        return support.Translations.load(messages_path(), [locale], domain="wtforms")
 
     def gettext(self, string: str) -> str:
-        translated = self.ours.gettext(string)
+        translated = get_translations().gettext(string)
         return translated if translated != string else self.theirs.gettext(string)
 
     def ngettext(self, singular: str, plural: str, n: int) -> str:
-        translated = self.ours.ngettext(singular, plural, n)
+        translated = get_translations().ngettext(singular, plural, n)
         if translated not in (singular, plural):
             return translated
         return self.theirs.ngettext(singular, plural, n)
@@ -74,6 +76,5 @@ def install_form_messages() -> Any:
     # Flask-Babel caches the locale on `g`, which lives as long as the app context: a test
     # client (or a socket handler) reusing one context would keep the first request's language.
     refresh()
-    request.wtforms_translations = FormMessages(  # type: ignore[attr-defined]
-        str(get_locale() or "en"))
+    request.wtforms_translations = FormMessages()  # type: ignore[attr-defined]
     return None

@@ -100,3 +100,22 @@ def test_translate_commands(app, tmp_path, monkeypatch):
     result = runner.invoke(args=["translate", "check"])
     assert result.exit_code == 0, result.output
     assert "complete" in result.output
+
+
+def test_update_brings_new_messages_in_empty_never_fuzzy(template, tmp_path):
+    """After a merge, `translate update` adds the new messages for translators to fill in."""
+    shutil.copytree(catalogs.TRANSLATIONS_DIR / "es", tmp_path / "es",
+                    ignore=shutil.ignore_patterns("*.mo"))
+    path = tmp_path / "es" / "LC_MESSAGES" / "messages.po"
+    catalog = catalogs.read_catalog(path, "es")
+    catalog.delete("Sign in")  # as if another branch had just added it
+    catalog.delete(("%(num)d year", "%(num)d years"))
+    with path.open("wb") as fh:
+        write_po(fh, catalog)
+
+    assert catalogs.update(tmp_path) == ["es"]
+    [found] = catalogs.check(template, tmp_path)
+    assert sorted(found.untranslated) == ["%(num)d year", "Sign in"]
+    assert found.fuzzy == [] and found.missing == []
+    # Nothing already translated was touched.
+    assert catalogs.read_catalog(path, "es")["Sign out"].string == "Cerrar sesión"
