@@ -75,7 +75,6 @@ def verify(translation_id: int) -> Response:
     translation = db.session.get(NoteTranslation, translation_id)
     if translation is None or not services.can_read_note(current_user, translation.note):
         raise NotFound(_("No such translation."))
-    LanguageOnlyForm()  # CSRF is checked by the extension; nothing else to read
     services.verify_translation(translation, current_user)
     db.session.commit()
     flash(_("The translation is marked as verified."), "success")
@@ -124,7 +123,6 @@ def queue() -> str:
 def translators() -> Any:
     if current_user.role not in (Role.COORDINATOR, Role.ADMIN):
         raise PermissionDenied(_("Only coordinators can grant the translator role."))
-    form = LanguageOnlyForm()  # for its CSRF token
     if request.method == "POST":
         target = db.session.get(User, request.form.get("user_id", type=int) or 0)
         if target is None:
@@ -137,7 +135,7 @@ def translators() -> Any:
         return redirect(url_for("translation.translators"))
     people = db.session.scalars(select(User).where(User.active.is_(True))
                                 .order_by(User.name)).all()
-    return render_template("translation/translators.html", people=people, form=form)
+    return render_template("translation/translators.html", people=people)
 
 
 @bp.app_context_processor

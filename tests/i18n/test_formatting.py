@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -128,3 +129,15 @@ def test_preferences_set_the_time_zone(app, world):
 def test_browser_language_matches_on_the_primary_subtag(app, header, expected):
     client = browser(app, accept_language=header)
     assert f'<html lang="{expected}"' in client.get("/login").text
+
+
+def test_switcher_carries_a_csrf_token(app, monkeypatch):
+    monkeypatch.setitem(app.config, "WTF_CSRF_ENABLED", True)
+    client = browser(app, accept_language="fr")
+    assert client.post("/language", data={"language": "ar"}).status_code == 400
+    page = client.get("/login").text
+    token = re.search(r'language-switcher.*?name="csrf_token" value="([^"]+)"', page, re.S)
+    response = client.post("/language", data={"language": "ar", "next": "/login",
+                                               "csrf_token": token.group(1)})
+    assert response.status_code == 302
+    assert 'dir="rtl"' in client.get("/login").text
