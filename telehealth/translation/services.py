@@ -270,6 +270,8 @@ class NoteView:
     can_verify: bool
     can_machine_translate: bool
     can_correct_language: bool
+    # Languages anyone on the case may mark the note as needing (beyond the reader's own).
+    requestable_languages: list[str]
 
     @property
     def in_reader_language(self) -> bool:
@@ -298,4 +300,9 @@ def note_view(note: Note, reader: User, reader_language: str) -> NoteView:
         can_machine_translate=not same and translation is None
         and machine.get_provider() is not None and reader_language in note_languages(),
         can_correct_language=note.author_id == reader.id,
+        requestable_languages=[
+            code for code in note_languages()
+            if note.language and primary(code) != primary(note.language)
+            and code not in {primary(r.language) for r in open_requests_for(note)}
+        ],
     )

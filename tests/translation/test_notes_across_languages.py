@@ -189,3 +189,22 @@ def test_bad_input_gets_a_clear_answer(app, case):
     assert client.post("/notes/999999/translations", data={"language": "en",
                                                            "text": "x"}).status_code == 404
     assert db.session.scalars(db.select(NoteTranslation)).all() == []
+
+
+def test_author_marks_a_note_as_needing_a_translation(app, case, make_user):
+    note = _note(case["consult"], case["clinician"])
+    volunteer = make_user(Role.SPECIALIST, languages=("fr", "pt"), name="Paulo Volunteer")
+    volunteer.is_translator = True
+    db.session.commit()
+    client = browser(app, case["clinician"], "fr")
+    page = client.get(f"/consults/{case['consult'].id}").text
+    assert "Signaler qu'une traduction est nécessaire" in page
+    assert client.post(f"/notes/{note.id}/translation-requests",
+                       data={"language": "pt"}).status_code == 302
+    assert FRENCH.replace("'", "&#39;") in browser(app, volunteer).get(
+        "/translations/queue").text
+    # Asked once; the language is no longer offered.
+    page = client.get(f"/consults/{case['consult'].id}").text
+    offered = page[page.index('class="request-translation"'):]
+    offered = offered[:offered.index("</details>")]
+    assert '<option value="en">' in offered and '<option value="pt">' not in offered
