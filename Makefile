@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 FLASK := $(VENV)/bin/flask --app wsgi
 
-.PHONY: run test lint bench-matching translations clean
+.PHONY: run test lint bench-matching translations translations-update translations-check clean
 
 $(VENV)/bin/python:
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed (set PYTHON=...)"; exit 1; }
@@ -18,16 +18,29 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(VENV)/bin/python
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
 	touch $(VENV)/.runtime $@
 
-run: $(VENV)/.runtime
+# Compiled catalogs (.mo) are built here, never committed.
+translations: $(VENV)/.runtime
+	$(FLASK) translate compile
+
+run: $(VENV)/.runtime translations
 	$(FLASK) db upgrade
 	$(FLASK) seed-demo --if-empty
 	$(FLASK) run --host 127.0.0.1 --port 5000
 
-test: $(VENV)/.dev
+test: $(VENV)/.dev translations
 	$(PY) -m pytest
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check telehealth tests bench
 
+# After merging new strings: `make translations-update`, fill in the new entries, then
+# `make translations-check` (the test suite fails on any missing, empty or fuzzy entry).
+translations-update: $(VENV)/.runtime
+	$(FLASK) translate update
+
+translations-check: $(VENV)/.runtime
+	$(FLASK) translate check
+
 clean:
 	rm -rf $(VENV) .pytest_cache test-artifacts
+	find translations -name '*.mo' -delete

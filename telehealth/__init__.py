@@ -29,10 +29,14 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from telehealth.accounts.views import bp as accounts_bp
     from telehealth.admin.views import bp as admin_bp
     from telehealth.consults.views import bp as consults_bp
+    from telehealth.diagnoses.views import bp as diagnoses_bp
+    from telehealth.i18n.views import bp as i18n_bp
     from telehealth.main.views import bp as main_bp
     from telehealth.notes.views import bp as notes_bp
+    from telehealth.translation.views import bp as translation_bp
 
-    for blueprint in (main_bp, accounts_bp, consults_bp, notes_bp, admin_bp):
+    for blueprint in (main_bp, accounts_bp, consults_bp, notes_bp, admin_bp, i18n_bp,
+                      translation_bp, diagnoses_bp):
         app.register_blueprint(blueprint)
 
     web.init_app(app)
@@ -40,4 +44,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from telehealth import cli
 
     cli.init_app(app)
+    from telehealth.i18n import cli as i18n_cli
+
+    i18n_cli.init_app(app)
     return app

@@ -48,6 +48,9 @@ class Config:
     BABEL_DEFAULT_TIMEZONE = "UTC"
     BABEL_TRANSLATION_DIRECTORIES = str(BASE_DIR / "translations")
     LANGUAGES = ["en", "fr", "es", "pt", "ar", "sw"]
+    # A LibreTranslate-compatible service; unset, machine translation is absent from the pages.
+    MACHINE_TRANSLATION_URL = os.environ.get("TELEHEALTH_MACHINE_TRANSLATION_URL") or None
+    MACHINE_TRANSLATION_API_KEY = os.environ.get("TELEHEALTH_MACHINE_TRANSLATION_API_KEY") or None
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_SECURE = os.environ.get("TELEHEALTH_HTTPS", "") == "1"

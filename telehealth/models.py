@@ -4,10 +4,13 @@ from telehealth.accounts.models import Role, Specialty, User, UserLanguage, user
 from telehealth.audit.models import AuditEvent
 from telehealth.clinics.models import Clinic
 from telehealth.consults.models import Attachment, Consult
+from telehealth.diagnoses.models import ConsultDiagnosis
 from telehealth.matching.models import Offer
 from telehealth.notes.models import Note, NoteRevision
+from telehealth.translation.models import NoteTranslation, TranslationRequest
 
 __all__ = [
     "Attachment", "AuditEvent", "Clinic", "Consult", "Note", "NoteRevision", "Offer", "Role",
     "Specialty", "User", "UserLanguage", "user_specialties",
+    "ConsultDiagnosis", "NoteTranslation", "TranslationRequest",
 ]

@@ -7,7 +7,15 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from flask import Flask, current_app, has_request_context, jsonify, render_template, request
+from flask import (
+    Flask,
+    current_app,
+    has_request_context,
+    jsonify,
+    render_template,
+    request,
+    session,
+)
 from flask_babel import format_datetime
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -32,12 +40,16 @@ RTL_LANGUAGES = {"ar"}
 
 
 def select_locale() -> str | None:
-    """The user's profile language, else the browser's, else the deployment default."""
+    """The user's profile language, else the session's, else the browser's, else the default."""
     if not has_request_context():  # CLI commands, background tasks: the default
         return None
     if current_user and current_user.is_authenticated and current_user.locale:
         return str(current_user.locale)
-    return request.accept_languages.best_match(current_app.config["LANGUAGES"])
+    if session.get("locale") in current_app.config["LANGUAGES"]:
+        return str(session["locale"])  # chosen with the switcher before signing in
+    from telehealth.i18n.services import browser_language
+
+    return browser_language(request.accept_languages, current_app.config["LANGUAGES"])
 
 
 def select_timezone() -> str | None:

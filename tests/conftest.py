@@ -102,6 +102,14 @@ def app(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         db.engine.dispose()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _compiled_catalogs() -> None:
+    """Compile translations/*.po to .mo first, as `make translations` does (.mo is not kept)."""
+    from telehealth.i18n.catalogs import compile_catalogs
+
+    compile_catalogs()
+
+
 def _empty_tables() -> None:
     tables = [t for t in reversed(db.metadata.sorted_tables)]
     if db.engine.dialect.name == "postgresql":

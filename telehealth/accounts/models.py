@@ -8,7 +8,16 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from flask_login import UserMixin
-from sqlalchemy import Column, Enum, ForeignKey, Integer, String, Table, UniqueConstraint
+from sqlalchemy import (
+    Column,
+    Enum,
+    ForeignKey,
+    Integer,
+    String,
+    Table,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from telehealth import clock
@@ -75,6 +84,8 @@ class User(UserMixin, db.Model):
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     locale: Mapped[str | None] = mapped_column(String(12))
     active: Mapped[bool] = mapped_column(default=True)
+    # Granted by coordinators: sees the translation queue of the languages they read.
+    is_translator: Mapped[bool] = mapped_column(default=False, server_default=false())
     # Part of the login cookie: replacing it ends every session of this user at once.
     session_token: Mapped[str] = mapped_column(String(64), default=_new_session_token)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=clock.now)

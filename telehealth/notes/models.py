@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Enum, ForeignKey, Text, UniqueConstraint
+from sqlalchemy import Enum, ForeignKey, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from telehealth import clock
@@ -31,6 +31,9 @@ class Note(db.Model):
     author_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     kind: Mapped[NoteKind] = mapped_column(Enum(NoteKind, native_enum=False, length=20))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=clock.now)
+    # BCP 47 code of the text; detected when the author did not say (telehealth.translation).
+    language: Mapped[str | None] = mapped_column(String(35))
+    language_detected: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     author: Mapped[User] = relationship()
     revisions: Mapped[list[NoteRevision]] = relationship(

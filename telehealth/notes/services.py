@@ -13,6 +13,7 @@ from telehealth.consults.services import Upload, add_attachment, can_write_notes
 from telehealth.errors import InvalidInput, NotFound, PermissionDenied
 from telehealth.extensions import db
 from telehealth.notes.models import Note, NoteKind, NoteRevision
+from telehealth.translation.services import language_for_new_note
 
 MAX_NOTE_LENGTH = 20_000
 
@@ -38,7 +39,7 @@ def notes_for(consult: Consult) -> list[Note]:
 
 def add_note(
     consult: Consult, author: User, body: str, files: list[Upload] | None = None,
-    answer: bool = False,
+    answer: bool = False, language: str | None = None,
 ) -> Note:
     """Add a note (with attachments) to the thread; an answer moves the consult to answered."""
     if not can_write_notes(author, consult):
@@ -47,8 +48,10 @@ def add_note(
     checked = [uploads.check_upload(f.stream, f.filename) for f in files or []]
     if answer and not (author.role == Role.SPECIALIST and consult.specialist_id == author.id):
         raise PermissionDenied(_("Only the assigned specialist can answer."))
+    code, detected = language_for_new_note(body, language)
     note = Note(
-        consult_id=consult.id, author=author, kind=NoteKind.ANSWER if answer else NoteKind.NOTE
+        consult_id=consult.id, author=author, kind=NoteKind.ANSWER if answer else NoteKind.NOTE,
+        language=code, language_detected=detected,
     )
     db.session.add(note)
     db.session.flush()

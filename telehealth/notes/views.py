@@ -29,7 +29,7 @@ def add(consult_id: int) -> Any:
                  if f and f.filename]
         try:
             services.add_note(consult, current_user, form.body.data or "", files,
-                              answer=bool(form.answer.data))
+                              answer=bool(form.answer.data), language=form.language.data or None)
             db.session.commit()
         except ServiceError as exc:
             # The author's text comes back in the form; nothing half-saved stays behind.

@@ -1,0 +1,1 @@
+"""The interface's languages: catalogs tooling, the language switcher, local dates and numbers."""

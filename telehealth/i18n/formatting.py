@@ -1,0 +1,58 @@
+"""Dates, times and numbers in the reader's locale and time zone (Babel)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from functools import cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from babel import Locale, UnknownLocaleError
+from babel.dates import format_datetime, format_timedelta, get_timezone_location
+from babel.numbers import format_decimal
+
+from telehealth import clock
+
+
+def local_datetime(moment: datetime, locale: str, timezone: str, fmt: str = "medium") -> str:
+    """Format a UTC moment as the reader sees it: their zone, their locale's pattern."""
+    return format_datetime(moment, fmt, tzinfo=ZoneInfo(timezone), locale=locale)
+
+
+def relative_time(moment: datetime, locale: str, now: datetime | None = None) -> str:
+    """'3 hours ago' / 'in 2 days' in the reader's language."""
+    delta: timedelta = moment - (now or clock.now())
+    return format_timedelta(delta, add_direction=True, locale=locale, threshold=1.0)
+
+
+def local_number(value: float, locale: str) -> str:
+    """A number with the locale's separators (1 234,5 in French)."""
+    return format_decimal(value, locale=locale)
+
+
+def language_name(code: str, in_locale: str) -> str:
+    """The name of a language in the reader's language ('French' / 'français' / 'فرنسية')."""
+    try:
+        name = Locale.parse(in_locale).languages.get(code.split("-")[0])
+    except (UnknownLocaleError, ValueError):
+        name = None
+    return name or code
+
+
+def is_timezone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def timezone_names() -> list[str]:
+    """Every IANA zone name, sorted."""
+    return sorted(z for z in available_timezones() if "/" in z or z == "UTC")
+
+
+@cache
+def timezone_choices(locale: str) -> list[tuple[str, str]]:
+    """(zone, its place named in the reader's language), sorted by that name."""
+    choices = [(zone, get_timezone_location(zone, locale=locale)) for zone in timezone_names()]
+    return sorted(choices, key=lambda choice: choice[1])

@@ -1,0 +1,1 @@
+"""Case notes across languages: note language, translations, requests, machine translation."""

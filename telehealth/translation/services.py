@@ -1,0 +1,308 @@
+"""Note languages, translations and their verification, requests and the translation queue."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app
+from flask_babel import gettext as _
+from sqlalchemy import select
+
+from telehealth import clock
+from telehealth.accounts.models import Role, User
+from telehealth.audit.services import record
+from telehealth.consults.models import Consult
+from telehealth.consults.services import visible_consults_clause
+from telehealth.errors import Conflict, InvalidInput, PermissionDenied, ServiceError
+from telehealth.extensions import db
+from telehealth.notes.models import Note
+from telehealth.translation import machine
+from telehealth.translation.detection import detect_language
+from telehealth.translation.models import (
+    ALLOWED_TRANSITIONS,
+    NoteTranslation,
+    TranslationMethod,
+    TranslationRequest,
+    TranslationState,
+)
+
+MAX_TRANSLATION_LENGTH = 20_000
+
+
+class TranslationUnavailable(ServiceError):
+    status_code = 503
+
+
+def primary(code: str | None) -> str:
+    """'pt-BR' -> 'pt': readers and catalogs are matched on the primary language subtag."""
+    return (code or "").split("-")[0].lower()
+
+
+def note_languages() -> list[str]:
+    return list(current_app.config["LANGUAGES"])
+
+
+def check_language(code: str) -> str:
+    if code not in note_languages():
+        raise InvalidInput(_("Choose one of the listed languages."))
+    return code
+
+
+def knows(user: User, language: str | None) -> bool:
+    """The user reads and writes the language (from their profile's languages)."""
+    return bool(language) and primary(language) in {primary(c) for c in user.language_codes}
+
+
+# ---------------------------------------------------------------- the note's own language
+
+
+def language_for_new_note(body: str, chosen: str | None) -> tuple[str, bool]:
+    """The author's choice, else detected: (BCP 47 code, detected?)."""
+    if chosen:
+        return check_language(chosen), False
+    return detect_language(body), True
+
+
+def set_note_language(note: Note, user: User, language: str) -> None:
+    """The author corrects the recorded language of their note."""
+    if note.author_id != user.id:
+        raise PermissionDenied(_("Only the author can change the language of a note."))
+    note.language = check_language(language)
+    note.language_detected = False
+    record("note.language", consult_id=note.consult_id, obj=note, language=language)
+
+
+# ---------------------------------------------------------------- who may do what
+
+
+def can_see_consult(user: User, consult_id: int) -> bool:
+    return db.session.scalar(
+        select(Consult.id).where(Consult.id == consult_id, visible_consults_clause(user))
+    ) is not None
+
+
+def open_request(note: Note, language: str) -> TranslationRequest | None:
+    return db.session.scalar(select(TranslationRequest).where(
+        TranslationRequest.note_id == note.id, TranslationRequest.language == language,
+        TranslationRequest.fulfilled_at.is_(None)))
+
+
+def can_read_note(user: User, note: Note) -> bool:
+    """Those who see the consult; translators for a note waiting in their queue."""
+    if can_see_consult(user, note.consult_id):
+        return True
+    return user.is_translator and knows(user, note.language) and any(
+        knows(user, r.language) for r in open_requests_for(note))
+
+
+def can_translate(user: User, note: Note, language: str) -> bool:
+    """Someone who reads the note and knows both languages."""
+    return (primary(language) != primary(note.language) and knows(user, note.language)
+            and knows(user, language) and can_read_note(user, note))
+
+
+# ---------------------------------------------------------------- translations
+
+
+def _check_text(text: str) -> str:
+    text = text.strip()
+    if not text:
+        raise InvalidInput(_("The translation is empty."))
+    if len(text) > MAX_TRANSLATION_LENGTH:
+        raise InvalidInput(_("The translation is longer than %(n)d characters.",
+                             n=MAX_TRANSLATION_LENGTH))
+    return text
+
+
+def _fulfil_requests(note: Note, language: str) -> None:
+    for request in open_requests_for(note):
+        if primary(request.language) == primary(language):
+            request.fulfilled_at = clock.now()
+
+
+def add_translation(note: Note, user: User, language: str, text: str) -> NoteTranslation:
+    """A person's translation of the note's current text; a draft until someone verifies it."""
+    check_language(language)
+    if note.language is None:
+        raise InvalidInput(_("Set the language of the note first."))
+    if not can_translate(user, note, language):
+        raise PermissionDenied(_("Only someone on the case who knows both languages can "
+                                 "translate this note."))
+    translation = NoteTranslation(
+        note_id=note.id, revision_id=note.current.id, language=language,
+        text=_check_text(text), method=TranslationMethod.HUMAN, state=TranslationState.DRAFT,
+        created_by_id=user.id,
+    )
+    db.session.add(translation)
+    _fulfil_requests(note, language)
+    db.session.flush()
+    record("note.translated", consult_id=note.consult_id, obj=translation, language=language,
+           method="human")
+    return translation
+
+
+def machine_translate(note: Note, user: User, language: str) -> NoteTranslation:
+    """Ask the configured machine for a translation; it stays marked unverified."""
+    check_language(language)
+    provider = machine.get_provider()
+    if provider is None:
+        raise TranslationUnavailable(_("Machine translation is not set up here."))
+    if not can_read_note(user, note) or note.language is None \
+            or primary(note.language) == primary(language):
+        raise PermissionDenied(_("You cannot translate this note."))
+    try:
+        text = provider.translate(note.current.body, note.language, language)
+    except machine.MachineTranslationError as exc:
+        raise TranslationUnavailable(
+            _("The machine translation service did not answer. Try again later.")) from exc
+    translation = NoteTranslation(
+        note_id=note.id, revision_id=note.current.id, language=language,
+        text=_check_text(text), method=TranslationMethod.MACHINE,
+        state=TranslationState.DRAFT, created_by_id=user.id,
+    )
+    db.session.add(translation)
+    db.session.flush()
+    record("note.translated", consult_id=note.consult_id, obj=translation, language=language,
+           method="machine")
+    return translation
+
+
+def verify_translation(translation: NoteTranslation, user: User) -> None:
+    """A second person who knows both languages confirms the translation."""
+    note = translation.note
+    if not can_translate(user, note, translation.language):
+        raise PermissionDenied(_("Only someone on the case who knows both languages can "
+                                 "verify this translation."))
+    if translation.method == TranslationMethod.HUMAN and translation.created_by_id == user.id:
+        raise PermissionDenied(_("Someone other than the translator must verify it."))
+    if TranslationState.VERIFIED not in ALLOWED_TRANSITIONS[translation.state]:
+        raise Conflict(_("This translation is already verified."))
+    translation.state = TranslationState.VERIFIED
+    translation.verified_by_id = user.id
+    translation.verified_at = clock.now()
+    _fulfil_requests(note, translation.language)
+    record("note.translation_verified", consult_id=note.consult_id, obj=translation)
+
+
+_PREFERENCE = {
+    (TranslationMethod.HUMAN, TranslationState.VERIFIED): 0,
+    (TranslationMethod.MACHINE, TranslationState.VERIFIED): 1,
+    (TranslationMethod.HUMAN, TranslationState.DRAFT): 2,
+    (TranslationMethod.MACHINE, TranslationState.DRAFT): 3,
+}
+
+
+def translations_of(note: Note) -> list[NoteTranslation]:
+    return list(db.session.scalars(select(NoteTranslation).where(
+        NoteTranslation.note_id == note.id).order_by(NoteTranslation.created_at.desc(),
+                                                     NoteTranslation.id.desc())))
+
+
+def best_translation(note: Note, language: str) -> NoteTranslation | None:
+    """The most trustworthy translation of the current text: verified first, people first."""
+    candidates = [t for t in translations_of(note) if primary(t.language) == primary(language)
+                  and t.revision_id == note.current.id]
+    if not candidates:
+        return None
+    return min(candidates, key=lambda t: _PREFERENCE[(t.method, t.state)])
+
+
+# ---------------------------------------------------------------- requests and the queue
+
+
+def open_requests_for(note: Note) -> list[TranslationRequest]:
+    return list(db.session.scalars(select(TranslationRequest).where(
+        TranslationRequest.note_id == note.id, TranslationRequest.fulfilled_at.is_(None))))
+
+
+def request_translation(note: Note, user: User, language: str) -> TranslationRequest:
+    """Mark the note as needing a translation into a language (idempotent while open)."""
+    check_language(language)
+    if not can_see_consult(user, note.consult_id):
+        raise PermissionDenied(_("You cannot ask for a translation of this note."))
+    if primary(language) == primary(note.language):
+        raise InvalidInput(_("The note is already in this language."))
+    existing = db.session.scalar(select(TranslationRequest).where(
+        TranslationRequest.note_id == note.id, TranslationRequest.language == language))
+    if existing is not None:
+        existing.fulfilled_at = None  # asked again: back in the queue
+        return existing
+    request = TranslationRequest(note_id=note.id, language=language, requested_by_id=user.id)
+    db.session.add(request)
+    db.session.flush()
+    record("note.translation_requested", consult_id=note.consult_id, obj=request,
+           language=language)
+    return request
+
+
+def queue_for(user: User) -> list[TranslationRequest]:
+    """Open requests this volunteer can do: into a language they read, from one they read."""
+    if not (user.is_translator or user.role in (Role.COORDINATOR, Role.ADMIN)):
+        return []
+    codes = {primary(c) for c in user.language_codes}
+    requests = db.session.scalars(select(TranslationRequest).where(
+        TranslationRequest.fulfilled_at.is_(None)).order_by(TranslationRequest.created_at))
+    return [r for r in requests if primary(r.language) in codes
+            and primary(r.note.language) in codes]
+
+
+def set_translator(target: User, by: User, granted: bool) -> None:
+    """Coordinators and administrators grant or withdraw the translator flag."""
+    if by.role not in (Role.COORDINATOR, Role.ADMIN):
+        raise PermissionDenied(_("Only coordinators can grant the translator role."))
+    target.is_translator = granted
+    record("user.translator", obj=target, granted=granted)
+
+
+# ---------------------------------------------------------------- what a reader sees
+
+
+@dataclass
+class NoteView:
+    """One note as one reader sees it."""
+
+    note: Note
+    reader_language: str
+    translation: NoteTranslation | None
+    requested: bool
+    can_request: bool
+    can_translate: bool
+    can_verify: bool
+    can_machine_translate: bool
+    can_correct_language: bool
+    # Languages anyone on the case may mark the note as needing (beyond the reader's own).
+    requestable_languages: list[str]
+
+    @property
+    def in_reader_language(self) -> bool:
+        return primary(self.note.language) == primary(self.reader_language)
+
+
+def note_view(note: Note, reader: User, reader_language: str) -> NoteView:
+    """Decide what the reader sees of a note: original, or their language's translation."""
+    same = note.language is None or primary(note.language) == primary(reader_language)
+    translation = None if same else best_translation(note, reader_language)
+    requested = not same and open_request(note, reader_language) is not None
+    translate_ok = not same and reader_language in note_languages() \
+        and can_translate(reader, note, reader_language)
+    return NoteView(
+        note=note,
+        reader_language=reader_language,
+        translation=translation,
+        requested=requested,
+        can_request=not same and translation is None and not requested
+        and reader_language in note_languages(),
+        can_translate=translate_ok and (translation is None
+                                        or translation.method == TranslationMethod.MACHINE),
+        can_verify=translation is not None and translation.state == TranslationState.DRAFT
+        and translate_ok and not (translation.method == TranslationMethod.HUMAN
+                                  and translation.created_by_id == reader.id),
+        can_machine_translate=not same and translation is None
+        and machine.get_provider() is not None and reader_language in note_languages(),
+        can_correct_language=note.author_id == reader.id,
+        requestable_languages=[
+            code for code in note_languages()
+            if note.language and primary(code) != primary(note.language)
+            and code not in {primary(r.language) for r in open_requests_for(note)}
+        ],
+    )

@@ -1,0 +1,44 @@
+"""A small multilingual world: a French clinician, an English specialist, notes and codes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from telehealth.accounts.models import Role, User
+from telehealth.consults.models import ConsultStatus
+from telehealth.diagnoses.services import add_diagnosis
+from telehealth.extensions import db
+from telehealth.matching.services import accept_consult
+from telehealth.notes.services import add_note
+from telehealth.translation.services import add_translation, request_translation
+
+LANGUAGES = ["en", "fr", "es", "pt", "ar", "sw"]
+
+
+@pytest.fixture()
+def babel_world(world: dict[str, Any], make_consult: Callable[..., Any],
+                make_user: Callable[..., User]) -> dict[str, Any]:
+    """The `world`, plus an accepted consult with a French note translated into English."""
+    clinician = world["clinician"]
+    clinician.locale = "fr"
+    specialist = world["specialist"]
+    specialist.locale = "en"
+    consult = make_consult(clinician, presenting_problem="Fièvre et toux depuis cinq jours.")
+    accept_consult(consult, specialist)
+    note = add_note(consult, clinician, "L'enfant a une forte fièvre et tousse depuis cinq "
+                    "jours, sans difficulté respiratoire.")
+    answer = add_note(consult, specialist, "This looks like a viral infection. Give "
+                      "paracetamol and plenty of fluids.")
+    add_translation(note, specialist, "en", "The child has a high fever and has been coughing "
+                    "for five days, without difficulty breathing.")
+    request_translation(answer, clinician, "fr")
+    add_diagnosis(consult, specialist, "J06.9")
+    translator = make_user(Role.SPECIALIST, languages=("en", "fr"), name="Tina Translator")
+    translator.is_translator = True
+    db.session.commit()
+    assert consult.status == ConsultStatus.ACCEPTED
+    return {**world, "consult": consult, "note": note, "answer": answer,
+            "translator": translator}

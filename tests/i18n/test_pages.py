@@ -1,0 +1,189 @@
+"""Every page renders in all six languages; French and Arabic pages hold no English leftovers."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from telehealth.accounts.models import User
+from telehealth.extensions import db
+from telehealth.i18n.catalogs import TRANSLATIONS_DIR, read_catalog
+from tests.i18n.conftest import LANGUAGES
+from tests.i18n.helpers import FreshClient, browser
+
+# (who is signed in, URL) for every page; build_urls() fills in the ids.
+PAGE_RULES = {
+    "/login": None,
+    "/": "clinician",
+    "/account/password": "clinician",
+    "/account/preferences": "specialist",
+    "/consults/new": "clinician",
+    "/consults/<int:consult_id>": "clinician",
+    "/consults/<int:consult_id>/diagnoses": "specialist",
+    "/translations/queue": "translator",
+    "/translators": "coordinator",
+    "/admin/users": "admin",
+    "/admin/users/new": "admin",
+    "/admin/users/<int:user_id>": "admin",
+    "/admin/clinics": "admin",
+    "/admin/clinics/new": "admin",
+}
+# More views of the same templates as other people see them.
+EXTRA_PAGES = [
+    ("specialist", "/"),
+    ("coordinator", "/"),
+    ("specialist", "/consults/{consult_id}"),
+    ("specialist", "/consults/{consult_id}/diagnoses?q=pneumonia"),
+    ("clinician", "/consults/999999"),  # the error page
+]
+# Not pages: JSON, files, the static folder.
+NOT_PAGES = re.compile(r"^/(api/|static/|attachments/)")
+
+
+def build_urls(world: dict[str, Any]) -> list[tuple[str, str]]:
+    ids = {"consult_id": world["consult"].id, "user_id": world["specialist"].id}
+    pages = []
+    for rule, who in PAGE_RULES.items():
+        url = re.sub(r"<int:(\w+)>", lambda m: str(ids[m.group(1)]), rule)
+        pages.append((who, url))
+    for who, url in EXTRA_PAGES:
+        pages.append((who, url.format(**ids)))
+    return pages
+
+
+def test_every_page_is_listed(app):
+    """A new page must be added to PAGE_RULES, so that it is rendered in every language."""
+    get_rules = {r.rule for r in app.url_map.iter_rules()
+                 if "GET" in (r.methods or ()) and not NOT_PAGES.match(r.rule)}
+    assert get_rules - set(PAGE_RULES) == set(), "add these pages to PAGE_RULES"
+
+
+class _Text(HTMLParser):
+    """The text a reader sees (and attribute texts they hear or hover), tags stripped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.chunks: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("script", "style"):
+            self._skip += 1
+        for name, value in attrs:
+            if name in ("aria-label", "title", "placeholder") and value:
+                self.chunks.append(value)
+            if name == "value" and tag == "input" and value and ("type", "submit") in attrs:
+                self.chunks.append(value)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style"):
+            self._skip -= 1
+
+    def handle_data(self, data: str) -> None:
+        if not self._skip and data.strip():
+            self.chunks.append(" ".join(data.split()))
+
+
+def visible_text(html: str) -> list[str]:
+    parser = _Text()
+    parser.feed(html)
+    return parser.chunks
+
+
+def english_messages(language: str) -> list[str]:
+    """English source texts whose translation differs: finding one on a page is a leftover."""
+    catalog = read_catalog(TRANSLATIONS_DIR / language / "LC_MESSAGES" / "messages.po", language)
+    found = []
+    for message in catalog:
+        if not message.id:
+            continue
+        for source in (message.id if isinstance(message.id, tuple) else (message.id,)):
+            strings = message.string if isinstance(message.string, tuple) else (message.string,)
+            if source in strings:
+                continue  # the same word in both languages ("Telehealth", "Total")
+            # The fixed words around a placeholder: "Consults of %(clinic)s" -> "Consults of"
+            for part in re.split(r"%\(\w+\)[sd]|%[sd]", source):
+                part = part.strip(" .,:;·()")
+                if len(part) >= 4 and part[0].isalpha():
+                    found.append(part)
+    return found
+
+
+def client_for(app, who: str, world: dict[str, Any], language: str) -> FreshClient:
+    """A fresh browser for one person (nobody when `who` is empty), asking for `language`."""
+    return browser(app, world[who] if who else None, language)
+
+
+def set_language(world: dict[str, Any], language: str) -> None:
+    for person in ("clinician", "specialist", "coordinator", "admin", "translator"):
+        world[person].locale = language
+    db.session.commit()
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_every_page_renders(app, babel_world, language):
+    set_language(babel_world, language)
+    clients: dict[str, Any] = {}
+    for who, url in build_urls(babel_world):
+        if who not in clients:
+            clients[who] = client_for(app, who, babel_world, language)
+        response = clients[who].get(url)
+        expected = 404 if url.endswith("/999999") else 200
+        assert response.status_code == expected, (url, response.text[:500])
+        html = response.text
+        assert f'<html lang="{language}" dir="{"rtl" if language == "ar" else "ltr"}">' in html
+        assert 'class="inline language-switcher"' in html, url
+
+
+@pytest.mark.parametrize("language", ["fr", "ar"])
+def test_no_english_leftovers(app, babel_world, language):
+    set_language(babel_world, language)
+    leftovers = english_messages(language)
+    assert len(leftovers) > 100  # the catalog is really there
+    sample = [("clinician", "/"), ("clinician", "/consults/new"),
+              ("clinician", "/consults/{consult_id}"), ("specialist", "/consults/{consult_id}"),
+              ("specialist", "/account/preferences"), ("translator", "/translations/queue"),
+              ("coordinator", "/translators"), ("admin", "/admin/users"),
+              ("", "/login")]
+    # Data a person typed or a code list is not interface text.
+    # (Tell City, Indiana: a time zone's place name that CLDR leaves as it is.)
+    data = {babel_world["consult"].specialty.name, "Goma", "Maputo", "Tell City"} | {
+        person.name for person in babel_world.values() if isinstance(person, User)}
+    clients: dict[str, Any] = {}
+    for who, url in sample:
+        if who not in clients:
+            clients[who] = client_for(app, who, babel_world, language)
+        url = url.format(consult_id=babel_world["consult"].id)
+        html = clients[who].get(url).text
+        page = "\n".join(visible_text(html))
+        for value in data:
+            page = page.replace(value, "")
+        found = sorted({m for m in leftovers if re.search(rf"(?<!\w){re.escape(m)}(?!\w)",
+                                                          page)})
+        assert not found, f"{url} in {language} shows English: {found}"
+
+
+def test_form_errors_are_translated_in_swahili(app, babel_world):
+    """WTForms has no Swahili; its messages come from our catalog."""
+    set_language(babel_world, "sw")
+    client = client_for(app, "clinician", babel_world, "sw")
+    html = client.post("/consults/new", data={"submit": "1"}).text
+    assert "This field is required." not in html
+    assert "Sehemu hii inahitajika." in html
+
+
+def test_arabic_mirrors_the_layout(app, babel_world):
+    set_language(babel_world, "ar")
+    client = client_for(app, "clinician", babel_world, "ar")
+    html = client.get(f"/consults/{babel_world['consult'].id}").text
+    assert 'dir="rtl"' in html
+    css = (Path(__file__).resolve().parents[2] / "telehealth" / "static" / "style.css").read_text()
+    # Physical sides would not flip with dir="rtl"; logical properties do.
+    physical = re.findall(r"(?:margin|padding|border)-(?:left|right)\b|text-align:\s*(?:left|right)"
+                          r"|float:\s*(?:left|right)", css)
+    assert physical == []
+    assert "margin-inline" in css and "text-align:start" in css
