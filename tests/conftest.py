@@ -80,6 +80,15 @@ def app(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     })
     with app.app_context():
         upgrade()
+
+    def forget_cached_user() -> None:
+        # Each test's app context (and so its `g`) is shared by all the test's requests;
+        # Flask-Login caches the user in g, which would let a dead session look alive.
+        from flask import g
+
+        g.pop("_login_user", None)
+
+    app.before_request_funcs.setdefault(None, []).insert(0, forget_cached_user)
     yield app
     with app.app_context():
         db.engine.dispose()

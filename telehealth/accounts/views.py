@@ -84,7 +84,9 @@ def change_password() -> str | Response | tuple[str, int]:
             flash(exc.message, "error")
             return render_template("accounts/password.html", form=form), 400
         db.session.commit()
-        login_user(current_user)  # keep this session; the others ended with the old token
+        # Keep this session (the others ended with the old token). The real user object, not
+        # the current_user proxy: a proxy stored as the user would resolve to itself forever.
+        login_user(current_user._get_current_object())
         flash(_("Your password has been changed."), "success")
         return redirect(url_for("main.dashboard"))
     return render_template("accounts/password.html", form=form)
