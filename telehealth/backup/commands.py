@@ -17,7 +17,7 @@ from telehealth.extensions import db
 def backup_command(archive: Path) -> None:
     """Write the database and every attachment into one .tar.gz archive."""
     try:
-        summary = write_backup(db.session(), Path(current_app.config["UPLOAD_DIR"]), archive)
+        summary = write_backup(db.engine, Path(current_app.config["UPLOAD_DIR"]), archive)
     except BackupError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"Backup written to {archive}: {sum(summary.tables.values())} rows in "

@@ -19,7 +19,18 @@ from pathlib import Path
 from typing import Any
 
 from alembic.migration import MigrationContext
-from sqlalchemy import Boolean, Date, DateTime, Integer, Table, func, select, text
+from sqlalchemy import (
+    Boolean,
+    Connection,
+    Date,
+    DateTime,
+    Engine,
+    Integer,
+    Table,
+    func,
+    select,
+    text,
+)
 from sqlalchemy.orm import Session
 
 from telehealth import clock
@@ -68,6 +79,7 @@ def _decode(table: Table, row: dict[str, Any]) -> dict[str, Any]:
 
 
 def current_revision(session: Session) -> str | None:
+    """The Alembic revision of the database this session talks to."""
     return MigrationContext.configure(session.connection()).get_current_revision()
 
 
@@ -87,23 +99,27 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_backup(session: Session, upload_dir: Path, archive_path: Path) -> Summary:
-    """Write every table and every attachment file into one archive."""
-    if session.get_bind().dialect.name == "postgresql":
-        # One snapshot for every table, while the application keeps writing.
-        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-    summary = Summary(revision=current_revision(session))
+def write_backup(engine: Engine, upload_dir: Path, archive_path: Path) -> Summary:
+    """Write every table and every attachment into one archive, from one snapshot."""
+    options = {"isolation_level": "REPEATABLE READ"} \
+        if engine.dialect.name == "postgresql" else {}
+    with engine.connect().execution_options(**options) as conn, conn.begin():
+        return _write(conn, upload_dir, archive_path)
+
+
+def _write(conn: Connection, upload_dir: Path, archive_path: Path) -> Summary:
+    summary = Summary(revision=MigrationContext.configure(conn).get_current_revision())
     missing: list[str] = []
     tmp_path = archive_path.with_name(archive_path.name + ".part")
     with tarfile.open(tmp_path, "w:gz") as archive:
         for table in _tables():
             lines = []
-            for row in session.execute(select(table)).mappings():
+            for row in conn.execute(select(table)).mappings():
                 lines.append(json.dumps({k: _encode(v) for k, v in row.items()},
                                         ensure_ascii=False, separators=(",", ":")))
             summary.tables[table.name] = len(lines)
             _add_bytes(archive, f"tables/{table.name}.jsonl", "\n".join(lines).encode())
-        for stored_name, sha256 in session.execute(
+        for stored_name, sha256 in conn.execute(
             select(Attachment.stored_name, Attachment.sha256).order_by(Attachment.id)
         ):
             path = upload_dir / stored_name
@@ -116,7 +132,6 @@ def write_backup(session: Session, upload_dir: Path, archive_path: Path) -> Summ
                     "revision": summary.revision, "tables": summary.tables,
                     "files": summary.files}
         _add_bytes(archive, "manifest.json", json.dumps(manifest, indent=1).encode())
-    session.rollback()  # end the snapshot
     if missing:
         tmp_path.unlink()
         raise BackupError(f"{len(missing)} attachment files are missing or damaged: "
