@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from flask import Flask, current_app, jsonify, render_template, request
+from flask import Flask, current_app, has_request_context, jsonify, render_template, request
 from flask_babel import format_datetime
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -35,6 +35,8 @@ def select_locale() -> str | None:
     """The user's profile language, else the browser's, else the deployment default."""
     if current_user and current_user.is_authenticated and current_user.locale:
         return str(current_user.locale)
+    if not has_request_context():  # CLI commands and background jobs: the default
+        return None
     return request.accept_languages.best_match(current_app.config["LANGUAGES"])
 
 
