@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 FLASK := $(VENV)/bin/flask --app wsgi
 
-.PHONY: run test lint bench-matching translations clean
+.PHONY: run test lint security bench-matching translations clean
 
 $(VENV)/bin/python:
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed (set PYTHON=...)"; exit 1; }
@@ -28,6 +28,10 @@ test: $(VENV)/.dev
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check telehealth tests bench
+
+# No high-severity finding allowed (tests/security/test_static_analysis.py runs the same).
+security: $(VENV)/.dev
+	$(VENV)/bin/bandit -q -r telehealth --severity-level high
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-artifacts

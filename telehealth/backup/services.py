@@ -146,7 +146,7 @@ def _reset_sequences(session: Session) -> None:
         if len(pk) != 1 or not isinstance(pk[0].type, Integer):
             continue
         session.execute(text(
-            f"SELECT setval(pg_get_serial_sequence('{table.name}', '{pk[0].name}'), "  # nosec B608
+            f"SELECT setval(pg_get_serial_sequence('{table.name}', '{pk[0].name}'), "
             f"COALESCE(MAX({pk[0].name}), 1), MAX({pk[0].name}) IS NOT NULL) FROM {table.name}"
         ))
 

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from blinker import Namespace
-from flask import current_app, flash, jsonify, redirect, request, session, url_for
+from flask import current_app, flash, g, jsonify, redirect, request, session, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, logout_user
 from sqlalchemy import event
@@ -78,7 +78,11 @@ def enforce_idle_timeout() -> Any:
 
 
 def socket_session_alive() -> bool:
-    """For Socket.IO events: True while the user is signed in and the session is not idle."""
+    """For Socket.IO events: True while the user is signed in and the session is not idle.
+
+    The user is loaded afresh, so a session token rotated since the last event counts.
+    """
+    g.pop("_login_user", None)
     if not current_user.is_authenticated or is_idle():
         return False
     mark_active()

@@ -14,7 +14,7 @@ from telehealth.security.forms import CodeForm
 
 bp = Blueprint("security", __name__, template_folder="templates")
 
-NEW_SECRET_KEY = "_totp_new_secret"
+ENROLMENT_FIELD = "_totp_new_secret"
 # What a user whose role needs a second factor may still reach before turning it on.
 OPEN_WITHOUT_SECOND_FACTOR = {"security.two_factor", "accounts.logout", "static"}
 
@@ -58,13 +58,13 @@ def sign_in_code() -> Any:
 def two_factor() -> Any:
     if current_user.totp_secret:
         return render_template("security/two_factor.html", enabled=True)
-    secret = session.get(NEW_SECRET_KEY) or services.new_totp_secret()
-    session[NEW_SECRET_KEY] = secret
+    secret = session.get(ENROLMENT_FIELD) or services.new_totp_secret()
+    session[ENROLMENT_FIELD] = secret
     form = CodeForm()
     if form.validate_on_submit():
         if services.enable_totp(current_user, secret, form.code.data or ""):
             db.session.commit()
-            session.pop(NEW_SECRET_KEY, None)
+            session.pop(ENROLMENT_FIELD, None)
             flash(_("Two-step sign-in is on."), "success")
             return redirect(url_for("main.dashboard"))
         flash(_("This code is not right. Check the time on your phone and try again."), "error")
