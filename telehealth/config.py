@@ -75,3 +75,6 @@ class Config:
     # Extra CSP sources per directive, e.g. {"connect-src": ["wss://media.example.org"]}.
     CSP_EXTRA: dict[str, list[str]] = {}
     AUDIT_CHAIN_KEY = os.environ.get("TELEHEALTH_AUDIT_CHAIN_KEY") or None
+    # Reverse proxies in front of the app whose X-Forwarded-For/-Proto are trusted; without
+    # this, every visitor has the proxy's address and the per-address sign-in limit is shared.
+    TRUSTED_PROXIES = _env_int("TELEHEALTH_TRUSTED_PROXIES", 0)

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 import pyotp
 from flask import current_app, session
 from flask_login import login_user
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from telehealth import clock
 from telehealth.accounts.models import User
@@ -47,7 +47,13 @@ def sign_in_blocked(email: str, ip: str) -> bool:
 
 
 def note_attempt(email: str, ip: str, succeeded: bool) -> None:
-    """Count one sign-in attempt (the caller commits)."""
+    """Count one sign-in attempt (the caller commits); forget attempts older than a day.
+
+    The audit trail keeps every attempt for good; this table only counts recent ones.
+    """
+    keep = max(timedelta(days=1),
+               timedelta(minutes=current_app.config["SIGN_IN_WINDOW_MINUTES"]))
+    db.session.execute(delete(SignInAttempt).where(SignInAttempt.at < clock.now() - keep))
     db.session.add(SignInAttempt(at=clock.now(), email=_normalise(email), ip=ip[:45],
                                  succeeded=succeeded))
 

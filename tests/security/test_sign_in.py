@@ -160,3 +160,28 @@ def test_totp_stays_optional_for_other_roles(app, client, world, monkeypatch, ro
     user = world["clinician" if role == Role.CLINICIAN else "specialist"]
     _login(client, user.email, PASSWORD)
     assert client.get("/").status_code == 200
+
+
+def test_old_attempts_are_forgotten_but_stay_in_the_audit_trail(client, world):
+    from telehealth.security.models import SignInAttempt
+
+    clock.freeze(T0)
+    _login(client, world["clinician"].email, "x")
+    clock.freeze(T0 + timedelta(days=2))
+    _login(client, world["clinician"].email, "y")
+    attempts = db.session.scalars(db.select(SignInAttempt)).all()
+    assert [a.at for a in attempts] == [T0 + timedelta(days=2)]
+    assert len(_actions("login.failed")) == 2
+
+
+def test_the_address_behind_a_trusted_proxy_is_the_client_s():
+    from flask import Flask, request
+
+    from telehealth.security import trust_proxies
+
+    bare = Flask(__name__)
+    bare.add_url_rule("/ip", "ip", lambda: request.remote_addr or "")
+    trust_proxies(bare, 1)
+    response = bare.test_client().get("/ip", headers={"X-Forwarded-For": "203.0.113.9"},
+                                      environ_base={"REMOTE_ADDR": "10.0.0.1"})
+    assert response.text == "203.0.113.9"
