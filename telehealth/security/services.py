@@ -154,3 +154,11 @@ def enable_totp(user: User, secret: str, code: str) -> bool:
     user.totp_last_step = step
     record("totp.enabled", obj=user)
     return True
+
+
+def reset_totp(user: User) -> None:
+    """Turn a user's second factor off (lost phone); their sessions end with it."""
+    user.totp_secret = None
+    user.totp_last_step = None
+    user.rotate_session_token()
+    record("totp.reset", obj=user)

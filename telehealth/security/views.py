@@ -8,6 +8,8 @@ from flask import Blueprint, flash, jsonify, redirect, render_template, request,
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
+from telehealth.accounts.models import Role, User
+from telehealth.errors import NotFound, PermissionDenied
 from telehealth.extensions import db
 from telehealth.security import services
 from telehealth.security.forms import CodeForm
@@ -23,7 +25,6 @@ def too_many_attempts() -> tuple[str, int, dict[str, str]]:
     """The 429 page for sign-in attempts, the same whoever the account is."""
     message = _("Too many sign-in attempts. Please wait %(n)d minutes and try again.",
                 n=services.retry_after_seconds() // 60)
-    flash(message, "error")
     return render_template("security/blocked.html", message=message), 429, {
         "Retry-After": str(services.retry_after_seconds())}
 
@@ -73,6 +74,23 @@ def two_factor() -> Any:
         status = 400 if form.is_submitted() else 200
     return render_template("security/two_factor.html", enabled=False, form=form, secret=secret,
                            uri=services.provisioning_uri(current_user, secret)), status
+
+
+@bp.route("/admin/users/<int:user_id>/two-factor/reset", methods=["POST"])
+@login_required
+def reset_two_factor(user_id: int) -> Any:
+    if current_user.role != Role.ADMIN:
+        raise PermissionDenied(_("Only administrators can do this."))
+    user = db.session.get(User, user_id)
+    if user is None:
+        raise NotFound(_("No such user."))
+    services.reset_totp(user)
+    db.session.commit()
+    if user.id == current_user.id:
+        return redirect(url_for("accounts.login"))
+    flash(_("Two-step sign-in is off for %(name)s; they can turn it on again.", name=user.name),
+          "success")
+    return redirect(url_for("admin.edit_user", user_id=user.id))
 
 
 def require_second_factor() -> Any:

@@ -48,6 +48,7 @@ RULES: dict[str, list[R]] = {
     "accounts.change_password": [R("GET POST", "/account/password", SIGNED_IN)],
     "security.sign_in_code": [R("GET POST", "/login/code", PUBLIC)],
     "security.two_factor": [R("GET POST", "/account/two-factor", SIGNED_IN)],
+    "security.reset_two_factor": [R("POST", "/admin/users/{user}/two-factor/reset", ADMIN)],
     "consults.new": [R("GET POST", "/consults/new", CLINICIANS)],
     "consults.detail": [R("GET", "/consults/{consult}", CASE_READERS),
                         R("GET", "/consults/{consult}", CLINIC | ASSIGNED | STAFF, "offered"),

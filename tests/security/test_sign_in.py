@@ -185,3 +185,19 @@ def test_the_address_behind_a_trusted_proxy_is_the_client_s():
     response = bare.test_client().get("/ip", headers={"X-Forwarded-For": "203.0.113.9"},
                                       environ_base={"REMOTE_ADDR": "10.0.0.1"})
     assert response.text == "203.0.113.9"
+
+
+def test_an_admin_can_turn_off_a_lost_second_factor(app, client, world):
+    user = world["coordinator"]
+    _enable_totp(user)
+    victim = app.test_client()
+    _login(victim, user.email, PASSWORD)  # half-way: waiting for the code
+    _login(client, world["admin"].email, PASSWORD)
+    assert "reset-two-factor" in client.get(f"/admin/users/{user.id}").text
+    response = client.post(f"/admin/users/{user.id}/two-factor/reset")
+    assert response.status_code == 302
+    db.session.refresh(user)
+    assert user.totp_secret is None and _actions("totp.reset")
+    # The half-finished sign-in is void; a new one needs only the password.
+    assert "/login" in victim.post("/login/code", data={"code": "123456"}).headers["Location"]
+    assert _login(app.test_client(), user.email, PASSWORD).headers["Location"] == "/"
