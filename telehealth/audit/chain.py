@@ -101,7 +101,10 @@ def verify_chain(session: Session) -> ChainReport:
     key = _key()
     report = ChainReport()
     expected_seq, prev_hash = 1, ""
-    entries = session.scalars(select(AuditEvent).order_by(AuditEvent.seq, AuditEvent.id))
+    entries = session.scalars(
+        select(AuditEvent).order_by(AuditEvent.seq, AuditEvent.id).execution_options(
+            yield_per=1000)
+    )
     for entry in entries:
         report.entries += 1
         if entry.seq is None or entry.hash is None:

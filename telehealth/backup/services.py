@@ -13,10 +13,12 @@ import hashlib
 import io
 import json
 import tarfile
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from alembic.migration import MigrationContext
 from sqlalchemy import (
@@ -113,12 +115,21 @@ def _write(conn: Connection, upload_dir: Path, archive_path: Path) -> Summary:
     tmp_path = archive_path.with_name(archive_path.name + ".part")
     with tarfile.open(tmp_path, "w:gz") as archive:
         for table in _tables():
-            lines = []
-            for row in conn.execute(select(table)).mappings():
-                lines.append(json.dumps({k: _encode(v) for k, v in row.items()},
-                                        ensure_ascii=False, separators=(",", ":")))
-            summary.tables[table.name] = len(lines)
-            _add_bytes(archive, f"tables/{table.name}.jsonl", "\n".join(lines).encode())
+            # Spooled to disk past a few MB: a big table does not have to fit in memory.
+            with tempfile.SpooledTemporaryFile(max_size=8 << 20) as spool:
+                count = 0
+                rows = conn.execution_options(yield_per=1000).execute(select(table))
+                for row in rows.mappings():
+                    spool.write(json.dumps({k: _encode(v) for k, v in row.items()},
+                                           ensure_ascii=False, separators=(",", ":")).encode())
+                    spool.write(b"\n")
+                    count += 1
+                summary.tables[table.name] = count
+                info = tarfile.TarInfo(f"tables/{table.name}.jsonl")
+                info.size, info.mode = spool.tell(), 0o600
+                info.mtime = int(clock.now().timestamp())
+                spool.seek(0)
+                archive.addfile(info, spool)
         for stored_name, sha256 in conn.execute(
             select(Attachment.stored_name, Attachment.sha256).order_by(Attachment.id)
         ):
@@ -183,13 +194,18 @@ def read_backup(session: Session, upload_dir: Path, archive_path: Path) -> Summa
                     written.append(target)
                 summary.files[stored_name] = sha256
             for table in _tables():
-                raw = _read(archive, f"tables/{table.name}.jsonl").decode()
-                rows = [_decode(table, json.loads(line)) for line in raw.splitlines() if line]
-                if len(rows) != manifest["tables"].get(table.name, 0):
+                count, batch = 0, []
+                for line in _lines(archive, f"tables/{table.name}.jsonl"):
+                    batch.append(_decode(table, json.loads(line)))
+                    if len(batch) == 500:
+                        session.execute(table.insert(), batch)
+                        count, batch = count + len(batch), []
+                if batch:
+                    session.execute(table.insert(), batch)
+                    count += len(batch)
+                if count != manifest["tables"].get(table.name, 0):
                     raise BackupError(f"table {table.name}: the row count does not match")
-                for start in range(0, len(rows), 500):
-                    session.execute(table.insert(), rows[start:start + 500])
-                summary.tables[table.name] = len(rows)
+                summary.tables[table.name] = count
             if session.get_bind().dialect.name == "postgresql":
                 _reset_sequences(session)
             session.flush()
@@ -201,7 +217,18 @@ def read_backup(session: Session, upload_dir: Path, archive_path: Path) -> Summa
     return summary
 
 
+def _lines(archive: tarfile.TarFile, name: str) -> Iterator[bytes]:
+    handle = _open(archive, name)
+    for line in handle:
+        if line.strip():
+            yield line
+
+
 def _read(archive: tarfile.TarFile, name: str) -> bytes:
+    return _open(archive, name).read()
+
+
+def _open(archive: tarfile.TarFile, name: str) -> IO[bytes]:
     try:
         member = archive.getmember(name)
     except KeyError as exc:
@@ -211,4 +238,4 @@ def _read(archive: tarfile.TarFile, name: str) -> bytes:
     handle = archive.extractfile(member)
     if handle is None:
         raise BackupError(f"{name} cannot be read")
-    return handle.read()
+    return handle
