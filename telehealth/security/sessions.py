@@ -82,9 +82,13 @@ def socket_session_alive() -> bool:
 
     The user is loaded afresh, so a session token rotated since the last event counts.
     """
+    from telehealth.security.services import second_factor_required
+
     g.pop("_login_user", None)
     if not current_user.is_authenticated or is_idle():
         return False
+    if second_factor_required(current_user) and not current_user.totp_secret:
+        return False  # pages send them to turn it on first; sockets just refuse
     mark_active()
     return True
 

@@ -90,3 +90,10 @@ def test_an_idle_socket_is_refused(app, client, auth, world, probe):
     clock.freeze(T0 + timedelta(minutes=20 + 31))
     assert sio.emit("ping", namespace=NS, callback=True) == {"status": 401}
     assert not sio.is_connected(NS)
+
+
+def test_a_role_that_needs_a_second_factor_gets_no_socket_without_it(app, client, auth, world,
+                                                                       probe, monkeypatch):
+    monkeypatch.setitem(app.config, "TOTP_REQUIRED_ROLES", ["coordinator"])
+    auth.login(world["coordinator"])
+    assert not _connect(app, client).is_connected(NS)
