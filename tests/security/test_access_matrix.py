@@ -132,15 +132,18 @@ def _is_denied(response: Any, role: str) -> bool:
     return response.status_code in (401, 403, 404)
 
 
+def _path(check, objects):
+    ids = {name: getattr(objects.get(name), "id", "") for name in
+           ("consult", "note", "attachment", "note_attachment")}
+    return check.path.format(user=objects["clinician"].id, **ids)
+
+
 def _request(app, objects, check, method, role):
     client = app.test_client()
     if role != "anonymous":
         assert client.post("/login", data={"email": objects[role].email,
                                            "password": PASSWORD}).status_code == 302
-    ids = {name: getattr(objects.get(name), "id", "") for name in
-           ("consult", "note", "attachment", "note_attachment")}
-    ids["user"] = objects["clinician"].id
-    path = check.path.format(**ids)
+    path = _path(check, objects)
     response = client.open(path, method=method, data=check.data if method == "POST" else None)
     response.close()  # a file response holds its file open until closed
     return path, response
@@ -190,3 +193,23 @@ def test_socket_access(app, client, auth, build_case, key, rule, role):
     if sio.is_connected(namespace):
         sio.disconnect(namespace=namespace)
     assert denied == (role not in rule.allowed), f"{role} {namespace} {event}"
+
+
+def test_every_post_route_refuses_a_request_without_csrf_token(app, build_case, monkeypatch):
+    """CSRF: each state-changing route in RULES, tried by a role that may use it, no token."""
+    objects = build_case("accepted")
+    checked = []
+    for endpoint, checks in RULES.items():
+        for check in checks:
+            if "POST" not in check.methods.split():
+                continue
+            role = next((r for r in ROLES if r in check.allowed and r != "anonymous"),
+                        "clinician")
+            client = app.test_client()
+            client.post("/login", data={"email": objects[role].email, "password": PASSWORD})
+            monkeypatch.setitem(app.config, "WTF_CSRF_ENABLED", True)
+            response = client.post(_path(check, objects), data=check.data)
+            monkeypatch.setitem(app.config, "WTF_CSRF_ENABLED", False)
+            assert response.status_code == 400, f"{endpoint} {check.path}: {response.status_code}"
+            checked.append(endpoint)
+    assert len(set(checked)) >= 10
