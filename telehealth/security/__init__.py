@@ -14,8 +14,9 @@ def trust_proxies(app: Flask, hops: int) -> None:
 
 def init_app(app: Flask) -> None:
     """Register the security blueprint and the request hooks."""
-    from telehealth.security import headers, sessions, views
+    from telehealth.security import headers, inputs, sessions, views
 
+    app.request_class = inputs.CleanRequest
     trust_proxies(app, app.config["TRUSTED_PROXIES"])
     app.register_blueprint(views.bp)
     app.before_request(sessions.enforce_idle_timeout)

@@ -105,6 +105,7 @@ def test_a_rolled_back_entry_leaves_no_gap(trail):
     assert report.intact and report.entries == len(trail) + 1
 
 
+@pytest.mark.postgres
 def test_the_database_refuses_updates_and_deletes_on_postgresql(trail):
     if not _is_postgres():
         pytest.skip("the append-only trigger exists on PostgreSQL")
@@ -116,6 +117,7 @@ def test_the_database_refuses_updates_and_deletes_on_postgresql(trail):
         db.session.rollback()
 
 
+@pytest.mark.postgres
 def test_concurrent_appends_make_one_unbroken_chain(app, world):
     if not _is_postgres():
         pytest.skip("concurrent writers need PostgreSQL")

@@ -213,3 +213,18 @@ def test_notes_are_plain_text_escaped_by_the_template(client, signed_in_case):
     page = client.get(f"/consults/{signed_in_case['consult'].id}").text
     assert "<script>alert(1)" not in page and "<img src=x" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+# ---------------------------------------------------------------- control characters
+
+
+def test_control_characters_are_removed_from_forms_and_json(client, signed_in_case):
+    consult = signed_in_case["consult"]
+    response = client.post(f"/consults/{consult.id}/notes",
+                           data={"body": "Dose\x00 5\x1b[31m mg\tdaily\r\nthen stop"})
+    assert response.status_code == 302
+    note = db.session.scalars(db.select(Note).order_by(Note.id.desc())).first()
+    assert note.current.body == "Dose 5[31m mg\tdaily\r\nthen stop"
+    response = client.post(f"/api/consults/{consult.id}/cancel",
+                           json={"reason": "dup\x00licate"})
+    assert response.status_code == 200

@@ -20,7 +20,7 @@ from hypothesis.stateful import (
 from PIL import Image
 
 from telehealth import uploads
-from telehealth.accounts.models import Role
+from telehealth.accounts.models import Role, Specialty
 from telehealth.accounts.services import create_user
 from telehealth.audit.chain import verify_chain
 from telehealth.audit.models import AuditEvent
@@ -51,6 +51,8 @@ from telehealth.notes.services import add_note, amend_note
 from telehealth.security.sanitize import ALLOWED_TAGS, sanitize_rich_text
 from tests.conftest import PASSWORD, _empty_tables, image_bytes
 
+# What a view hands to the services: the request class has removed control characters.
+TEXT = st.text(alphabet=st.characters(exclude_categories=("Cc", "Cs")), max_size=40)
 # Weighted towards the people who move a consult on, so sequences reach every status.
 ACTOR = st.sampled_from(["clinician"] * 3 + ["specialist"] * 3 + ["specialist_b"] * 2
                         + ["other_clinician", "coordinator"])
@@ -59,8 +61,6 @@ S = ConsultStatus
 
 def _new_world() -> dict:
     _empty_tables()
-    from tests.conftest import Specialty
-
     cardiology = Specialty(code="cardiology", name="Cardiology")
     db.session.add(cardiology)
     clinic = create_clinic(name="Goma", country="CD", languages=["fr", "en"])
@@ -142,8 +142,7 @@ class ConsultMachine(RuleBasedStateMachine):
             return
         self._attempt(lambda: cancel_consult(self.consult, self.people[actor]))
 
-    @rule(actor=ACTOR, text=st.text(min_size=0, max_size=40),
-          answer=st.booleans())
+    @rule(actor=ACTOR, text=TEXT, answer=st.booleans())
     def write_note(self, actor, text, answer):
         def act():
             note = add_note(self.consult, self.people[actor], text, answer=answer)
@@ -154,8 +153,7 @@ class ConsultMachine(RuleBasedStateMachine):
         if self.pending and db.session.get(Note, self.pending[0]) is not None:
             self.notes[self.pending[0]] = self.pending[1]
 
-    @rule(actor=ACTOR, text=st.text(min_size=1, max_size=40),
-          data=st.data())
+    @rule(actor=ACTOR, text=TEXT, data=st.data())
     def amend(self, actor, text, data):
         if not self.notes:
             return
@@ -304,3 +302,24 @@ def test_plain_text_is_always_escaped_by_templates(text):
     rendered = render_template_string('<p class="pre">{{ body }}</p>', body=text)
     inner = rendered[len('<p class="pre">'):-len("</p>")]
     assert "<" not in inner and ">" not in inner and '"' not in inner
+
+
+@given(value=st.recursive(st.text(), lambda children: st.lists(children, max_size=3)
+                          | st.dictionaries(st.text(max_size=5), children, max_size=3),
+                          max_leaves=10))
+def test_input_cleaning_leaves_no_control_character(value):
+    from telehealth.security.inputs import strip_controls
+
+    def strings(item):
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, list):
+            for child in item:
+                yield from strings(child)
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                yield key
+                yield from strings(child)
+
+    for text in strings(strip_controls(value)):
+        assert not any(ord(ch) < 32 and ch not in "\t\n\r" or ord(ch) == 127 for ch in text)
