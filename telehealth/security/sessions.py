@@ -10,6 +10,10 @@ and, on connect, `join_room(user_room(current_user.id))`: then signing out, a pa
 role change and deactivation disconnect that user's sockets in this process at once
 (`sessions_ended` fires after the commit), and every other process refuses the next event
 because the session token no longer matches.
+
+Flask-SocketIO keeps its own copy of the session per connection: socket events keep the
+socket alive but do not refresh the page session's idle clock (and page requests do not
+refresh the socket's). A page that only holds a long call should make a request now and then.
 """
 
 from __future__ import annotations
