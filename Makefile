@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 FLASK := $(VENV)/bin/flask --app wsgi
 
-.PHONY: run test lint bench-matching translations translations-update translations-check clean
+.PHONY: run test lint security bench-matching translations translations-update translations-check clean
 
 $(VENV)/bin/python:
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed (set PYTHON=...)"; exit 1; }
@@ -40,6 +40,9 @@ translations-update: $(VENV)/.runtime
 
 translations-check: $(VENV)/.runtime
 	$(FLASK) translate check
+# No high-severity finding allowed (tests/security/test_static_analysis.py runs the same).
+security: $(VENV)/.dev
+	$(VENV)/bin/bandit -q -r telehealth --severity-level high
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-artifacts

@@ -41,10 +41,15 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     web.init_app(app)
 
-    from telehealth import cli
+    from telehealth import cli, security
+    from telehealth.audit import commands as audit_commands
+    from telehealth.backup import commands as backup_commands
 
+    security.init_app(app)
     cli.init_app(app)
     from telehealth.i18n import cli as i18n_cli
 
     i18n_cli.init_app(app)
+    audit_commands.init_app(app)
+    backup_commands.init_app(app)
     return app

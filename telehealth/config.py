@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -60,3 +61,23 @@ class Config:
     ARGON2_MEMORY_KIB = _env_int("TELEHEALTH_ARGON2_MEMORY_KIB", 65536)
     # How many specialists a new consult is offered to while the full matcher is not in.
     OFFER_FANOUT = _env_int("TELEHEALTH_OFFER_FANOUT", 5)
+    # Trust (telehealth/security): sessions, sign-in limits, second factor, audit chain.
+    IDLE_TIMEOUT_MINUTES = _env_int("TELEHEALTH_IDLE_TIMEOUT_MINUTES", 30)
+    REMEMBER_ME_ENABLED = os.environ.get("TELEHEALTH_REMEMBER_ME", "") == "1"
+    REMEMBER_COOKIE_DURATION = timedelta(hours=_env_int("TELEHEALTH_REMEMBER_HOURS", 12))
+    REMEMBER_COOKIE_HTTPONLY = True
+    REMEMBER_COOKIE_SAMESITE = "Lax"
+    SIGN_IN_WINDOW_MINUTES = _env_int("TELEHEALTH_SIGN_IN_WINDOW_MINUTES", 15)
+    SIGN_IN_MAX_FAILURES_PER_ACCOUNT = _env_int("TELEHEALTH_SIGN_IN_MAX_PER_ACCOUNT", 5)
+    SIGN_IN_MAX_FAILURES_PER_ADDRESS = _env_int("TELEHEALTH_SIGN_IN_MAX_PER_ADDRESS", 30)
+    # Roles that must use a second factor, e.g. "admin,coordinator"; empty: optional for all.
+    TOTP_REQUIRED_ROLES = [r for r in os.environ.get("TELEHEALTH_TOTP_REQUIRED_ROLES",
+                                                     "").split(",") if r]
+    TOTP_ISSUER = os.environ.get("TELEHEALTH_TOTP_ISSUER", "Telehealth")
+    HSTS = SESSION_COOKIE_SECURE
+    # Extra CSP sources per directive, e.g. {"connect-src": ["wss://media.example.org"]}.
+    CSP_EXTRA: dict[str, list[str]] = {}
+    AUDIT_CHAIN_KEY = os.environ.get("TELEHEALTH_AUDIT_CHAIN_KEY") or None
+    # Reverse proxies in front of the app whose X-Forwarded-For/-Proto are trusted; without
+    # this, every visitor has the proxy's address and the per-address sign-in limit is shared.
+    TRUSTED_PROXIES = _env_int("TELEHEALTH_TRUSTED_PROXIES", 0)

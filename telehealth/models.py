@@ -1,16 +1,18 @@
 """Every feature's models, imported in one place so metadata (and Alembic) sees them all."""
 
 from telehealth.accounts.models import Role, Specialty, User, UserLanguage, user_specialties
-from telehealth.audit.models import AuditEvent
+from telehealth.audit.models import AuditChainHead, AuditEvent
 from telehealth.clinics.models import Clinic
 from telehealth.consults.models import Attachment, Consult
 from telehealth.diagnoses.models import ConsultDiagnosis
 from telehealth.matching.models import Offer
 from telehealth.notes.models import Note, NoteRevision
+from telehealth.security.models import SignInAttempt
 from telehealth.translation.models import NoteTranslation, TranslationRequest
 
 __all__ = [
     "Attachment", "AuditEvent", "Clinic", "Consult", "Note", "NoteRevision", "Offer", "Role",
     "Specialty", "User", "UserLanguage", "user_specialties",
     "ConsultDiagnosis", "NoteTranslation", "TranslationRequest",
+    "AuditChainHead", "SignInAttempt",
 ]

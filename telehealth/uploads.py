@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,21 @@ def _reencode_image(data: bytes, content_type: str, name: str) -> bytes:
         raise InvalidInput(_("%(name)s is not a valid image.", name=name)) from exc
 
 
+# A PDF that runs code, carries files, or hides HTML that a browser might render is refused.
+_PDF_ACTIVE = re.compile(rb"/(JavaScript|JS|Launch|EmbeddedFiles?|RichMedia|XFA)\b")
+_HTML_MARKERS = re.compile(rb"<(script|html|svg|iframe|body|object|embed)\b", re.IGNORECASE)
+
+
+def _check_pdf(data: bytes, filename: str) -> None:
+    """Refuse PDF polyglots: active content, embedded HTML, or data after the end marker."""
+    if _PDF_ACTIVE.search(data) or _HTML_MARKERS.search(data) \
+            or not data.rstrip().endswith(b"%%EOF"):
+        raise InvalidInput(
+            _("%(name)s has scripts, embedded files or extra data; save it again as a plain PDF.",
+              name=_clean_name(filename))
+        )
+
+
 def check_upload(stream: IO[bytes], filename: str) -> CheckedFile:
     """Read an upload, check its size and content, and return it ready to store."""
     limit = current_app.config["MAX_ATTACHMENT_BYTES"]
@@ -87,6 +103,8 @@ def check_upload(stream: IO[bytes], filename: str) -> CheckedFile:
         )
     if content_type.startswith("image/"):
         data = _reencode_image(data, content_type, _clean_name(filename))
+    else:
+        _check_pdf(data, filename)
     return CheckedFile(data=data, content_type=content_type, original_name=_clean_name(filename))
 
 

@@ -90,6 +90,9 @@ class User(UserMixin, db.Model):
     session_token: Mapped[str] = mapped_column(String(64), default=_new_session_token)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=clock.now)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Optional second factor (RFC 6238); the last time step used refuses a replayed code.
+    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    totp_last_step: Mapped[int | None]
 
     clinic: Mapped[Clinic | None] = relationship()
     specialties: Mapped[list[Specialty]] = relationship(

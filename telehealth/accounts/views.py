@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
@@ -13,6 +14,8 @@ from telehealth.accounts import services
 from telehealth.accounts.forms import LoginForm, PasswordChangeForm
 from telehealth.errors import InvalidInput
 from telehealth.extensions import db
+from telehealth.security import services as security
+from telehealth.security.views import too_many_attempts
 
 bp = Blueprint("accounts", __name__, template_folder="templates")
 
@@ -29,16 +32,29 @@ def _safe_next(target: str | None) -> str:
 
 
 @bp.route("/login", methods=["GET", "POST"])
-def login() -> str | Response:
+def login() -> Any:
     if current_user.is_authenticated:
         return redirect(url_for("main.dashboard"))
     form = LoginForm()
     if form.validate_on_submit():
-        user = services.authenticate(form.email.data or "", form.password.data or "")
+        email, ip = form.email.data or "", request.remote_addr or ""
+        # Checked before the password, so a blocked account and an unknown one look the same.
+        if security.sign_in_blocked(email, ip):
+            security.note_blocked(email)
+            db.session.commit()
+            return too_many_attempts()
+        user = services.authenticate(email, form.password.data or "")
+        next_url = _safe_next(request.args.get("next"))
+        remember = bool(form.remember.data)
+        if user is None:
+            security.note_attempt(email, ip, succeeded=False)
+        elif user.totp_secret:
+            security.start_second_factor(user, next_url, remember)
+        else:
+            security.complete_sign_in(user, ip, remember=remember)
         db.session.commit()  # the audit entry counts whether or not it worked
         if user is not None:
-            login_user(user)
-            return redirect(_safe_next(request.args.get("next")))
+            return redirect(url_for("security.sign_in_code") if user.totp_secret else next_url)
         flash(_("Wrong e-mail or password."), "error")
         return render_template("accounts/login.html", form=form), 401
     return render_template("accounts/login.html", form=form)

@@ -13,6 +13,8 @@ from telehealth.extensions import db
 
 
 class AuditEvent(db.Model):
+    """One entry; `seq`, `prev_hash` and `hash` chain it to the entry before (see chain.py)."""
+
     __tablename__ = "audit_events"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -25,3 +27,17 @@ class AuditEvent(db.Model):
     object_id: Mapped[int | None]
     detail: Mapped[str] = mapped_column(Text, default="")
     ip: Mapped[str] = mapped_column(String(45), default="")
+    seq: Mapped[int | None] = mapped_column(unique=True)
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class AuditChainHead(db.Model):
+    """The newest link of the chain, so that deleting the last entries is noticed too."""
+
+    __tablename__ = "audit_chain_head"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    last_seq: Mapped[int] = mapped_column(default=0)
+    last_hash: Mapped[str] = mapped_column(String(64), default="")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=clock.now)

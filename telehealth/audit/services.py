@@ -8,6 +8,8 @@ from typing import Any
 from flask import has_request_context, request
 from flask_login import current_user
 
+from telehealth import clock
+from telehealth.audit.chain import queue_for_commit
 from telehealth.audit.models import AuditEvent
 from telehealth.extensions import db
 
@@ -20,13 +22,18 @@ def record(
     actor_id: int | None = None,
     **detail: Any,
 ) -> AuditEvent:
-    """Add an audit entry to the current transaction (it commits with the change it records)."""
+    """Add an audit entry to the current transaction (it commits with the change it records).
+
+    The entry is written, chained to the one before, when the transaction commits; a
+    rollback drops it together with the change it was about.
+    """
     ip = ""
     if has_request_context():
         ip = request.remote_addr or ""
         if actor_id is None and current_user.is_authenticated:
             actor_id = current_user.id
     event = AuditEvent(
+        at=clock.now(),
         actor_id=actor_id,
         action=action,
         consult_id=consult_id,
@@ -35,5 +42,5 @@ def record(
         detail=json.dumps(detail, sort_keys=True, default=str) if detail else "",
         ip=ip,
     )
-    db.session.add(event)
+    queue_for_commit(db.session(), event)
     return event

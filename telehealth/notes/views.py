@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, url_for
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
+from sqlalchemy.exc import SQLAlchemyError
 
 from telehealth.consults import services as consults
 from telehealth.consults.views import detail_context
@@ -17,6 +20,9 @@ from telehealth.notes.forms import AmendForm, NoteForm
 from telehealth.notes.models import Note
 
 bp = Blueprint("notes", __name__, template_folder="templates")
+logger = logging.getLogger(__name__)
+SAVE_FAILED = _l("Your note could not be saved because of a problem on our side. Your text is "
+                "still in the form below: please try again.")
 
 
 @bp.route("/consults/<int:consult_id>/notes", methods=["POST"])
@@ -31,13 +37,19 @@ def add(consult_id: int) -> Any:
             services.add_note(consult, current_user, form.body.data or "", files,
                               answer=bool(form.answer.data), language=form.language.data or None)
             db.session.commit()
-        except ServiceError as exc:
-            # The author's text comes back in the form; nothing half-saved stays behind.
+        except (ServiceError, SQLAlchemyError) as exc:
+            # The author's text comes back in the form; nothing half-saved stays behind
+            # (the rollback also deletes the files this note had stored).
             db.session.rollback()
+            if isinstance(exc, SQLAlchemyError):
+                logger.exception("note on consult %s not saved", consult_id)
+                message, status = str(SAVE_FAILED), 503
+            else:
+                message, status = exc.message, exc.status_code
             consult = consults.get_visible_consult(current_user, consult_id)
-            flash(exc.message, "error")
+            flash(message, "error")
             return render_template("consults/detail.html",
-                                   **detail_context(consult, note_form=form)), exc.status_code
+                                   **detail_context(consult, note_form=form)), status
         flash(_("Your note is saved."), "success")
         return redirect(url_for("consults.detail", consult_id=consult_id, _anchor="notes"))
     flash(_("Write something before saving the note."), "error")

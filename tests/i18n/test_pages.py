@@ -21,6 +21,8 @@ PAGE_RULES = {
     "/": "clinician",
     "/account/password": "clinician",
     "/account/preferences": "specialist",
+    "/account/two-factor": "admin",
+    "/login/code": None,
     "/consults/new": "clinician",
     "/consults/<int:consult_id>": "clinician",
     "/consults/<int:consult_id>/diagnoses": "specialist",

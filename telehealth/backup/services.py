@@ -1,0 +1,241 @@
+"""One archive with every database row and every attachment, and back.
+
+The archive is a gzip'd tar: `manifest.json` (schema revision, row counts, file checksums),
+`tables/<table>.jsonl` (one row a line, in dependency order) and `files/<stored name>`.
+Restoring needs an empty database at the same schema revision; it checks every file against
+the checksum its attachment row recorded.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import io
+import json
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from alembic.migration import MigrationContext
+from sqlalchemy import (
+    Boolean,
+    Connection,
+    Date,
+    DateTime,
+    Engine,
+    Integer,
+    Table,
+    func,
+    select,
+    text,
+)
+from sqlalchemy.orm import Session
+
+from telehealth import clock
+from telehealth.consults.models import Attachment
+from telehealth.db_types import UTCDateTime
+from telehealth.extensions import db
+
+FORMAT = 1
+
+
+class BackupError(Exception):
+    """The archive cannot be written or restored; the message says why."""
+
+
+@dataclass
+class Summary:
+    revision: str | None
+    tables: dict[str, int] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)  # stored name -> sha256
+
+
+def _tables() -> list[Table]:
+    return list(db.metadata.sorted_tables)
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.name  # SQLAlchemy stores (and accepts) non-native enums by name
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value
+
+
+def _decode(table: Table, row: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for name, value in row.items():
+        column_type = table.c[name].type
+        if value is not None and isinstance(column_type, UTCDateTime | DateTime):
+            value = datetime.fromisoformat(value)
+        elif value is not None and isinstance(column_type, Date):
+            value = date.fromisoformat(value)
+        elif value is not None and isinstance(column_type, Boolean):
+            value = bool(value)
+        out[name] = value
+    return out
+
+
+def current_revision(session: Session) -> str | None:
+    """The Alembic revision of the database this session talks to."""
+    return MigrationContext.configure(session.connection()).get_current_revision()
+
+
+def _add_bytes(archive: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mtime = int(clock.now().timestamp())
+    info.mode = 0o600
+    archive.addfile(info, io.BytesIO(data))
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_backup(engine: Engine, upload_dir: Path, archive_path: Path) -> Summary:
+    """Write every table and every attachment into one archive, from one snapshot."""
+    options = {"isolation_level": "REPEATABLE READ"} \
+        if engine.dialect.name == "postgresql" else {}
+    with engine.connect().execution_options(**options) as conn, conn.begin():
+        return _write(conn, upload_dir, archive_path)
+
+
+def _write(conn: Connection, upload_dir: Path, archive_path: Path) -> Summary:
+    summary = Summary(revision=MigrationContext.configure(conn).get_current_revision())
+    missing: list[str] = []
+    tmp_path = archive_path.with_name(archive_path.name + ".part")
+    with tarfile.open(tmp_path, "w:gz") as archive:
+        for table in _tables():
+            # Spooled to disk past a few MB: a big table does not have to fit in memory.
+            with tempfile.SpooledTemporaryFile(max_size=8 << 20) as spool:
+                count = 0
+                rows = conn.execution_options(yield_per=1000).execute(select(table))
+                for row in rows.mappings():
+                    spool.write(json.dumps({k: _encode(v) for k, v in row.items()},
+                                           ensure_ascii=False, separators=(",", ":")).encode())
+                    spool.write(b"\n")
+                    count += 1
+                summary.tables[table.name] = count
+                info = tarfile.TarInfo(f"tables/{table.name}.jsonl")
+                info.size, info.mode = spool.tell(), 0o600
+                info.mtime = int(clock.now().timestamp())
+                spool.seek(0)
+                archive.addfile(info, spool)
+        for stored_name, sha256 in conn.execute(
+            select(Attachment.stored_name, Attachment.sha256).order_by(Attachment.id)
+        ):
+            path = upload_dir / stored_name
+            if not path.is_file() or sha256_of(path) != sha256:
+                missing.append(stored_name)
+                continue
+            archive.add(str(path), arcname=f"files/{stored_name}", recursive=False)
+            summary.files[stored_name] = sha256
+        manifest = {"format": FORMAT, "created_at": clock.now().isoformat(),
+                    "revision": summary.revision, "tables": summary.tables,
+                    "files": summary.files}
+        _add_bytes(archive, "manifest.json", json.dumps(manifest, indent=1).encode())
+    if missing:
+        tmp_path.unlink()
+        raise BackupError(f"{len(missing)} attachment files are missing or damaged: "
+                          + ", ".join(missing[:10]))
+    tmp_path.replace(archive_path)
+    return summary
+
+
+def _reset_sequences(session: Session) -> None:
+    for table in _tables():
+        pk = list(table.primary_key.columns)
+        if len(pk) != 1 or not isinstance(pk[0].type, Integer):
+            continue
+        session.execute(text(
+            f"SELECT setval(pg_get_serial_sequence('{table.name}', '{pk[0].name}'), "
+            f"COALESCE(MAX({pk[0].name}), 1), MAX({pk[0].name}) IS NOT NULL) FROM {table.name}"
+        ))
+
+
+def read_backup(session: Session, upload_dir: Path, archive_path: Path) -> Summary:
+    """Restore an archive into this (empty, migrated) database and the upload folder."""
+    with tarfile.open(archive_path, "r:gz") as archive:
+        member_names = set(archive.getnames())
+        manifest = json.loads(_read(archive, "manifest.json"))
+        if manifest.get("format") != FORMAT:
+            raise BackupError("this archive was written by another version of the backup")
+        revision = current_revision(session)
+        if manifest["revision"] != revision:
+            raise BackupError(f"the archive has schema {manifest['revision']}, the database "
+                              f"{revision}: upgrade both to the same revision first")
+        for table in _tables():
+            if session.scalar(select(func.count()).select_from(table)):
+                raise BackupError(f"the database is not empty (table {table.name} has rows)")
+        summary = Summary(revision=revision)
+        upload_dir.mkdir(parents=True, exist_ok=True)
+        written: list[Path] = []
+        try:
+            for stored_name, sha256 in manifest["files"].items():
+                if not stored_name.isalnum() or f"files/{stored_name}" not in member_names:
+                    raise BackupError(f"the archive lacks the file {stored_name!r}")
+                data = _read(archive, f"files/{stored_name}")
+                if hashlib.sha256(data).hexdigest() != sha256:
+                    raise BackupError(f"the file {stored_name} in the archive is damaged")
+                target = upload_dir / stored_name
+                if target.exists() and sha256_of(target) != sha256:
+                    raise BackupError(f"{target} exists with other content")
+                if not target.exists():
+                    target.write_bytes(data)
+                    written.append(target)
+                summary.files[stored_name] = sha256
+            for table in _tables():
+                count, batch = 0, []
+                for line in _lines(archive, f"tables/{table.name}.jsonl"):
+                    batch.append(_decode(table, json.loads(line)))
+                    if len(batch) == 500:
+                        session.execute(table.insert(), batch)
+                        count, batch = count + len(batch), []
+                if batch:
+                    session.execute(table.insert(), batch)
+                    count += len(batch)
+                if count != manifest["tables"].get(table.name, 0):
+                    raise BackupError(f"table {table.name}: the row count does not match")
+                summary.tables[table.name] = count
+            if session.get_bind().dialect.name == "postgresql":
+                _reset_sequences(session)
+            session.flush()
+        except BaseException:
+            session.rollback()
+            for path in written:
+                path.unlink(missing_ok=True)
+            raise
+    return summary
+
+
+def _lines(archive: tarfile.TarFile, name: str) -> Iterator[bytes]:
+    handle = _open(archive, name)
+    for line in handle:
+        if line.strip():
+            yield line
+
+
+def _read(archive: tarfile.TarFile, name: str) -> bytes:
+    return _open(archive, name).read()
+
+
+def _open(archive: tarfile.TarFile, name: str) -> IO[bytes]:
+    try:
+        member = archive.getmember(name)
+    except KeyError as exc:
+        raise BackupError(f"the archive has no {name}") from exc
+    if not member.isfile():
+        raise BackupError(f"{name} in the archive is not a file")
+    handle = archive.extractfile(member)
+    if handle is None:
+        raise BackupError(f"{name} cannot be read")
+    return handle

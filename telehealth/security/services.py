@@ -1,0 +1,164 @@
+"""Sign-in limits, completing a sign-in, and the optional TOTP second factor."""
+
+from __future__ import annotations
+
+import hmac
+from datetime import datetime, timedelta
+
+import pyotp
+from flask import current_app, session
+from flask_login import login_user
+from sqlalchemy import delete, func, select
+
+from telehealth import clock
+from telehealth.accounts.models import User
+from telehealth.audit.services import record
+from telehealth.extensions import db
+from telehealth.security.models import SignInAttempt
+from telehealth.security.sessions import mark_active
+
+PENDING_KEY = "_second_factor"
+PENDING_SECONDS = 300
+
+
+def _normalise(email: str) -> str:
+    return email.strip().lower()[:254]
+
+
+def sign_in_blocked(email: str, ip: str) -> bool:
+    """Too many recent failures for this account (since its last success) or this address."""
+    config = current_app.config
+    since = clock.now() - timedelta(minutes=config["SIGN_IN_WINDOW_MINUTES"])
+    email = _normalise(email)
+    last_success: datetime | None = db.session.scalar(
+        select(func.max(SignInAttempt.at)).where(SignInAttempt.email == email,
+                                                 SignInAttempt.succeeded.is_(True))
+    )
+    account_since = max(since, last_success) if last_success else since
+    failures = select(func.count(SignInAttempt.id)).where(SignInAttempt.succeeded.is_(False))
+    by_account = db.session.scalar(
+        failures.where(SignInAttempt.email == email, SignInAttempt.at > account_since)
+    ) or 0
+    by_address = db.session.scalar(
+        failures.where(SignInAttempt.ip == ip, SignInAttempt.at > since)
+    ) or 0
+    return (by_account >= config["SIGN_IN_MAX_FAILURES_PER_ACCOUNT"]
+            or by_address >= config["SIGN_IN_MAX_FAILURES_PER_ADDRESS"])
+
+
+def note_attempt(email: str, ip: str, succeeded: bool) -> None:
+    """Count one sign-in attempt (the caller commits); forget attempts older than a day.
+
+    The audit trail keeps every attempt for good; this table only counts recent ones.
+    """
+    keep = max(timedelta(days=1),
+               timedelta(minutes=current_app.config["SIGN_IN_WINDOW_MINUTES"]))
+    db.session.execute(delete(SignInAttempt).where(SignInAttempt.at < clock.now() - keep))
+    db.session.add(SignInAttempt(at=clock.now(), email=_normalise(email), ip=ip[:45],
+                                 succeeded=succeeded))
+
+
+def note_blocked(email: str) -> None:
+    record("login.blocked", email=email.strip()[:254])
+
+
+def retry_after_seconds() -> int:
+    return int(current_app.config["SIGN_IN_WINDOW_MINUTES"]) * 60
+
+
+def complete_sign_in(user: User, ip: str, remember: bool = False) -> None:
+    """Start the session of a user who passed every factor (the caller commits)."""
+    config = current_app.config
+    remember = remember and config["REMEMBER_ME_ENABLED"]
+    login_user(user, remember=remember, duration=config["REMEMBER_COOKIE_DURATION"])
+    session.pop(PENDING_KEY, None)
+    mark_active()
+    note_attempt(user.email, ip, succeeded=True)
+
+
+# ---------------------------------------------------------------- second factor
+
+
+def second_factor_required(user: User) -> bool:
+    """Whether this user's role must use a second factor in this deployment."""
+    return user.role.value in current_app.config["TOTP_REQUIRED_ROLES"]
+
+
+def start_second_factor(user: User, next_url: str, remember: bool) -> None:
+    """Remember who passed the password step, for a few minutes, until the code is given."""
+    session[PENDING_KEY] = {
+        "user_id": user.id, "token": user.session_token, "next": next_url,
+        "remember": remember, "at": int(clock.now().timestamp()),
+    }
+
+
+def pending_second_factor_user() -> tuple[User, dict] | None:
+    """The user waiting to give a code, if the wait has not expired or their sessions ended."""
+    pending = session.get(PENDING_KEY)
+    if not isinstance(pending, dict):
+        return None
+    if clock.now().timestamp() - pending.get("at", 0) > PENDING_SECONDS:
+        session.pop(PENDING_KEY, None)
+        return None
+    user = db.session.get(User, pending.get("user_id"))
+    if user is None or not user.active or user.session_token != pending.get("token") \
+            or not user.totp_secret:
+        return None
+    return user, pending
+
+
+def new_totp_secret() -> str:
+    return pyotp.random_base32()
+
+
+def provisioning_uri(user: User, secret: str) -> str:
+    return pyotp.TOTP(secret).provisioning_uri(
+        name=user.email, issuer_name=current_app.config["TOTP_ISSUER"]
+    )
+
+
+def matching_step(secret: str, code: str, last_step: int | None) -> int | None:
+    """The time step whose code this is (one step of clock drift allowed), else None.
+
+    A step at or before the last one used is refused: a code works once.
+    """
+    code = code.strip().replace(" ", "")
+    if not (code.isdigit() and len(code) == 6):
+        return None
+    totp = pyotp.TOTP(secret)
+    now_step = totp.timecode(clock.now())
+    for step in (now_step - 1, now_step, now_step + 1):
+        if last_step is not None and step <= last_step:
+            continue
+        if hmac.compare_digest(totp.generate_otp(step), code):
+            return step
+    return None
+
+
+def check_code(user: User, code: str) -> bool:
+    """Check a sign-in code and use it up; audit a failure."""
+    step = matching_step(user.totp_secret or "", code, user.totp_last_step)
+    if step is None:
+        record("login.failed", actor_id=user.id, factor="totp")
+        return False
+    user.totp_last_step = step
+    return True
+
+
+def enable_totp(user: User, secret: str, code: str) -> bool:
+    """Turn on the second factor once the person shows their app produces the right codes."""
+    step = matching_step(secret, code, None)
+    if step is None:
+        return False
+    user.totp_secret = secret
+    user.totp_last_step = step
+    record("totp.enabled", obj=user)
+    return True
+
+
+def reset_totp(user: User) -> None:
+    """Turn a user's second factor off (lost phone); their sessions end with it."""
+    user.totp_secret = None
+    user.totp_last_step = None
+    user.rotate_session_token()
+    record("totp.reset", obj=user)
