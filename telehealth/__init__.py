@@ -31,13 +31,18 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from telehealth.consults.views import bp as consults_bp
     from telehealth.main.views import bp as main_bp
     from telehealth.notes.views import bp as notes_bp
+    from telehealth.roster.views import bp as roster_bp
 
-    for blueprint in (main_bp, accounts_bp, consults_bp, notes_bp, admin_bp):
+    for blueprint in (main_bp, accounts_bp, consults_bp, notes_bp, admin_bp, roster_bp):
         app.register_blueprint(blueprint)
+    from telehealth.notifications import events  # noqa: F401  (Socket.IO handlers)
 
     web.init_app(app)
 
     from telehealth import cli
 
     cli.init_app(app)
+    from telehealth.matching import sweeper
+
+    sweeper.init_app(app)
     return app

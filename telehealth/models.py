@@ -6,8 +6,15 @@ from telehealth.clinics.models import Clinic
 from telehealth.consults.models import Attachment, Consult
 from telehealth.matching.models import Offer
 from telehealth.notes.models import Note, NoteRevision
+from telehealth.roster.models import (
+    AvailabilityWindow,
+    Invite,
+    LeavePeriod,
+    SpecialistProfile,
+)
 
 __all__ = [
     "Attachment", "AuditEvent", "Clinic", "Consult", "Note", "NoteRevision", "Offer", "Role",
     "Specialty", "User", "UserLanguage", "user_specialties",
+    "AvailabilityWindow", "Invite", "LeavePeriod", "SpecialistProfile",
 ]

@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from flask import Flask, current_app, jsonify, render_template, request
+from flask import Flask, current_app, has_request_context, jsonify, render_template, request
 from flask_babel import format_datetime
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -33,12 +33,16 @@ RTL_LANGUAGES = {"ar"}
 
 def select_locale() -> str | None:
     """The user's profile language, else the browser's, else the deployment default."""
+    if not has_request_context():  # sweeper, CLI: the default (e-mails force their own)
+        return None
     if current_user and current_user.is_authenticated and current_user.locale:
         return str(current_user.locale)
     return request.accept_languages.best_match(current_app.config["LANGUAGES"])
 
 
 def select_timezone() -> str | None:
+    if not has_request_context():
+        return None
     if current_user and current_user.is_authenticated:
         return str(current_user.timezone)
     return None
