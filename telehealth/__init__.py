@@ -31,9 +31,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from telehealth.consults.views import bp as consults_bp
     from telehealth.main.views import bp as main_bp
     from telehealth.notes.views import bp as notes_bp
+    from telehealth.matching.views import bp as matching_bp
     from telehealth.roster.views import bp as roster_bp
 
-    for blueprint in (main_bp, accounts_bp, consults_bp, notes_bp, admin_bp, roster_bp):
+    for blueprint in (main_bp, accounts_bp, consults_bp, notes_bp, admin_bp, roster_bp,
+                      matching_bp):
         app.register_blueprint(blueprint)
     from telehealth.notifications import events  # noqa: F401  (Socket.IO handlers)
 

@@ -8,7 +8,6 @@ two sweepers or a sweeper and a decline never both advance the same consult.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 from flask import current_app, has_request_context, url_for
