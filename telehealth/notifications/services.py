@@ -108,3 +108,20 @@ def _deliver_after_commit(session: Session) -> None:
 @event.listens_for(Session, "after_soft_rollback")
 def _drop_after_rollback(session: Session, previous_transaction: object) -> None:
     session.info.pop("notifications", None)
+
+
+def notify_new_note(consult: Any, author: User) -> None:
+    """Tell the other people on a consult (requester, assigned specialist) about a new note."""
+    from flask_babel import gettext as _
+
+    from telehealth.matching.services import consult_url
+
+    payload = {"consult_id": consult.id, "reference": consult.reference,
+               "specialty": consult.specialty.name, "url": consult_url(consult, external=False),
+               "author": author.name}
+    people = {consult.created_by_id, consult.specialist_id} - {author.id, None}
+    for person in db.session.scalars(select(User).where(User.id.in_(people))):
+        notify(person, "note.new", payload,
+               subject=lambda: _("New note on consult %(ref)s", ref=consult.reference),
+               body=lambda: _("%(name)s wrote on consult %(ref)s: %(url)s", name=author.name,
+                              ref=consult.reference, url=consult_url(consult)))
