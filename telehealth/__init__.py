@@ -30,8 +30,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from telehealth.admin.views import bp as admin_bp
     from telehealth.consults.views import bp as consults_bp
     from telehealth.main.views import bp as main_bp
-    from telehealth.notes.views import bp as notes_bp
     from telehealth.matching.views import bp as matching_bp
+    from telehealth.notes.views import bp as notes_bp
     from telehealth.roster.views import bp as roster_bp
 
     for blueprint in (main_bp, accounts_bp, consults_bp, notes_bp, admin_bp, roster_bp,

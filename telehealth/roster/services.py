@@ -100,6 +100,25 @@ def set_status(profile: SpecialistProfile, status: ProfileStatus, actor: User) -
            old=old.value)
 
 
+# What each roster button does: the status it starts from and the one it leads to.
+STATUS_ACTIONS: dict[str, tuple[ProfileStatus, ProfileStatus]] = {
+    "approve": (ProfileStatus.PENDING, ProfileStatus.ACTIVE),
+    "suspend": (ProfileStatus.ACTIVE, ProfileStatus.SUSPENDED),
+    "reactivate": (ProfileStatus.SUSPENDED, ProfileStatus.ACTIVE),
+}
+
+
+def apply_status_action(profile: SpecialistProfile, action: str, actor: User) -> None:
+    """Approve a pending specialist, suspend an active one, reactivate a suspended one."""
+    start, end = STATUS_ACTIONS[action]
+    if profile.status != start and not (action == "suspend" and
+                                        profile.status == ProfileStatus.PENDING):
+        raise Conflict(_("A specialist who is %(old)s cannot become %(new)s this way.",
+                         old=profile_status_label(profile.status),
+                         new=profile_status_label(end)))
+    set_status(profile, end, actor)
+
+
 def profile_status_label(status: ProfileStatus) -> str:
     return {ProfileStatus.PENDING: _("pending approval"), ProfileStatus.ACTIVE: _("active"),
             ProfileStatus.SUSPENDED: _("suspended")}[status]

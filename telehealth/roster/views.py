@@ -27,8 +27,6 @@ from telehealth.roster.models import ProfileStatus
 
 bp = Blueprint("roster", __name__, template_folder="templates")
 
-STATUS_ACTIONS = {"approve": ProfileStatus.ACTIVE, "suspend": ProfileStatus.SUSPENDED,
-                  "reactivate": ProfileStatus.ACTIVE}
 STATUS_MESSAGES = {"approve": _l("The specialist is approved."),
                    "suspend": _l("The specialist is suspended."),
                    "reactivate": _l("The specialist is active again.")}
@@ -186,7 +184,7 @@ def verify_credential(user_id: int, decision: str) -> Response:
 def change_status(user_id: int, action: str) -> Response:
     services.require_roster_manager(current_user)
     profile = services.get_profile(services.get_specialist(user_id))
-    services.set_status(profile, STATUS_ACTIONS[action], current_user)
+    services.apply_status_action(profile, action, current_user)
     db.session.commit()
     flash(str(STATUS_MESSAGES[action]), "success")
     return redirect(url_for("roster.profile", user_id=user_id))

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from email import message_from_bytes
 
 import pytest
-from flask import g
 from aiosmtpd.controller import Controller
+from flask import g
 
 from telehealth.consults.models import Urgency
 from telehealth.extensions import db, socketio
@@ -118,7 +118,8 @@ def test_offer_and_escalation_are_emailed(smtp_server, world, make_consult, make
     smtp_server.messages.clear()
     make_consult(world["clinician"], specialty="neurology")
     coordinators = {world["coordinator"].email, world["admin"].email}
-    escalations = [r for r, m in smtp_server.messages if m["Subject"].endswith("needs a specialist")]
+    escalations = [r for r, m in smtp_server.messages
+                   if m["Subject"].endswith("needs a specialist")]
     assert {email for r in escalations for email in r} == coordinators
 
 
