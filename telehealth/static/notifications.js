@@ -4,6 +4,9 @@
   if (typeof io === "undefined") { return; }
   var notice = document.getElementById("live-notice");
   var socket = io("/notifications");
+  // Marks the page as listening (the server put us in our room before accepting).
+  socket.on("connect", function () { document.documentElement.dataset.live = "connected"; });
+  socket.on("disconnect", function () { delete document.documentElement.dataset.live; });
 
   function show(label, payload) {
     if (!notice) { return; }
