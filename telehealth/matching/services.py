@@ -93,6 +93,8 @@ def advance_consult(consult: Consult, reason: str = "no candidate") -> list[Offe
                specialist_id=offer.specialist_id, expires_at=expires_at.isoformat(),
                wait_minutes=candidate.wait_minutes)
         specialist = db.session.get(User, offer.specialist_id)
+        if specialist is None:  # pragma: no cover - the row was just ranked
+            continue
         notify(specialist, "offer.new", payload,
                subject=lambda: _("New consult offered to you: %(ref)s", ref=consult.reference),
                body=lambda: _("A %(urgency)s consult in %(specialty)s from %(clinic)s is "

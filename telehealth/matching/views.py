@@ -30,8 +30,8 @@ def candidates(consult_id: int) -> Any:
     ranked = services.rank_specialists(consult, limit=20)
     offers = list(db.session.scalars(select(Offer).where(Offer.consult_id == consult.id)
                                      .order_by(Offer.created_at, Offer.id)))
-    names = dict(db.session.execute(select(User.id, User.name).where(
-        User.id.in_([o.specialist_id for o in offers]))).all()) if offers else {}
+    names: dict[int, str] = {user_id: name for user_id, name in db.session.execute(
+        select(User.id, User.name).where(User.id.in_([o.specialist_id for o in offers])))}
     return render_template("matching/candidates.html", consult=consult, ranked=ranked,
                            offers=offers, names=names, now=clock.now(), form=AssignForm())
 

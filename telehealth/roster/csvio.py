@@ -175,8 +175,8 @@ def parse_csv(text: str) -> list[ParsedRow]:
         errors.append(RowError(line, _("the file has no rows")))
     # Existing accounts that are not specialists cannot be turned into roster entries here.
     if rows:
-        taken = dict(db.session.execute(select(User.email, User.role).where(
-            User.email.in_([r.email for r in rows]))).all())
+        taken: dict[str, Role] = {email: role for email, role in db.session.execute(
+            select(User.email, User.role).where(User.email.in_([r.email for r in rows])))}
         for row in rows:
             if row.email in taken and taken[row.email] != Role.SPECIALIST:
                 errors.append(RowError(row.line, _("%(email)s belongs to a user who is not a "

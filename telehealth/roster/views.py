@@ -169,7 +169,7 @@ def credential_document(user_id: int) -> Response:
 
 @bp.route("/roster/<int:user_id>/credential/<any(verify,reject):decision>", methods=["POST"])
 @login_required
-def verify_credential(user_id: int, decision: str) -> Response:
+def verify_credential(user_id: int, decision: str) -> Any:
     services.require_roster_manager(current_user)
     profile = services.get_profile(services.get_specialist(user_id))
     services.verify_credential(profile, current_user, accept=decision == "verify")
@@ -181,7 +181,7 @@ def verify_credential(user_id: int, decision: str) -> Response:
 
 @bp.route("/roster/<int:user_id>/<any(approve,suspend,reactivate):action>", methods=["POST"])
 @login_required
-def change_status(user_id: int, action: str) -> Response:
+def change_status(user_id: int, action: str) -> Any:
     services.require_roster_manager(current_user)
     profile = services.get_profile(services.get_specialist(user_id))
     services.apply_status_action(profile, action, current_user)
@@ -208,7 +208,7 @@ def add_leave(user_id: int) -> Any:
 
 @bp.route("/roster/leave/<int:leave_id>/delete", methods=["POST"])
 @login_required
-def remove_leave(leave_id: int) -> Response:
+def remove_leave(leave_id: int) -> Any:
     from telehealth.roster.models import LeavePeriod
 
     leave = db.session.get(LeavePeriod, leave_id)
