@@ -19,11 +19,12 @@ from babel.dates import format_time
 from flask import current_app
 from flask_babel import get_locale, ngettext
 from flask_babel import gettext as _
-from sqlalchemy import and_, case, exists, func, literal, select
+from sqlalchemy import Date, bindparam, case, exists, func, select
 
 from telehealth import clock
 from telehealth.accounts.models import Role, User, UserLanguage, user_specialties
 from telehealth.consults.models import Consult, ConsultStatus, Urgency
+from telehealth.db_types import UTCDateTime
 from telehealth.extensions import db
 from telehealth.matching.models import Offer
 from telehealth.roster.models import (
@@ -119,31 +120,87 @@ class Candidate:
         return "; ".join(parts)
 
 
-def _eligibility_filters(consult: Consult, now: datetime) -> list[Any]:
+def _eligibility_filters() -> list[Any]:
     """Everything except time of day: roster status, credential, specialty, language, leave."""
-    languages = consult.language_list
+    now = bindparam("now", type_=UTCDateTime())
     return [
+        user_specialties.c.specialty_id == bindparam("specialty_id"),
         User.role == Role.SPECIALIST,
         User.active.is_(True),
         SpecialistProfile.status == ProfileStatus.ACTIVE,
         SpecialistProfile.credential_status == CredentialStatus.VERIFIED,
-        SpecialistProfile.licence_expires_on >= now.date(),
-        exists().where(UserLanguage.user_id == User.id, UserLanguage.language.in_(languages)),
+        SpecialistProfile.licence_expires_on >= bindparam("today", type_=Date()),
+        exists().where(UserLanguage.user_id == User.id,
+                       UserLanguage.language.in_(bindparam("languages", expanding=True))),
         ~exists().where(LeavePeriod.user_id == User.id, LeavePeriod.starts_at <= now,
                         LeavePeriod.ends_at > now),
         # Anyone already asked (declined, let it expire, or still deciding) is not asked again.
-        ~exists().where(Offer.consult_id == consult.id, Offer.specialist_id == User.id),
+        ~exists().where(Offer.consult_id == bindparam("consult_id"),
+                        Offer.specialist_id == User.id),
     ]
 
 
-def _base_query(consult: Consult, now: datetime, *columns: Any) -> Any:
+# The zones of everyone with the specialty: a cheap superset of the candidates' zones.
+_ZONES_QUERY = (
+    select(User.timezone).distinct().select_from(user_specialties)
+    .join(User, User.id == user_specialties.c.user_id)
+    .where(user_specialties.c.specialty_id == bindparam("specialty_id"))
+)
+
+
+@lru_cache(maxsize=256)
+def _ranking_statement(zones: tuple[str, ...]) -> Any:
+    """The ranking query for this set of time zones, built once and reused.
+
+    Only the zone names shape the statement; their offsets (which DST changes), the time,
+    the consult and its languages are parameters, so the compiled form is cached too.
+    """
+    offset = case({zone: bindparam(f"offset_{i}") for i, zone in enumerate(zones)},
+                  value=User.timezone)
+    local_now = (bindparam("now_minute_of_week") + offset + MINUTES_PER_WEEK) \
+        % MINUTES_PER_WEEK
+    window_start = AvailabilityWindow.weekday * 1440 + AvailabilityWindow.start_minute
+    window_length = AvailabilityWindow.end_minute - AvailabilityWindow.start_minute
+    since_start = (local_now - window_start + MINUTES_PER_WEEK) % MINUTES_PER_WEEK
+    until_start = (window_start - local_now + MINUTES_PER_WEEK) % MINUTES_PER_WEEK
+
+    def per_user(query: Any) -> Any:
+        return query.correlate(User).scalar_subquery()
+
+    wait = per_user(select(func.min(case((since_start < window_length, 0),
+                                         else_=until_start)))
+                    .where(AvailabilityWindow.user_id == User.id))
+    open_load = per_user(select(func.count(Consult.id)).where(
+        Consult.specialist_id == User.id, Consult.status == ConsultStatus.ACCEPTED))
+    recent = per_user(select(func.count(Consult.id)).where(
+        Consult.specialist_id == User.id,
+        Consult.accepted_at >= bindparam("since_30_days", type_=UTCDateTime())))
+    languages = bindparam("languages", expanding=True)
+    level = per_user(select(func.max(UserLanguage.level)).where(
+        UserLanguage.user_id == User.id, UserLanguage.language.in_(languages)))
+    best_language = per_user(
+        select(UserLanguage.language)
+        .where(UserLanguage.user_id == User.id, UserLanguage.language.in_(languages))
+        .order_by(UserLanguage.level.desc(), UserLanguage.language).limit(1))
+    wait_minutes, open_consults = wait.label("wait_minutes"), open_load.label("open_consults")
+    consults_30d, language_level = recent.label("consults_30d"), level.label("language_level")
     return (
-        select(*columns)
+        select(User.id.label("user_id"), User.name.label("name"),
+               User.timezone.label("timezone"),
+               SpecialistProfile.response_minutes_avg.label("response_minutes"),
+               wait_minutes, open_consults, consults_30d, language_level,
+               best_language.label("best_language"))
         .select_from(user_specialties)
         .join(User, User.id == user_specialties.c.user_id)
         .join(SpecialistProfile, SpecialistProfile.user_id == User.id)
-        .where(user_specialties.c.specialty_id == consult.specialty_id,
-               *_eligibility_filters(consult, now))
+        .where(*_eligibility_filters(), User.timezone.in_(zones),
+               # In WHERE, so that the other figures are only computed for those who pass.
+               wait <= bindparam("horizon_minutes"),
+               open_load < SpecialistProfile.capacity)
+        .order_by(wait_minutes, open_consults, consults_30d,
+                  func.coalesce(SpecialistProfile.response_minutes_avg, NO_RESPONSE_HISTORY),
+                  language_level.desc(), User.id)
+        .limit(bindparam("limit"))
     )
 
 
@@ -152,87 +209,28 @@ def rank_specialists(consult: Consult, limit: int | None = 20,
     """The eligible specialists for a consult, best first (see the module docstring)."""
     now = clock.now()
     horizon = offer_expiry(consult.urgency) if horizon is None else horizon
-    zones = list(db.session.scalars(_base_query(consult, now, User.timezone).distinct()))
+    zones = sorted(db.session.scalars(_ZONES_QUERY, {"specialty_id": consult.specialty_id}))
     offsets = {z: off for z in zones if (off := utc_offset_minutes(z, now)) is not None}
     if not offsets:
         return []
-    local_now = (literal(_minute_of_week(now.astimezone(ZoneInfo("UTC")))) + case(
-        offsets, value=User.timezone) + MINUTES_PER_WEEK) % MINUTES_PER_WEEK
-    window_start = AvailabilityWindow.weekday * 1440 + AvailabilityWindow.start_minute
-    window_length = AvailabilityWindow.end_minute - AvailabilityWindow.start_minute
-    since_start = (local_now - window_start + MINUTES_PER_WEEK) % MINUTES_PER_WEEK
-    until_start = (window_start - local_now + MINUTES_PER_WEEK) % MINUTES_PER_WEEK
-    wait = (
-        select(func.min(case((since_start < window_length, 0), else_=until_start)))
-        .where(AvailabilityWindow.user_id == User.id)
-        .correlate(User)
-        .scalar_subquery()
-    )
-    open_load = (
-        select(func.count(Consult.id))
-        .where(Consult.specialist_id == User.id, Consult.status == ConsultStatus.ACCEPTED)
-        .correlate(User)
-        .scalar_subquery()
-    )
-    recent = (
-        select(func.count(Consult.id))
-        .where(Consult.specialist_id == User.id, Consult.accepted_at >= now - timedelta(days=30))
-        .correlate(User)
-        .scalar_subquery()
-    )
-    level = (
-        select(func.max(UserLanguage.level))
-        .where(UserLanguage.user_id == User.id,
-               UserLanguage.language.in_(consult.language_list))
-        .correlate(User)
-        .scalar_subquery()
-    )
-    inner = _base_query(
-        consult, now,
-        User.id.label("user_id"), User.name.label("name"), User.timezone.label("timezone"),
-        SpecialistProfile.capacity.label("capacity"),
-        SpecialistProfile.response_minutes_avg.label("response_minutes"),
-        wait.label("wait_minutes"), open_load.label("open_consults"),
-        recent.label("consults_30d"), level.label("language_level"),
-    ).where(User.timezone.in_(list(offsets))).subquery()
-    query = (
-        select(inner)
-        .where(and_(inner.c.wait_minutes <= int(horizon.total_seconds() // 60),
-                    inner.c.open_consults < inner.c.capacity))
-        .order_by(
-            inner.c.wait_minutes, inner.c.open_consults, inner.c.consults_30d,
-            func.coalesce(inner.c.response_minutes, NO_RESPONSE_HISTORY),
-            inner.c.language_level.desc(), inner.c.user_id,
-        )
-    )
-    if limit is not None:
-        query = query.limit(limit)
-    rows = db.session.execute(query).all()
-    best_language = _best_languages([r.user_id for r in rows], consult.language_list)
+    known = tuple(offsets)
+    params: dict[str, Any] = {
+        "specialty_id": consult.specialty_id, "consult_id": consult.id,
+        "languages": consult.language_list, "now": now, "today": now.date(),
+        "since_30_days": now - timedelta(days=30), "now_minute_of_week": _minute_of_week(now),
+        "horizon_minutes": int(horizon.total_seconds() // 60),
+        "limit": limit if limit is not None else 1_000_000,
+        **{f"offset_{i}": offsets[zone] for i, zone in enumerate(known)},
+    }
+    rows = db.session.execute(_ranking_statement(known), params).all()
     return [
         Candidate(
             user_id=r.user_id, name=r.name, timezone=r.timezone,
             wait_minutes=int(r.wait_minutes), open_consults=int(r.open_consults),
             consults_30d=int(r.consults_30d), response_minutes=r.response_minutes,
-            language_level=int(r.language_level or 0),
-            best_language=best_language.get(r.user_id, ""),
+            language_level=int(r.language_level or 0), best_language=r.best_language or "",
         )
         for r in rows
     ]
 
 
-def _best_languages(user_ids: list[int], languages: list[str]) -> dict[int, str]:
-    """For the ranked page only: each specialist's strongest language the clinic reads."""
-    if not user_ids:
-        return {}
-    rows = db.session.execute(
-        select(UserLanguage.user_id, UserLanguage.language, UserLanguage.level)
-        .where(UserLanguage.user_id.in_(user_ids), UserLanguage.language.in_(languages))
-    ).all()
-    order = {code: index for index, code in enumerate(languages)}
-    best: dict[int, tuple[int, int, str]] = {}
-    for user_id, code, lang_level in rows:
-        key = (-lang_level, order.get(code, 99), code)
-        if user_id not in best or key < best[user_id]:
-            best[user_id] = key
-    return {user_id: key[2] for user_id, key in best.items()}
