@@ -51,7 +51,7 @@ _started: set[int] = set()
 
 def start_background_sweeper(app: Flask) -> None:
     """Run the sweeper every SWEEPER_INTERVAL_SECONDS in a background task of the app."""
-    interval = app.config["SWEEPER_INTERVAL_SECONDS"]
+    interval = float(app.config["SWEEPER_INTERVAL_SECONDS"])
     if interval <= 0 or id(app) in _started:
         return
     _started.add(id(app))
@@ -69,6 +69,14 @@ def start_background_sweeper(app: Flask) -> None:
                     db.session.remove()
 
     socketio.start_background_task(loop)
+
+
+def stop_background_sweeper(app: Flask) -> None:
+    """Stop the app's background sweeper after its current run (tests, shutdown)."""
+    stop = app.extensions.pop("telehealth_sweeper_stop", None)
+    if stop is not None:
+        stop.set()
+        _started.discard(id(app))
 
 
 def init_app(app: Flask) -> None:

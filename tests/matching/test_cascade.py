@@ -133,3 +133,28 @@ def test_sweep_cli(app, clinician, make_specialist, make_consult):
     assert "expired 1 offer(s), advanced 1 consult(s)" in result.output
     db.session.refresh(consult)
     assert consult.status == ConsultStatus.ESCALATED
+
+
+def test_background_sweeper_runs_in_the_app(app, clinician, make_specialist, make_consult):
+    import time
+
+    from telehealth.matching.sweeper import start_background_sweeper, stop_background_sweeper
+
+    make_specialist()
+    consult = make_consult(clinician)
+    clock.freeze(START + timedelta(hours=3))
+    interval = app.config["SWEEPER_INTERVAL_SECONDS"]
+    app.config["SWEEPER_INTERVAL_SECONDS"] = 0.05
+    try:
+        start_background_sweeper(app)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            db.session.expire_all()
+            if db.session.get(type(consult), consult.id).status == ConsultStatus.ESCALATED:
+                break
+            time.sleep(0.05)
+    finally:
+        stop_background_sweeper(app)
+        app.config["SWEEPER_INTERVAL_SECONDS"] = interval
+        time.sleep(0.2)  # let a run in progress finish before the tables are emptied
+    assert db.session.get(type(consult), consult.id).status == ConsultStatus.ESCALATED
