@@ -19,7 +19,8 @@ from babel.dates import format_time
 from flask import current_app
 from flask_babel import get_locale, ngettext
 from flask_babel import gettext as _
-from sqlalchemy import Date, bindparam, case, exists, func, select
+from sqlalchemy import Date, Integer, bindparam, case, cast, exists, func, select
+from sqlalchemy.dialects.postgresql import JSONB
 
 from telehealth import clock
 from telehealth.accounts.models import Role, User, UserLanguage, user_specialties
@@ -149,14 +150,19 @@ _ZONES_QUERY = (
 
 
 @lru_cache(maxsize=256)
-def _ranking_statement(zones: tuple[str, ...]) -> Any:
-    """The ranking query for this set of time zones, built once and reused.
+def _ranking_statement(zones: tuple[str, ...], dialect: str) -> Any:
+    """The ranking query, built once and reused.
 
-    Only the zone names shape the statement; their offsets (which DST changes), the time,
-    the consult and its languages are parameters, so the compiled form is cached too.
+    The offsets (which DST changes), the time, the consult and its languages are parameters,
+    so the compiled form is cached too. On PostgreSQL the zone-to-offset map is one JSON
+    parameter, so the statement text never changes and the server keeps its plan; SQLite
+    gets a CASE over the zone names (one statement per set of zones).
     """
-    offset = case({zone: bindparam(f"offset_{i}") for i, zone in enumerate(zones)},
-                  value=User.timezone)
+    if dialect == "postgresql":
+        offset: Any = cast(bindparam("offsets", type_=JSONB)[User.timezone].astext, Integer)
+    else:
+        offset = case({zone: bindparam(f"offset_{i}") for i, zone in enumerate(zones)},
+                      value=User.timezone)
     local_now = (bindparam("now_minute_of_week") + offset + MINUTES_PER_WEEK) \
         % MINUTES_PER_WEEK
     window_start = AvailabilityWindow.weekday * 1440 + AvailabilityWindow.start_minute
@@ -193,7 +199,8 @@ def _ranking_statement(zones: tuple[str, ...]) -> Any:
         .select_from(user_specialties)
         .join(User, User.id == user_specialties.c.user_id)
         .join(SpecialistProfile, SpecialistProfile.user_id == User.id)
-        .where(*_eligibility_filters(), User.timezone.in_(zones),
+        .where(*_eligibility_filters(),
+               offset.is_not(None) if dialect == "postgresql" else User.timezone.in_(zones),
                # In WHERE, so that the other figures are only computed for those who pass.
                wait <= bindparam("horizon_minutes"),
                open_load < SpecialistProfile.capacity)
@@ -213,16 +220,18 @@ def rank_specialists(consult: Consult, limit: int | None = 20,
     offsets = {z: off for z in zones if (off := utc_offset_minutes(z, now)) is not None}
     if not offsets:
         return []
-    known = tuple(offsets)
+    dialect = db.session.get_bind().dialect.name
+    known = tuple(offsets) if dialect != "postgresql" else ()
     params: dict[str, Any] = {
         "specialty_id": consult.specialty_id, "consult_id": consult.id,
         "languages": consult.language_list, "now": now, "today": now.date(),
         "since_30_days": now - timedelta(days=30), "now_minute_of_week": _minute_of_week(now),
         "horizon_minutes": int(horizon.total_seconds() // 60),
         "limit": limit if limit is not None else 1_000_000,
-        **{f"offset_{i}": offsets[zone] for i, zone in enumerate(known)},
+        **({"offsets": offsets} if dialect == "postgresql" else
+           {f"offset_{i}": offsets[zone] for i, zone in enumerate(known)}),
     }
-    rows = db.session.execute(_ranking_statement(known), params).all()
+    rows = db.session.execute(_ranking_statement(known, dialect), params).all()
     return [
         Candidate(
             user_id=r.user_id, name=r.name, timezone=r.timezone,
