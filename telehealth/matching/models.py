@@ -10,10 +10,9 @@ from sqlalchemy import Enum, ForeignKey, Index, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from telehealth import clock
+from telehealth.consults.models import Consult
 from telehealth.db_types import UTCDateTime
 from telehealth.extensions import db
-
-from telehealth.consults.models import Consult
 
 if TYPE_CHECKING:
     from telehealth.accounts.models import User
