@@ -171,6 +171,7 @@ def _ranking_statement(zones: tuple[str, ...], dialect: str) -> Any:
     def per_user(query: Any) -> Any:
         return query.correlate(User).scalar_subquery()
 
+    position = func.strpos if dialect == "postgresql" else func.instr
     wait = per_user(select(func.min(case((since_start < window_length, 0),
                                          else_=until_start)))
                     .where(AvailabilityWindow.user_id == User.id))
@@ -185,7 +186,10 @@ def _ranking_statement(zones: tuple[str, ...], dialect: str) -> Any:
     best_language = per_user(
         select(UserLanguage.language)
         .where(UserLanguage.user_id == User.id, UserLanguage.language.in_(languages))
-        .order_by(UserLanguage.level.desc(), UserLanguage.language).limit(1))
+        # Equal levels: the clinic's first-listed language wins.
+        .order_by(UserLanguage.level.desc(), position(
+            "," + bindparam("languages_csv") + ",", "," + UserLanguage.language + ","))
+        .limit(1))
     wait_minutes, open_consults = wait.label("wait_minutes"), open_load.label("open_consults")
     consults_30d, language_level = recent.label("consults_30d"), level.label("language_level")
     return (
@@ -225,7 +229,8 @@ def rank_specialists(consult: Consult, limit: int | None = 20,
     known = tuple(offsets) if dialect != "postgresql" else ()
     params: dict[str, Any] = {
         "specialty_id": consult.specialty_id, "consult_id": consult.id,
-        "languages": consult.language_list, "now": now, "today": now.date(),
+        "languages": consult.language_list, "languages_csv": ",".join(consult.language_list),
+        "now": now, "today": now.date(),
         "since_30_days": now - timedelta(days=30), "now_minute_of_week": _minute_of_week(now),
         "horizon_minutes": int(horizon.total_seconds() // 60),
         "limit": limit if limit is not None else 1_000_000,
