@@ -9,10 +9,10 @@ from datetime import date
 
 from flask_babel import gettext as _
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from telehealth import clock
 from telehealth.accounts.models import Role, Specialty, User, UserLanguage
-from telehealth.accounts.services import find_user_by_email
 from telehealth.audit.services import record
 from telehealth.errors import ServiceError
 from telehealth.extensions import db
@@ -26,7 +26,6 @@ from telehealth.roster.services import (
     check_timezone,
     format_languages,
     format_windows,
-    get_profile,
     parse_languages,
     parse_windows,
 )
@@ -48,7 +47,9 @@ def export_csv() -> str:
     rows = db.session.execute(
         select(User, SpecialistProfile).join(SpecialistProfile,
                                              SpecialistProfile.user_id == User.id)
-        .where(User.role == Role.SPECIALIST).order_by(User.email))
+        .where(User.role == Role.SPECIALIST).order_by(User.email)
+        .options(selectinload(User.specialties), selectinload(User.languages),
+                 selectinload(SpecialistProfile.windows)))
     for user, profile in rows:
         writer.writerow([
             user.email, user.name, user.timezone, " ".join(s.code for s in user.specialties),
@@ -189,41 +190,53 @@ def parse_csv(text: str) -> list[ParsedRow]:
 def import_csv(text: str, actor: User) -> tuple[int, int]:
     """Create or update every specialist in the file; (created, updated). All or nothing."""
     rows = parse_csv(text)
-    created = updated = 0
-    for row in rows:
-        user = find_user_by_email(row.email)
-        if user is None:
-            user = User(email=row.email, name=row.name, password_hash=NO_PASSWORD,
-                        role=Role.SPECIALIST, timezone=row.timezone, specialties=[],
-                        languages=[])
-            db.session.add(user)
-            db.session.flush()
-            created += 1
-        else:
-            updated += 1
-        user.name = row.name
-        user.timezone = row.timezone
-        user.specialties = row.specialties
-        existing = {lang.language: lang for lang in user.languages}
-        user.languages = [existing.get(code) or UserLanguage(language=code, level=level)
-                          for code, level in row.languages.items()]
-        for lang in user.languages:
-            lang.level = row.languages[lang.language]
-        profile = get_profile(user)
-        profile.subspecialty = row.subspecialty
-        profile.capacity = row.capacity
-        profile.status = row.status
-        (profile.licence_number, profile.licence_body, profile.licence_country,
-         profile.licence_expires_on) = row.licence
-        if row.credential_status == CredentialStatus.VERIFIED and \
-                profile.credential_status != CredentialStatus.VERIFIED:
-            profile.verified_by_id, profile.verified_at = actor.id, clock.now()
-        profile.credential_status = row.credential_status
-        if row.windows is not None:
-            db.session.execute(db.delete(AvailabilityWindow).where(
-                AvailabilityWindow.user_id == user.id))
-            db.session.add_all(AvailabilityWindow(user_id=user.id, weekday=d, start_minute=s,
-                                                  end_minute=e) for d, s, e in row.windows)
+    emails = [row.email for row in rows]
+    # A few set-wide queries instead of several per row.
+    users = {u.email: u for u in db.session.scalars(
+        select(User).where(User.email.in_(emails))
+        .options(selectinload(User.specialties), selectinload(User.languages)))}
+    created = [User(email=row.email, name=row.name, password_hash=NO_PASSWORD,
+                    role=Role.SPECIALIST, timezone=row.timezone, specialties=[], languages=[])
+               for row in rows if row.email not in users]
+    db.session.add_all(created)
     db.session.flush()
-    record("roster.imported", actor_id=actor.id, created=created, updated=updated)
-    return created, updated
+    users.update({u.email: u for u in created})
+    ids = [users[email].id for email in emails]
+    profiles = {p.user_id: p for p in db.session.scalars(
+        select(SpecialistProfile).where(SpecialistProfile.user_id.in_(ids)))}
+    replaced = [users[row.email].id for row in rows if row.windows is not None]
+    with db.session.no_autoflush:
+        if replaced:
+            db.session.execute(db.delete(AvailabilityWindow).where(
+                AvailabilityWindow.user_id.in_(replaced)))
+        for row in rows:
+            user = users[row.email]
+            user.name = row.name
+            user.timezone = row.timezone
+            user.specialties = row.specialties
+            existing = {lang.language: lang for lang in user.languages}
+            user.languages = [existing.get(code) or UserLanguage(language=code, level=level)
+                              for code, level in row.languages.items()]
+            for lang in user.languages:
+                lang.level = row.languages[lang.language]
+            profile = profiles.get(user.id)
+            if profile is None:
+                profile = SpecialistProfile(user_id=user.id)
+                db.session.add(profile)
+            profile.subspecialty = row.subspecialty
+            profile.capacity = row.capacity
+            profile.status = row.status
+            (profile.licence_number, profile.licence_body, profile.licence_country,
+             profile.licence_expires_on) = row.licence
+            if row.credential_status == CredentialStatus.VERIFIED and \
+                    profile.credential_status != CredentialStatus.VERIFIED:
+                profile.verified_by_id, profile.verified_at = actor.id, clock.now()
+            profile.credential_status = row.credential_status
+            if row.windows is not None:
+                db.session.add_all(AvailabilityWindow(user_id=user.id, weekday=d,
+                                                      start_minute=start, end_minute=end)
+                                   for d, start, end in row.windows)
+    db.session.flush()
+    record("roster.imported", actor_id=actor.id, created=len(created),
+           updated=len(rows) - len(created))
+    return len(created), len(rows) - len(created)
