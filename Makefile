@@ -31,3 +31,6 @@ lint: $(VENV)/.dev
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-artifacts
+
+bench-matching: $(VENV)/.dev
+	$(PY) bench/matching.py $(if $(PG),--postgres $(PG))
