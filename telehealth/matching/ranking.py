@@ -4,6 +4,9 @@ Availability windows are kept in each specialist's local time. At query time eve
 among the candidates gets its current UTC offset from zoneinfo (so DST is whatever the zone
 says today), and SQL turns each window into "minutes from now" with plain arithmetic on the
 minute of the week. Nothing loops over the roster in Python.
+
+The offset is the one in force now: a window that opens after a DST change later within the
+horizon (at most the routine offer's 24 hours) is placed with today's offset, one hour off.
 """
 
 from __future__ import annotations

@@ -218,3 +218,18 @@ def test_candidates_page_gives_reasons(client, auth, world, make_consult):
     auth.login(world["coordinator"])
     page = client.get(f"/consults/{consult.id}/matching").text
     assert "available now" in page and "speaks French" in page and "0 open consults" in page
+
+
+def test_every_roster_page_renders(client, auth, world, make_consult):
+    link = _invite(client, auth, world["coordinator"])
+    signup = client.get(link)
+    assert signup.status_code == 200 and "new.doc@example.org" in signup.text
+    consult = make_consult(world["clinician"])
+    auth.login(world["coordinator"])
+    specialist = world["specialist"].id
+    for url in ("/roster", "/roster/invite", "/roster/import", "/roster/load",
+                f"/roster/{specialist}", f"/consults/{consult.id}/matching", "/"):
+        assert client.get(url).status_code == 200, url
+    assert client.get("/roster/999999").status_code == 404
+    assert client.get(f"/roster/{world['clinician'].id}").status_code == 404
+    assert client.post("/roster/invite", data={"email": "not-an-address"}).status_code == 400
