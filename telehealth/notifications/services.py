@@ -47,9 +47,14 @@ def notify(user: User, event_name: str, payload: dict[str, Any],
     subject and body are called under the recipient's own locale, so the e-mail is in
     their language once translations exist.
     """
+    from telehealth.consults.models import Urgency
+    from telehealth.consults.services import urgency_label
+
     subject_text = body_text = ""
-    if subject is not None and body is not None:
-        with force_locale(user.locale or current_app.config["BABEL_DEFAULT_LOCALE"]):
+    with force_locale(user.locale or current_app.config["BABEL_DEFAULT_LOCALE"]):
+        if "urgency" in payload:  # the page shows it as is: in the recipient's language
+            payload = payload | {"urgency_label": urgency_label(Urgency(payload["urgency"]))}
+        if subject is not None and body is not None:
             subject_text, body_text = str(subject()), str(body())
     config = {key: current_app.config.get(key) for key in (
         "MAIL_SERVER", "MAIL_PORT", "MAIL_USE_TLS", "MAIL_USERNAME", "MAIL_PASSWORD",
