@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 from werkzeug.serving import make_server
 
+from telehealth.extensions import socketio
 from tests.conftest import ARTIFACTS, PASSWORD, need_service
 
 pytestmark = pytest.mark.browser
@@ -19,6 +20,12 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 
 @pytest.fixture()
 def live_server(app) -> Iterator[str]:
+    # Flask-SocketIO's test client patches the shared Socket.IO server so packets go to
+    # test queues; undo that, or a real browser never hears back.
+    sio_server = socketio.server
+    for name in ("_send_packet", "_send_eio_packet"):
+        sio_server.__dict__.pop(name, None)
+    sio_server.async_handlers = sio_server.eio.async_handlers = True
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
