@@ -47,3 +47,6 @@ security: $(VENV)/.dev
 clean:
 	rm -rf $(VENV) .pytest_cache test-artifacts
 	find translations -name '*.mo' -delete
+
+bench-matching: $(VENV)/.dev
+	$(PY) bench/matching.py $(if $(PG),--postgres $(PG))

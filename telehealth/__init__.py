@@ -32,24 +32,28 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from telehealth.diagnoses.views import bp as diagnoses_bp
     from telehealth.i18n.views import bp as i18n_bp
     from telehealth.main.views import bp as main_bp
+    from telehealth.matching.views import bp as matching_bp
     from telehealth.notes.views import bp as notes_bp
+    from telehealth.roster.views import bp as roster_bp
     from telehealth.translation.views import bp as translation_bp
 
     for blueprint in (main_bp, accounts_bp, consults_bp, notes_bp, admin_bp, i18n_bp,
-                      translation_bp, diagnoses_bp):
+                      translation_bp, diagnoses_bp, roster_bp, matching_bp):
         app.register_blueprint(blueprint)
+    from telehealth.notifications import events  # noqa: F401  (Socket.IO handlers)
 
     web.init_app(app)
 
     from telehealth import cli, security
     from telehealth.audit import commands as audit_commands
     from telehealth.backup import commands as backup_commands
+    from telehealth.i18n import cli as i18n_cli
+    from telehealth.matching import sweeper
 
     security.init_app(app)
     cli.init_app(app)
-    from telehealth.i18n import cli as i18n_cli
-
     i18n_cli.init_app(app)
     audit_commands.init_app(app)
     backup_commands.init_app(app)
+    sweeper.init_app(app)
     return app

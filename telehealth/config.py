@@ -81,3 +81,24 @@ class Config:
     # Reverse proxies in front of the app whose X-Forwarded-For/-Proto are trusted; without
     # this, every visitor has the proxy's address and the per-address sign-in limit is shared.
     TRUSTED_PROXIES = _env_int("TELEHEALTH_TRUSTED_PROXIES", 0)
+    # The offer cascade (matching): minutes an offer waits per urgency, specialists asked at once.
+    OFFER_EXPIRY_MINUTES = {
+        "emergency": _env_int("TELEHEALTH_OFFER_MINUTES_EMERGENCY", 15),
+        "urgent": _env_int("TELEHEALTH_OFFER_MINUTES_URGENT", 120),
+        "routine": _env_int("TELEHEALTH_OFFER_MINUTES_ROUTINE", 24 * 60),
+    }
+    OFFER_FANOUT_BY_URGENCY = {
+        "emergency": _env_int("TELEHEALTH_OFFER_FANOUT_EMERGENCY", 3), "urgent": 1, "routine": 1,
+    }
+    # Seconds between two runs of the in-app sweeper; 0 leaves it to `flask --app wsgi sweep`.
+    SWEEPER_INTERVAL_SECONDS = _env_int("TELEHEALTH_SWEEPER_INTERVAL", 30)
+    INVITE_EXPIRY_HOURS = _env_int("TELEHEALTH_INVITE_EXPIRY_HOURS", 72)
+    # Links in e-mails sent outside a request (sweeper), e.g. https://telehealth.example.org
+    PUBLIC_BASE_URL = os.environ.get("TELEHEALTH_PUBLIC_BASE_URL", "http://127.0.0.1:5000")
+    MAIL_SERVER = os.environ.get("TELEHEALTH_MAIL_SERVER", "")  # empty: no e-mail
+    MAIL_PORT = _env_int("TELEHEALTH_MAIL_PORT", 25)
+    MAIL_USE_TLS = os.environ.get("TELEHEALTH_MAIL_TLS", "") == "1"
+    MAIL_USERNAME = os.environ.get("TELEHEALTH_MAIL_USERNAME", "")
+    MAIL_PASSWORD = os.environ.get("TELEHEALTH_MAIL_PASSWORD", "")
+    MAIL_SENDER = os.environ.get("TELEHEALTH_MAIL_SENDER", "Telehealth <noreply@localhost>")
+    MAIL_TIMEOUT = _env_int("TELEHEALTH_MAIL_TIMEOUT", 10)

@@ -7,6 +7,12 @@ from telehealth.consults.models import Attachment, Consult
 from telehealth.diagnoses.models import ConsultDiagnosis
 from telehealth.matching.models import Offer
 from telehealth.notes.models import Note, NoteRevision
+from telehealth.roster.models import (
+    AvailabilityWindow,
+    Invite,
+    LeavePeriod,
+    SpecialistProfile,
+)
 from telehealth.security.models import SignInAttempt
 from telehealth.translation.models import NoteTranslation, TranslationRequest
 
@@ -15,4 +21,5 @@ __all__ = [
     "Specialty", "User", "UserLanguage", "user_specialties",
     "ConsultDiagnosis", "NoteTranslation", "TranslationRequest",
     "AuditChainHead", "SignInAttempt",
+    "AvailabilityWindow", "Invite", "LeavePeriod", "SpecialistProfile",
 ]

@@ -176,7 +176,8 @@ def make_user(make_specialty: Callable[..., Specialty]) -> Callable[..., User]:
     def make(role: Role = Role.CLINICIAN, clinic: Clinic | None = None,
              specialties: tuple[str, ...] = ("cardiology",), languages: tuple[str, ...] = ("en",
                                                                                         "fr"),
-             email: str | None = None, **kwargs: Any) -> User:
+             email: str | None = None, roster: bool = True, **kwargs: Any) -> User:
+        """roster=False: a specialist account without an approved roster profile."""
         n = next(counter)
         user = create_user(
             email=email or f"{role.value}{n}@example.org",
@@ -189,10 +190,39 @@ def make_user(make_specialty: Callable[..., Specialty]) -> Callable[..., User]:
             languages={code: 3 for code in languages},
             **kwargs,
         )
+        if role == Role.SPECIALIST and roster:
+            make_roster_entry(user)
         db.session.commit()
         return user
 
     return make
+
+
+def make_roster_entry(user: User, windows: list[tuple[int, int, int]] | None = None,
+                      capacity: int = 3) -> Any:
+    """An approved profile, a verified licence valid for a year, available all week."""
+    from datetime import timedelta
+
+    from telehealth.roster.models import (
+        AvailabilityWindow,
+        CredentialStatus,
+        ProfileStatus,
+        SpecialistProfile,
+    )
+
+    profile = SpecialistProfile(
+        user_id=user.id, status=ProfileStatus.ACTIVE, capacity=capacity,
+        licence_number=f"L-{user.id}", licence_body="Medical Council", licence_country="FR",
+        licence_expires_on=(clock.now() + timedelta(days=365)).date(),
+        credential_status=CredentialStatus.VERIFIED, verified_at=clock.now(),
+    )
+    db.session.add(profile)
+    for weekday, start, end in windows if windows is not None else [
+            (d, 0, 1440) for d in range(7)]:
+        db.session.add(AvailabilityWindow(user_id=user.id, weekday=weekday, start_minute=start,
+                                          end_minute=end))
+    db.session.flush()
+    return profile
 
 
 def image_bytes(fmt: str = "JPEG", size: tuple[int, int] = (64, 48), exif: bytes | None = None

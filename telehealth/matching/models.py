@@ -6,16 +6,16 @@ import enum
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Enum, ForeignKey, UniqueConstraint
+from sqlalchemy import Enum, ForeignKey, Index, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from telehealth import clock
+from telehealth.consults.models import Consult
 from telehealth.db_types import UTCDateTime
 from telehealth.extensions import db
 
 if TYPE_CHECKING:
     from telehealth.accounts.models import User
-    from telehealth.consults.models import Consult
 
 
 class OfferStatus(enum.StrEnum):
@@ -42,3 +42,7 @@ class Offer(db.Model):
 
     consult: Mapped[Consult] = relationship()
     specialist: Mapped[User] = relationship()
+
+
+# Matching counts each candidate's open consults: by specialist, then status, from one index.
+Index("ix_consults_specialist_id_status", Consult.specialist_id, Consult.status)

@@ -13,6 +13,7 @@ from telehealth.consults.services import Upload, add_attachment, can_write_notes
 from telehealth.errors import InvalidInput, NotFound, PermissionDenied
 from telehealth.extensions import db
 from telehealth.notes.models import Note, NoteKind, NoteRevision
+from telehealth.notifications.services import notify_new_note
 from telehealth.translation.services import language_for_new_note
 
 MAX_NOTE_LENGTH = 20_000
@@ -60,6 +61,7 @@ def add_note(
     for item in checked:
         add_attachment(consult, author, item, note_id=note.id)
     record("note.created", consult_id=consult.id, obj=note, kind=note.kind.value)
+    notify_new_note(consult, author)
     if answer and consult.status == ConsultStatus.ACCEPTED:
         transition(consult, ConsultStatus.ANSWERED, answered_at=clock.now())
     return note

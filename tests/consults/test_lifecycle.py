@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 from telehealth.audit.models import AuditEvent
-from telehealth.consults.models import Consult, ConsultStatus
+from telehealth.consults.models import Consult, ConsultStatus, Urgency
 from telehealth.extensions import db
 from telehealth.matching.models import Offer, OfferStatus
 from tests.conftest import image_bytes
@@ -74,7 +74,8 @@ def test_full_story(client, auth, world):
 
 def test_accept_is_refused_once_taken(client, auth, world, make_user, make_consult):
     second = make_user(specialties=("cardiology",), role=world["specialist"].role)
-    consult = make_consult(world["clinician"])
+    # An emergency goes to several specialists at once (an urgent consult to one at a time).
+    consult = make_consult(world["clinician"], urgency=Urgency.EMERGENCY)
     offers = db.session.scalars(db.select(Offer)).all()
     assert {o.specialist_id for o in offers} == {world["specialist"].id, second.id}
     auth.login(world["specialist"])

@@ -1,0 +1,104 @@
+"""The sweeper: expires offers and moves stalled consults on, in the app and from cron.
+
+This is a transaction boundary (like a request): it commits after each step, so locks are
+held briefly and a crash loses at most the consult being handled.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+import click
+from flask import Flask
+
+from telehealth.extensions import db, socketio
+from telehealth.matching import services
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SweepResult:
+    expired: int = 0
+    advanced: int = 0
+
+
+def sweep_once(batch: int = 500) -> SweepResult:
+    """Expire due offers, then advance every consult left with no offer waiting."""
+    result = SweepResult()
+    while True:
+        expired = services.expire_due_offers(limit=batch)
+        db.session.commit()
+        if not expired:
+            break
+        result.expired += expired
+    for consult_id in services.stalled_consult_ids(limit=100_000):
+        try:
+            moved = services.advance_if_stalled(consult_id, skip_locked=True)
+            db.session.commit()
+        except Exception:
+            db.session.rollback()
+            logger.exception("sweeper: consult %s could not be advanced", consult_id)
+            continue
+        result.advanced += int(moved)
+    return result
+
+
+_started: set[int] = set()
+
+
+def start_background_sweeper(app: Flask) -> None:
+    """Run the sweeper every SWEEPER_INTERVAL_SECONDS in a background task of the app."""
+    interval = float(app.config["SWEEPER_INTERVAL_SECONDS"])
+    if interval <= 0 or id(app) in _started:
+        return
+    _started.add(id(app))
+    stop = threading.Event()
+    app.extensions["telehealth_sweeper_stop"] = stop
+
+    def loop() -> None:
+        while not stop.wait(interval):
+            with app.app_context():
+                try:
+                    sweep_once()
+                except Exception:
+                    logger.exception("sweeper run failed")
+                finally:
+                    db.session.remove()
+
+    socketio.start_background_task(loop)
+
+
+def stop_background_sweeper(app: Flask) -> None:
+    """Stop the app's background sweeper after its current run (tests, shutdown)."""
+    stop = app.extensions.pop("telehealth_sweeper_stop", None)
+    if stop is not None:
+        stop.set()
+        _started.discard(id(app))
+
+
+def init_app(app: Flask) -> None:
+    """Register `flask sweep`, and the background sweeper outside tests."""
+
+    @app.cli.command("sweep")
+    @click.option("--loop", "loop_seconds", type=int, default=0,
+                  help="Run again every N seconds instead of once.")
+    def sweep_command(loop_seconds: int) -> None:
+        """Expire unanswered offers, offer to the next specialists, escalate."""
+        import time
+
+        while True:
+            result = sweep_once()
+            click.echo(f"expired {result.expired} offer(s), advanced {result.advanced} "
+                       f"consult(s)")
+            if not loop_seconds:
+                break
+            time.sleep(loop_seconds)
+
+    if not app.config.get("TESTING"):
+        # Only in the serving process: CLI commands (db upgrade, sweep) must not start one.
+        @app.before_request
+        def _start_sweeper() -> None:
+            start_background_sweeper(app)

@@ -1,0 +1,51 @@
+"""Coordinators: who could take a consult and why, and assigning it by hand."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, flash, redirect, render_template, url_for
+from flask_babel import gettext as _
+from flask_login import current_user, login_required
+from sqlalchemy import select
+
+from telehealth import clock
+from telehealth.accounts.models import User
+from telehealth.consults.services import get_visible_consult
+from telehealth.errors import InvalidInput
+from telehealth.extensions import db
+from telehealth.matching import services
+from telehealth.matching.models import Offer
+from telehealth.roster.forms import AssignForm
+from telehealth.roster.services import get_specialist, require_roster_manager
+
+bp = Blueprint("matching", __name__, template_folder="templates")
+
+
+@bp.route("/consults/<int:consult_id>/matching")
+@login_required
+def candidates(consult_id: int) -> Any:
+    require_roster_manager(current_user)
+    consult = get_visible_consult(current_user, consult_id)
+    ranked = services.rank_specialists(consult, limit=20)
+    offers = list(db.session.scalars(select(Offer).where(Offer.consult_id == consult.id)
+                                     .order_by(Offer.created_at, Offer.id)))
+    names: dict[int, str] = {user_id: name for user_id, name in db.session.execute(
+        select(User.id, User.name).where(User.id.in_([o.specialist_id for o in offers])))}
+    return render_template("matching/candidates.html", consult=consult, ranked=ranked,
+                           offers=offers, names=names, now=clock.now(), form=AssignForm())
+
+
+@bp.route("/consults/<int:consult_id>/assign", methods=["POST"])
+@login_required
+def assign(consult_id: int) -> Any:
+    require_roster_manager(current_user)
+    consult = get_visible_consult(current_user, consult_id)
+    form = AssignForm()
+    if not form.validate_on_submit():
+        raise InvalidInput(_("Choose a specialist."))
+    specialist = get_specialist(int(form.specialist_id.data or 0))
+    services.assign_consult(consult, specialist, current_user, note=form.note.data or "")
+    db.session.commit()
+    flash(_("The consult is assigned to %(name)s.", name=specialist.name), "success")
+    return redirect(url_for("consults.detail", consult_id=consult.id))

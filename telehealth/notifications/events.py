@@ -1,0 +1,18 @@
+"""Socket.IO: each signed-in user listens in their own room; nobody else gets in."""
+
+from __future__ import annotations
+
+from flask_login import current_user
+from flask_socketio import join_room
+
+from telehealth.extensions import socketio
+from telehealth.notifications.services import NAMESPACE, user_room
+
+
+@socketio.on("connect", namespace=NAMESPACE)
+def connect(auth: object = None) -> bool:
+    """Accept only signed-in users, and put them in their own room."""
+    if not current_user.is_authenticated:
+        return False
+    join_room(user_room(current_user.id))
+    return True

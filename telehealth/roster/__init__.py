@@ -1,0 +1,1 @@
+"""The volunteer roster: specialist profiles, credentials, availability, invitations."""

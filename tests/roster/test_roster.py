@@ -1,0 +1,235 @@
+"""The roster as coordinators and specialists use it, through the pages."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from telehealth import clock
+from telehealth.accounts.models import Role, User
+from telehealth.audit.models import AuditEvent
+from telehealth.consults.models import Consult, ConsultStatus
+from telehealth.extensions import db
+from telehealth.roster.models import CredentialStatus, ProfileStatus
+from telehealth.roster.services import get_profile, load_report, parse_windows
+from tests.conftest import PASSWORD, image_bytes
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def _frozen():
+    clock.freeze(NOW)
+
+
+def _invite(client, auth, coordinator, email="new.doc@example.org"):
+    auth.login(coordinator)
+    response = client.post("/roster/invite", data={"email": email})
+    assert response.status_code == 200, response.text
+    link = response.text.split('<code id="invite-link">')[1].split("</code>")[0]
+    auth.logout()
+    return link.replace("http://localhost", "")
+
+
+def test_invite_link_signs_up_once_and_expires(client, auth, world, make_specialty):
+    cardiology = make_specialty("cardiology")
+    link = _invite(client, auth, world["coordinator"])
+    form = {"name": "Dr New", "password": PASSWORD, "timezone": "America/Montreal",
+            "languages": "fr:3 en:2", "specialties": [str(cardiology.id)]}
+    assert client.post(link, data={**form, "timezone": "Mars/Olympus"}).status_code == 400
+    response = client.post(link, data=form)
+    assert response.status_code == 302
+    user = db.session.scalar(db.select(User).where(User.email == "new.doc@example.org"))
+    assert user.role == Role.SPECIALIST and get_profile(user).status == ProfileStatus.PENDING
+    assert {lang.language: lang.level for lang in user.languages} == {"fr": 3, "en": 2}
+    # Used once: the same link now refuses.
+    assert client.get(link).status_code == 409
+    assert "already been used" in client.post(link, data=form).text
+
+    other = _invite(client, auth, world["coordinator"], "late@example.org")
+    clock.freeze(NOW + timedelta(hours=73))
+    response = client.get(other)
+    assert response.status_code == 409 and "expired" in response.text
+    assert client.get("/signup/not-a-token").status_code == 404
+
+
+@pytest.mark.parametrize("role", ["clinician", "specialist", "other_specialist"])
+def test_only_coordinators_and_admins_manage_the_roster(client, auth, world, role):
+    auth.login(world[role])
+    for url in ("/roster", "/roster/export.csv", "/roster/load", "/roster/invite",
+                "/roster/import"):
+        assert client.get(url).status_code == 403, url
+    assert client.post(f"/roster/{world['specialist'].id}/suspend").status_code == 403
+    assert client.post(f"/roster/{world['specialist'].id}/credential/verify").status_code == 403
+    if role != "specialist":
+        assert client.get(f"/roster/{world['specialist'].id}").status_code == 403
+
+
+def test_anonymous_is_sent_to_login(client, world):
+    assert client.get("/roster").status_code == 302
+
+
+def test_approve_suspend_reactivate(client, auth, world, make_user):
+    pending = make_user(Role.SPECIALIST, roster=False, name="Dr Pending")
+    auth.login(world["coordinator"])
+    assert client.get(f"/roster/{pending.id}").status_code == 200
+    assert client.post(f"/roster/{pending.id}/reactivate").status_code == 409
+    for action, status in [("approve", ProfileStatus.ACTIVE), ("suspend", ProfileStatus.SUSPENDED),
+                           ("reactivate", ProfileStatus.ACTIVE)]:
+        assert client.post(f"/roster/{pending.id}/{action}").status_code == 302
+        db.session.expire_all()
+        assert get_profile(pending).status == status
+    actions = [e.action for e in db.session.scalars(db.select(AuditEvent).where(
+        AuditEvent.action.like("roster.%")).order_by(AuditEvent.id))]
+    assert actions == ["roster.active", "roster.suspended", "roster.active"]
+
+
+def test_credential_upload_verify_and_expiry_flags(client, auth, world, make_consult):
+    specialist = world["specialist"]
+    auth.login(specialist)
+    response = client.post(f"/roster/{specialist.id}/credential", data={
+        "licence_number": "CMQ-1234", "licence_body": "Collège des médecins du Québec",
+        "licence_country": "ca", "expires_on": (NOW.date() + timedelta(days=20)).isoformat(),
+        "document": (io.BytesIO(image_bytes()), "licence.jpg")},
+        content_type="multipart/form-data")
+    assert response.status_code == 302
+    profile = get_profile(specialist)
+    assert profile.credential_status == CredentialStatus.UNVERIFIED
+    assert profile.document_name == "licence.jpg" and profile.licence_country == "CA"
+    # Unverified: not offered.
+    assert make_consult(world["clinician"]).status == ConsultStatus.ESCALATED
+    auth.logout()
+
+    auth.login(world["coordinator"])
+    assert client.post(f"/roster/{specialist.id}/credential/verify").status_code == 302
+    db.session.expire_all()
+    profile = get_profile(specialist)
+    assert profile.verified_by_id == world["coordinator"].id and profile.verified_at == NOW
+    page = client.get("/roster?status=expiring").text
+    assert specialist.name in page and "expires 2026-12-15" in page
+    document = client.get(f"/roster/{specialist.id}/credential/document")
+    assert document.status_code == 200 and document.data.startswith(b"\xff\xd8")
+    document.close()
+    assert make_consult(world["clinician"]).status == ConsultStatus.OFFERED
+
+    clock.freeze(NOW + timedelta(days=21))  # expired: ineligible until renewed
+    assert specialist.name in client.get("/roster?status=expired").text
+    assert make_consult(world["clinician"]).status == ConsultStatus.ESCALATED
+
+
+def test_bad_credential_input_is_explained(client, auth, world):
+    auth.login(world["specialist"])
+    response = client.post(f"/roster/{world['specialist'].id}/credential", data={
+        "licence_number": "X1", "licence_body": "Board", "licence_country": "12",
+        "expires_on": "2027-01-01", "document": (io.BytesIO(b"MZ..."), "virus.exe")},
+        content_type="multipart/form-data")
+    assert response.status_code == 400 and "two-letter code" in response.text
+
+
+def test_profile_availability_and_leave(client, auth, world, make_consult):
+    specialist = world["specialist"]
+    auth.login(specialist)
+    specialty = specialist.specialties[0]
+    form = {"name": "Dr S", "timezone": "Australia/Sydney", "specialties": [str(specialty.id)],
+            "subspecialty": "Echocardiography", "languages": "en:3 fr:1", "capacity": "2",
+            "availability": "mon 08:00-12:00; thu 08:00-12:00"}
+    assert client.post(f"/roster/{specialist.id}/profile",
+                       data={**form, "availability": "mon 12:00-08:00"}).status_code == 400
+    assert client.post(f"/roster/{specialist.id}/profile", data=form).status_code == 302
+    profile = get_profile(specialist)
+    assert [(w.weekday, w.start_minute, w.end_minute) for w in profile.windows] == [
+        (0, 480, 720), (3, 480, 720)]
+    assert specialist.timezone == "Australia/Sydney" and profile.capacity == 2
+    assert client.post(f"/roster/{specialist.id}/leave", data={
+        "first_day": "2026-11-26", "last_day": "2026-11-27", "reason": "Conference"}
+    ).status_code == 302
+    # Thursday 26 Nov 09:30 in Sydney is inside the window, but on leave.
+    clock.freeze(datetime(2026, 11, 25, 22, 30, tzinfo=UTC))
+    assert make_consult(world["clinician"]).status == ConsultStatus.ESCALATED
+
+
+def test_parse_windows_rejects_nonsense():
+    assert parse_windows("sun 22:00-24:00") == [(6, 1320, 1440)]
+    for text in ("someday 08:00-09:00", "mon 09:00-08:00", "mon 08:70-09:00"):
+        with pytest.raises(Exception, match="window|before"):
+            parse_windows(text)
+
+
+def test_roster_filters(client, auth, world, make_user):
+    make_user(Role.SPECIALIST, name="Dr Swahili", languages=("sw",), specialties=("paediatrics",))
+    suspended = make_user(Role.SPECIALIST, name="Dr Away")
+    get_profile(suspended).status = ProfileStatus.SUSPENDED
+    db.session.commit()
+    auth.login(world["coordinator"])
+    assert "Dr Swahili" in client.get("/roster?language=sw").text
+    assert "Dr Away" not in client.get("/roster?language=sw").text
+    page = client.get("/roster?status=suspended").text
+    assert "Dr Away" in page and "Dr Swahili" not in page
+    assert "Dr Away" in client.get("/roster?q=away").text
+    assert "Dr Swahili" in client.get("/roster?load=free").text
+    assert "Dr Swahili" not in client.get("/roster?load=full").text
+    assert client.get("/roster?specialty=abc").status_code == 400
+
+
+def test_load_report_shows_the_busiest_share(client, auth, world, make_user, make_consult):
+    # Ten specialists (with the world's two): the busiest 10% is one person.
+    people = [world["specialist"]] + [make_user(Role.SPECIALIST) for _i in range(8)]
+    consults = [make_consult(world["clinician"], submit=False) for _i in range(10)]
+    # The first specialist did 7 of 10, one 40 days ago; the others one or none each.
+    for index, consult in enumerate(consults):
+        who = people[0] if index < 7 else people[index - 6]  # 7 + one each for three
+        when = NOW - timedelta(days=40 if index == 0 else 2)
+        db.session.execute(db.update(Consult).where(Consult.id == consult.id).values(
+            specialist_id=who.id, accepted_at=when, status=ConsultStatus.ACCEPTED))
+    db.session.commit()
+    report = load_report()
+    assert report.total_90 == 10 and report.busiest_count == 1
+    assert report.busiest_share == pytest.approx(0.7)
+    assert (report.rows[0].last_30, report.rows[0].last_90) == (6, 7)
+    auth.login(world["coordinator"])
+    page = client.get("/roster/load").text
+    assert "did 70% of the 10 consults" in page
+
+
+def test_coordinator_sees_escalation_and_assigns_by_hand(client, auth, world, make_consult):
+    consult = make_consult(world["clinician"], specialty="neurology")
+    assert consult.status == ConsultStatus.ESCALATED
+    auth.login(world["coordinator"])
+    dashboard = client.get("/").text
+    assert "Escalated: nobody accepted" in dashboard and consult.reference in dashboard
+    page = client.get(f"/consults/{consult.id}/matching").text
+    assert "Nobody on the roster is eligible" in page
+    response = client.post(f"/consults/{consult.id}/assign", data={
+        "specialist_id": str(world["specialist"].id), "note": "cardiologist knows neurology"})
+    assert response.status_code == 302
+    db.session.refresh(consult)
+    assert consult.specialist_id == world["specialist"].id
+    assert db.session.scalar(db.select(AuditEvent).where(
+        AuditEvent.action == "consult.assigned")).actor_id == world["coordinator"].id
+    auth.logout()
+    auth.login(world["clinician"])
+    assert client.get(f"/consults/{consult.id}/matching").status_code == 403
+
+
+def test_candidates_page_gives_reasons(client, auth, world, make_consult):
+    consult = make_consult(world["clinician"], submit=False)
+    auth.login(world["coordinator"])
+    page = client.get(f"/consults/{consult.id}/matching").text
+    assert "available now" in page and "speaks French" in page and "0 open consults" in page
+
+
+def test_every_roster_page_renders(client, auth, world, make_consult):
+    link = _invite(client, auth, world["coordinator"])
+    signup = client.get(link)
+    assert signup.status_code == 200 and "new.doc@example.org" in signup.text
+    consult = make_consult(world["clinician"])
+    auth.login(world["coordinator"])
+    specialist = world["specialist"].id
+    for url in ("/roster", "/roster/invite", "/roster/import", "/roster/load",
+                f"/roster/{specialist}", f"/consults/{consult.id}/matching", "/"):
+        assert client.get(url).status_code == 200, url
+    assert client.get("/roster/999999").status_code == 404
+    assert client.get(f"/roster/{world['clinician'].id}").status_code == 404
+    assert client.post("/roster/invite", data={"email": "not-an-address"}).status_code == 400
