@@ -314,7 +314,7 @@ CHROMIUM_ARGS = [
 
 
 @pytest.fixture(scope="session")
-def live_server(app: Flask) -> Iterator[str]:
+def _live_server(app: Flask) -> Iterator[str]:
     """The app served by a real HTTP server on a free loopback port; yields its base URL."""
     import threading
 
@@ -326,6 +326,22 @@ def live_server(app: Flask) -> Iterator[str]:
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
     thread.join(timeout=5)
+
+
+@pytest.fixture()
+def live_server(_live_server: str) -> str:
+    """The live server's base URL, with Socket.IO talking to real clients again.
+
+    Flask-SocketIO's test client patches the shared Socket.IO server so that packets go to
+    test queues; a real browser would then never hear back.
+    """
+    from telehealth.extensions import socketio
+
+    sio_server = socketio.server
+    for name in ("_send_packet", "_send_eio_packet"):
+        sio_server.__dict__.pop(name, None)
+    sio_server.async_handlers = sio_server.eio.async_handlers = True
+    return _live_server
 
 
 @pytest.fixture(scope="session")
@@ -351,3 +367,31 @@ def screenshot(page: Any, name: str) -> Path:
     path = folder / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def take_consult(consult: Any, specialist: User) -> None:
+    """Let this specialist take the consult, with an offer of their own if the matcher
+    chose somebody else first (the cascade offers urgent cases to one person at a time)."""
+    from telehealth.matching.models import Offer, OfferStatus
+    from telehealth.matching.services import accept_consult, has_pending_offer
+
+    if not has_pending_offer(consult, specialist):
+        db.session.add(Offer(consult_id=consult.id, specialist_id=specialist.id,
+                             status=OfferStatus.PENDING))
+        db.session.flush()
+    accept_consult(consult, specialist)
+
+
+def another_app(config: dict[str, Any]) -> Flask:
+    """A second application (say, on another database) beside the session's.
+
+    create_app binds the shared Socket.IO object to a new server; the session app's server
+    is put back, or its tests would emit into the other app's server.
+    """
+    from telehealth.extensions import socketio
+
+    saved_server = socketio.server
+    try:
+        return create_app(config)
+    finally:
+        socketio.server = saved_server

@@ -69,6 +69,8 @@ def enforce_idle_timeout() -> Any:
         return None
     if is_idle():
         _end_idle_session()
+        if request.endpoint == "accounts.login":
+            return None  # signing in again is just what a timed-out person should do
         message = _("You were signed out after %(n)d minutes without activity.",
                     n=current_app.config["IDLE_TIMEOUT_MINUTES"])
         if request.path.startswith("/api/") or request.accept_mimetypes.best == \

@@ -5,7 +5,7 @@ from __future__ import annotations
 from telehealth.diagnoses import services
 from telehealth.diagnoses.models import ConsultDiagnosis
 from telehealth.extensions import db
-from telehealth.matching.services import accept_consult
+from tests.conftest import take_consult
 from tests.i18n.helpers import browser
 
 
@@ -24,7 +24,7 @@ def test_search_by_code_and_by_words():
 
 def test_specialist_codes_the_consult_and_everyone_sees_it(app, world, make_consult):
     consult = make_consult(world["clinician"])
-    accept_consult(consult, world["specialist"])
+    take_consult(consult, world["specialist"])
     db.session.commit()
     specialist = browser(app, world["specialist"])
     page = specialist.get(f"/consults/{consult.id}/diagnoses?q=falciparum").text

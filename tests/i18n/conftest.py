@@ -11,9 +11,9 @@ from telehealth.accounts.models import Role, User
 from telehealth.consults.models import ConsultStatus
 from telehealth.diagnoses.services import add_diagnosis
 from telehealth.extensions import db
-from telehealth.matching.services import accept_consult
 from telehealth.notes.services import add_note
 from telehealth.translation.services import add_translation, request_translation
+from tests.conftest import take_consult
 
 LANGUAGES = ["en", "fr", "es", "pt", "ar", "sw"]
 
@@ -27,7 +27,7 @@ def babel_world(world: dict[str, Any], make_consult: Callable[..., Any],
     specialist = world["specialist"]
     specialist.locale = "en"
     consult = make_consult(clinician, presenting_problem="Fièvre et toux depuis cinq jours.")
-    accept_consult(consult, specialist)
+    take_consult(consult, specialist)
     note = add_note(consult, clinician, "L'enfant a une forte fièvre et tousse depuis cinq "
                     "jours, sans difficulté respiratoire.")
     answer = add_note(consult, specialist, "This looks like a viral infection. Give "

@@ -11,8 +11,8 @@ from telehealth import clock
 from telehealth.accounts.models import Role, User
 from telehealth.extensions import db
 from telehealth.i18n.formatting import language_name, local_datetime, local_number, relative_time
-from telehealth.matching.services import accept_consult
 from telehealth.notes.services import add_note
+from tests.conftest import take_consult
 from tests.i18n.helpers import browser
 
 MOMENT = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -55,7 +55,7 @@ def test_tokyo_and_kinshasa_see_the_same_note_at_their_own_time(
     clinician.timezone, clinician.locale = "Africa/Kinshasa", "fr"
     specialist = make_user(Role.SPECIALIST, timezone="Asia/Tokyo", locale="en")
     consult = make_consult(clinician)
-    accept_consult(consult, specialist)
+    take_consult(consult, specialist)
     clock.freeze(MOMENT)
     note = add_note(consult, clinician, "Le patient va mieux ce matin.")
     db.session.commit()

@@ -15,16 +15,16 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, insert, select
 
-from telehealth import clock, create_app
+from telehealth import clock
 from telehealth.accounts.models import Role, User
 from telehealth.audit.models import AuditEvent
 from telehealth.consults.models import Consult, ConsultMode, ConsultStatus, Sex, Urgency
 from telehealth.errors import Conflict
-from telehealth.extensions import db, socketio
+from telehealth.extensions import db
 from telehealth.matching import services
 from telehealth.matching.models import Offer, OfferStatus
 from telehealth.matching.sweeper import sweep_once
-from tests.conftest import need_service
+from tests.conftest import another_app, need_service
 
 pytestmark = pytest.mark.postgres
 THREADS = 50
@@ -36,14 +36,11 @@ def race_app(app: Flask) -> Iterator[Flask]:
     url = app.config["SQLALCHEMY_DATABASE_URI"]
     if not str(url).startswith("postgresql"):
         need_service("PostgreSQL", "set TELEHEALTH_TEST_DATABASE_URL to a PostgreSQL database")
-    # create_app binds the shared Socket.IO object to a new server: keep the session app's.
-    saved_server = socketio.server
-    other = create_app({
+    other = another_app({
         "TESTING": True, "SQLALCHEMY_DATABASE_URI": url,
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_size": THREADS + 5, "max_overflow": 5},
         "ARGON2_TIME_COST": 1, "ARGON2_MEMORY_KIB": 1024, "SWEEPER_INTERVAL_SECONDS": 0,
     })
-    socketio.server = saved_server
     yield other
     with other.app_context():
         db.engine.dispose()

@@ -11,9 +11,8 @@ from flask_migrate import downgrade, upgrade
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
-from telehealth import create_app
 from telehealth.extensions import db
-from tests.conftest import TEST_DATABASE_URL, need_service
+from tests.conftest import TEST_DATABASE_URL, another_app, need_service
 
 
 def _fresh_postgres_url() -> str:
@@ -48,7 +47,7 @@ def _differences(app) -> list:
 
 
 def test_migrations_build_exactly_the_models(empty_database_url: str) -> None:
-    app = create_app({"SQLALCHEMY_DATABASE_URI": empty_database_url, "TESTING": True})
+    app = another_app({"SQLALCHEMY_DATABASE_URI": empty_database_url, "TESTING": True})
     with app.app_context():
         assert inspect(db.engine).get_table_names() == []
         upgrade()

@@ -115,6 +115,7 @@ def test_credential_upload_verify_and_expiry_flags(client, auth, world, make_con
     assert make_consult(world["clinician"]).status == ConsultStatus.OFFERED
 
     clock.freeze(NOW + timedelta(days=21))  # expired: ineligible until renewed
+    auth.login(world["coordinator"])  # three weeks idle: the session has timed out
     assert specialist.name in client.get("/roster?status=expired").text
     assert make_consult(world["clinician"]).status == ConsultStatus.ESCALATED
 

@@ -49,7 +49,7 @@ from telehealth.matching.services import accept_consult, decline_consult
 from telehealth.notes.models import Note
 from telehealth.notes.services import add_note, amend_note
 from telehealth.security.sanitize import ALLOWED_TAGS, sanitize_rich_text
-from tests.conftest import PASSWORD, _empty_tables, image_bytes
+from tests.conftest import PASSWORD, _empty_tables, image_bytes, make_roster_entry, take_consult
 
 # What a view hands to the services: the request class has removed control characters.
 TEXT = st.text(alphabet=st.characters(exclude_categories=("Cc", "Cs")), max_size=40)
@@ -79,6 +79,8 @@ def _new_world() -> dict:
         "coordinator": create_user(email="k@x.org", name="K", password=PASSWORD,
                                    role=Role.COORDINATOR),
     }
+    for key in ("specialist", "specialist_b"):  # approved volunteers the matcher may offer to
+        make_roster_entry(people[key])
     consult = create_consult(people["clinician"], ConsultInput(
         patient_ref="P-1", patient_age_years=4, patient_age_band=None, patient_sex=Sex.MALE,
         presenting_problem="Cough", history="", question="Pneumonia?", specialty=cardiology,
@@ -105,7 +107,7 @@ class ConsultMachine(RuleBasedStateMachine):
         if start != "draft":
             submit_consult(self.consult, clinician)
         if start in ("accepted", "answered"):
-            accept_consult(self.consult, specialist)
+            take_consult(self.consult, specialist)
         if start == "answered":
             note = add_note(self.consult, specialist, "Answer", answer=True)
             self.notes[note.id] = "Answer"

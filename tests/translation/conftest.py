@@ -12,7 +12,7 @@ import pytest
 
 from telehealth.accounts.models import Role, User
 from telehealth.extensions import db
-from telehealth.matching.services import accept_consult
+from tests.conftest import take_consult
 
 
 class FakeLibreTranslate:
@@ -72,6 +72,6 @@ def case(world: dict[str, Any], make_consult: Callable[..., Any],
     bilingual = make_user(Role.SPECIALIST, languages=("en", "fr"), locale="en",
                           name="Dr Bilingual")
     consult = make_consult(clinician)
-    accept_consult(consult, specialist)
+    take_consult(consult, specialist)
     db.session.commit()
     return {**world, "consult": consult, "specialist": specialist, "bilingual": bilingual}
