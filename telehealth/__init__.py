@@ -31,8 +31,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from telehealth.consults.views import bp as consults_bp
     from telehealth.main.views import bp as main_bp
     from telehealth.notes.views import bp as notes_bp
+    from telehealth.video import events as video_events  # noqa: F401  (registers /call)
+    from telehealth.video.views import bp as video_bp
 
-    for blueprint in (main_bp, accounts_bp, consults_bp, notes_bp, admin_bp):
+    for blueprint in (main_bp, accounts_bp, consults_bp, notes_bp, admin_bp, video_bp):
         app.register_blueprint(blueprint)
 
     web.init_app(app)

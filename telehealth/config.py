@@ -57,3 +57,10 @@ class Config:
     ARGON2_MEMORY_KIB = _env_int("TELEHEALTH_ARGON2_MEMORY_KIB", 65536)
     # How many specialists a new consult is offered to while the full matcher is not in.
     OFFER_FANOUT = _env_int("TELEHEALTH_OFFER_FANOUT", 5)
+    # Video calls: comma-separated STUN/TURN URLs; TURN credentials are minted per user with
+    # the secret shared with coturn (use-auth-secret) and live VIDEO_TURN_TTL seconds.
+    VIDEO_STUN_URLS = os.environ.get("TELEHEALTH_STUN_URLS", "")
+    VIDEO_TURN_URLS = os.environ.get("TELEHEALTH_TURN_URLS", "")
+    VIDEO_TURN_SECRET = os.environ.get("TELEHEALTH_TURN_SECRET", "")
+    VIDEO_TURN_TTL = _env_int("TELEHEALTH_TURN_TTL", 3600)
+    VIDEO_RECONNECT_GRACE_SECONDS = _env_int("TELEHEALTH_VIDEO_RECONNECT_GRACE", 20)
