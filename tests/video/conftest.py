@@ -18,6 +18,7 @@ from werkzeug.serving import make_server
 
 from telehealth.accounts.models import User
 from telehealth.extensions import db
+from telehealth.matching.services import accept_consult
 from telehealth.video import events as video_events
 from tests.conftest import PASSWORD
 
@@ -81,7 +82,7 @@ class SignalClient:
 
     def connect(self) -> None:
         self.sio.connect(self.base_url, headers={"Cookie": self.cookie} if self.cookie else {},
-                         namespaces=[NAMESPACE], transports=["websocket"], wait_timeout=5)
+                         namespaces=[NAMESPACE], transports=["polling"], wait_timeout=5)
 
     @property
     def connected(self) -> bool:
@@ -120,6 +121,32 @@ class SignalClient:
     def close(self) -> None:
         if self.sio.connected:
             self.sio.disconnect()
+
+
+@pytest.fixture()
+def engine_calls(app: Flask, live_server: str, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Names of the engine methods called during the test (to prove refusals never reach it)."""
+    calls: list[str] = []
+    engine = video_events.get_hub(app).engine
+    for name in ("join", "answer", "add_candidate", "leave", "set_profile",
+                 "set_receive_video"):
+        original = getattr(engine, name)
+
+        def spy(*args: Any, _name: str = name, _original: Any = original) -> Any:
+            calls.append(_name)
+            return _original(*args)
+
+        monkeypatch.setattr(engine, name, spy)
+    return calls
+
+
+@pytest.fixture()
+def call_consult(world: dict[str, Any], make_consult: Callable[..., Any]) -> Any:
+    """A consult the specialist has taken: its call is open to both sides."""
+    consult = make_consult(world["clinician"])
+    accept_consult(consult, world["specialist"])
+    db.session.commit()
+    return consult
 
 
 @pytest.fixture()

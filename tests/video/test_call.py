@@ -7,23 +7,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import pytest
-
 from telehealth.accounts.models import Role
 from telehealth.extensions import db
-from telehealth.matching.services import accept_consult
 from telehealth.video.models import CallMessage, VideoParticipation, VideoSession
 from tests.video.conftest import SignalClient
 from tests.video.peers import CallPeer
-
-
-@pytest.fixture()
-def call_consult(world: dict[str, Any], make_consult: Callable[..., Any]) -> Any:
-    """A consult the specialist has taken: its call is open to both sides."""
-    consult = make_consult(world["clinician"])
-    accept_consult(consult, world["specialist"])
-    db.session.commit()
-    return consult
 
 
 def latest_peers(client: SignalClient, count: int, timeout: float = 10.0) -> dict[str, Any]:
