@@ -80,9 +80,10 @@ class SignalClient:
             self.events[name].put(data)
         return keep
 
-    def connect(self) -> None:
+    def connect(self, transport: str = "polling") -> None:
+        # Long-polling by default: a websocket client takes ~3 s to close on werkzeug's server.
         self.sio.connect(self.base_url, headers={"Cookie": self.cookie} if self.cookie else {},
-                         namespaces=[NAMESPACE], transports=["polling"], wait_timeout=5)
+                         namespaces=[NAMESPACE], transports=[transport], wait_timeout=5)
 
     @property
     def connected(self) -> bool:
@@ -155,13 +156,13 @@ def signal_client(live_server: str) -> Iterator[Callable[..., SignalClient]]:
     clients: list[SignalClient] = []
 
     def make(user: User | None = None, cookie: str | None = None,
-             connect: bool = True) -> SignalClient:
+             connect: bool = True, transport: str = "polling") -> SignalClient:
         db.session.commit()  # the server thread must see what the test created
         client = SignalClient(live_server, cookie if cookie is not None
                               else login_cookie(live_server, user))
         clients.append(client)
         if connect:
-            client.connect()
+            client.connect(transport)
         return client
 
     yield make
