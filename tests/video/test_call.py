@@ -116,3 +116,54 @@ def test_leave_chat_and_session_record(call_consult: Any, world: dict[str, Any],
     assert session.ended_at is not None
     assert all(p.left_at is not None for p in db.session.query(VideoParticipation))
     assert db.session.query(CallMessage).one().body == "Can you see the rash?"
+
+
+def test_reconnect_after_a_dropped_page(call_consult: Any, world: dict[str, Any],
+                                        signal_client: Callable[..., SignalClient]) -> None:
+    first = signal_client(world["clinician"])
+    specialist = signal_client(world["specialist"])
+    second = signal_client(world["clinician"], connect=False)  # the reloaded page
+
+    async def scenario() -> None:
+        clinician, other = CallPeer(first, "red"), CallPeer(specialist, "blue")
+        again = None
+        try:
+            await clinician.join(call_consult.id)
+            await other.join(call_consult.id)
+            layout = await specialist.await_event(
+                "peers", where=lambda d: d["peers"] and d["peers"][0]["video_mid"])
+            await until(lambda: other.colours_from(layout, clinician.participant_id)
+                        .get("red", 0) >= 2)
+
+            # The clinician's page dies: socket and peer connection gone, no "leave".
+            await asyncio.get_running_loop().run_in_executor(None, first.close)
+            await clinician.close()
+            state = await specialist.await_event("peer_state",
+                                                 where=lambda d: d["state"] == "reconnecting")
+            assert state["id"] == clinician.participant_id
+
+            # The reloaded page joins the same call and media flows again.
+            await asyncio.get_running_loop().run_in_executor(None, second.connect)
+            again = CallPeer(second, "red")
+            await again.join(call_consult.id)
+            assert again.participant_id == clinician.participant_id
+            layout = await specialist.await_event(
+                "peers", where=lambda d: d["peers"] and d["peers"][0]["video_mid"]
+                and d["peers"][0]["state"] != "reconnecting")
+            mid = layout["peers"][0]["video_mid"]
+            before = other.received[mid].frames if mid in other.received else 0
+            await until(lambda: other.received[mid].frames > before + 10)
+            mine = await second.await_event(
+                "peers", where=lambda d: d["peers"] and d["peers"][0]["video_mid"])
+            await until(lambda: again.colours_from(mine, other.participant_id)
+                        .get("blue", 0) >= 2)
+        finally:
+            for peer in (clinician, other, again):
+                if peer is not None:
+                    await peer.close()
+
+    asyncio.run(scenario())
+    session = db.session.query(VideoSession).one()
+    reasons = sorted(p.left_reason for p in session.participations if p.left_at)
+    assert "rejoined" in reasons
+

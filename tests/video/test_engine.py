@@ -1,0 +1,154 @@
+"""The media engine alone: encoder seam, bounded queues, lifecycle, TURN credentials."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+from collections.abc import Iterator
+
+import pytest
+from aiortc import RTCRtpSender
+from aiortc.codecs.vpx import Vp8Encoder
+from av import AudioFrame
+
+from telehealth.video.codecs import (
+    ProfileOpusEncoder,
+    ProfileVp8Encoder,
+    install_encoder,
+    installed_encoder,
+    scaled_size,
+)
+from telehealth.video.engine import MAX_PARTICIPANTS, RoomFull, VideoEngine
+from telehealth.video.profiles import get_profile
+from telehealth.video.tracks import SlotTrack
+from telehealth.video.turn import IceSettings, ice_servers, turn_credentials
+from tests.video.media import ColourTrack
+
+LOW, STANDARD = get_profile("low"), get_profile("standard")
+
+
+def test_aiortc_defaults_are_too_much_for_a_clinic_link() -> None:
+    # Why the seam exists: aiortc clamps VP8 to >= 250 kbps and fixes Opus at 96 kbps.
+    stock = Vp8Encoder()
+    stock.target_bitrate = 150_000
+    assert stock.target_bitrate >= 250_000
+
+
+def test_vp8_encoder_keeps_to_the_profile_range() -> None:
+    encoder = ProfileVp8Encoder(LOW)
+    assert encoder.target_bitrate == 200_000
+    encoder.target_bitrate = 1_500_000  # a generous REMB estimate
+    assert encoder.target_bitrate == LOW.video_max_bps
+    encoder.target_bitrate = 10_000  # a collapsing link
+    assert encoder.target_bitrate == LOW.video_min_bps
+    encoder.set_profile(STANDARD)
+    assert encoder.target_bitrate == STANDARD.video_max_bps
+
+
+def test_opus_encoder_uses_the_profile_bitrate() -> None:
+    assert ProfileOpusEncoder(LOW).codec.bit_rate == 16_000
+
+
+def test_low_profile_video_stays_under_200_kbps_at_320x240() -> None:
+    async def encode_three_seconds() -> tuple[int, tuple[int, int]]:
+        source = ColourTrack("green", width=640, height=480, fps=15)
+        source._start = -1e9  # no pacing: encode as fast as we can
+        encoder = ProfileVp8Encoder(LOW)
+        total = 0
+        for _n in range(45):
+            payloads, _ts = encoder.encode(await source.recv())
+            total += sum(len(p) for p in payloads)
+        assert encoder.codec is not None
+        return total, (encoder.codec.width, encoder.codec.height)
+
+    total, size = asyncio.run(encode_three_seconds())
+    assert size == (320, 240)  # scaled down to the profile
+    assert total * 8 / 3 <= 200_000 * 1.1
+
+
+def test_scaled_size_keeps_aspect() -> None:
+    assert scaled_size(1280, 720, LOW) == (320, 180)
+    assert scaled_size(160, 120, LOW) == (160, 120)
+
+
+def test_encoder_is_installed_on_the_sender() -> None:
+    async def check() -> None:
+        from aiortc import RTCPeerConnection
+
+        pc = RTCPeerConnection()
+        transceiver = pc.addTransceiver("video", direction="sendonly")
+        encoder = ProfileVp8Encoder(LOW)
+        install_encoder(transceiver.sender, encoder)
+        assert installed_encoder(transceiver.sender) is encoder
+        await pc.close()
+
+    asyncio.run(check())
+    assert hasattr(RTCRtpSender, "replaceTrack")
+
+
+def test_slot_queue_is_bounded_and_rate_limited() -> None:
+    async def check() -> None:
+        audio = SlotTrack("audio")
+        for _n in range(100):
+            audio.push(AudioFrame(format="s16", layout="mono", samples=960))
+        assert len(audio._queue) == 5
+        video = SlotTrack("video", fps=15)
+        source = ColourTrack("red")
+        for _n in range(30):  # arriving all at once: only one passes the 15 fps gate
+            video.push(await source.recv())
+        assert len(video._queue) == 1
+        video.stop()
+        audio.stop()
+
+    asyncio.run(check())
+
+
+@pytest.fixture()
+def engine() -> Iterator[VideoEngine]:
+    engine = VideoEngine()
+    yield engine
+    engine.shutdown()
+
+
+def test_rooms_open_fill_and_close(engine: VideoEngine) -> None:
+    for n in range(MAX_PARTICIPANTS):
+        assert engine.join("r", f"p{n}", LOW).startswith("v=0")
+    with pytest.raises(RoomFull):
+        engine.join("r", "one-too-many", LOW)
+    assert engine.stats() == {"rooms": 1, "peer_connections": MAX_PARTICIPANTS}
+    assert set(engine.layout("r", "p0")) == {"p1", "p2", "p3"}
+    room = engine.rooms.get("r")
+    assert room is not None
+    leaving = room.participants["p1"].pc
+    assert engine.leave("r", "p1") is False
+    assert leaving.connectionState == "closed"
+    assert set(engine.layout("r", "p0")) == {"p2", "p3"}
+    # Joining again replaces the old connection instead of adding one.
+    engine.join("r", "p0", LOW)
+    assert engine.stats()["peer_connections"] == MAX_PARTICIPANTS - 1
+
+
+def test_shutdown_closes_every_peer_connection() -> None:
+    engine = VideoEngine()
+    engine.join("a", "x", LOW)
+    engine.join("b", "y", LOW)
+    pcs = [p.pc for room in engine.rooms.all() for p in room.participants.values()]
+    engine.shutdown()
+    assert all(pc.connectionState == "closed" for pc in pcs)
+    assert not engine.running
+
+
+def test_turn_credentials_follow_the_coturn_rest_scheme() -> None:
+    username, credential = turn_credentials("north", "u7", 1_000, 3_600)
+    assert username == "4600:u7"
+    expected = hmac.new(b"north", b"4600:u7", hashlib.sha1).digest()
+    assert base64.b64decode(credential) == expected
+    settings = IceSettings(stun_urls=("stun:stun.example.org",),
+                           turn_urls=("turn:turn.example.org?transport=udp",),
+                           turn_secret="north")
+    servers = ice_servers(settings, "u7", 1_000)
+    assert servers[0] == {"urls": ["stun:stun.example.org"]}
+    assert servers[1]["username"] == "4600:u7"
+    assert ice_servers(IceSettings(), "u7", 1_000) == []
