@@ -108,6 +108,12 @@ def probe() -> Any:
     return body, 200, {"Content-Type": "application/octet-stream", "Cache-Control": "no-store"}
 
 
+@bp.route("/call/check/ping")
+@login_required
+def ping() -> Any:
+    return "", 204, {"Cache-Control": "no-store"}
+
+
 @bp.app_context_processor
 def call_helpers() -> dict[str, Any]:
     def video_call_panel(consult: Consult) -> dict[str, Any]:

@@ -88,4 +88,11 @@ def test_clinician_and_specialist_see_each_other(
     finally:
         for page in pages:
             page.click("#leave")
-            page.context.close()
+    # The pre-call check previews the fake camera, measures the link and gives a verdict.
+    check = pages[0]
+    check.goto(f"{live_server}/call/check")
+    check.wait_for_selector("#verdict[data-verdict]", timeout=15_000)
+    assert check.get_attribute("#verdict", "data-verdict") == "video"
+    assert check.evaluate("document.getElementById('preview').videoWidth") > 0
+    for page in pages:
+        page.context.close()

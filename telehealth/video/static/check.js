@@ -20,11 +20,15 @@
       .catch(function () { hasMedia = false; })
     : Promise.resolve();
 
-  media.then(function () { return timed(url); })            // warm-up
+  var rtt = 0;
+  var ping = root.dataset.pingUrl;
+  media.then(function () { return timed(ping); })           // warm-up (connection set-up)
+    .then(function () { return timed(ping); })
+    .then(function (a) { return timed(ping).then(function (b) { rtt = Math.min(a, b); }); })
     .then(function () { return timed(url); })
     .then(function (ms) {
-      // A 64 kB download: its time is mostly transfer on a slow link, mostly RTT on a fast one.
-      var rtt = ms; var kbps = (bytes * 8) / ms;
+      // The download's time less one round trip is the transfer itself.
+      var kbps = (bytes * 8) / Math.max(1, ms - rtt);
       document.getElementById("rtt").textContent = Math.round(rtt) + " ms";
       document.getElementById("throughput").textContent = Math.round(kbps) + " kbps";
       var verdict = "written";
