@@ -84,7 +84,7 @@ def test_relay_only_call_flows_through_coturn(
                 await peer.join(call_consult.id)
             # The browser (here: aiortc) got short-lived per-user TURN credentials.
             turn = next(s for s in peers[0].offer["ice_servers"] if s.get("username"))
-            assert turn["username"].endswith(":u%d" % world["clinician"].id)
+            assert turn["username"].endswith(f":u{world['clinician'].id}")
             layouts = [await s.await_event("peers", where=lambda d: d["peers"] and
                                            d["peers"][0]["video_mid"]) for s in signals]
             await until(lambda: all(
