@@ -39,18 +39,22 @@ class SlotTrack(MediaStreamTrack):
         self.source: Feed | None = None
         self._queue: collections.deque[Frame | Packet] = collections.deque(maxlen=SLOT_DEPTH[kind])
         self._wake = asyncio.Event()
-        self._last_sent = 0.0
+        self._last_sent = time.monotonic()
+        self._tokens = 1.0
 
     def push(self, frame: Frame | Packet) -> None:
         """Offer a frame from the feed; video beyond the slot's frame rate is skipped."""
         if self.paused:
             return
         if self.kind == "video" and self.fps:
+            # A token bucket, not a minimum gap: frames from the jitter buffer come in
+            # uneven bursts, and a gap rule would drop many of a source at exactly `fps`.
             now = time.monotonic()
-            # 10% slack so a source at exactly the target rate is not halved by jitter.
-            if now - self._last_sent < 0.9 / self.fps:
-                return
+            self._tokens = min(2.0, self._tokens + (now - self._last_sent) * self.fps)
             self._last_sent = now
+            if self._tokens < 1.0:
+                return
+            self._tokens -= 1.0
         self._queue.append(frame)
         self._wake.set()
 

@@ -152,3 +152,30 @@ def test_turn_credentials_follow_the_coturn_rest_scheme() -> None:
     assert servers[0] == {"urls": ["stun:stun.example.org"]}
     assert servers[1]["username"] == "4600:u7"
     assert ice_servers(IceSettings(), "u7", 1_000) == []
+
+
+@pytest.mark.parametrize("source_fps, jitter, expected", [(30, 0.0, 15), (15, 0.02, 15),
+                                                          (10, 0.0, 10)])
+def test_slot_frame_rate_limit(monkeypatch: pytest.MonkeyPatch, source_fps: int, jitter: float,
+                               expected: int) -> None:
+    """A 15 fps slot passes a 15 fps source whole (even in bursts) and halves a 30 fps one."""
+    import telehealth.video.tracks as tracks
+
+    now = [1000.0]
+    monkeypatch.setattr(tracks.time, "monotonic", lambda: now[0])
+
+    async def check() -> int:
+        slot = SlotTrack("video", fps=15)
+        frame = await ColourTrack("red").recv()
+        passed = 0
+        for n in range(source_fps * 4):
+            now[0] = 1000.0 + n / source_fps + (jitter if n % 2 else -jitter)
+            slot.push(frame)
+            if slot._queue:
+                slot._queue.clear()
+                passed += 1
+        slot.stop()
+        return passed
+
+    passed = asyncio.run(check())
+    assert abs(passed / 4 - expected) <= 1
