@@ -35,7 +35,6 @@ from aiortc import (  # noqa: E402
 )
 from aiortc.contrib.media import MediaRelay  # noqa: E402
 from aiortc.rtcconfiguration import RTCBundlePolicy  # noqa: E402
-
 from av import VideoFrame  # noqa: E402
 
 from tests.video.media import ColourTrack, Received, ToneTrack, consume  # noqa: E402
@@ -52,7 +51,7 @@ class TexturedTrack(ColourTrack):
     camera picture sits between the two.
     """
 
-    _noise = os.urandom(320 * 240)
+    _noise = bytes(96 + b % 64 for b in os.urandom(320 * 240))  # grainy, not pure noise
 
     async def recv(self) -> VideoFrame:
         frame = await super().recv()
@@ -179,7 +178,7 @@ class Signal:
         for name in self.queues:
             self.sio.on(name, self._keeper(name), namespace=NAMESPACE)
         self.sio.connect(url, headers={"Cookie": cookie}, namespaces=[NAMESPACE],
-                         transports=["polling"], wait_timeout=10)
+                         transports=["websocket"], wait_timeout=10)
 
     def _keeper(self, name: str) -> Any:
         def keep(data: Any = None) -> None:

@@ -36,6 +36,10 @@ class ProfileVp8Encoder(Vp8Encoder):
         super().__init__()
         self.profile = profile
         self.target_bitrate = profile.video_max_bps
+        # A byte budget that fills at the profile's ceiling; a frame may overdraw it, and
+        # frames are skipped until the debt is paid (strict on average, over any span).
+        self._budget_bytes = 0.0
+        self._budget_at: float | None = None
 
     def set_profile(self, profile: Profile) -> None:
         """Switch to another profile; the next frame is encoded with its limits."""
@@ -54,12 +58,25 @@ class ProfileVp8Encoder(Vp8Encoder):
 
     def encode(self, frame: Frame, force_keyframe: bool = False) -> tuple[list[bytes], int]:
         assert isinstance(frame, VideoFrame)
+        # libvpx overshoots its target on busy pictures (its quantizer is capped), so the
+        # profile's ceiling is also kept by skipping frames while the budget is overdrawn.
+        now = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base \
+            else 0.0
+        if self._budget_at is not None:
+            earned = (now - self._budget_at) * self.profile.video_max_bps / 8
+            self._budget_bytes = min(self.profile.video_max_bps / 8,
+                                     self._budget_bytes + max(0.0, earned))
+        self._budget_at = now
+        if self._budget_bytes < 0 and not force_keyframe:
+            return [], 0
         width, height = scaled_size(frame.width, frame.height, self.profile)
         if (width, height) != (frame.width, frame.height):
             pts, time_base = frame.pts, frame.time_base
             frame = frame.reformat(width=width, height=height, format="yuv420p")
             frame.pts, frame.time_base = pts, time_base
-        return super().encode(frame, force_keyframe)
+        payloads, timestamp = super().encode(frame, force_keyframe)
+        self._budget_bytes -= sum(len(p) for p in payloads)
+        return payloads, timestamp
 
 
 class ProfileOpusEncoder(OpusEncoder):

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import fractions
 import hashlib
 import hmac
+import os
 from collections.abc import Iterator
 
 import pytest
 from aiortc import RTCRtpSender
 from aiortc.codecs.vpx import Vp8Encoder
-from av import AudioFrame
+from av import AudioFrame, VideoFrame
 
 from telehealth.video.codecs import (
     ProfileOpusEncoder,
@@ -51,21 +53,39 @@ def test_opus_encoder_uses_the_profile_bitrate() -> None:
     assert ProfileOpusEncoder(LOW).codec.bit_rate == 16_000
 
 
-def test_low_profile_video_stays_under_200_kbps_at_320x240() -> None:
-    async def encode_three_seconds() -> tuple[int, tuple[int, int]]:
-        source = ColourTrack("green", width=640, height=480, fps=15)
-        source._start = -1e9  # no pacing: encode as fast as we can
-        encoder = ProfileVp8Encoder(LOW)
-        total = 0
-        for _n in range(45):
-            payloads, _ts = encoder.encode(await source.recv())
-            total += sum(len(p) for p in payloads)
-        assert encoder.codec is not None
-        return total, (encoder.codec.width, encoder.codec.height)
+def busy_frames(count: int, fps: int = 15) -> list[VideoFrame]:
+    """640x480 frames of grainy texture moving sideways: hard work for an encoder."""
+    texture = bytes(96 + b % 64 for b in os.urandom(640 * 480))
+    frames = []
+    for n in range(count):
+        frame = VideoFrame(640, 480, "yuv420p")
+        shift = (n * 5) % 640
+        luma = b"".join(texture[r * 640 + shift:(r + 1) * 640] + texture[r * 640:r * 640 + shift]
+                        for r in range(480))
+        frame.planes[0].update(luma)
+        frame.planes[1].update(bytes([110]) * frame.planes[1].buffer_size)
+        frame.planes[2].update(bytes([140]) * frame.planes[2].buffer_size)
+        frame.pts, frame.time_base = n * 90000 // fps, fractions.Fraction(1, 90000)
+        frames.append(frame)
+    return frames
 
-    total, size = asyncio.run(encode_three_seconds())
-    assert size == (320, 240)  # scaled down to the profile
-    assert total * 8 / 3 <= 200_000 * 1.1
+
+def test_low_profile_video_stays_under_200_kbps_at_320x240() -> None:
+    encoder = ProfileVp8Encoder(LOW)
+    total = 0
+    frames = busy_frames(90)  # six seconds at 15 fps
+    for frame in frames:
+        payloads, _ts = encoder.encode(frame)
+        total += sum(len(p) for p in payloads)
+    assert encoder.codec is not None
+    assert (encoder.codec.width, encoder.codec.height) == (320, 240)  # scaled to the profile
+    assert total * 8 / 6 <= 200_000 * 1.05
+    # aiortc's own encoder, same pictures: more than a 256 kbps link can carry.
+    stock, stock_total = Vp8Encoder(), 0
+    for frame in frames:
+        payloads, _ts = stock.encode(frame)
+        stock_total += sum(len(p) for p in payloads)
+    assert stock_total * 8 / 6 > 250_000
 
 
 def test_scaled_size_keeps_aspect() -> None:
