@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import multiprocessing
 import os
@@ -51,7 +52,8 @@ class TexturedTrack(ColourTrack):
     camera picture sits between the two.
     """
 
-    _noise = bytes(96 + b % 64 for b in os.urandom(320 * 240))  # grainy, not pure noise
+    # Grain of +-8 levels: stock aiortc sends ~470 kbps of it, like a busy camera picture.
+    _noise = bytes(120 + b % 16 for b in os.urandom(320 * 240))
 
     async def recv(self) -> VideoFrame:
         frame = await super().recv()
@@ -221,8 +223,9 @@ class Participant:
         self.signal.emit("answer", {"consult_id": consult_id, "sdp": pc.localDescription.sdp})
 
     def first_video(self) -> Received | None:
-        # Slot 1 (mids 2/3) carries the other party of a two-party room.
-        return self.received.get("3")
+        """The busiest video this participant receives (the other party of the room)."""
+        videos = [r for mid, r in self.received.items() if r.kind == "video"]
+        return max(videos, key=lambda r: r.frames) if videos else None
 
     async def leave(self, consult_id: int) -> None:
         self.signal.emit("leave", {"consult_id": consult_id})
@@ -325,8 +328,8 @@ class AppBench:
     async def signals(self, count: int) -> list[Signal]:
         loop = asyncio.get_running_loop()
         c, s = self.info["people"]
-        return [await loop.run_in_executor(None, Signal, self.info["url"], *(c if n % 2 == 0
-                                                                          else s), loop)
+        return [await loop.run_in_executor(None, functools.partial(
+                    Signal, self.info["url"], *(c if n % 2 == 0 else s), loop))
                 for n in range(count)]
 
     async def setup_times(self, calls: int) -> list[float]:
@@ -362,9 +365,10 @@ class AppBench:
                  for p, c in zip(people, counts, strict=True)]
         for n, person in enumerate(people):
             await person.leave(self.consults[n // 2])
-        for sig in signals:
-            sig.sio.disconnect()
-        await asyncio.sleep(1)
+        await asyncio.sleep(1)  # let the leaves land before the sockets go
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(loop.run_in_executor(None, sig.sio.disconnect)
+                               for sig in signals))
         ok = all(r >= 0.95 * FPS for r in rates)
         return ok, cpu / seconds / count, rates
 
@@ -395,14 +399,20 @@ class AppBench:
             await person.leave(self.consults[n // 2])
         await asyncio.sleep(1)
         rss = []
-        for sig in signals[2:]:
-            sig.sio.disconnect()
+        await asyncio.sleep(1)
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(loop.run_in_executor(None, sig.sio.disconnect)
+                               for sig in signals[2:]))
         resident = Participant(signals[1], "blue")  # stays while others come and go
         await resident.join(self.consults[0])
         for n in range(cycles):
             person = Participant(signals[0], "green")
             await person.join(self.consults[0])
-            await wait_first(person.first_video)
+            try:
+                await wait_first(person.first_video)
+            except TimeoutError:
+                print("cycle", n, person.received, resident.received, flush=True)
+                raise
             await person.leave(self.consults[0])
             if n == 19:
                 rss.append(self.proc.memory_info().rss)
@@ -517,6 +527,10 @@ async def run(args: argparse.Namespace) -> None:
     info = parent.recv()
     bench = AppBench(info, app_proc.pid or 0)
     print("media server (low profile):", flush=True)
+    if args.only_memory:
+        print(await bench.memory(args.cycles))
+        parent.send("stop")
+        return
     setup = await bench.setup_times(args.calls)
     rooms = await max_rooms(bench, args.max_rooms)
     bps = await bench.bitrate()
@@ -557,6 +571,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=20)
     parser.add_argument("--cycles", type=int, default=200)
     parser.add_argument("--max-rooms", type=int, default=12)
+    parser.add_argument("--only-memory", action="store_true", help=argparse.SUPPRESS)
     asyncio.run(run(parser.parse_args()))
 
 

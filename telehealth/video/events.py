@@ -92,6 +92,9 @@ class CallHub:
         self.members: dict[int, dict[str, Member]] = {}
         self.joined: dict[str, tuple[int, str]] = {}  # sid -> (consult id, participant id)
         self.buckets: dict[str, Bucket] = {}
+        # Handlers run in a thread each; one socket's events are handled one at a time so a
+        # quick "leave" then "join" cannot cross.
+        self.socket_locks: dict[str, threading.Lock] = {}
 
     def ice_settings(self) -> IceSettings:
         config = self.app.config
@@ -215,6 +218,12 @@ def handler(event: str) -> Callable[[Callable[[CallHub, dict[str, Any]], None]],
         @functools.wraps(func)
         def run(data: Any = None) -> None:
             hub = get_hub()
+            with hub.lock:
+                socket_lock = hub.socket_locks.setdefault(_sid(), threading.Lock())
+            with socket_lock:
+                run_checked(hub, data)
+
+        def run_checked(hub: CallHub, data: Any) -> None:
             try:
                 with hub.lock:
                     bucket = hub.buckets.setdefault(_sid(), Bucket())
@@ -263,6 +272,7 @@ def on_disconnect(reason: Any = None) -> None:
     sid = _sid()
     with hub.lock:
         hub.buckets.pop(sid, None)
+        hub.socket_locks.pop(sid, None)
         joined = hub.joined.pop(sid, None)
         member = None
         if joined is not None:
