@@ -175,7 +175,7 @@ class Signal:
         cookie = "; ".join(f"{c.name}={c.value}" for c in http.cookies)
         self.loop = loop
         self.queues: dict[str, asyncio.Queue[Any]] = {
-            n: asyncio.Queue() for n in ("offer", "peers", "call_error")}
+            n: asyncio.Queue() for n in ("offer", "peers", "call_error", "left")}
         self.sio = socketio.Client(reconnection=False)
         for name in self.queues:
             self.sio.on(name, self._keeper(name), namespace=NAMESPACE)
@@ -229,6 +229,8 @@ class Participant:
 
     async def leave(self, consult_id: int) -> None:
         self.signal.emit("leave", {"consult_id": consult_id})
+        # Wait for the server's word: a socket's next "join" must not overtake this "leave".
+        await asyncio.wait_for(self.signal.queues["left"].get(), 15)
         await self.close()
 
     async def close(self) -> None:
@@ -494,6 +496,7 @@ async def max_rooms(bench: Any, limit: int) -> tuple[int, float]:
         print(f"    {n:2d} rooms: {'ok ' if ok else 'LOW'} min fps {min(rates):5.1f} "
               f"CPU/room {cpu * 100:5.1f}% of a core", flush=True)
         if not ok:
+            cpu_at_best = cpu_at_best or cpu  # nothing sustained: report the 1-room cost
             break
         best, cpu_at_best = n, cpu
         n = n * 2 if n < 4 else n + 2
@@ -522,35 +525,31 @@ async def run(args: argparse.Namespace) -> None:
           flush=True)
 
     parent, child = ctx.Pipe()
-    app_proc = ctx.Process(target=serve_app, args=(max(args.max_rooms, 5), child))
+    app_proc = ctx.Process(target=serve_app, args=(max(args.max_rooms, 5), child),
+                           daemon=True)
     app_proc.start()
     info = parent.recv()
-    bench = AppBench(info, app_proc.pid or 0)
-    print("media server (low profile):", flush=True)
-    if args.only_memory:
-        print(await bench.memory(args.cycles))
+    try:
+        await app_phase(args, AppBench(info, app_proc.pid or 0), parent)
+    finally:
         parent.send("stop")
+        app_proc.join(20)
+        if app_proc.is_alive():
+            app_proc.terminate()
+    if args.only_memory:
         return
-    setup = await bench.setup_times(args.calls)
-    rooms = await max_rooms(bench, args.max_rooms)
-    bps = await bench.bitrate()
-    memory = await bench.memory(args.cycles)
-    server = report("server", setup, rooms, bps, memory)
-    parent.send("stop")
-    app_proc.join(20)
 
     parent, child = ctx.Pipe()
-    echo_proc = ctx.Process(target=serve_echo, args=(child,))
+    echo_proc = ctx.Process(target=serve_echo, args=(child,), daemon=True)
     echo_proc.start()
-    echo = EchoBench(parent, echo_proc.pid or 0)
-    print("baseline (bare aiortc echo peer, aiortc default encoders):", flush=True)
-    e_setup = await echo.setup_times(args.calls)
-    e_rooms = await max_rooms(echo, args.max_rooms)
-    e_bps = await echo.bitrate()
-    e_memory = await echo.memory(args.cycles)
-    baseline = report("echo", e_setup, e_rooms, e_bps, e_memory)
-    parent.send(None)
-    echo_proc.join(20)
+    try:
+        baseline = await echo_phase(args, EchoBench(parent, echo_proc.pid or 0))
+    finally:
+        parent.send(None)
+        echo_proc.join(20)
+        if echo_proc.is_alive():
+            echo_proc.terminate()
+    server = RESULTS["server"]
 
     targets = {
         "setup p50 <= 300 ms": server["setup_p50_ms"] <= 300,
@@ -564,6 +563,30 @@ async def run(args: argparse.Namespace) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "video.json").write_text(json.dumps({"server": server, "echo": baseline,
                                                 "targets": targets}, indent=2))
+
+
+RESULTS: dict[str, dict[str, Any]] = {}
+
+
+async def app_phase(args: argparse.Namespace, bench: AppBench, parent: Any) -> None:
+    print("media server (low profile):", flush=True)
+    if args.only_memory:
+        print(await bench.memory(args.cycles))
+        return
+    setup = await bench.setup_times(args.calls)
+    rooms = await max_rooms(bench, args.max_rooms)
+    bps = await bench.bitrate()
+    memory = await bench.memory(args.cycles)
+    RESULTS["server"] = report("server", setup, rooms, bps, memory)
+
+
+async def echo_phase(args: argparse.Namespace, echo: EchoBench) -> dict[str, Any]:
+    print("baseline (bare aiortc echo peer, aiortc default encoders):", flush=True)
+    e_setup = await echo.setup_times(args.calls)
+    e_rooms = await max_rooms(echo, args.max_rooms)
+    e_bps = await echo.bitrate()
+    e_memory = await echo.memory(args.cycles)
+    return report("echo", e_setup, e_rooms, e_bps, e_memory)
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ reaches the engine; flooding or oversized messages also end the connection.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import json
 import logging
@@ -187,6 +188,8 @@ def get_hub(app: Flask | None = None) -> CallHub:
         hub = app.extensions.get("video_hub")
         if hub is None:
             hub = app.extensions["video_hub"] = CallHub(app)
+            # Peer connections are closed at shutdown, not left to the OS.
+            atexit.register(hub.engine.shutdown)
     return hub  # type: ignore[no-any-return]
 
 
@@ -353,6 +356,7 @@ def on_leave(hub: CallHub, data: dict[str, Any]) -> None:
         hub.joined.pop(_sid(), None)
     leave_room(socket_room(caller.consult_id))
     hub.remove(caller.consult_id, caller.participant_id, "left")
+    emit("left", {"consult_id": caller.consult_id})
 
 
 @handler("media")

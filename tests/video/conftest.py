@@ -23,7 +23,7 @@ from telehealth.video import events as video_events
 from tests.conftest import PASSWORD
 
 NAMESPACE = "/call"
-SERVER_EVENTS = ("offer", "peers", "peer_state", "call_error", "chat", "media")
+SERVER_EVENTS = ("offer", "peers", "peer_state", "call_error", "chat", "media", "left")
 
 
 @pytest.fixture(scope="session")

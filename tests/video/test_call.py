@@ -98,6 +98,7 @@ def test_leave_chat_and_session_record(call_consult: Any, world: dict[str, Any],
             said = await specialist.await_event("chat")
             assert said["body"] == "Can you see the rash?"
             specialist.emit("leave", {"consult_id": call_consult.id})
+            assert (await specialist.await_event("left"))["consult_id"] == call_consult.id
             gone = await clinician.await_event("peer_state", where=lambda d: d["state"] == "left")
             assert gone["id"] == two.participant_id
             clinician.emit("leave", {"consult_id": call_consult.id})
