@@ -329,9 +329,9 @@ class AppBench:
 
     async def signals(self, count: int) -> list[Signal]:
         loop = asyncio.get_running_loop()
-        c, s = self.info["people"]
+        people: list[tuple[str, str]] = self.info["people"]
         return [await loop.run_in_executor(None, functools.partial(
-                    Signal, self.info["url"], *(c if n % 2 == 0 else s), loop))
+                    Signal, self.info["url"], people[n % 2][0], people[n % 2][1], loop))
                 for n in range(count)]
 
     async def setup_times(self, calls: int) -> list[float]:

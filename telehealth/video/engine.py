@@ -189,6 +189,8 @@ class VideoEngine:
                 return
             try:
                 asyncio.run_coroutine_threadsafe(self._close_all(), loop).result(CALL_TIMEOUT)
+                asyncio.run_coroutine_threadsafe(self._cancel_leftovers(),
+                                                 loop).result(CALL_TIMEOUT)
                 asyncio.run_coroutine_threadsafe(loop.shutdown_default_executor(),
                                                  loop).result(CALL_TIMEOUT)
             finally:
@@ -426,6 +428,14 @@ class VideoEngine:
     async def _stats(self) -> dict[str, int]:
         rooms = self.rooms.all()
         return {"rooms": len(rooms), "peer_connections": sum(len(r.participants) for r in rooms)}
+
+    async def _cancel_leftovers(self) -> None:
+        # aiortc/aioice tasks still winding down (consent checks, timers): end them here
+        # rather than have a closed loop destroy them pending.
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _close_all(self) -> None:
         for room in self.rooms.all():

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from telehealth.extensions import db
+from telehealth.video.models import VideoSession
 from tests.conftest import ARTIFACTS, PASSWORD, need_service
 
 pytestmark = pytest.mark.browser
@@ -64,6 +66,18 @@ def wait_playing(page: Any, timeout: float = 20.0) -> dict[str, float]:
                          f"status: {page.text_content('#call-status')}")
 
 
+def wait_call_ended(timeout: float = 10.0) -> None:
+    """Both pages left: wait until the server has closed the session (no writes in flight)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        db.session.expire_all()
+        sessions = db.session.query(VideoSession).all()
+        if sessions and all(s.ended_at is not None for s in sessions):
+            return
+        time.sleep(0.1)
+    raise AssertionError("the call did not end after both pages left")
+
+
 def test_clinician_and_specialist_see_each_other(
         browser: Any, live_server: str, call_consult: Any, world: dict[str, Any]) -> None:
     pages = []
@@ -88,6 +102,7 @@ def test_clinician_and_specialist_see_each_other(
     finally:
         for page in pages:
             page.click("#leave")
+        wait_call_ended()
     # The pre-call check previews the fake camera, measures the link and gives a verdict.
     check = pages[0]
     check.goto(f"{live_server}/call/check")
