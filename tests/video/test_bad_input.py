@@ -71,6 +71,7 @@ def misbehave(client: SignalClient, consult_id: int) -> None:
     """Every kind of bad input, in turn, from a member of the consult's call."""
     # An answer (or candidate, chat, media) for a call this socket has not joined.
     assert "not joined" in refused(client, "answer", {"consult_id": consult_id, "sdp": "v=0"})
+    assert "not joined" in refused(client, "offer", {"consult_id": consult_id, "sdp": "v=0"})
     assert "not joined" in refused(client, "candidate", {"consult_id": consult_id,
                                                          "candidate": "candidate:x"})
     assert "not joined" in refused(client, "chat", {"consult_id": consult_id, "body": "hi"})

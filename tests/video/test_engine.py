@@ -8,6 +8,7 @@ import fractions
 import hashlib
 import hmac
 import os
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -199,3 +200,44 @@ def test_slot_frame_rate_limit(monkeypatch: pytest.MonkeyPatch, source_fps: int,
 
     passed = asyncio.run(check())
     assert abs(passed / 4 - expected) <= 1
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.states: list[tuple[str, str, str]] = []
+        self.changed: list[str] = []
+
+    def on_connection_state(self, room_id: str, participant_id: str, state: str) -> None:
+        self.states.append((room_id, participant_id, state))
+
+    def on_room_changed(self, room_id: str) -> None:
+        self.changed.append(room_id)
+
+
+def test_ice_failure_closes_the_connection_and_reports_it() -> None:
+    recorder = Recorder()
+    engine = VideoEngine(callbacks=recorder)
+    try:
+        engine.join("r", "a", LOW)
+        engine.join("r", "b", LOW)
+        room = engine.rooms.get("r")
+        assert room is not None
+        pc = room.participants["a"].pc
+
+        async def fail() -> None:
+            # What aiortc does when ICE consent checks run out: state "failed", then the event.
+            pc._RTCPeerConnection__connectionState = "failed"  # type: ignore[attr-defined]
+            pc.emit("connectionstatechange")
+            await asyncio.sleep(0.2)
+
+        engine._call(fail())
+        assert engine.participants("r") == ["b"]
+        assert pc.connectionState == "closed"
+        assert engine.layout("r", "b") == {}
+        deadline = time.monotonic() + 5
+        while ("r", "a", "closed") not in recorder.states and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ("r", "a", "failed") in recorder.states and ("r", "a", "closed") in recorder.states
+        assert "r" in recorder.changed
+    finally:
+        engine.shutdown()
