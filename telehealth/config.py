@@ -102,3 +102,10 @@ class Config:
     MAIL_PASSWORD = os.environ.get("TELEHEALTH_MAIL_PASSWORD", "")
     MAIL_SENDER = os.environ.get("TELEHEALTH_MAIL_SENDER", "Telehealth <noreply@localhost>")
     MAIL_TIMEOUT = _env_int("TELEHEALTH_MAIL_TIMEOUT", 10)
+    # Video calls: comma-separated STUN/TURN URLs; TURN credentials are minted per user with
+    # the secret shared with coturn (use-auth-secret) and live VIDEO_TURN_TTL seconds.
+    VIDEO_STUN_URLS = os.environ.get("TELEHEALTH_STUN_URLS", "")
+    VIDEO_TURN_URLS = os.environ.get("TELEHEALTH_TURN_URLS", "")
+    VIDEO_TURN_SECRET = os.environ.get("TELEHEALTH_TURN_SECRET", "")
+    VIDEO_TURN_TTL = _env_int("TELEHEALTH_TURN_TTL", 3600)
+    VIDEO_RECONNECT_GRACE_SECONDS = _env_int("TELEHEALTH_VIDEO_RECONNECT_GRACE", 20)

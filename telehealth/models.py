@@ -15,6 +15,13 @@ from telehealth.roster.models import (
 )
 from telehealth.security.models import SignInAttempt
 from telehealth.translation.models import NoteTranslation, TranslationRequest
+from telehealth.video.models import (
+    CallMessage,
+    CallProposal,
+    VideoInvite,
+    VideoParticipation,
+    VideoSession,
+)
 
 __all__ = [
     "Attachment", "AuditEvent", "Clinic", "Consult", "Note", "NoteRevision", "Offer", "Role",
@@ -22,4 +29,5 @@ __all__ = [
     "ConsultDiagnosis", "NoteTranslation", "TranslationRequest",
     "AuditChainHead", "SignInAttempt",
     "AvailabilityWindow", "Invite", "LeavePeriod", "SpecialistProfile",
+    "CallMessage", "CallProposal", "VideoInvite", "VideoParticipation", "VideoSession",
 ]

@@ -1,0 +1,224 @@
+"""Who may be in a consult's call, and what a call leaves on the case."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from flask_babel import gettext as _
+from sqlalchemy import select
+
+from telehealth import clock
+from telehealth.accounts.models import Role, User
+from telehealth.audit.services import record
+from telehealth.consults.models import Consult, ConsultStatus
+from telehealth.errors import InvalidInput, NotFound, PermissionDenied
+from telehealth.extensions import db
+from telehealth.video.models import (
+    CallMessage,
+    CallProposal,
+    VideoInvite,
+    VideoParticipation,
+    VideoSession,
+)
+
+# A call can be held once a specialist has the case, until it is closed.
+CALL_STATUSES = frozenset({ConsultStatus.ACCEPTED, ConsultStatus.ANSWERED})
+INVITE_LIFETIME = timedelta(hours=24)
+MAX_CHAT_CHARS = 2000
+MAX_GUEST_NAME = 120
+
+
+@dataclass(frozen=True)
+class Caller:
+    """A person allowed into one consult's call: a user or a guest with an invite."""
+
+    consult_id: int
+    participant_id: str
+    display_name: str
+    user_id: int | None = None
+    invite_id: int | None = None
+
+
+def is_call_member(user: User, consult: Consult) -> bool:
+    """The requesting clinic's clinicians and the assigned specialist (deny by default).
+
+    Coordinators are not: they manage the roster, not the patient; a clinician can invite
+    one with a link when needed.
+    """
+    if user.role == Role.CLINICIAN:
+        return user.clinic_id is not None and user.clinic_id == consult.clinic_id
+    if user.role == Role.SPECIALIST:
+        return consult.specialist_id == user.id
+    return False
+
+
+def can_call(user: User, consult: Consult) -> bool:
+    """May this user join the consult's call now."""
+    return consult.status in CALL_STATUSES and is_call_member(user, consult)
+
+
+def _call_consult(consult_id: object) -> Consult:
+    if not isinstance(consult_id, int) or isinstance(consult_id, bool):
+        raise InvalidInput(_("The call is not specified."))
+    consult = db.session.get(Consult, consult_id)
+    if consult is None:
+        raise NotFound(_("No such consult, or you do not have access to it."))
+    return consult
+
+
+def caller_for(user: User | None, invite_id: int | None, consult_id: object) -> Caller:
+    """The caller this user (or guest session) is for the consult's call, or PermissionDenied."""
+    consult = _call_consult(consult_id)
+    if consult.status not in CALL_STATUSES:
+        raise PermissionDenied(_("This consult has no call at the moment."))
+    if user is not None:
+        if not is_call_member(user, consult):
+            raise PermissionDenied(_("You are not a participant in this consult's call."))
+        return Caller(consult.id, f"u{user.id}", user.name, user_id=user.id)
+    if invite_id is not None:
+        invite = db.session.get(VideoInvite, invite_id)
+        if (invite is not None and invite.consult_id == consult.id
+                and invite.redeemed_at is not None and invite.expires_at > clock.now()):
+            return Caller(consult.id, f"g{invite.id}", invite.guest_name, invite_id=invite.id)
+    raise PermissionDenied(_("Please sign in, or open your invitation link again."))
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_invite(consult: Consult, actor: User, guest_name: str) -> tuple[VideoInvite, str]:
+    """A one-time link for a guest; returns the invite and the token (shown only once)."""
+    if not can_call(actor, consult):
+        raise PermissionDenied(_("Only the call's participants can invite a guest."))
+    guest_name = guest_name.strip()
+    if not guest_name or len(guest_name) > MAX_GUEST_NAME:
+        raise InvalidInput(_("Give the guest's name (at most %(n)d characters).",
+                             n=MAX_GUEST_NAME))
+    token = secrets.token_urlsafe(32)
+    invite = VideoInvite(consult_id=consult.id, created_by_id=actor.id, guest_name=guest_name,
+                         token_hash=hash_token(token), expires_at=clock.now() + INVITE_LIFETIME)
+    db.session.add(invite)
+    db.session.flush()
+    record("video.invite_created", consult_id=consult.id, obj=invite, guest=guest_name)
+    return invite, token
+
+
+def redeem_invite(token: str) -> VideoInvite:
+    """Use an invite link once; a used, expired or unknown link is refused."""
+    invite = db.session.scalar(select(VideoInvite).where(
+        VideoInvite.token_hash == hash_token(token)))
+    if invite is None or invite.redeemed_at is not None or invite.expires_at <= clock.now():
+        raise PermissionDenied(_("This invitation link is not valid any more."))
+    invite.redeemed_at = clock.now()
+    record("video.invite_redeemed", consult_id=invite.consult_id, obj=invite)
+    return invite
+
+
+def active_session(consult_id: int) -> VideoSession | None:
+    return db.session.scalar(select(VideoSession).where(
+        VideoSession.consult_id == consult_id, VideoSession.ended_at.is_(None)))
+
+
+def record_join(caller: Caller, profile: str) -> VideoParticipation:
+    """Note a (re)join on the consult's current session, opening one if needed."""
+    session = active_session(caller.consult_id)
+    if session is None:
+        session = VideoSession(consult_id=caller.consult_id, profile=profile)
+        db.session.add(session)
+        db.session.flush()
+    _close_participations(session, caller.participant_id, "rejoined")
+    participation = VideoParticipation(
+        session_id=session.id, user_id=caller.user_id, invite_id=caller.invite_id,
+        display_name=caller.display_name, profile=profile)
+    db.session.add(participation)
+    db.session.flush()
+    record("video.joined", consult_id=caller.consult_id, obj=session, actor_id=caller.user_id,
+           participant=caller.participant_id, profile=profile)
+    return participation
+
+
+def _close_participations(session: VideoSession, participant_id: str, reason: str) -> None:
+    now = clock.now()
+    for p in session.participations:
+        if p.participant_id == participant_id and p.left_at is None:
+            p.left_at, p.left_reason = now, reason
+
+
+def record_leave(consult_id: int, participant_id: str, reason: str) -> None:
+    """Note that a participant left (or was dropped)."""
+    session = active_session(consult_id)
+    if session is not None:
+        _close_participations(session, participant_id, reason)
+
+
+def set_profile(consult_id: int, participant_id: str, profile: str) -> None:
+    """Remember the profile a participant is now using."""
+    session = active_session(consult_id)
+    if session is None:
+        return
+    for p in session.participations:
+        if p.left_at is None and p.participant_id == participant_id:
+            p.profile = profile
+
+
+def end_session(consult_id: int) -> VideoSession | None:
+    """Close the consult's call: the session ends and every invite link expires."""
+    session = active_session(consult_id)
+    now = clock.now()
+    if session is not None:
+        session.ended_at = now
+        for p in session.participations:
+            if p.left_at is None:
+                p.left_at, p.left_reason = now, "ended"
+        record("video.ended", consult_id=consult_id, obj=session,
+               duration_seconds=session.duration_seconds)
+    for invite in db.session.scalars(select(VideoInvite).where(
+            VideoInvite.consult_id == consult_id, VideoInvite.expires_at > now)):
+        invite.expires_at = now
+    return session
+
+
+def add_chat(caller: Caller, body: object) -> CallMessage:
+    """Save a chat line on the consult's current session."""
+    if not isinstance(body, str) or not body.strip():
+        raise InvalidInput(_("The message is empty."))
+    if len(body) > MAX_CHAT_CHARS:
+        raise InvalidInput(_("A message can have at most %(n)d characters.", n=MAX_CHAT_CHARS))
+    session = active_session(caller.consult_id)
+    if session is None:
+        raise InvalidInput(_("The call has ended."))
+    message = CallMessage(session_id=session.id, user_id=caller.user_id,
+                          author_name=caller.display_name, body=body.strip())
+    db.session.add(message)
+    db.session.flush()
+    return message
+
+
+def sessions_for(consult: Consult) -> list[VideoSession]:
+    """The consult's calls, oldest first, for the case page."""
+    return list(db.session.scalars(select(VideoSession).where(
+        VideoSession.consult_id == consult.id).order_by(VideoSession.id)))
+
+
+def propose_time(consult: Consult, actor: User, starts_at: datetime) -> CallProposal:
+    """Propose a call time (stored in UTC)."""
+    if not can_call(actor, consult):
+        raise PermissionDenied(_("Only the call's participants can propose a time."))
+    if starts_at.tzinfo is None:
+        raise InvalidInput(_("The time has no time zone."))
+    if starts_at <= clock.now():
+        raise InvalidInput(_("Propose a time in the future."))
+    proposal = CallProposal(consult_id=consult.id, proposed_by_id=actor.id, starts_at=starts_at)
+    db.session.add(proposal)
+    db.session.flush()
+    record("video.time_proposed", consult_id=consult.id, obj=proposal)
+    return proposal
+
+
+def proposals_for(consult: Consult) -> list[CallProposal]:
+    return list(db.session.scalars(select(CallProposal).where(
+        CallProposal.consult_id == consult.id).order_by(CallProposal.starts_at)))

@@ -1,0 +1,213 @@
+// The call page: one RTCPeerConnection to the media server; the server makes every offer.
+(function () {
+  "use strict";
+  var root = document.getElementById("call");
+  if (!root) { return; }
+  var consultId = parseInt(root.dataset.consultId, 10);
+  var profile = root.dataset.profile;
+  var PROFILES = {
+    low: { width: 320, height: 240, frameRate: 15, maxBitrate: 200000 },
+    standard: { width: 640, height: 360, frameRate: 30, maxBitrate: 800000 }
+  };
+  var statusEl = document.getElementById("call-status");
+  var tiles = document.getElementById("tiles");
+  var template = document.getElementById("tile-template");
+  var localStream = null;
+  var pc = null;
+  var peers = [];
+  var left = false;
+  var socket = io(root.dataset.namespace);
+
+  function say(text) { statusEl.textContent = text; }
+
+  function constraints(name) {
+    var p = PROFILES[name] || PROFILES.low;
+    return { audio: true, video: { width: p.width, height: p.height, frameRate: p.frameRate } };
+  }
+
+  function getMedia() {
+    if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+      return Promise.resolve(null);
+    }
+    return navigator.mediaDevices.getUserMedia(constraints(profile)).then(function (stream) {
+      localStream = stream;
+      document.getElementById("local-video").srcObject = stream;
+      return stream;
+    }).catch(function () { say(root.dataset.msgNoCamera); return null; });
+  }
+
+  function track(kind) {
+    if (!localStream) { return null; }
+    var list = kind === "audio" ? localStream.getAudioTracks() : localStream.getVideoTracks();
+    return list.length ? list[0] : null;
+  }
+
+  function limitBitrate(sender) {
+    var p = PROFILES[profile] || PROFILES.low;
+    var params = sender.getParameters();
+    if (!params.encodings || !params.encodings.length) { params.encodings = [{}]; }
+    params.encodings[0].maxBitrate = p.maxBitrate;
+    sender.setParameters(params).catch(function () { /* older browsers: keep defaults */ });
+  }
+
+  function waitForGathering(connection) {
+    return new Promise(function (resolve) {
+      if (connection.iceGatheringState === "complete") { resolve(); return; }
+      var timer = setTimeout(resolve, 3000);
+      connection.addEventListener("icegatheringstatechange", function () {
+        if (connection.iceGatheringState === "complete") { clearTimeout(timer); resolve(); }
+      });
+    });
+  }
+
+  function onOffer(msg) {
+    if (pc) { pc.close(); }
+    var answered = false;
+    pc = new RTCPeerConnection({ iceServers: msg.ice_servers || [], bundlePolicy: "max-bundle" });
+    pc.addEventListener("icecandidate", function (event) {
+      if (answered && event.candidate) {
+        socket.emit("candidate", { consult_id: consultId, candidate: event.candidate.candidate,
+          sdpMid: event.candidate.sdpMid, sdpMLineIndex: event.candidate.sdpMLineIndex });
+      }
+    });
+    pc.addEventListener("connectionstatechange", function () {
+      if (pc.connectionState === "connected") { say(root.dataset.msgConnected); }
+      if (pc.connectionState === "failed" && !left) {
+        say(root.dataset.msgReconnecting);
+        socket.emit("join", { consult_id: consultId, profile: profile });
+      }
+    });
+    pc.addEventListener("track", function () { renderPeers(); });
+    pc.setRemoteDescription({ type: "offer", sdp: msg.sdp }).then(function () {
+      pc.getTransceivers().forEach(function (t) {
+        // mids 0 and 1 are where the server listens to us.
+        if (t.mid === "0" || t.mid === "1") {
+          var mine = track(t.mid === "0" ? "audio" : "video");
+          if (mine) {
+            t.direction = "sendonly";
+            t.sender.replaceTrack(mine);
+            if (t.mid === "1") { limitBitrate(t.sender); }
+          }
+        }
+      });
+      return pc.createAnswer();
+    }).then(function (answer) {
+      return pc.setLocalDescription(answer);
+    }).then(function () {
+      return waitForGathering(pc);
+    }).then(function () {
+      answered = true;
+      socket.emit("answer", { consult_id: consultId, sdp: pc.localDescription.sdp });
+      renderPeers();
+    }).catch(function (err) { say(root.dataset.msgError + ": " + err); });
+  }
+
+  function receiverTrack(mid) {
+    if (!pc || mid === null || mid === undefined) { return null; }
+    var t = pc.getTransceivers().find(function (x) { return x.mid === mid; });
+    return t ? t.receiver.track : null;
+  }
+
+  function tileFor(peer) {
+    var tile = tiles.querySelector('[data-peer="' + peer.id + '"]');
+    if (!tile) {
+      tile = template.content.firstElementChild.cloneNode(true);
+      tile.dataset.peer = peer.id;
+      tiles.appendChild(tile);
+    }
+    return tile;
+  }
+
+  function attach(element, mediaTrack) {
+    if (!mediaTrack) { return; }
+    var current = element.srcObject && element.srcObject.getTracks()[0];
+    if (current !== mediaTrack) { element.srcObject = new MediaStream([mediaTrack]); }
+  }
+
+  function renderPeers() {
+    var present = {};
+    peers.forEach(function (peer) {
+      present[peer.id] = true;
+      var tile = tileFor(peer);
+      tile.querySelector(".name").textContent = peer.name;
+      tile.querySelector(".state").textContent =
+        peer.state === "reconnecting" ? root.dataset.msgReconnecting : "";
+      attach(tile.querySelector("video"), receiverTrack(peer.video_mid));
+      attach(tile.querySelector("audio"), receiverTrack(peer.audio_mid));
+    });
+    tiles.querySelectorAll(".tile.remote").forEach(function (tile) {
+      if (!present[tile.dataset.peer]) { tile.remove(); }
+    });
+  }
+
+  function setPeerState(id, state) {
+    peers.forEach(function (peer) { if (peer.id === id) { peer.state = state; } });
+    renderPeers();
+  }
+
+  function addChat(msg) {
+    var li = document.createElement("li");
+    var who = document.createElement("strong");
+    who.textContent = msg.author + ": ";
+    li.appendChild(who);
+    li.appendChild(document.createTextNode(msg.body));
+    document.getElementById("chat-log").appendChild(li);
+  }
+
+  socket.on("connect", function () {
+    say(root.dataset.msgConnecting);
+    // Also after a dropped socket: joining again gives a fresh connection to the same call.
+    getMedia.done = getMedia.done || getMedia();
+    getMedia.done.then(function () {
+      if (!left) { socket.emit("join", { consult_id: consultId, profile: profile }); }
+    });
+  });
+  socket.on("offer", onOffer);
+  socket.on("peers", function (msg) { peers = msg.peers; renderPeers(); });
+  socket.on("peer_state", function (msg) { setPeerState(msg.id, msg.state); });
+  socket.on("chat", addChat);
+  socket.on("call_error", function (msg) { say(root.dataset.msgError + ": " + msg.message); });
+
+  document.getElementById("chat-form").addEventListener("submit", function (event) {
+    event.preventDefault();
+    var input = document.getElementById("chat-input");
+    if (input.value.trim()) {
+      socket.emit("chat", { consult_id: consultId, body: input.value });
+      input.value = "";
+    }
+  });
+  document.getElementById("toggle-mic").addEventListener("click", function () {
+    var t = track("audio");
+    if (t) { t.enabled = !t.enabled; }
+    socket.emit("media", { consult_id: consultId, audio: !!(t && t.enabled) });
+  });
+  document.getElementById("toggle-camera").addEventListener("click", function () {
+    var t = track("video");
+    if (t) { t.enabled = !t.enabled; }
+    socket.emit("media", { consult_id: consultId, video: !!(t && t.enabled) });
+  });
+  var audioOnly = false;
+  document.getElementById("audio-only").addEventListener("click", function () {
+    audioOnly = !audioOnly;
+    var t = track("video");
+    if (t) { t.enabled = !audioOnly; }
+    socket.emit("media", { consult_id: consultId, video: !audioOnly, receive_video: !audioOnly });
+  });
+  document.getElementById("profile").addEventListener("change", function (event) {
+    profile = event.target.value;
+    var t = track("video");
+    var p = PROFILES[profile];
+    if (t) { t.applyConstraints({ width: p.width, height: p.height, frameRate: p.frameRate }); }
+    if (pc) {
+      pc.getTransceivers().forEach(function (x) { if (x.mid === "1") { limitBitrate(x.sender); } });
+    }
+    socket.emit("media", { consult_id: consultId, profile: profile });
+  });
+  document.getElementById("leave").addEventListener("click", function () {
+    left = true;
+    socket.emit("leave", { consult_id: consultId });
+    if (pc) { pc.close(); }
+    if (localStream) { localStream.getTracks().forEach(function (t) { t.stop(); }); }
+    say(root.dataset.msgLeft);
+  });
+}());

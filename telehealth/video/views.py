@@ -1,0 +1,131 @@
+"""Call pages: the call itself, guest invites, proposed times, the pre-call check."""
+
+from __future__ import annotations
+
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from flask import (
+    Blueprint,
+    abort,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_babel import gettext as _
+from flask_login import current_user, login_required
+
+from telehealth.consults.models import Consult
+from telehealth.consults.services import get_visible_consult
+from telehealth.extensions import db
+from telehealth.video import services
+from telehealth.video.events import GUEST_SESSION_KEY
+from telehealth.video.forms import InviteForm, ProposeForm
+from telehealth.video.profiles import DEFAULT_PROFILE, PROFILES
+
+bp = Blueprint("video", __name__, template_folder="templates", static_folder="static",
+               static_url_path="/static/video")
+
+# Bytes the pre-call check downloads to estimate throughput (small: links are slow).
+PROBE_BYTES = 64 * 1024
+
+
+def _call_consult_for_viewer(consult_id: int) -> tuple[Consult, services.Caller]:
+    user = current_user._get_current_object() if current_user.is_authenticated else None
+    consult = db.session.get(Consult, consult_id)
+    if consult is None:
+        abort(404)
+    caller = services.caller_for(user, session.get(GUEST_SESSION_KEY), consult.id)
+    return consult, caller
+
+
+@bp.route("/consults/<int:consult_id>/call")
+def call(consult_id: int) -> Any:
+    if not current_user.is_authenticated and not session.get(GUEST_SESSION_KEY):
+        return redirect(url_for("accounts.login", next=request.path))
+    consult, caller = _call_consult_for_viewer(consult_id)
+    profile = request.args.get("profile", DEFAULT_PROFILE)
+    if profile not in PROFILES:
+        profile = DEFAULT_PROFILE
+    return render_template("video/call.html", consult=consult, caller=caller, profile=profile,
+                           profiles=PROFILES, invite_form=InviteForm())
+
+
+@bp.route("/consults/<int:consult_id>/call/invites", methods=["POST"])
+@login_required
+def invite(consult_id: int) -> Any:
+    consult = get_visible_consult(current_user, consult_id)
+    form = InviteForm()
+    if not form.validate_on_submit():
+        flash(_("Give the guest's name."), "error")
+        return redirect(url_for("video.call", consult_id=consult.id)), 303
+    invite, token = services.create_invite(consult, current_user, form.guest_name.data or "")
+    db.session.commit()
+    link = url_for("video.redeem", token=token, _external=True)
+    return render_template("video/invite_created.html", consult=consult, invite=invite,
+                           link=link)
+
+
+@bp.route("/call/invite/<token>")
+def redeem(token: str) -> Any:
+    if len(token) > 100:
+        abort(404)
+    invite = services.redeem_invite(token)
+    db.session.commit()
+    session[GUEST_SESSION_KEY] = invite.id
+    return redirect(url_for("video.call", consult_id=invite.consult_id))
+
+
+@bp.route("/consults/<int:consult_id>/call/proposals", methods=["POST"])
+@login_required
+def propose(consult_id: int) -> Any:
+    consult = get_visible_consult(current_user, consult_id)
+    form = ProposeForm()
+    if not form.validate_on_submit() or form.starts_at.data is None:
+        flash(_("Give a date and time."), "error")
+        return redirect(url_for("consults.detail", consult_id=consult.id)), 303
+    local = form.starts_at.data.replace(tzinfo=ZoneInfo(current_user.timezone or "UTC"))
+    services.propose_time(consult, current_user, local)
+    db.session.commit()
+    flash(_("The time is proposed."), "success")
+    return redirect(url_for("consults.detail", consult_id=consult.id) + "#call"), 303
+
+
+@bp.route("/call/check")
+@login_required
+def check() -> Any:
+    return render_template("video/check.html", probe_bytes=PROBE_BYTES)
+
+
+@bp.route("/call/check/probe")
+@login_required
+def probe() -> Any:
+    # Incompressible-enough bytes: the browser times this download to estimate throughput.
+    body = (b"telehealth-probe-" * (PROBE_BYTES // 17 + 1))[:PROBE_BYTES]
+    return body, 200, {"Content-Type": "application/octet-stream", "Cache-Control": "no-store"}
+
+
+@bp.route("/call/check/ping")
+@login_required
+def ping() -> Any:
+    return "", 204, {"Cache-Control": "no-store"}
+
+
+@bp.app_context_processor
+def call_helpers() -> dict[str, Any]:
+    def video_call_panel(consult: Consult) -> dict[str, Any]:
+        user = current_user
+        member = bool(user.is_authenticated and services.can_call(user, consult))
+        return {
+            "can_call": member,
+            "sessions": services.sessions_for(consult),
+            "proposals": services.proposals_for(consult),
+            "propose_form": ProposeForm() if member else None,
+        }
+
+    return {"video_call_panel": video_call_panel}
+
+

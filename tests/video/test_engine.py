@@ -1,0 +1,243 @@
+"""The media engine alone: encoder seam, bounded queues, lifecycle, TURN credentials."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import fractions
+import hashlib
+import hmac
+import os
+import time
+from collections.abc import Iterator
+
+import pytest
+from aiortc import RTCRtpSender
+from aiortc.codecs.vpx import Vp8Encoder
+from av import AudioFrame, VideoFrame
+
+from telehealth.video.codecs import (
+    ProfileOpusEncoder,
+    ProfileVp8Encoder,
+    install_encoder,
+    installed_encoder,
+    scaled_size,
+)
+from telehealth.video.engine import MAX_PARTICIPANTS, RoomFull, VideoEngine
+from telehealth.video.profiles import get_profile
+from telehealth.video.tracks import SlotTrack
+from telehealth.video.turn import IceSettings, ice_servers, turn_credentials
+from tests.video.media import ColourTrack
+
+LOW, STANDARD = get_profile("low"), get_profile("standard")
+
+
+def test_aiortc_defaults_are_too_much_for_a_clinic_link() -> None:
+    # Why the seam exists: aiortc clamps VP8 to >= 250 kbps and fixes Opus at 96 kbps.
+    stock = Vp8Encoder()
+    stock.target_bitrate = 150_000
+    assert stock.target_bitrate >= 250_000
+
+
+def test_vp8_encoder_keeps_to_the_profile_range() -> None:
+    encoder = ProfileVp8Encoder(LOW)
+    assert encoder.target_bitrate == 200_000
+    encoder.target_bitrate = 1_500_000  # a generous REMB estimate
+    assert encoder.target_bitrate == LOW.video_max_bps
+    encoder.target_bitrate = 10_000  # a collapsing link
+    assert encoder.target_bitrate == LOW.video_min_bps
+    encoder.set_profile(STANDARD)
+    assert encoder.target_bitrate == STANDARD.video_max_bps
+
+
+def test_opus_encoder_uses_the_profile_bitrate() -> None:
+    assert ProfileOpusEncoder(LOW).codec.bit_rate == 16_000
+
+
+def busy_frames(count: int, fps: int = 15) -> list[VideoFrame]:
+    """640x480 frames of grainy texture moving sideways: hard work for an encoder."""
+    texture = bytes(96 + b % 64 for b in os.urandom(640 * 480))
+    frames = []
+    for n in range(count):
+        frame = VideoFrame(640, 480, "yuv420p")
+        shift = (n * 5) % 640
+        luma = b"".join(texture[r * 640 + shift:(r + 1) * 640] + texture[r * 640:r * 640 + shift]
+                        for r in range(480))
+        frame.planes[0].update(luma)
+        frame.planes[1].update(bytes([110]) * frame.planes[1].buffer_size)
+        frame.planes[2].update(bytes([140]) * frame.planes[2].buffer_size)
+        frame.pts, frame.time_base = n * 90000 // fps, fractions.Fraction(1, 90000)
+        frames.append(frame)
+    return frames
+
+
+def test_low_profile_video_stays_under_200_kbps_at_320x240() -> None:
+    encoder = ProfileVp8Encoder(LOW)
+    total = 0
+    frames = busy_frames(90)  # six seconds at 15 fps
+    for frame in frames:
+        payloads, _ts = encoder.encode(frame)
+        total += sum(len(p) for p in payloads)
+    assert encoder.codec is not None
+    assert (encoder.codec.width, encoder.codec.height) == (320, 240)  # scaled to the profile
+    assert total * 8 / 6 <= 200_000 * 1.05
+    # aiortc's own encoder, same pictures: more than a 256 kbps link can carry.
+    stock, stock_total = Vp8Encoder(), 0
+    for frame in frames:
+        payloads, _ts = stock.encode(frame)
+        stock_total += sum(len(p) for p in payloads)
+    assert stock_total * 8 / 6 > 250_000
+
+
+def test_scaled_size_keeps_aspect() -> None:
+    assert scaled_size(1280, 720, LOW) == (320, 180)
+    assert scaled_size(160, 120, LOW) == (160, 120)
+
+
+def test_encoder_is_installed_on_the_sender() -> None:
+    async def check() -> None:
+        from aiortc import RTCPeerConnection
+
+        pc = RTCPeerConnection()
+        transceiver = pc.addTransceiver("video", direction="sendonly")
+        encoder = ProfileVp8Encoder(LOW)
+        install_encoder(transceiver.sender, encoder)
+        assert installed_encoder(transceiver.sender) is encoder
+        await pc.close()
+
+    asyncio.run(check())
+    assert hasattr(RTCRtpSender, "replaceTrack")
+
+
+def test_slot_queue_is_bounded_and_rate_limited() -> None:
+    async def check() -> None:
+        audio = SlotTrack("audio")
+        for _n in range(100):
+            audio.push(AudioFrame(format="s16", layout="mono", samples=960))
+        assert len(audio._queue) == 5
+        video = SlotTrack("video", fps=15)
+        source = ColourTrack("red")
+        for _n in range(30):  # arriving all at once: only one passes the 15 fps gate
+            video.push(await source.recv())
+        assert len(video._queue) == 1
+        video.stop()
+        audio.stop()
+
+    asyncio.run(check())
+
+
+@pytest.fixture()
+def engine() -> Iterator[VideoEngine]:
+    engine = VideoEngine()
+    yield engine
+    engine.shutdown()
+
+
+def test_rooms_open_fill_and_close(engine: VideoEngine) -> None:
+    for n in range(MAX_PARTICIPANTS):
+        assert engine.join("r", f"p{n}", LOW).startswith("v=0")
+    with pytest.raises(RoomFull):
+        engine.join("r", "one-too-many", LOW)
+    assert engine.stats() == {"rooms": 1, "peer_connections": MAX_PARTICIPANTS}
+    assert set(engine.layout("r", "p0")) == {"p1", "p2", "p3"}
+    room = engine.rooms.get("r")
+    assert room is not None
+    leaving = room.participants["p1"].pc
+    assert engine.leave("r", "p1") is False
+    assert leaving.connectionState == "closed"
+    assert set(engine.layout("r", "p0")) == {"p2", "p3"}
+    # Joining again replaces the old connection instead of adding one.
+    engine.join("r", "p0", LOW)
+    assert engine.stats()["peer_connections"] == MAX_PARTICIPANTS - 1
+
+
+def test_shutdown_closes_every_peer_connection() -> None:
+    engine = VideoEngine()
+    engine.join("a", "x", LOW)
+    engine.join("b", "y", LOW)
+    pcs = [p.pc for room in engine.rooms.all() for p in room.participants.values()]
+    engine.shutdown()
+    assert all(pc.connectionState == "closed" for pc in pcs)
+    assert not engine.running
+
+
+def test_turn_credentials_follow_the_coturn_rest_scheme() -> None:
+    username, credential = turn_credentials("north", "u7", 1_000, 3_600)
+    assert username == "4600:u7"
+    expected = hmac.new(b"north", b"4600:u7", hashlib.sha1).digest()
+    assert base64.b64decode(credential) == expected
+    settings = IceSettings(stun_urls=("stun:stun.example.org",),
+                           turn_urls=("turn:turn.example.org?transport=udp",),
+                           turn_secret="north")
+    servers = ice_servers(settings, "u7", 1_000)
+    assert servers[0] == {"urls": ["stun:stun.example.org"]}
+    assert servers[1]["username"] == "4600:u7"
+    assert ice_servers(IceSettings(), "u7", 1_000) == []
+
+
+@pytest.mark.parametrize("source_fps, jitter, expected", [(30, 0.0, 15), (15, 0.02, 15),
+                                                          (10, 0.0, 10)])
+def test_slot_frame_rate_limit(monkeypatch: pytest.MonkeyPatch, source_fps: int, jitter: float,
+                               expected: int) -> None:
+    """A 15 fps slot passes a 15 fps source whole (even in bursts) and halves a 30 fps one."""
+    import telehealth.video.tracks as tracks
+
+    now = [1000.0]
+    monkeypatch.setattr(tracks.time, "monotonic", lambda: now[0])
+
+    async def check() -> int:
+        slot = SlotTrack("video", fps=15)
+        frame = await ColourTrack("red").recv()
+        passed = 0
+        for n in range(source_fps * 4):
+            now[0] = 1000.0 + n / source_fps + (jitter if n % 2 else -jitter)
+            slot.push(frame)
+            if slot._queue:
+                slot._queue.clear()
+                passed += 1
+        slot.stop()
+        return passed
+
+    passed = asyncio.run(check())
+    assert abs(passed / 4 - expected) <= 1
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.states: list[tuple[str, str, str]] = []
+        self.changed: list[str] = []
+
+    def on_connection_state(self, room_id: str, participant_id: str, state: str) -> None:
+        self.states.append((room_id, participant_id, state))
+
+    def on_room_changed(self, room_id: str) -> None:
+        self.changed.append(room_id)
+
+
+def test_ice_failure_closes_the_connection_and_reports_it() -> None:
+    recorder = Recorder()
+    engine = VideoEngine(callbacks=recorder)
+    try:
+        engine.join("r", "a", LOW)
+        engine.join("r", "b", LOW)
+        room = engine.rooms.get("r")
+        assert room is not None
+        pc = room.participants["a"].pc
+
+        async def fail() -> None:
+            # What aiortc does when ICE consent checks run out: state "failed", then the event.
+            pc._RTCPeerConnection__connectionState = "failed"  # type: ignore[attr-defined]
+            pc.emit("connectionstatechange")
+            await asyncio.sleep(0.2)
+
+        engine._call(fail())
+        assert engine.participants("r") == ["b"]
+        assert pc.connectionState == "closed"
+        assert engine.layout("r", "b") == {}
+        deadline = time.monotonic() + 5
+        while ("r", "a", "closed") not in recorder.states and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ("r", "a", "failed") in recorder.states and ("r", "a", "closed") in recorder.states
+        assert "r" in recorder.changed
+    finally:
+        engine.shutdown()
