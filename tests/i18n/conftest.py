@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pyotp
 import pytest
 
 from telehealth.accounts.models import Role, User
@@ -12,6 +13,7 @@ from telehealth.consults.models import ConsultStatus
 from telehealth.diagnoses.services import add_diagnosis
 from telehealth.extensions import db
 from telehealth.notes.services import add_note
+from telehealth.roster.services import invite_specialist
 from telehealth.translation.services import add_translation, request_translation
 from tests.conftest import take_consult
 
@@ -21,7 +23,8 @@ LANGUAGES = ["en", "fr", "es", "pt", "ar", "sw"]
 @pytest.fixture()
 def babel_world(world: dict[str, Any], make_consult: Callable[..., Any],
                 make_user: Callable[..., User]) -> dict[str, Any]:
-    """The `world`, plus an accepted consult with a French note translated into English."""
+    """The `world`, plus an accepted consult with a French note translated into English, a
+    sign-up link (`invite_token`) and a person with two-step sign-in (`password_only`)."""
     clinician = world["clinician"]
     clinician.locale = "fr"
     specialist = world["specialist"]
@@ -38,7 +41,12 @@ def babel_world(world: dict[str, Any], make_consult: Callable[..., Any],
     add_diagnosis(consult, specialist, "J06.9")
     translator = make_user(Role.SPECIALIST, languages=("en", "fr"), name="Tina Translator")
     translator.is_translator = True
+    _invite, invite_token = invite_specialist("invited@example.org", world["coordinator"])
+    # Signing in with the password only starts the sign-in: the code page comes next.
+    password_only = make_user(Role.CLINICIAN, clinic=world["clinic"], name="Carla Code")
+    password_only.totp_secret = pyotp.random_base32()
     db.session.commit()
     assert consult.status == ConsultStatus.ACCEPTED
     return {**world, "consult": consult, "note": note, "answer": answer,
-            "translator": translator}
+            "translator": translator, "invite_token": invite_token,
+            "password_only": password_only}

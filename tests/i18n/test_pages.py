@@ -22,7 +22,8 @@ PAGE_RULES = {
     "/account/password": "clinician",
     "/account/preferences": "specialist",
     "/account/two-factor": "admin",
-    "/login/code": None,
+    # Shown between the password and the code: a browser that passed only the password step.
+    "/login/code": "password_only",
     "/consults/new": "clinician",
     "/consults/<int:consult_id>": "clinician",
     "/consults/<int:consult_id>/diagnoses": "specialist",
@@ -33,6 +34,13 @@ PAGE_RULES = {
     "/admin/users/<int:user_id>": "admin",
     "/admin/clinics": "admin",
     "/admin/clinics/new": "admin",
+    "/consults/<int:consult_id>/matching": "coordinator",
+    "/roster": "coordinator",
+    "/roster/<int:user_id>": "specialist",  # their own profile
+    "/roster/invite": "coordinator",
+    "/roster/import": "coordinator",
+    "/roster/load": "coordinator",
+    "/signup/<token>": None,
 }
 # More views of the same templates as other people see them.
 EXTRA_PAGES = [
@@ -41,16 +49,19 @@ EXTRA_PAGES = [
     ("specialist", "/consults/{consult_id}"),
     ("specialist", "/consults/{consult_id}/diagnoses?q=pneumonia"),
     ("clinician", "/consults/999999"),  # the error page
+    ("coordinator", "/roster/{user_id}"),  # with the coordinator's buttons
 ]
-# Not pages: JSON, files, the static folder.
-NOT_PAGES = re.compile(r"^/(api/|static/|attachments/)")
+# Not pages: JSON, files (attachments, the licence scan, the roster as CSV), the static folder.
+NOT_PAGES = re.compile(r"^/(api/|static/|attachments/)|^/roster/(export\.csv"
+                       r"|<int:user_id>/credential/document)$")
 
 
 def build_urls(world: dict[str, Any]) -> list[tuple[str, str]]:
-    ids = {"consult_id": world["consult"].id, "user_id": world["specialist"].id}
+    ids = {"consult_id": world["consult"].id, "user_id": world["specialist"].id,
+           "token": world["invite_token"]}
     pages = []
     for rule, who in PAGE_RULES.items():
-        url = re.sub(r"<int:(\w+)>", lambda m: str(ids[m.group(1)]), rule)
+        url = re.sub(r"<(?:\w+:)?(\w+)>", lambda m: str(ids[m.group(1)]), rule)
         pages.append((who, url))
     for who, url in EXTRA_PAGES:
         pages.append((who, url.format(**ids)))

@@ -4,31 +4,47 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from flask import Flask
 
+from telehealth import clock, uploads
 from telehealth.accounts.models import Role
 from telehealth.consults.services import Upload
+from telehealth.diagnoses.services import add_diagnosis
 from telehealth.extensions import db
 from telehealth.matching.services import accept_consult
 from telehealth.notes.services import add_note
+from telehealth.roster.services import add_leave, get_profile, invite_specialist
+from telehealth.translation.services import add_translation
 from tests.conftest import _empty_tables, image_bytes
 
 ROLES = ["clinician", "other_clinician", "specialist", "other_specialist", "coordinator",
          "admin", "anonymous"]
 
 
+class EchoTranslator:
+    """A machine translator that answers at once, so that the route's access check is tested."""
+
+    def translate(self, text: str, source: str, target: str) -> str:
+        return f"[{target}] {text}"
+
+
 @pytest.fixture()
-def build_case(world: dict[str, Any], make_consult: Callable[..., Any],
-               make_clinic: Callable[..., Any], make_user: Callable[..., Any]
-               ) -> Callable[..., dict]:
+def build_case(app: Flask, monkeypatch: pytest.MonkeyPatch, world: dict[str, Any],
+               make_consult: Callable[..., Any], make_clinic: Callable[..., Any],
+               make_user: Callable[..., Any]) -> Callable[..., dict]:
     """Return build(state, fresh=False): the world plus a consult in that state and its objects.
 
     States: draft, offered (to world["specialist"]), accepted (by world["specialist"], with a
-    case photo and a clinician's note carrying a photo), answered. `fresh` empties every table
-    and makes a new world first.
+    case photo, a clinician's note in English carrying a photo, the specialist's French
+    translation of it and the specialist's diagnosis), answered. In every state the specialist
+    has a scanned licence and a leave next year, and a coordinator has sent a sign-up link
+    (its token is objects["token"]). `fresh` empties every table and makes a new world first.
     """
+    monkeypatch.setitem(app.extensions, "machine_translator", EchoTranslator())
 
     def build(state: str = "accepted", fresh: bool = False) -> dict[str, Any]:
         if fresh:
@@ -47,10 +63,14 @@ def build_case(world: dict[str, Any], make_consult: Callable[..., Any],
                                files=[("case.jpg", image_bytes())])
         objects: dict[str, Any] = {**world, "consult": consult,
                                    "attachment": consult.attachments[0]}
+        objects.update(_roster_objects(world, consult.id))
         if state in ("accepted", "answered"):
             accept_consult(consult, specialist)
             note = add_note(consult, clinician, "Temperature 39.2 this morning.",
-                            [Upload(io.BytesIO(image_bytes()), "chart.jpg")])
+                            [Upload(io.BytesIO(image_bytes()), "chart.jpg")], language="en")
+            objects["translation"] = add_translation(note, specialist, "fr",
+                                                     "Température 39,2 ce matin.")
+            objects["diagnosis"] = add_diagnosis(consult, specialist, "R50.9")
             db.session.commit()
             objects["note"] = note
             objects["note_attachment"] = note.attachments[0]
@@ -60,3 +80,20 @@ def build_case(world: dict[str, Any], make_consult: Callable[..., Any],
         return objects
 
     return build
+
+
+def _roster_objects(world: dict[str, Any], serial: int) -> dict[str, Any]:
+    """The specialist's licence scan and a leave (next year: no effect on today's matching),
+    and an unused sign-up link."""
+    specialist = world["specialist"]
+    profile = get_profile(specialist)
+    if not profile.document_stored_name:
+        checked = uploads.check_upload(io.BytesIO(image_bytes()), "licence.jpg")
+        profile.document_stored_name, _digest = uploads.store(db.session, checked)
+        profile.document_name = checked.original_name
+    next_year = clock.now().date() + timedelta(days=365)
+    leave = add_leave(specialist, next_year, next_year + timedelta(days=4), "Conference",
+                      specialist)
+    _invite, token = invite_specialist(f"invited{serial}@example.org", world["coordinator"])
+    db.session.commit()
+    return {"leave": leave, "token": token, "specialty": specialist.specialties[0]}

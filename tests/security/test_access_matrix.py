@@ -2,8 +2,11 @@
 
 A route (or event) without a rule here fails `test_every_route_has_a_rule`. To add one, write
 one line in RULES: the endpoint, then one or more checks `R(methods, path, allowed, state,
-data)`; `path` may use {consult}, {note}, {attachment}, {note_attachment}, {user}; `allowed`
-is the set of roles that get through; `state` is the consult's state for the check.
+data)`; `path` and the values of `data` may use {consult}, {note}, {attachment},
+{note_attachment}, {translation}, {diagnosis}, {user} (the clinician), {specialist} (whose
+roster profile is checked), {specialty}, {leave} and {token} (an unused sign-up link); see
+`build_case`. `allowed` is the set of roles that get through; `state` is the consult's state
+for the check.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ STAFF = frozenset({"coordinator", "admin"})
 CASE_READERS = frozenset({"clinician", "specialist", "coordinator", "admin"})
 CANCELLERS = frozenset({"clinician", "coordinator", "admin"})
 ADMIN = frozenset({"admin"})
+# A specialist on their own roster profile ({specialist} is world["specialist"]).
+OWN_PROFILE = frozenset({"specialist"})
 SIGNED_IN = frozenset(ROLES) - {"anonymous"}
 PUBLIC = frozenset(ROLES)  # no access check at all: only "never a server error"
 
@@ -39,6 +44,12 @@ class R:
 
 
 CLOSE = {"outcome": "treated_locally", "outcome_note": "Better.", "rating": "4"}
+PROFILE = {"name": "Dr Amina Diallo", "timezone": "Africa/Lubumbashi", "specialties": "{specialty}",
+           "languages": "fr:3 en:2", "capacity": "3", "availability": "mon 08:00-12:00"}
+LICENCE = {"licence_number": "L-2031", "licence_body": "Medical Council", "licence_country": "FR",
+           "expires_on": "2031-01-31"}
+SIGN_UP = {"name": "Dr New", "password": "a long enough password", "timezone": "Europe/Paris",
+           "languages": "fr:3", "specialties": "{specialty}"}
 
 RULES: dict[str, list[R]] = {
     "static": [R("GET", "/static/style.css", PUBLIC)],
@@ -74,6 +85,57 @@ RULES: dict[str, list[R]] = {
     "admin.edit_user": [R("GET POST", "/admin/users/{user}", ADMIN)],
     "admin.clinic_list": [R("GET", "/admin/clinics", ADMIN)],
     "admin.new_clinic": [R("GET POST", "/admin/clinics/new", ADMIN)],
+    # Anyone may switch the interface language; signed in, it is saved to their own profile.
+    "i18n.switch_language": [R("POST", "/language", PUBLIC, data={"language": "fr", "next": "/"})],
+    "i18n.preferences": [R("GET POST", "/account/preferences", SIGNED_IN,
+                           data={"language": "fr", "timezone": "Europe/Paris"})],
+    # {note} is the clinician's note in English; only its author corrects its language.
+    "translation.correct_language": [R("POST", "/notes/{note}/language", CLINIC,
+                                       data={"language": "fr"})],
+    "translation.add": [R("POST", "/notes/{note}/translations", CASE_READERS,
+                          data={"language": "fr", "text": "39,2 de fièvre ce matin."})],
+    # {translation} is the specialist's: somebody else on the case must verify it.
+    "translation.verify": [R("POST", "/translations/{translation}/verify", CLINIC | STAFF)],
+    "translation.ask": [R("POST", "/notes/{note}/translation-requests", CASE_READERS,
+                          data={"language": "es"})],
+    "translation.machine": [R("POST", "/notes/{note}/machine-translation", CASE_READERS,
+                              data={"language": "es"})],
+    # Everyone has a queue; it lists only what a translator (or coordinator) may translate.
+    "translation.queue": [R("GET", "/translations/queue", SIGNED_IN)],
+    "translation.translators": [R("GET POST", "/translators", STAFF,
+                                  data={"user_id": "{user}", "granted": "1"})],
+    # The WHO code list holds no patient data.
+    "diagnoses.api_search": [R("GET", "/api/icd10?q=pneumonia", SIGNED_IN)],
+    "diagnoses.consult_diagnoses": [R("GET", "/consults/{consult}/diagnoses", CASE_READERS),
+                                    R("POST", "/consults/{consult}/diagnoses", ASSIGNED,
+                                      data={"code": "J18.9"})],
+    "diagnoses.remove": [R("POST", "/consults/{consult}/diagnoses/{diagnosis}/remove",
+                           ASSIGNED)],
+    "roster.index": [R("GET", "/roster", STAFF)],
+    "roster.profile": [R("GET", "/roster/{specialist}", OWN_PROFILE | STAFF)],
+    "roster.save_profile": [R("POST", "/roster/{specialist}/profile", OWN_PROFILE | STAFF,
+                              data=PROFILE)],
+    "roster.save_credential": [R("POST", "/roster/{specialist}/credential",
+                                 OWN_PROFILE | STAFF, data=LICENCE)],
+    "roster.credential_document": [R("GET", "/roster/{specialist}/credential/document",
+                                     OWN_PROFILE | STAFF)],
+    "roster.verify_credential": [R("POST", "/roster/{specialist}/credential/verify", STAFF),
+                                 R("POST", "/roster/{specialist}/credential/reject", STAFF)],
+    "roster.change_status": [R("POST", "/roster/{specialist}/suspend", STAFF)],
+    "roster.add_leave": [R("POST", "/roster/{specialist}/leave", OWN_PROFILE | STAFF,
+                           data={"first_day": "2031-03-03", "last_day": "2031-03-07"})],
+    "roster.remove_leave": [R("POST", "/roster/leave/{leave}/delete", OWN_PROFILE | STAFF)],
+    "roster.invite": [R("GET POST", "/roster/invite", STAFF,
+                        data={"email": "new.specialist@example.org"})],
+    # Public by design: the one-time token in the link is the access check.
+    "roster.sign_up": [R("GET POST", "/signup/{token}", PUBLIC, data=SIGN_UP)],
+    "roster.export": [R("GET", "/roster/export.csv", STAFF)],
+    "roster.import_roster": [R("GET POST", "/roster/import", STAFF)],
+    "roster.load": [R("GET", "/roster/load", STAFF)],
+    # The specialist with the pending offer sees the consult, but not the ranking behind it.
+    "matching.candidates": [R("GET", "/consults/{consult}/matching", STAFF, "offered")],
+    "matching.assign": [R("POST", "/consults/{consult}/assign", STAFF, "offered",
+                          data={"specialist_id": "{specialist}"})],
 }
 
 # Socket.IO: (namespace, event) -> rule; "connect" is an event too. The check connects as the
@@ -86,7 +148,10 @@ class S:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-SOCKET_RULES: dict[tuple[str, str], S] = {}
+SOCKET_RULES: dict[tuple[str, str], S] = {
+    # Each signed-in user joins only their own room; nobody else connects.
+    ("/notifications", "connect"): S(SIGNED_IN),
+}
 
 
 def _cases() -> list[Any]:
@@ -132,10 +197,20 @@ def _is_denied(response: Any, role: str) -> bool:
     return response.status_code in (401, 403, 404)
 
 
-def _path(check, objects):
+def _ids(objects):
     ids = {name: getattr(objects.get(name), "id", "") for name in
-           ("consult", "note", "attachment", "note_attachment")}
-    return check.path.format(user=objects["clinician"].id, **ids)
+           ("consult", "note", "attachment", "note_attachment", "translation", "diagnosis",
+            "specialist", "specialty", "leave")}
+    return {**ids, "user": objects["clinician"].id, "token": objects.get("token", "")}
+
+
+def _path(check, objects):
+    return check.path.format(**_ids(objects))
+
+
+def _data(check, objects):
+    ids = _ids(objects)
+    return {key: value.format(**ids) for key, value in check.data.items()}
 
 
 def _request(app, objects, check, method, role):
@@ -144,7 +219,8 @@ def _request(app, objects, check, method, role):
         assert client.post("/login", data={"email": objects[role].email,
                                            "password": PASSWORD}).status_code == 302
     path = _path(check, objects)
-    response = client.open(path, method=method, data=check.data if method == "POST" else None)
+    response = client.open(path, method=method,
+                           data=_data(check, objects) if method == "POST" else None)
     response.close()  # a file response holds its file open until closed
     return path, response
 
@@ -209,7 +285,7 @@ def test_every_post_route_refuses_a_request_without_csrf_token(app, build_case, 
             client = app.test_client()
             client.post("/login", data={"email": objects[role].email, "password": PASSWORD})
             monkeypatch.setitem(app.config, "WTF_CSRF_ENABLED", True)
-            response = client.post(_path(check, objects), data=check.data)
+            response = client.post(_path(check, objects), data=_data(check, objects))
             monkeypatch.setitem(app.config, "WTF_CSRF_ENABLED", False)
             assert response.status_code == 400, f"{endpoint} {check.path}: {response.status_code}"
             checked.append(endpoint)
