@@ -344,9 +344,13 @@ def live_server(_live_server: str) -> str:
     return _live_server
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture()
 def browser() -> Iterator[Any]:
-    """Headless Debian Chromium driven by Playwright (never a downloaded browser)."""
+    """Headless Debian Chromium driven by Playwright (never a downloaded browser).
+
+    One per test: Playwright's sync API keeps an event loop running in this thread while it
+    is open, and the video tests need to run their own asyncio loops afterwards.
+    """
     if not os.path.exists(CHROMIUM):
         need_service("Chromium", f"{CHROMIUM} is missing (apt-get install chromium)")
     try:

@@ -15,7 +15,7 @@ def sign_in(page, base_url: str, email: str) -> None:
     page.goto(f"{base_url}/login")
     page.fill("input[name=email]", email)
     page.fill("input[name=password]", PASSWORD)
-    page.click("input[type=submit]")
+    page.click("main #submit")
     page.wait_for_url(f"{base_url}/")
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import queue
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,29 +13,27 @@ import pytest
 import requests
 import socketio
 from flask import Flask
-from werkzeug.serving import make_server
 
 from telehealth.accounts.models import User
 from telehealth.extensions import db
-from telehealth.matching.services import accept_consult
 from telehealth.video import events as video_events
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, take_consult
 
 NAMESPACE = "/call"
 SERVER_EVENTS = ("offer", "peers", "peer_state", "call_error", "chat", "media", "left")
 
 
 @pytest.fixture(scope="session")
-def live_server(app: Flask) -> Iterator[str]:
-    """The session's app served by a threaded werkzeug server on 127.0.0.1 (a free port)."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
+def _video_engine(app: Flask) -> Iterator[None]:
+    """Stop the media engine's loop thread once the tests that used it are done."""
+    yield
     video_events.shutdown(app)
-    server.shutdown()
-    thread.join(5)
-    server.server_close()
+
+
+@pytest.fixture()
+def live_server(live_server: str, _video_engine: None) -> str:
+    """The shared live server (HTTP + Socket.IO on a free loopback port)."""
+    return live_server
 
 
 @pytest.fixture(autouse=True)
@@ -145,7 +142,7 @@ def engine_calls(app: Flask, live_server: str, monkeypatch: pytest.MonkeyPatch) 
 def call_consult(world: dict[str, Any], make_consult: Callable[..., Any]) -> Any:
     """A consult the specialist has taken: its call is open to both sides."""
     consult = make_consult(world["clinician"])
-    accept_consult(consult, world["specialist"])
+    take_consult(consult, world["specialist"])
     db.session.commit()
     return consult
 

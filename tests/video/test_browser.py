@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from telehealth.extensions import db
 from telehealth.video.models import VideoSession
-from tests.conftest import ARTIFACTS, PASSWORD, need_service
+from tests.conftest import ARTIFACTS, PASSWORD
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-    "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-]
 
 REMOTE_PLAYING = """() => {
   const v = document.querySelector('.tile.remote video');
@@ -28,26 +19,12 @@ REMOTE_PLAYING = """() => {
 }"""
 
 
-@pytest.fixture()
-def browser() -> Iterator[Any]:
-    if not os.path.exists(CHROMIUM):
-        need_service("Chromium", f"{CHROMIUM} is not installed")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        need_service("Playwright", "the playwright package is not installed")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
 def sign_in(page: Any, base_url: str, email: str) -> None:
     page.goto(f"{base_url}/login")
     page.fill("input[name=email]", email)
     page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit], input[type=submit]")
-    page.wait_for_load_state()
+    page.click("main #submit")
+    page.wait_for_url(f"{base_url}/")
 
 
 def wait_playing(page: Any, timeout: float = 20.0) -> dict[str, float]:
