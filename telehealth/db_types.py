@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime
+from sqlalchemy import DateTime, Enum
 from sqlalchemy.types import TypeDecorator
 
 
@@ -29,3 +30,11 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC)
+
+
+def string_enum(enum_class: type[enum.Enum]) -> Enum:
+    """A Python enum stored as a plain string column.
+
+    The same on SQLite and PostgreSQL, and a new value needs no ALTER TYPE.
+    """
+    return Enum(enum_class, native_enum=False, length=20, validate_strings=True)

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 from flask_login import UserMixin
 from sqlalchemy import (
     Column,
-    Enum,
     ForeignKey,
     Integer,
     String,
@@ -21,7 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from telehealth import clock
-from telehealth.db_types import UTCDateTime
+from telehealth.db_types import UTCDateTime, string_enum
 from telehealth.extensions import db
 
 if TYPE_CHECKING:
@@ -79,7 +78,7 @@ class User(UserMixin, db.Model):
     email: Mapped[str] = mapped_column(String(254), unique=True)
     name: Mapped[str] = mapped_column(String(120))
     password_hash: Mapped[str] = mapped_column(String(255))
-    role: Mapped[Role] = mapped_column(Enum(Role, native_enum=False, length=20), index=True)
+    role: Mapped[Role] = mapped_column(string_enum(Role), index=True)
     clinic_id: Mapped[int | None] = mapped_column(ForeignKey("clinics.id"), index=True)
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     locale: Mapped[str | None] = mapped_column(String(12))

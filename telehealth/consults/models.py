@@ -6,11 +6,11 @@ import enum
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Enum, ForeignKey, String, Text
+from sqlalchemy import ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from telehealth import clock
-from telehealth.db_types import UTCDateTime
+from telehealth.db_types import UTCDateTime, string_enum
 from telehealth.extensions import db
 
 if TYPE_CHECKING:
@@ -74,12 +74,6 @@ class Outcome(enum.StrEnum):
     UNKNOWN = "unknown"
 
 
-def _enum(enum_class: type[enum.Enum]) -> Enum:
-    # Stored as plain strings: the same on SQLite and PostgreSQL, and a new value needs
-    # no ALTER TYPE.
-    return Enum(enum_class, native_enum=False, length=20, validate_strings=True)
-
-
 class Consult(db.Model):
     __tablename__ = "consults"
 
@@ -87,22 +81,22 @@ class Consult(db.Model):
     clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"), index=True)
     created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     specialist_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
-    status: Mapped[ConsultStatus] = mapped_column(_enum(ConsultStatus), index=True)
+    status: Mapped[ConsultStatus] = mapped_column(string_enum(ConsultStatus), index=True)
 
     patient_ref: Mapped[str] = mapped_column(String(40))
     patient_age_years: Mapped[int | None]
     patient_age_band: Mapped[str | None] = mapped_column(String(20))
-    patient_sex: Mapped[Sex] = mapped_column(_enum(Sex))
+    patient_sex: Mapped[Sex] = mapped_column(string_enum(Sex))
     presenting_problem: Mapped[str] = mapped_column(Text)
     history: Mapped[str] = mapped_column(Text, default="")
     question: Mapped[str] = mapped_column(Text)
     specialty_id: Mapped[int] = mapped_column(ForeignKey("specialties.id"), index=True)
-    urgency: Mapped[Urgency] = mapped_column(_enum(Urgency))
-    mode: Mapped[ConsultMode] = mapped_column(_enum(ConsultMode))
+    urgency: Mapped[Urgency] = mapped_column(string_enum(Urgency))
+    mode: Mapped[ConsultMode] = mapped_column(string_enum(ConsultMode))
     # Comma-separated BCP 47 codes the requesting clinic can read.
     languages: Mapped[str] = mapped_column(String(120))
 
-    outcome: Mapped[Outcome | None] = mapped_column(_enum(Outcome))
+    outcome: Mapped[Outcome | None] = mapped_column(string_enum(Outcome))
     outcome_note: Mapped[str] = mapped_column(Text, default="")
     rating: Mapped[int | None]  # 1..5, the clinician's rating of the answer
 

@@ -6,12 +6,12 @@ import enum
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Enum, ForeignKey, Index, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from telehealth import clock
 from telehealth.consults.models import Consult
-from telehealth.db_types import UTCDateTime
+from telehealth.db_types import UTCDateTime, string_enum
 from telehealth.extensions import db
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ class Offer(db.Model):
     consult_id: Mapped[int] = mapped_column(ForeignKey("consults.id"), index=True)
     specialist_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     status: Mapped[OfferStatus] = mapped_column(
-        Enum(OfferStatus, native_enum=False, length=20), index=True
+        string_enum(OfferStatus), index=True
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=clock.now)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)

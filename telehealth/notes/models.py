@@ -6,11 +6,11 @@ import enum
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Enum, ForeignKey, String, Text, UniqueConstraint, false
+from sqlalchemy import ForeignKey, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from telehealth import clock
-from telehealth.db_types import UTCDateTime
+from telehealth.db_types import UTCDateTime, string_enum
 from telehealth.extensions import db
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ class Note(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     consult_id: Mapped[int] = mapped_column(ForeignKey("consults.id"), index=True)
     author_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
-    kind: Mapped[NoteKind] = mapped_column(Enum(NoteKind, native_enum=False, length=20))
+    kind: Mapped[NoteKind] = mapped_column(string_enum(NoteKind))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=clock.now)
     # BCP 47 code of the text; detected when the author did not say (telehealth.translation).
     language: Mapped[str | None] = mapped_column(String(35))

@@ -6,12 +6,12 @@ import enum
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import CheckConstraint, Date, Enum, ForeignKey, Index, String
+from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from telehealth import clock
 from telehealth.accounts.models import user_specialties
-from telehealth.db_types import UTCDateTime
+from telehealth.db_types import UTCDateTime, string_enum
 from telehealth.extensions import db
 
 if TYPE_CHECKING:
@@ -41,10 +41,6 @@ class CredentialStatus(enum.StrEnum):
     REJECTED = "rejected"
 
 
-def _enum(enum_class: type[enum.Enum]) -> Enum:
-    return Enum(enum_class, native_enum=False, length=20, validate_strings=True)
-
-
 class SpecialistProfile(db.Model):
     """What the roster knows about one volunteer specialist (one row per specialist user)."""
 
@@ -57,7 +53,7 @@ class SpecialistProfile(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), unique=True)
-    status: Mapped[ProfileStatus] = mapped_column(_enum(ProfileStatus),
+    status: Mapped[ProfileStatus] = mapped_column(string_enum(ProfileStatus),
                                                   default=ProfileStatus.PENDING)
     subspecialty: Mapped[str] = mapped_column(String(120), default="")
     capacity: Mapped[int] = mapped_column(default=3)  # most open consults at once
@@ -69,7 +65,7 @@ class SpecialistProfile(db.Model):
     document_stored_name: Mapped[str | None] = mapped_column(String(64))
     document_name: Mapped[str] = mapped_column(String(255), default="")
     credential_status: Mapped[CredentialStatus] = mapped_column(
-        _enum(CredentialStatus), default=CredentialStatus.UNVERIFIED)
+        string_enum(CredentialStatus), default=CredentialStatus.UNVERIFIED)
     verified_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 

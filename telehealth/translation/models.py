@@ -10,8 +10,7 @@ from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from telehealth import clock
-from telehealth.consults.models import _enum  # enums stored as plain strings, as there
-from telehealth.db_types import UTCDateTime
+from telehealth.db_types import UTCDateTime, string_enum
 from telehealth.extensions import db
 
 if TYPE_CHECKING:
@@ -46,8 +45,8 @@ class NoteTranslation(db.Model):
     revision_id: Mapped[int] = mapped_column(ForeignKey("note_revisions.id"))
     language: Mapped[str] = mapped_column(String(35))  # BCP 47
     text: Mapped[str] = mapped_column(Text)
-    method: Mapped[TranslationMethod] = mapped_column(_enum(TranslationMethod))
-    state: Mapped[TranslationState] = mapped_column(_enum(TranslationState))
+    method: Mapped[TranslationMethod] = mapped_column(string_enum(TranslationMethod))
+    state: Mapped[TranslationState] = mapped_column(string_enum(TranslationState))
     # For a machine translation: the person who asked the machine.
     created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=clock.now)

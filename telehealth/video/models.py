@@ -6,11 +6,11 @@ import enum
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Enum, ForeignKey, String, Text
+from sqlalchemy import ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from telehealth import clock
-from telehealth.db_types import UTCDateTime
+from telehealth.db_types import UTCDateTime, string_enum
 from telehealth.extensions import db
 
 if TYPE_CHECKING:
@@ -109,7 +109,7 @@ class CallProposal(db.Model):
     proposed_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     starts_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     status: Mapped[ProposalStatus] = mapped_column(
-        Enum(ProposalStatus, native_enum=False, length=20, validate_strings=True),
+        string_enum(ProposalStatus),
         default=ProposalStatus.PROPOSED,
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=clock.now)
