@@ -6,13 +6,14 @@ from flask_login import current_user
 from flask_socketio import join_room
 
 from telehealth.extensions import socketio
-from telehealth.notifications.services import NAMESPACE, user_room
+from telehealth.notifications.services import NAMESPACE
+from telehealth.security.sessions import socket_session_alive, user_room
 
 
 @socketio.on("connect", namespace=NAMESPACE)
 def connect(auth: object = None) -> bool:
     """Accept only signed-in users, and put them in their own room."""
-    if not current_user.is_authenticated:
+    if not socket_session_alive():
         return False
     join_room(user_room(current_user.id))
     return True

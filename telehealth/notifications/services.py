@@ -19,14 +19,11 @@ from sqlalchemy.orm import Session
 
 from telehealth.accounts.models import Role, User
 from telehealth.extensions import db, socketio
+from telehealth.security.sessions import user_room
 
 logger = logging.getLogger(__name__)
 
 NAMESPACE = "/notifications"
-
-
-def user_room(user_id: int) -> str:
-    return f"user:{user_id}"
 
 
 @dataclass

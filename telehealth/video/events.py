@@ -25,6 +25,7 @@ from flask_socketio import disconnect, emit, join_room, leave_room
 from telehealth import clock
 from telehealth.errors import InvalidInput, ServiceError
 from telehealth.extensions import db, socketio
+from telehealth.security.sessions import socket_session_alive, user_room
 from telehealth.video import services
 from telehealth.video.engine import EngineError, IceServer, VideoEngine
 from telehealth.video.profiles import DEFAULT_PROFILE, PROFILES, get_profile
@@ -228,6 +229,10 @@ def handler(event: str) -> Callable[[Callable[[CallHub, dict[str, Any]], None]],
 
         def run_checked(hub: CallHub, data: Any) -> None:
             try:
+                if not session.get(GUEST_SESSION_KEY) and not socket_session_alive():
+                    # Signed out, timed out, or the session was ended elsewhere.
+                    raise Refused(_("Your session has ended; please sign in again."),
+                                  drop=True)
                 with hub.lock:
                     bucket = hub.buckets.setdefault(_sid(), Bucket())
                     allowed = bucket.take()
@@ -266,7 +271,13 @@ def handler(event: str) -> Callable[[Callable[[CallHub, dict[str, Any]], None]],
 @socketio.on("connect", namespace=NAMESPACE)
 def on_connect(auth: Any = None) -> bool:
     """Only signed-in users and guests holding a redeemed invite may open the socket."""
-    return bool(current_user.is_authenticated or session.get(GUEST_SESSION_KEY))
+    if session.get(GUEST_SESSION_KEY) and not current_user.is_authenticated:
+        return True
+    if not socket_session_alive():
+        return False
+    # Signing out or a change of role disconnects every socket in the user's room.
+    join_room(user_room(current_user.id))
+    return True
 
 
 @socketio.on("disconnect", namespace=NAMESPACE)

@@ -165,3 +165,24 @@ def test_invites_need_a_name_and_a_member(app: Any, world: dict[str, Any],
         # Coordinators are deliberately not call members; they can be invited as guests.
         with pytest.raises(PermissionDenied, match="participants"):
             services.create_invite(call_consult, world["coordinator"], "Someone")
+
+
+def test_signing_out_ends_the_call_socket(live_server: str, call_consult: Any,
+                                          world: dict[str, Any], engine_calls: list[str],
+                                          signal_client: Callable[..., SignalClient]) -> None:
+    """A copied cookie keeps no call alive once its owner has signed out."""
+    cookie = login_cookie(live_server, world["clinician"])
+    client = signal_client(cookie=cookie)
+    assert client.connected
+    # Signing out (from the page, with the same cookie) rotates the session token.
+    http = requests.Session()
+    response = http.post(f"{live_server}/logout", headers={"Cookie": cookie},
+                         allow_redirects=False)
+    assert response.status_code in (302, 303)
+    deadline = time.monotonic() + 10
+    while client.connected and time.monotonic() < deadline:
+        if client.connected:
+            client.emit("join", {"consult_id": call_consult.id, "profile": "low"})
+        time.sleep(0.2)
+    assert not client.connected
+    assert engine_calls == []
