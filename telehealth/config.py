@@ -59,8 +59,6 @@ class Config:
     WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session does
     ARGON2_TIME_COST = _env_int("TELEHEALTH_ARGON2_TIME_COST", 3)
     ARGON2_MEMORY_KIB = _env_int("TELEHEALTH_ARGON2_MEMORY_KIB", 65536)
-    # How many specialists a new consult is offered to while the full matcher is not in.
-    OFFER_FANOUT = _env_int("TELEHEALTH_OFFER_FANOUT", 5)
     # Trust (telehealth/security): sessions, sign-in limits, second factor, audit chain.
     IDLE_TIMEOUT_MINUTES = _env_int("TELEHEALTH_IDLE_TIMEOUT_MINUTES", 30)
     REMEMBER_ME_ENABLED = os.environ.get("TELEHEALTH_REMEMBER_ME", "") == "1"
