@@ -15,6 +15,7 @@ from telehealth.extensions import db
 from telehealth.notes.services import add_note
 from telehealth.roster.services import invite_specialist
 from telehealth.translation.services import add_translation, request_translation
+from telehealth.video.services import create_invite
 from tests.conftest import take_consult
 
 LANGUAGES = ["en", "fr", "es", "pt", "ar", "sw"]
@@ -24,7 +25,8 @@ LANGUAGES = ["en", "fr", "es", "pt", "ar", "sw"]
 def babel_world(world: dict[str, Any], make_consult: Callable[..., Any],
                 make_user: Callable[..., User]) -> dict[str, Any]:
     """The `world`, plus an accepted consult with a French note translated into English, a
-    sign-up link (`invite_token`) and a person with two-step sign-in (`password_only`)."""
+    guest's link to its call (`call_token`), a sign-up link (`invite_token`) and a person
+    with two-step sign-in (`password_only`)."""
     clinician = world["clinician"]
     clinician.locale = "fr"
     specialist = world["specialist"]
@@ -42,11 +44,12 @@ def babel_world(world: dict[str, Any], make_consult: Callable[..., Any],
     translator = make_user(Role.SPECIALIST, languages=("en", "fr"), name="Tina Translator")
     translator.is_translator = True
     _invite, invite_token = invite_specialist("invited@example.org", world["coordinator"])
+    _guest, call_token = create_invite(consult, clinician, "Interpreter")
     # Signing in with the password only starts the sign-in: the code page comes next.
     password_only = make_user(Role.CLINICIAN, clinic=world["clinic"], name="Carla Code")
     password_only.totp_secret = pyotp.random_base32()
     db.session.commit()
     assert consult.status == ConsultStatus.ACCEPTED
     return {**world, "consult": consult, "note": note, "answer": answer,
-            "translator": translator, "invite_token": invite_token,
+            "translator": translator, "invite_token": invite_token, "call_token": call_token,
             "password_only": password_only}

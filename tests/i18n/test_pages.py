@@ -41,6 +41,8 @@ PAGE_RULES = {
     "/roster/import": "coordinator",
     "/roster/load": "coordinator",
     "/signup/<token>": None,
+    "/consults/<int:consult_id>/call": "clinician",
+    "/call/check": "specialist",
 }
 # More views of the same templates as other people see them.
 EXTRA_PAGES = [
@@ -50,10 +52,14 @@ EXTRA_PAGES = [
     ("specialist", "/consults/{consult_id}/diagnoses?q=pneumonia"),
     ("clinician", "/consults/999999"),  # the error page
     ("coordinator", "/roster/{user_id}"),  # with the coordinator's buttons
+    ("guest", "/consults/{consult_id}/call"),  # after opening the invitation link
 ]
-# Not pages: JSON, files (attachments, the licence scan, the roster as CSV), the static folder.
+# Not pages: JSON, files (attachments, the licence scan, the roster as CSV), the static folder,
+# the pre-call check's download and round trip, and the guest's invitation link (a redirect
+# to the call page: the "guest" browser opens it).
 NOT_PAGES = re.compile(r"^/(api/|static/|attachments/)|^/roster/(export\.csv"
-                       r"|<int:user_id>/credential/document)$")
+                       r"|<int:user_id>/credential/document)$"
+                       r"|^/call/(check/probe|check/ping|invite/<token>)$")
 
 
 def build_urls(world: dict[str, Any]) -> list[tuple[str, str]]:
@@ -127,7 +133,12 @@ def english_messages(language: str) -> list[str]:
 
 
 def client_for(app, who: str, world: dict[str, Any], language: str) -> FreshClient:
-    """A fresh browser for one person (nobody when `who` is empty), asking for `language`."""
+    """A fresh browser for one person (nobody when `who` is empty; "guest": nobody, but with
+    the call's invitation link opened), asking for `language`."""
+    if who == "guest":
+        guest = browser(app, None, language)
+        assert guest.get(f"/call/invite/{world['call_token']}").status_code == 302
+        return guest
     return browser(app, world[who] if who else None, language)
 
 
@@ -161,6 +172,7 @@ def test_no_english_leftovers(app, babel_world, language):
               ("clinician", "/consults/{consult_id}"), ("specialist", "/consults/{consult_id}"),
               ("specialist", "/account/preferences"), ("translator", "/translations/queue"),
               ("coordinator", "/translators"), ("admin", "/admin/users"),
+              ("clinician", "/consults/{consult_id}/call"), ("specialist", "/call/check"),
               ("", "/login")]
     # Data a person typed or a code list is not interface text.
     # (Tell City, Indiana: a time zone's place name that CLDR leaves as it is.)

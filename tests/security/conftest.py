@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -19,10 +19,19 @@ from telehealth.matching.services import accept_consult
 from telehealth.notes.services import add_note
 from telehealth.roster.services import add_leave, get_profile, invite_specialist
 from telehealth.translation.services import add_translation
+from telehealth.video import events as video_events
+from telehealth.video.services import create_invite
 from tests.conftest import _empty_tables, image_bytes
 
 ROLES = ["clinician", "other_clinician", "specialist", "other_specialist", "coordinator",
          "admin", "anonymous"]
+
+
+@pytest.fixture(scope="session")
+def call_engine(app: Flask) -> Iterator[None]:
+    """Stop the media engine's loop thread (a /call "join" starts it) when the tests end."""
+    yield
+    video_events.shutdown(app)
 
 
 class EchoTranslator:
@@ -40,9 +49,10 @@ def build_case(app: Flask, monkeypatch: pytest.MonkeyPatch, world: dict[str, Any
 
     States: draft, offered (to world["specialist"]), accepted (by world["specialist"], with a
     case photo, a clinician's note in English carrying a photo, the specialist's French
-    translation of it and the specialist's diagnosis), answered. In every state the specialist
-    has a scanned licence and a leave next year, and a coordinator has sent a sign-up link
-    (its token is objects["token"]). `fresh` empties every table and makes a new world first.
+    translation of it, the specialist's diagnosis and an unused guest link to the call, whose
+    token is objects["call_token"]), answered. In every state the specialist has a scanned
+    licence and a leave next year, and a coordinator has sent a sign-up link (its token is
+    objects["token"]). `fresh` empties every table and makes a new world first.
     """
     monkeypatch.setitem(app.extensions, "machine_translator", EchoTranslator())
 
@@ -71,6 +81,7 @@ def build_case(app: Flask, monkeypatch: pytest.MonkeyPatch, world: dict[str, Any
             objects["translation"] = add_translation(note, specialist, "fr",
                                                      "Température 39,2 ce matin.")
             objects["diagnosis"] = add_diagnosis(consult, specialist, "R50.9")
+            _invite, objects["call_token"] = create_invite(consult, clinician, "Interpreter")
             db.session.commit()
             objects["note"] = note
             objects["note_attachment"] = note.attachments[0]

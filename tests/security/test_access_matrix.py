@@ -4,9 +4,9 @@ A route (or event) without a rule here fails `test_every_route_has_a_rule`. To a
 one line in RULES: the endpoint, then one or more checks `R(methods, path, allowed, state,
 data)`; `path` and the values of `data` may use {consult}, {note}, {attachment},
 {note_attachment}, {translation}, {diagnosis}, {user} (the clinician), {specialist} (whose
-roster profile is checked), {specialty}, {leave} and {token} (an unused sign-up link); see
-`build_case`. `allowed` is the set of roles that get through; `state` is the consult's state
-for the check.
+roster profile is checked), {specialty}, {leave}, {token} (an unused sign-up link) and
+{call_token} (an unused guest link to the consult's call); see `build_case`. `allowed` is the
+set of roles that get through; `state` is the consult's state for the check.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from flask import g
 
 from telehealth.extensions import socketio
 from tests.conftest import PASSWORD
@@ -30,6 +31,10 @@ CANCELLERS = frozenset({"clinician", "coordinator", "admin"})
 ADMIN = frozenset({"admin"})
 # A specialist on their own roster profile ({specialist} is world["specialist"]).
 OWN_PROFILE = frozenset({"specialist"})
+# In a consult's call: the requesting clinic's clinicians and the assigned specialist, once
+# the consult is accepted (coordinators and admins come in only as invited guests).
+CALLERS = frozenset({"clinician", "specialist"})
+NOBODY: frozenset[str] = frozenset()
 SIGNED_IN = frozenset(ROLES) - {"anonymous"}
 PUBLIC = frozenset(ROLES)  # no access check at all: only "never a server error"
 
@@ -132,25 +137,77 @@ RULES: dict[str, list[R]] = {
     "roster.export": [R("GET", "/roster/export.csv", STAFF)],
     "roster.import_roster": [R("GET POST", "/roster/import", STAFF)],
     "roster.load": [R("GET", "/roster/load", STAFF)],
+    "roster.password_link": [R("POST", "/roster/{specialist}/password-link", STAFF)],
+    "roster.password_links": [R("POST", "/roster/password-links", STAFF)],
     # The specialist with the pending offer sees the consult, but not the ranking behind it.
     "matching.candidates": [R("GET", "/consults/{consult}/matching", STAFF, "offered")],
     "matching.assign": [R("POST", "/consults/{consult}/assign", STAFF, "offered",
                           data={"specialist_id": "{specialist}"})],
+    "video.static": [R("GET", "/static/video/call.js", PUBLIC)],
+    # No call before a specialist has accepted the case, not even for the one it is offered to.
+    "video.call": [R("GET", "/consults/{consult}/call", CALLERS),
+                   R("GET", "/consults/{consult}/call", CALLERS, "answered"),
+                   R("GET", "/consults/{consult}/call", NOBODY, "offered")],
+    "video.invite": [R("POST", "/consults/{consult}/call/invites", CALLERS,
+                       data={"guest_name": "Interpreter"}),
+                     R("POST", "/consults/{consult}/call/invites", NOBODY, "offered",
+                       data={"guest_name": "Interpreter"})],
+    # Public by design: the one-time token in the link is the access check.
+    "video.redeem": [R("GET", "/call/invite/{call_token}", PUBLIC)],
+    "video.propose": [R("POST", "/consults/{consult}/call/proposals", CALLERS,
+                        data={"starts_at": "2031-03-03T10:00"})],
+    # The pre-call check (and the download and round trip it times) holds no case data.
+    "video.check": [R("GET", "/call/check", SIGNED_IN)],
+    "video.probe": [R("GET", "/call/check/probe", SIGNED_IN)],
+    "video.ping": [R("GET", "/call/check/ping", SIGNED_IN)],
 }
 
-# Socket.IO: (namespace, event) -> rule; "connect" is an event too. The check connects as the
-# role and emits `data` with an ack; denied = refused connection, a disconnect, or an ack
-# {"status": 401|403|404}.
+# Socket.IO: (namespace, event) -> checks. The check connects as the role and emits `data`
+# (a value naming an object of `build_case`, like "consult", is sent as its id) with an ack;
+# denied = refused connection, a disconnect, an ack {"status": 401|403|404}, or a `call_error`
+# event about this emit. "connect" and "disconnect" are events too: their check is whether the
+# role gets a connection (which is then closed).
 @dataclass(frozen=True)
 class S:
     allowed: frozenset[str]
     state: str = "accepted"
     data: dict[str, Any] = field(default_factory=dict)
+    # Join the consult's call first (every role tries; only the allowed ones get in).
+    join_first: bool = False
+    # Without a WebRTC peer some events cannot succeed: an allowed role must get exactly this
+    # `call_error`, which the handler raises only after the sender passed the access check;
+    # any other `call_error` (or none at all) for a denied role counts as it is.
+    refusal: str | None = None
 
 
-SOCKET_RULES: dict[tuple[str, str], S] = {
+CALL_EVENT = {"consult_id": "consult"}
+SDP_ANSWER_REFUSED = "The answer is not valid SDP."
+SERVER_OFFERS = "The server makes the offers; join the call again to reconnect."
+
+SOCKET_RULES: dict[tuple[str, str], list[S]] = {
     # Each signed-in user joins only their own room; nobody else connects.
-    ("/notifications", "connect"): S(SIGNED_IN),
+    ("/notifications", "connect"): [S(SIGNED_IN)],
+    # Signed-in people (and guests holding a redeemed invite) connect; which call they may be
+    # in is checked on every event.
+    ("/call", "connect"): [S(SIGNED_IN)],
+    ("/call", "disconnect"): [S(SIGNED_IN)],
+    # "join" starts the media engine for real: the server's offer needs no peer yet.
+    ("/call", "join"): [S(CALLERS, data={**CALL_EVENT, "profile": "low"}),
+                        S(NOBODY, "offered", {**CALL_EVENT, "profile": "low"})],
+    # Not valid SDP on purpose (there is no browser to answer the engine's offer).
+    ("/call", "answer"): [S(CALLERS, data={**CALL_EVENT, "sdp": "no browser here"},
+                            join_first=True, refusal=SDP_ANSWER_REFUSED)],
+    # Clients never make offers: a member is told so, anybody else is refused before that.
+    ("/call", "offer"): [S(CALLERS, data={**CALL_EVENT, "sdp": "v=0"}, join_first=True,
+                           refusal=SERVER_OFFERS)],
+    ("/call", "candidate"): [S(CALLERS, data={
+        **CALL_EVENT, "candidate": "candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host",
+        "sdpMid": "0", "sdpMLineIndex": 0}, join_first=True)],
+    ("/call", "media"): [S(CALLERS, data={**CALL_EVENT, "video": False,
+                                          "receive_video": False}, join_first=True)],
+    ("/call", "chat"): [S(CALLERS, data={**CALL_EVENT, "body": "Can you hear me?"},
+                          join_first=True)],
+    ("/call", "leave"): [S(CALLERS, data=CALL_EVENT, join_first=True)],
 }
 
 
@@ -201,7 +258,8 @@ def _ids(objects):
     ids = {name: getattr(objects.get(name), "id", "") for name in
            ("consult", "note", "attachment", "note_attachment", "translation", "diagnosis",
             "specialist", "specialty", "leave")}
-    return {**ids, "user": objects["clinician"].id, "token": objects.get("token", "")}
+    return {**ids, "user": objects["clinician"].id, "token": objects.get("token", ""),
+            "call_token": objects.get("call_token", "")}
 
 
 def _path(check, objects):
@@ -249,27 +307,62 @@ def test_access(app, build_case, endpoint, check, method):
 
 
 def _socket_cases() -> list[Any]:
-    return [pytest.param(key, rule, role, id=f"{key[0]}:{key[1]}-{role}")
-            for key, rule in SOCKET_RULES.items() for role in ROLES]
+    return [pytest.param(key, rule, id=f"{key[0]}:{key[1]}[{index}]")
+            for key, rules in SOCKET_RULES.items() for index, rule in enumerate(rules)]
 
 
-@pytest.mark.parametrize(("key", "rule", "role"), _socket_cases())
-def test_socket_access(app, client, auth, build_case, key, rule, role):
-    namespace, event = key
-    objects = build_case(rule.state)
+def _call_errors(sio: Any, namespace: str, event: str) -> list[str]:
+    """The messages of the `call_error` events received about `event` (others are dropped)."""
+    return [message["args"][0]["message"] for message in sio.get_received(namespace)
+            if message["name"] == "call_error" and message["args"][0].get("event") == event]
+
+
+def _socket_outcome(app, objects, namespace, event, rule, role) -> tuple[bool, list[str]]:
+    """Connect as the role, emit the event: (denied, the `call_error` messages about it)."""
+    client = app.test_client()
     if role != "anonymous":
-        auth.login(objects[role])
+        assert client.post("/login", data={"email": objects[role].email,
+                                           "password": PASSWORD}).status_code == 302
+    g.pop("_login_user", None)  # socket handlers share the test's `g`: no user from before
     data = {k: (objects[v].id if isinstance(v, str) and v in objects else v)
             for k, v in rule.data.items()}
     sio = socketio.test_client(app, namespace=namespace, flask_test_client=client)
-    denied = not sio.is_connected(namespace)
-    if not denied and event != "connect":
+    denied, errors, joined = not sio.is_connected(namespace), [], False
+    if not denied and rule.join_first:
+        sio.emit("join", {"consult_id": data["consult_id"], "profile": "low"},
+                 namespace=namespace)
+        joined = sio.is_connected(namespace) and not _call_errors(sio, namespace, "join")
+    if not denied and event not in ("connect", "disconnect"):
         ack = sio.emit(event, data, namespace=namespace, callback=True)
-        denied = not sio.is_connected(namespace) or (
-            isinstance(ack, dict) and ack.get("status") in (401, 403, 404))
+        joined = joined or (event == "join" and sio.is_connected(namespace))
+        errors = _call_errors(sio, namespace, event) if sio.is_connected(namespace) else []
+        denied = (not sio.is_connected(namespace)
+                  or (isinstance(ack, dict) and ack.get("status") in (401, 403, 404))
+                  or any(message != rule.refusal for message in errors))
+    if joined and sio.is_connected(namespace) and event != "leave":
+        sio.emit("leave", {"consult_id": data["consult_id"]}, namespace=namespace)
     if sio.is_connected(namespace):
         sio.disconnect(namespace=namespace)
-    assert denied == (role not in rule.allowed), f"{role} {namespace} {event}"
+    return denied, errors
+
+
+@pytest.mark.parametrize(("key", "rule"), _socket_cases())
+def test_socket_access(app, build_case, call_engine, key, rule):
+    """Every role against one socket check, on one case: what an allowed role does in a call
+    (a chat line, a join and leave) does not change who may do what."""
+    namespace, event = key
+    objects = build_case(rule.state)
+    wrong = []
+    for role in ROLES:
+        allowed = role in rule.allowed
+        denied, errors = _socket_outcome(app, objects, namespace, event, rule, role)
+        if denied == allowed:
+            wrong.append(f"{role} should be {'allowed' if allowed else 'denied'}: {namespace} "
+                         f"{event} -> {errors}")
+        elif allowed and rule.refusal is not None and errors != [rule.refusal]:
+            wrong.append(f"{role}: {namespace} {event} should be refused only with "
+                         f"{rule.refusal!r}, got {errors}")
+    assert not wrong, "\n".join(wrong)
 
 
 def test_every_post_route_refuses_a_request_without_csrf_token(app, build_case, monkeypatch):
