@@ -171,6 +171,11 @@ class CallHub:
                       to=socket_room(consult_id), namespace=NAMESPACE)
         self.send_peers(consult_id)
 
+    def remove_in_app(self, consult_id: int, participant_id: str, reason: str) -> None:
+        """remove(), from a background thread."""
+        with self.app.app_context():
+            self.remove(consult_id, participant_id, reason)
+
     def forget_after_grace(self, consult_id: int, participant_id: str, sid: str) -> None:
         """After a dropped socket: remove the participant unless they came back in time."""
         time.sleep(float(self.app.config.get("VIDEO_RECONNECT_GRACE_SECONDS", 20)))
@@ -178,8 +183,7 @@ class CallHub:
             member = self.members.get(consult_id, {}).get(participant_id)
             gone = member is not None and member.sid is None
         if gone:
-            with self.app.app_context():
-                self.remove(consult_id, participant_id, "dropped")
+            self.remove_in_app(consult_id, participant_id, "dropped")
 
 
 def get_hub(app: Flask | None = None) -> CallHub:
@@ -296,6 +300,13 @@ def on_disconnect(reason: Any = None) -> None:
     if joined is None or member is None:
         return
     consult_id, participant_id = joined
+    if reason == socketio.server.reason.SERVER_DISCONNECT:
+        # We closed this socket ourselves (the session ended, or it flooded us): no grace
+        # period in which media would keep flowing. In its own thread: this may run inside
+        # the commit that ended the session.
+        socketio.start_background_task(hub.remove_in_app, consult_id, participant_id,
+                                       "disconnected")
+        return
     socketio.emit("peer_state", {"id": participant_id, "state": "reconnecting"},
                   to=socket_room(consult_id), namespace=NAMESPACE)
     socketio.start_background_task(hub.forget_after_grace, consult_id, participant_id, sid)

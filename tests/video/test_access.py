@@ -15,6 +15,7 @@ from telehealth import clock
 from telehealth.errors import InvalidInput, PermissionDenied
 from telehealth.extensions import db
 from telehealth.matching.services import accept_consult
+from telehealth.video import events as video_events
 from telehealth.video import services
 from telehealth.video.models import VideoInvite
 from tests.video.conftest import SignalClient, login_cookie
@@ -167,13 +168,18 @@ def test_invites_need_a_name_and_a_member(app: Any, world: dict[str, Any],
             services.create_invite(call_consult, world["coordinator"], "Someone")
 
 
-def test_signing_out_ends_the_call_socket(live_server: str, call_consult: Any,
+def test_signing_out_ends_the_call_socket(app: Any, live_server: str, call_consult: Any,
                                           world: dict[str, Any], engine_calls: list[str],
                                           signal_client: Callable[..., SignalClient]) -> None:
     """A copied cookie keeps no call alive once its owner has signed out."""
     cookie = login_cookie(live_server, world["clinician"])
     client = signal_client(cookie=cookie)
     assert client.connected
+    client.emit("join", {"consult_id": call_consult.id, "profile": "low"})
+    client.wait("offer")
+    hub = video_events.get_hub(app)
+    assert hub.members.get(call_consult.id)
+    engine_calls.clear()
     # Signing out (from the page, with the same cookie) rotates the session token.
     http = requests.Session()
     response = http.post(f"{live_server}/logout", headers={"Cookie": cookie},
@@ -185,4 +191,9 @@ def test_signing_out_ends_the_call_socket(live_server: str, call_consult: Any,
             client.emit("join", {"consult_id": call_consult.id, "profile": "low"})
         time.sleep(0.2)
     assert not client.connected
-    assert engine_calls == []
+    # Out of the call at once, not after the reconnect grace period: no media keeps flowing.
+    deadline = time.monotonic() + 5
+    while hub.members.get(call_consult.id) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not hub.members.get(call_consult.id)
+    assert engine_calls == ["leave"]
