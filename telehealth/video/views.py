@@ -20,6 +20,7 @@ from flask_login import current_user, login_required
 
 from telehealth.consults.models import Consult
 from telehealth.consults.services import get_visible_consult
+from telehealth.errors import PermissionDenied
 from telehealth.extensions import db
 from telehealth.video import services
 from telehealth.video.events import GUEST_SESSION_KEY
@@ -58,6 +59,8 @@ def call(consult_id: int) -> Any:
 @login_required
 def invite(consult_id: int) -> Any:
     consult = get_visible_consult(current_user, consult_id)
+    if not services.can_call(current_user, consult):  # access first, then the form
+        raise PermissionDenied(_("Only the call's participants can invite a guest."))
     form = InviteForm()
     if not form.validate_on_submit():
         flash(_("Give the guest's name."), "error")
@@ -83,6 +86,8 @@ def redeem(token: str) -> Any:
 @login_required
 def propose(consult_id: int) -> Any:
     consult = get_visible_consult(current_user, consult_id)
+    if not services.can_call(current_user, consult):  # access first, then the form
+        raise PermissionDenied(_("Only the call's participants can propose a time."))
     form = ProposeForm()
     if not form.validate_on_submit() or form.starts_at.data is None:
         flash(_("Give a date and time."), "error")

@@ -83,3 +83,12 @@ def test_pre_call_check_page_and_probe(world: dict[str, Any], auth: Any, client:
     probe = client.get("/call/check/probe")
     assert probe.status_code == 200 and len(probe.data) == 64 * 1024
     assert client.get("/call/check/ping").status_code == 204
+
+
+def test_access_is_checked_before_the_form(call_consult: Any, world: dict[str, Any],
+                                           auth: Any, client: Any) -> None:
+    """An outsider learns nothing from form errors: the refusal comes first."""
+    auth.login(world["coordinator"])  # may read the case, is not in its call
+    for path in (f"/consults/{call_consult.id}/call/invites",
+                 f"/consults/{call_consult.id}/call/proposals"):
+        assert client.post(path, data={}).status_code == 403
