@@ -6,6 +6,7 @@ import contextvars
 import io
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -111,14 +112,26 @@ def _compiled_catalogs() -> None:
 
 
 def _empty_tables() -> None:
+    """Empty every table. A server thread of the test may still be finishing a write (a call
+    participant leaving in the background, say): on a lock conflict, try again."""
+    from sqlalchemy.exc import OperationalError
+
     tables = [t for t in reversed(db.metadata.sorted_tables)]
-    if db.engine.dialect.name == "postgresql":
-        names = ", ".join(f'"{t.name}"' for t in tables)
-        db.session.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-    else:
-        for table in tables:
-            db.session.execute(table.delete())
-    db.session.commit()
+    for attempt in range(5):
+        try:
+            if db.engine.dialect.name == "postgresql":
+                names = ", ".join(f'"{t.name}"' for t in tables)
+                db.session.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+            else:
+                for table in tables:
+                    db.session.execute(table.delete())
+            db.session.commit()
+            return
+        except OperationalError:
+            db.session.rollback()
+            if attempt == 4:
+                raise
+            time.sleep(0.5)
 
 
 @pytest.fixture(autouse=True)
