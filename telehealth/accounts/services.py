@@ -69,7 +69,8 @@ def sign_out(user: User) -> None:
     record("logout", actor_id=user.id)
 
 
-def _check_new_password(password: str) -> None:
+def check_new_password(password: str) -> None:
+    """Refuse a password that is too short (the one rule for every place that sets one)."""
     if len(password) < MIN_PASSWORD_LENGTH:
         raise InvalidInput(
             _("The password must have at least %(n)d characters.", n=MIN_PASSWORD_LENGTH)
@@ -80,7 +81,7 @@ def change_password(user: User, current_password: str, new_password: str) -> Non
     """Change a user's own password; every other session of theirs ends."""
     if not _verify(user.password_hash, current_password):
         raise InvalidInput(_("The current password is not right."))
-    _check_new_password(new_password)
+    check_new_password(new_password)
     user.password_hash = hash_password(new_password)
     user.rotate_session_token()
     record("password.changed", obj=user)
@@ -112,7 +113,7 @@ def create_user(
         raise InvalidInput(_("A clinician must belong to a clinic."))
     if role != Role.CLINICIAN:
         clinic = None
-    _check_new_password(password)
+    check_new_password(password)
     user = User(
         email=email,
         name=name.strip(),

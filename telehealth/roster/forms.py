@@ -37,6 +37,17 @@ class SignUpForm(FlaskForm):
     submit = SubmitField(_l("Create my account"))
 
 
+class SetPasswordForm(FlaskForm):
+    """The page behind a set-password link: the account exists, only the password is new."""
+
+    name = StringField(_l("Full name"), validators=[DataRequired(), Length(max=120)])
+    timezone = StringField(_l("Time zone (e.g. America/Montreal)"),
+                           validators=[DataRequired(), Length(max=64)])
+    password = PasswordField(_l("Password (10 characters or more)"),
+                             validators=[DataRequired(), Length(min=10, max=200)])
+    submit = SubmitField(_l("Set my password"))
+
+
 class ProfileForm(FlaskForm):
     name = StringField(_l("Full name"), validators=[DataRequired(), Length(max=120)])
     timezone = StringField(_l("Time zone"), validators=[DataRequired(), Length(max=64)])

@@ -4,9 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, flash, redirect, render_template, request, send_file, url_for
+from flask import (
+    Blueprint,
+    Response,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
@@ -21,9 +32,10 @@ from telehealth.roster.forms import (
     InviteForm,
     LeaveForm,
     ProfileForm,
+    SetPasswordForm,
     SignUpForm,
 )
-from telehealth.roster.models import ProfileStatus
+from telehealth.roster.models import Invite, ProfileStatus
 
 bp = Blueprint("roster", __name__, template_folder="templates")
 
@@ -57,6 +69,7 @@ def index() -> str:
                                      status=args.get("status", ""), load=args.get("load", ""))
     rows = db.session.execute(services.roster_query(filters).limit(1000)).all()
     return render_template("roster/index.html", rows=rows, filters=filters,
+                           waiting=len(services.specialists_waiting_for_a_link()),
                            specialties=_specialties(), flag=services.credential_flag,
                            status_label=services.profile_status_label,
                            credential_label=services.credential_status_label,
@@ -83,7 +96,8 @@ def _profile_page(user_id: int, status: int = 200, **forms: Any) -> Any:
         status_label=services.profile_status_label,
         credential_label=services.credential_status_label,
         is_manager=services.is_roster_manager(current_user), ProfileStatus=ProfileStatus,
-        now=clock.now(),
+        now=clock.now(), has_password=services.has_password(user),
+        password_link=services.live_password_link(user),
     ), status
 
 
@@ -248,6 +262,8 @@ def invite() -> Any:
 def sign_up(token: str) -> Any:
     # Public by design: the one-time token is the access check.
     invitation = services.find_invite(token)
+    if invitation.user_id is not None:
+        return _set_password(token, invitation)
     form = SignUpForm()
     form.specialties.choices = [(str(s.id), s.name) for s in _specialties()]
     if form.validate_on_submit():
@@ -268,6 +284,71 @@ def sign_up(token: str) -> Any:
         return redirect(url_for("accounts.login"))
     status = 400 if form.is_submitted() else 200
     return render_template("roster/signup.html", form=form, invite=invitation), status
+
+
+def _set_password(token: str, invitation: Invite) -> Any:
+    """The sign-up page for an account that exists (an imported one): choose a password."""
+    user = services.get_specialist(invitation.user_id or 0)
+    form = SetPasswordForm(data={"name": user.name, "timezone": user.timezone})
+    if form.validate_on_submit():
+        try:
+            services.set_password(token, form.name.data or "", form.password.data or "",
+                                  form.timezone.data or "")
+        except ServiceError as exc:
+            db.session.rollback()
+            flash(exc.message, "error")
+            return render_template("roster/set_password.html", form=form,
+                                   user=user), exc.status_code
+        db.session.commit()
+        flash(_("Your password is set; sign in with %(email)s.", email=user.email), "success")
+        return redirect(url_for("accounts.login"))
+    status = 400 if form.is_submitted() else 200
+    return render_template("roster/set_password.html", form=form, user=user), status
+
+
+def _link_for(token: str) -> str:
+    return url_for("roster.sign_up", token=token, _external=True)
+
+
+def _handed_out(links: list[services.PasswordLink], back: str) -> Any:
+    """Say the links were e-mailed, or show them for the coordinator to pass on."""
+    if all(link.emailed for link in links):
+        flash(ngettext("The set-password link was e-mailed.",
+                       "%(num)d set-password links were e-mailed.", len(links)), "success")
+        return redirect(back)
+    response = make_response(render_template("roster/password_links.html", links=links,
+                                              back=back))
+    response.headers["Cache-Control"] = "private, no-store"  # the links are passwords for now
+    return response
+
+
+@bp.route("/roster/<int:user_id>/password-link", methods=["POST"])
+@login_required
+def password_link(user_id: int) -> Any:
+    services.require_roster_manager(current_user)
+    user = services.get_specialist(user_id)
+    back = url_for("roster.profile", user_id=user_id)
+    try:
+        link = services.create_password_link(user, current_user, _link_for)
+    except ServiceError as exc:
+        db.session.rollback()
+        flash(exc.message, "error")
+        return redirect(back)
+    db.session.commit()
+    return _handed_out([link], back)
+
+
+@bp.route("/roster/password-links", methods=["POST"])
+@login_required
+def password_links() -> Any:
+    services.require_roster_manager(current_user)
+    waiting = services.specialists_waiting_for_a_link()
+    if not waiting:
+        flash(_("Every specialist has a password or an unused link to set one."), "success")
+        return redirect(url_for("roster.index"))
+    links = [services.create_password_link(user, current_user, _link_for) for user in waiting]
+    db.session.commit()
+    return _handed_out(links, url_for("roster.index"))
 
 
 @bp.route("/roster/export.csv")
