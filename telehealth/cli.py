@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import click
 from flask import Flask
 from sqlalchemy import func, select
 
+from telehealth import clock
 from telehealth.accounts.models import Role, Specialty, User
 from telehealth.accounts.services import create_user
 from telehealth.clinics.services import create_clinic
 from telehealth.extensions import db
+from telehealth.roster.models import (
+    AvailabilityWindow,
+    CredentialStatus,
+    ProfileStatus,
+    SpecialistProfile,
+)
 
 SPECIALTIES = [
     ("cardiology", "Cardiology"),
@@ -101,10 +110,33 @@ def seed_demo() -> list[tuple[str, str, str]]:
                               password=DEMO_PASSWORD, role=Role.COORDINATOR,
                               timezone="Europe/Geneva", locale="en",
                               languages={"en": 3, "fr": 3}))
+    coordinator = people[-1]
     people.append(create_user(email="admin@example.org", name="Alex Admin",
                               password=DEMO_PASSWORD, role=Role.ADMIN, timezone="UTC",
                               locale="en", languages={"en": 3}))
+    for person in people:
+        if person.role == Role.SPECIALIST:
+            _approve_demo_specialist(person, coordinator)
     return [(p.role.value, p.email, p.name) for p in people]
+
+
+def _approve_demo_specialist(user: User, coordinator: User) -> None:
+    """Put a demo volunteer on the roster as a coordinator would: approved, licence verified,
+    available every day from 07:00 to 22:00 in their own time zone."""
+    now = clock.now()
+    db.session.add(SpecialistProfile(
+        user_id=user.id, status=ProfileStatus.ACTIVE, capacity=3, approved_at=now,
+        licence_number=f"DEMO-{user.id:04d}", licence_body="Demo medical council",
+        licence_country="FR", licence_expires_on=(now + timedelta(days=365)).date(),
+        credential_status=CredentialStatus.VERIFIED, verified_by_id=coordinator.id,
+        verified_at=now,
+    ))
+    db.session.add_all(
+        AvailabilityWindow(user_id=user.id, weekday=day, start_minute=7 * 60,
+                           end_minute=22 * 60)
+        for day in range(7)
+    )
+    db.session.flush()
 
 
 def init_app(app: Flask) -> None:

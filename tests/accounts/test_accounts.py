@@ -133,3 +133,17 @@ def test_seed_demo(app):
     assert db.session.scalar(db.select(db.func.count(User.id))) >= 19
     again = runner.invoke(args=["seed-demo", "--if-empty"])
     assert again.exit_code == 0 and "nothing added" in again.output
+
+
+def test_demo_consult_reaches_a_specialist(app, make_consult):
+    """In the demo world a clinician's consult is offered at once, never left unmatched."""
+    from datetime import UTC, datetime
+
+    from telehealth import clock
+
+    clock.freeze(datetime(2026, 11, 25, 12, 0, tzinfo=UTC))  # daytime in Lyon and Lisbon
+    assert app.test_cli_runner().invoke(args=["seed-demo"]).exit_code == 0
+    marie = db.session.scalar(db.select(User).where(User.email == "marie.kabila@example.org"))
+    for urgency in ("routine", "urgent", "emergency"):
+        consult = make_consult(marie, urgency=urgency, languages=["fr"])
+        assert consult.status.value == "offered", urgency
