@@ -38,7 +38,7 @@ from aiortc.contrib.media import MediaRelay  # noqa: E402
 from aiortc.rtcconfiguration import RTCBundlePolicy  # noqa: E402
 from av import VideoFrame  # noqa: E402
 
-from tests.video.media import ColourTrack, Received, ToneTrack, consume  # noqa: E402
+from tests.video.media import ColourTrack, Received, ToneTrack, close_peer, consume  # noqa: E402
 
 PASSWORD = "bench password 123"
 FPS = 15
@@ -85,7 +85,7 @@ def serve_app(rooms: int, conn: Any) -> None:
     from telehealth.consults.models import ConsultMode, Sex, Urgency
     from telehealth.consults.services import ConsultInput, create_consult
     from telehealth.extensions import db
-    from telehealth.matching.services import accept_consult
+    from telehealth.matching.services import assign_consult
 
     app = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp}/bench.sqlite",
                       "WTF_CSRF_ENABLED": False, "ARGON2_TIME_COST": 1,
@@ -102,6 +102,9 @@ def serve_app(rooms: int, conn: Any) -> None:
         specialist = create_user(email="s@bench.test", name="Specialist", password=PASSWORD,
                                  role=Role.SPECIALIST, specialties=[specialty],
                                  languages={"en": 3})
+        # No roster in this world: the consults are escalated and a coordinator assigns them.
+        coordinator = create_user(email="k@bench.test", name="Coordinator", password=PASSWORD,
+                                  role=Role.COORDINATOR)
         db.session.commit()
         for n in range(rooms):
             consult = create_consult(clinician, ConsultInput(
@@ -109,7 +112,7 @@ def serve_app(rooms: int, conn: Any) -> None:
                 patient_sex=Sex.FEMALE, presenting_problem="Bench", history="",
                 question="Bench?", specialty=specialty, urgency=Urgency.ROUTINE,
                 mode=ConsultMode.VIDEO, languages=["en"]), [], submit=True)
-            accept_consult(consult, specialist)
+            assign_consult(consult, specialist, coordinator)
             db.session.commit()
             consult_ids.append(consult.id)
         people = [("c@bench.test", PASSWORD), ("s@bench.test", PASSWORD)]
@@ -234,14 +237,7 @@ class Participant:
         await self.close()
 
     async def close(self) -> None:
-        if self.pc is not None:
-            await self.pc.close()
-        for track in self.tracks:
-            track.stop()
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-        self.tasks.clear()
+        await close_peer(self.pc, self.tracks, self.tasks)
 
 
 class EchoClient:
@@ -283,13 +279,7 @@ class EchoClient:
 
     async def close(self) -> None:
         await self._ask((self.key, "close", ""))
-        if self.pc is not None:
-            await self.pc.close()
-        for track in self.tracks:
-            track.stop()
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await close_peer(self.pc, self.tracks, self.tasks)
 
 
 # ---------------------------------------------------------------- measurements
