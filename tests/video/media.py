@@ -9,7 +9,7 @@ import math
 import time
 from dataclasses import dataclass, field
 
-from aiortc import MediaStreamTrack
+from aiortc import MediaStreamTrack, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame, VideoFrame
 
@@ -136,3 +136,16 @@ async def consume(track: MediaStreamTrack, received: Received) -> None:
                 received.loud_frames += 1
     except MediaStreamError:
         pass
+
+
+async def close_peer(pc: RTCPeerConnection | None, tracks: list[MediaStreamTrack],
+                     tasks: list[asyncio.Task[None]]) -> None:
+    """Close a client's peer connection, stop what it sends and what reads what it receives."""
+    if pc is not None:
+        await pc.close()
+    for track in tracks:
+        track.stop()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    tasks.clear()

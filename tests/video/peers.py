@@ -14,7 +14,7 @@ from aiortc import (
 from aiortc.rtcconfiguration import RTCBundlePolicy, RTCIceTransportPolicy
 
 from tests.video.conftest import SignalClient
-from tests.video.media import ColourTrack, Received, ToneTrack, consume
+from tests.video.media import ColourTrack, Received, ToneTrack, close_peer, consume
 
 
 class CallPeer:
@@ -70,10 +70,4 @@ class CallPeer:
         return got.loud_frames if got else 0
 
     async def close(self) -> None:
-        if self.pc is not None:
-            await self.pc.close()
-        for track in self.tracks:
-            track.stop()
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await close_peer(self.pc, self.tracks, self.tasks)
