@@ -1,15 +1,28 @@
-"""The one seam where the server's encoders are told a profile's bitrate and size.
+"""The seams into aiortc's private parts, each checked so an aiortc upgrade fails loudly.
 
-aiortc has no bitrate API: its VP8 encoder clamps the target to 250-1500 kbps and its
-Opus encoder is fixed at 96 kbps. We hand each sender an encoder built for the profile
-before its first frame; the sender keeps it for the life of the connection.
+- Encoders: aiortc has no bitrate API: its VP8 encoder clamps the target to 250-1500 kbps
+  and its Opus encoder is fixed at 96 kbps. We hand each sender an encoder built for the
+  profile before its first frame; the sender keeps it for the life of the connection (it
+  only encodes while a slot re-encodes; forwarded frames are only packetized).
+- Receiver tap: forwarding needs the encoded frames a receiver reassembles, which aiortc
+  puts on its decoder thread's queue; the tap takes that queue's place (aiortc #449).
+- Keyframe requests and bitrate feedback: a browser's picture-loss request on a forwarded
+  stream must reach the participant who encodes it, and the bitrate we ask a participant
+  to send (REMB) must respect what every receiver of theirs can take.
 """
 
 from __future__ import annotations
 
-from aiortc import RTCRtpSender
+import asyncio
+import logging
+import queue
+from collections.abc import Callable
+from typing import Any
+
+from aiortc import RTCRtpReceiver, RTCRtpSender
 from aiortc.codecs.opus import OpusEncoder
 from aiortc.codecs.vpx import Vp8Encoder
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci, unpack_remb_fci
 from av import VideoFrame
 from av.frame import Frame
 
@@ -19,6 +32,12 @@ from telehealth.video.profiles import Profile
 _SENDER_ENCODER_ATTR = "_RTCRtpSender__encoder"
 # Name-mangled storage behind Vp8Encoder.target_bitrate (also used for its buffer size).
 _VP8_BITRATE_ATTR = "_Vp8Encoder__target_bitrate"
+# The receiver's queue to its decoder thread, read by the thread started in receive().
+_RECEIVER_QUEUE_ATTR = "_RTCRtpReceiver__decoder_queue"
+_RECEIVER_RTCP_SSRC_ATTR = "_RTCRtpReceiver__rtcp_ssrc"
+_RECEIVER_RTX_ATTR = "_RTCRtpReceiver__rtx_ssrc"
+
+logger = logging.getLogger(__name__)
 
 
 def scaled_size(width: int, height: int, profile: Profile) -> tuple[int, int]:
@@ -102,3 +121,76 @@ def install_encoder(sender: RTCRtpSender, encoder: object) -> None:
 def installed_encoder(sender: RTCRtpSender) -> object:
     """The encoder a sender currently holds (None before its first frame)."""
     return getattr(sender, _SENDER_ENCODER_ATTR)
+
+
+def install_receiver_tap(receiver: RTCRtpReceiver, tap: queue.Queue[Any]) -> None:
+    """Put `tap` where the receiver queues encoded frames for its decoder thread.
+
+    Must happen before the receiver starts (setRemoteDescription), since the decoder
+    thread is handed the queue then.
+    """
+    if not isinstance(getattr(receiver, _RECEIVER_QUEUE_ATTR, None), queue.Queue):
+        raise RuntimeError("aiortc's RTCRtpReceiver no longer has the expected decoder queue")
+    setattr(receiver, _RECEIVER_QUEUE_ATTR, tap)
+
+
+def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> Callable[[], None]:
+    """Also call `callback` when the remote end asks this sender for a keyframe.
+
+    Returns the sender's own handler (it makes the sender's encoder emit a keyframe).
+    """
+    own = sender._send_keyframe
+    if not callable(own):
+        raise RuntimeError("aiortc's RTCRtpSender no longer has _send_keyframe")
+
+    def both() -> None:
+        own()
+        callback()
+
+    sender._send_keyframe = both  # type: ignore[method-assign]
+    return own
+
+
+def cap_remb(receiver: RTCRtpReceiver, cap: Callable[[], int | None]) -> None:
+    """Keep the bitrate the receiver asks its sender for (REMB) at or under `cap()`."""
+    send = receiver._send_rtcp
+
+    async def capped(packet: Any) -> None:
+        limit = cap()
+        if limit is not None and isinstance(packet, RtcpPsfbPacket) \
+                and packet.fmt == RTCP_PSFB_APP:
+            try:
+                bitrate, ssrcs = unpack_remb_fci(packet.fci)
+            except ValueError:
+                pass
+            else:
+                if bitrate > limit:
+                    packet = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=packet.ssrc,
+                                            media_ssrc=packet.media_ssrc,
+                                            fci=pack_remb_fci(limit, ssrcs))
+        await send(packet)
+
+    receiver._send_rtcp = capped  # type: ignore[method-assign]
+
+
+def media_ssrcs(receiver: RTCRtpReceiver) -> list[int]:
+    """The SSRCs the receiver heard media on lately (retransmission streams left out)."""
+    rtx = getattr(receiver, _RECEIVER_RTX_ATTR, {})
+    return [s.source for s in receiver.getSynchronizationSources() if s.source not in rtx]
+
+
+def request_keyframe(receiver: RTCRtpReceiver) -> None:
+    """Send the receiver's sender a picture loss indication (on the engine's loop)."""
+    for ssrc in media_ssrcs(receiver)[:1]:
+        asyncio.ensure_future(receiver._send_rtcp_pli(ssrc))
+
+
+def send_remb(receiver: RTCRtpReceiver, bitrate: int) -> None:
+    """Tell the receiver's sender now to keep under `bitrate` (on the engine's loop)."""
+    rtcp_ssrc = getattr(receiver, _RECEIVER_RTCP_SSRC_ATTR, None)
+    sources = media_ssrcs(receiver)
+    if rtcp_ssrc is None or not sources:
+        return  # not started yet; the capped estimate does it once media flows
+    packet = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0,
+                            fci=pack_remb_fci(bitrate, sources))
+    asyncio.ensure_future(receiver._send_rtcp(packet))

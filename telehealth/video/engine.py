@@ -6,6 +6,12 @@ one sending pair ("slot") for every other participant a room can hold, so people
 and leaving only fill and empty slots and never need renegotiation. A slot's mid tells the
 browser whose picture it carries (see `layout`).
 
+Media is forwarded, not re-encoded (see tracks.py): so that what a participant sends fits
+every receiver, each participant is asked to send within the lowest profile among
+themselves and those who receive their video (SDP limits in the offer, REMB, and the
+`on_send_limit` callback for the page to set its encoder); a slot re-encodes only a source
+that does not keep to it.
+
 The engine imports neither Flask nor the database; it reports through callbacks.
 """
 
@@ -29,9 +35,16 @@ from aiortc import (
 from aiortc.rtcconfiguration import RTCBundlePolicy, RTCIceTransportPolicy
 from aiortc.sdp import candidate_from_sdp
 
-from telehealth.video.codecs import ProfileOpusEncoder, ProfileVp8Encoder, install_encoder
+from telehealth.video.codecs import (
+    ProfileOpusEncoder,
+    ProfileVp8Encoder,
+    cap_remb,
+    install_encoder,
+    install_receiver_tap,
+    on_keyframe_request,
+)
 from telehealth.video.profiles import Profile
-from telehealth.video.tracks import Feed, SlotTrack
+from telehealth.video.tracks import Feed, ReceiverTap, SlotTrack
 
 logger = logging.getLogger(__name__)
 
@@ -64,12 +77,18 @@ class EngineCallbacks(Protocol):
     def on_room_changed(self, room_id: str) -> None:
         """Who is in the room, or which slot carries whom, changed."""
 
+    def on_send_limit(self, room_id: str, participant_id: str, profile: str) -> None:
+        """The participant should now send within this profile (its page sets its encoder)."""
+
 
 class NoCallbacks:
     def on_connection_state(self, room_id: str, participant_id: str, state: str) -> None:
         pass
 
     def on_room_changed(self, room_id: str) -> None:
+        pass
+
+    def on_send_limit(self, room_id: str, participant_id: str, profile: str) -> None:
         pass
 
 
@@ -92,6 +111,7 @@ class Participant:
     profile: Profile
     slots: list[Slot]
     feeds: dict[str, Feed] = field(default_factory=dict)  # kind -> what they send us
+    send_limit: Profile | None = None  # what they were last asked to send within
     closed: bool = False
 
     def slot_for(self, other_id: str) -> Slot | None:
@@ -136,6 +156,47 @@ class InMemoryRoomRegistry:
 
     def all(self) -> list[Room]:
         return list(self._rooms.values())
+
+
+def limit_offer(sdp: str, profile: Profile) -> str:
+    """Write the profile's send limits into the media sections the participant sends on.
+
+    The browser sets its encoders from these (b=AS/TIAS for video, Opus
+    maxaveragebitrate); aiortc ignores them, and they change nothing the server sends.
+    """
+    sections = sdp.split("\r\nm=")
+    out = [sections[0]]
+    for section in sections[1:]:
+        lines = section.split("\r\n")
+        if "a=recvonly" in lines and lines[0].startswith("video"):
+            at = next(i for i, line in enumerate(lines) if line.startswith("c=")) + 1
+            lines[at:at] = [f"b=AS:{profile.video_max_bps // 1000}",
+                            f"b=TIAS:{profile.video_max_bps}"]
+        elif "a=recvonly" in lines and lines[0].startswith("audio"):
+            opus = [line.split()[0].split(":")[1] for line in lines
+                    if line.startswith("a=rtpmap:") and " opus/" in line.lower()]
+            for pt in opus:
+                fmtp = next((i for i, line in enumerate(lines)
+                             if line.startswith(f"a=fmtp:{pt} ")), None)
+                limit = f"maxaveragebitrate={profile.audio_bps}"
+                if fmtp is None:
+                    at = next(i for i, line in enumerate(lines)
+                              if line.startswith(f"a=rtpmap:{pt} ")) + 1
+                    lines.insert(at, f"a=fmtp:{pt} {limit}")
+                else:
+                    lines[fmtp] += f";{limit}"
+        out.append("\r\n".join(lines))
+    return "\r\nm=".join(out)
+
+
+def send_limit(participant: Participant, room: Room) -> Profile:
+    """The lowest profile among the participant and everyone who receives their video."""
+    profiles = [participant.profile]
+    for other in room.participants.values():
+        slot = other.slot_for(participant.id)
+        if other is not participant and slot is not None and not slot.video_track.paused:
+            profiles.append(other.profile)
+    return min(profiles, key=lambda p: (p.video_max_bps, p.width * p.height))
 
 
 def _prefer(transceiver: RTCRtpTransceiver, kind: str) -> None:
@@ -250,6 +311,10 @@ class VideoEngine:
         """For one participant: which mids carry each other participant's audio and video."""
         return self._call(self._layout(room_id, participant_id))
 
+    def send_limit(self, room_id: str, participant_id: str) -> str:
+        """The profile this participant is asked to send within (see `on_send_limit`)."""
+        return self._call(self._send_limit(room_id, participant_id))
+
     def participants(self, room_id: str) -> list[str]:
         """Ids of the participants in a room, in joining order."""
         return self._call(self._participants(room_id))
@@ -285,33 +350,25 @@ class VideoEngine:
             else RTCIceTransportPolicy.ALL,
         )
         pc = RTCPeerConnection(config)
+        label = f"{room_id}/{participant_id}"
+        feeds = {}
         for kind in ("audio", "video"):
-            _prefer(pc.addTransceiver(kind, direction="recvonly"), kind)
+            transceiver = pc.addTransceiver(kind, direction="recvonly")
+            _prefer(transceiver, kind)
+            tap = ReceiverTap()
+            install_receiver_tap(transceiver.receiver, tap)
+            feeds[kind] = feed = Feed(kind, f"{label}/{kind}", transceiver.receiver, tap)
+            if kind == "video":
+                cap_remb(transceiver.receiver, lambda feed=feed: feed.send_cap_bps)
         slots = []
         for _n in range(MAX_PARTICIPANTS - 1):
-            audio_track, video_track = SlotTrack("audio"), SlotTrack("video", profile.fps)
-            audio = pc.addTransceiver(audio_track, direction="sendonly")
-            video = pc.addTransceiver(video_track, direction="sendonly")
-            _prefer(audio, "audio")
-            _prefer(video, "video")
-            slot = Slot(audio, video, audio_track, video_track,
-                        ProfileOpusEncoder(profile), ProfileVp8Encoder(profile))
-            install_encoder(audio.sender, slot.audio_encoder)
-            install_encoder(video.sender, slot.video_encoder)
-            slots.append(slot)
-        participant = Participant(participant_id, room_id, pc, profile, slots)
-        label = f"{room_id}/{participant_id}"
+            slots.append(self._make_slot(pc, profile))
+        participant = Participant(participant_id, room_id, pc, profile, slots, feeds)
 
         @pc.on("track")
         def on_track(track: Any) -> None:
             logger.info("%s: receiving %s", label, track.kind)
-            feed = Feed(track, f"{label}/{track.kind}")
-            participant.feeds[track.kind] = feed
-            feed.start()
-            for other in room.participants.values():
-                slot = other.slot_for(participant_id)
-                if other is not participant and slot is not None:
-                    feed.attach(slot.audio_track if track.kind == "audio" else slot.video_track)
+            feeds[track.kind].start(track)
             self._notify(self.callbacks.on_room_changed, room_id)
 
         @pc.on("connectionstatechange")
@@ -329,9 +386,12 @@ class VideoEngine:
             theirs, mine = other.free_slot(), participant.free_slot()
             assert theirs is not None and mine is not None  # MAX_PARTICIPANTS guarantees it
             theirs.holder, mine.holder = participant_id, other.id
-            for kind, feed in other.feeds.items():
-                feed.attach(mine.audio_track if kind == "audio" else mine.video_track)
+            other.feeds["audio"].attach(mine.audio_track)
+            other.feeds["video"].attach(mine.video_track)
+            feeds["audio"].attach(theirs.audio_track)
+            feeds["video"].attach(theirs.video_track)
         room.participants[participant_id] = participant
+        self._update_limits(room)
 
         try:
             await pc.setLocalDescription(await pc.createOffer())
@@ -339,7 +399,37 @@ class VideoEngine:
             await self._remove(room, participant_id, notify=False)
             raise
         logger.info("%s: joined (%s profile)", label, profile.name)
-        return str(pc.localDescription.sdp)
+        limit = participant.send_limit or profile
+        return limit_offer(str(pc.localDescription.sdp), limit)
+
+    @staticmethod
+    def _make_slot(pc: RTCPeerConnection, profile: Profile) -> Slot:
+        audio_track, video_track = SlotTrack("audio", profile), SlotTrack("video", profile)
+        audio = pc.addTransceiver(audio_track, direction="sendonly")
+        video = pc.addTransceiver(video_track, direction="sendonly")
+        _prefer(audio, "audio")
+        _prefer(video, "video")
+        slot = Slot(audio, video, audio_track, video_track,
+                    ProfileOpusEncoder(profile), ProfileVp8Encoder(profile))
+        install_encoder(audio.sender, slot.audio_encoder)
+        install_encoder(video.sender, slot.video_encoder)
+        # A receiver's picture-loss request reaches the participant whose frames we forward;
+        # our own encoder's keyframe (the sender's own handler) serves while re-encoding.
+        video_track.on_keyframe_needed = on_keyframe_request(video.sender,
+                                                             video_track.request_keyframe)
+        return slot
+
+    def _update_limits(self, room: Room) -> None:
+        """Ask each participant to send within what all their receivers can take."""
+        for participant in room.participants.values():
+            limit = send_limit(participant, room)
+            participant.feeds["video"].set_send_cap(limit.video_max_bps)
+            if limit != participant.send_limit:
+                first = participant.send_limit is None
+                participant.send_limit = limit
+                if not first:  # the first one travels in the offer
+                    self._notify(self.callbacks.on_send_limit, room.id, participant.id,
+                                 limit.name)
 
     async def _answer(self, room_id: str, participant_id: str, sdp: str) -> None:
         participant = self._participant(room_id, participant_id)
@@ -396,6 +486,8 @@ class VideoEngine:
         logger.info("%s/%s: left", room.id, participant_id)
         if not room.participants:
             self.rooms.remove(room.id)
+        else:
+            self._update_limits(room)
         if notify:
             self._notify(self.callbacks.on_connection_state, room.id, participant_id, "closed")
             self._notify(self.callbacks.on_room_changed, room.id)
@@ -404,22 +496,37 @@ class VideoEngine:
         participant = self._participant(room_id, participant_id)
         participant.profile = profile
         for slot in participant.slots:
-            slot.video_track.fps = profile.fps
             slot.video_encoder.set_profile(profile)
+            slot.audio_track.set_profile(profile)
+            slot.video_track.set_profile(profile)
+        room = self.rooms.get(room_id)
+        assert room is not None
+        self._update_limits(room)
 
     async def _set_receive_video(self, room_id: str, participant_id: str,
                                  enabled: bool) -> None:
         participant = self._participant(room_id, participant_id)
         for slot in participant.slots:
-            slot.video_track.paused = not enabled
-            if not enabled:
-                slot.video_track.clear()
+            track = slot.video_track
+            track.paused = not enabled
+            track.clear()  # stopping, or starting again from a keyframe
+            if track.source is not None:
+                track.source.update_decoding()
+                if enabled:
+                    track.source.request_keyframe()
+        room = self.rooms.get(room_id)
+        assert room is not None
+        self._update_limits(room)
 
     async def _layout(self, room_id: str, participant_id: str
                       ) -> dict[str, dict[str, str | None]]:
         participant = self._participant(room_id, participant_id)
         return {slot.holder: {"audio": slot.audio.mid, "video": slot.video.mid}
                 for slot in participant.slots if slot.holder is not None}
+
+    async def _send_limit(self, room_id: str, participant_id: str) -> str:
+        participant = self._participant(room_id, participant_id)
+        return (participant.send_limit or participant.profile).name
 
     async def _participants(self, room_id: str) -> list[str]:
         room = self.rooms.get(room_id)

@@ -119,6 +119,15 @@ class CallHub:
     def on_room_changed(self, room: str) -> None:
         self.send_peers(int(room.removeprefix("consult-")))
 
+    def on_send_limit(self, room: str, participant_id: str, profile: str) -> None:
+        # The page lowers (or raises) its camera and encoder to what its receivers take.
+        consult_id = int(room.removeprefix("consult-"))
+        with self.lock:
+            member = self.members.get(consult_id, {}).get(participant_id)
+            sid = member.sid if member is not None else None
+        if sid is not None:
+            socketio.emit("send_profile", {"profile": profile}, to=sid, namespace=NAMESPACE)
+
     def on_connection_state(self, room: str, participant_id: str, state: str) -> None:
         consult_id = int(room.removeprefix("consult-"))
         with self.lock:
@@ -335,8 +344,10 @@ def on_join(hub: CallHub, data: dict[str, Any]) -> None:
     services.record_join(caller, profile_name)
     join_room(socket_room(caller.consult_id))
     user_key = caller.participant_id
+    send_profile = hub.engine.send_limit(room_id(caller.consult_id), caller.participant_id)
     emit("offer", {"consult_id": caller.consult_id, "type": "offer", "sdp": offer,
-                   "profile": profile_name, "self": caller.participant_id,
+                   "profile": profile_name, "send_profile": send_profile,
+                   "self": caller.participant_id,
                    "ice_servers": ice_servers(hub.ice_settings(), user_key,
                                               int(clock.now().timestamp()))})
     emit("peer_state", {"id": caller.participant_id, "state": "joining"},

@@ -1,4 +1,12 @@
-"""Tracks inside the media engine: one feed per received track, one slot per sent track."""
+"""Tracks inside the media engine: one feed per received track, one slot per sent track.
+
+Forwarding first. A feed takes a participant's encoded frames (VP8, Opus) from aiortc's
+receiver before its decoder, and every slot it fills hands them as they are to its sender,
+which only packetizes them: no decode, no encode (the costs that kept a relaying room at
+about half a core). A slot falls back to decoding and re-encoding with its participant's
+profile only while the source does not fit that profile (too many bits, too large a picture,
+too many frames per second), and goes back to forwarding once the source fits again.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +14,11 @@ import asyncio
 import collections
 import fractions
 import logging
+import queue
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
@@ -14,39 +26,170 @@ from av import VideoFrame
 from av.frame import Frame
 from av.packet import Packet
 
+from telehealth.video import codecs
+from telehealth.video.profiles import Profile
+
 logger = logging.getLogger(__name__)
 
 VIDEO_CLOCK_RATE = 90_000
 VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_RATE)
-# Frames waiting in a slot: enough to ride out a slow encode, never a growing backlog.
+# Decoded frames waiting in a slot: enough to ride out a slow encode, never a backlog.
 SLOT_DEPTH = {"audio": 5, "video": 1}
+# Encoded frames waiting in a slot. Dropping one breaks every later VP8 frame until the
+# next keyframe, so a slot that overflows starts again from a keyframe instead.
+FORWARD_DEPTH = {"audio": 25, "video": 30}
+# How the source is measured: over the last STATS_WINDOW seconds, once MIN_SPAN is seen.
+STATS_WINDOW = 2.0
+MIN_SPAN = 1.5
+# Slack over the profile before a slot re-encodes (VBR encoders wander around their target).
+VIDEO_BPS_SLACK, AUDIO_BPS_SLACK, FPS_SLACK, SIZE_SLACK, AREA_SLACK = 1.15, 1.6, 1.25, 1.05, 1.35
+# A source must fit this long before a re-encoding slot forwards again (no flapping).
+FIT_AGAIN_SECONDS = 5.0
+# Picture loss requests to one source: at most one per this many seconds.
+KEYFRAME_REQUEST_GAP = 0.5
 _CLOCK_ORIGIN = time.monotonic()
 
 
-class SlotTrack(MediaStreamTrack):
-    """What the server sends on one transceiver: the frames of whoever fills the slot.
+@dataclass(frozen=True)
+class Encoded:
+    """One encoded frame from a source, as its receiver reassembled it."""
 
-    The slot outlives the participants that fill it, so a sender never sees its track
-    end (an ended track stops aiortc's sender for good). Its queue is bounded: when the
-    encoder falls behind, the oldest frames are dropped.
+    data: bytes
+    timestamp: int  # in the codec's clock, starting near 0 for this source
+    clock_rate: int
+    keyframe: bool
+
+
+def vp8_keyframe_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) when `data` is a VP8 keyframe (RFC 6386 9.1), else None."""
+    if len(data) < 10 or data[0] & 0x01 or data[3:6] != b"\x9d\x01\x2a":
+        return None
+    return (int.from_bytes(data[6:8], "little") & 0x3FFF,
+            int.from_bytes(data[8:10], "little") & 0x3FFF)
+
+
+class ReceiverTap(queue.Queue[Any]):
+    """Stands in for an aiortc receiver's decoder queue (see codecs.install_receiver_tap).
+
+    aiortc puts every reassembled frame here for its decoder thread; the tap gives it to
+    the feed first and lets the decoder have it only while some slot needs pictures.
+    `put` is called on the engine's loop (from the receiver's RTP handler).
     """
 
-    def __init__(self, kind: str, fps: int | None = None) -> None:
+    def __init__(self) -> None:
+        super().__init__()
+        self.feed: Feed | None = None
+        self.decode = False
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        if item is None:  # the receiver is stopping: let the decoder thread end
+            super().put(item, block, timeout)
+            return
+        codec, frame = item
+        if self.feed is not None:
+            self.feed.on_encoded(codec, frame)
+        if self.decode:
+            super().put(item, block, timeout)
+
+
+class SlotTrack(MediaStreamTrack):
+    """What the server sends on one transceiver: the media of whoever fills the slot.
+
+    The slot outlives the participants that fill it, so a sender never sees its track end
+    (an ended track stops aiortc's sender for good). It forwards its source's encoded
+    frames while they fit `profile`, else it passes decoded frames to the sender's
+    profile encoder. Its queues are bounded.
+    """
+
+    def __init__(self, kind: str, profile: Profile,
+                 on_keyframe_needed: Callable[[], None] | None = None) -> None:
         super().__init__()
         self.kind = kind
-        self.fps = fps
+        self.profile = profile
         self.paused = False
         self.source: Feed | None = None
-        self._queue: collections.deque[Frame | Packet] = collections.deque(maxlen=SLOT_DEPTH[kind])
+        self.transcoding = False
+        # Asks our own sender's encoder for a keyframe (used when re-encoding starts).
+        self.on_keyframe_needed = on_keyframe_needed
+        self._queue: collections.deque[Frame | Encoded] = collections.deque()
         self._wake = asyncio.Event()
+        self._awaiting_keyframe = kind == "video"
+        self._fit_since: float | None = None
         self._last_sent = time.monotonic()
         self._tokens = 1.0
+        # Output timestamps: one steady clock per slot whichever source fills it.
+        self._run_key: tuple[int, bool] | None = None
+        self._offset = 0
+        self._last_out: int | None = None
 
-    def push(self, frame: Frame | Packet) -> None:
-        """Offer a frame from the feed; video beyond the slot's frame rate is skipped."""
-        if self.paused:
+    @property
+    def fps(self) -> int:
+        return self.profile.fps
+
+    # ------------------------------------------------------------------ set-up
+
+    def set_source(self, feed: Feed | None) -> None:
+        """Fill the slot with `feed`'s media (None empties it)."""
+        self.source = feed
+        self.clear()
+        self.transcoding = feed is not None and feed.known() and not feed.fits(self.profile)
+        self._fit_since = None
+        if feed is not None:
+            feed.update_decoding()
+            self._restart()
+
+    def set_profile(self, profile: Profile) -> None:
+        """The receiving participant changed profile: decide again how to fill the slot."""
+        self.profile = profile
+        if self.source is not None:
+            self._decide(self.source, force=True)
+
+    def request_keyframe(self) -> None:
+        """Our receiver lost the picture (PLI/FIR): ask whoever makes our frames."""
+        if self.source is not None and not self.transcoding:
+            self.source.request_keyframe()
+
+    def _restart(self) -> None:
+        # A new run (new source or mode) starts from a keyframe.
+        if self.kind != "video" or self.source is None:
             return
-        if self.kind == "video" and self.fps:
+        if self.transcoding:
+            self.source.request_keyframe()  # for the decoder
+            if self.on_keyframe_needed is not None:
+                self.on_keyframe_needed()  # for our encoder
+        else:
+            self._awaiting_keyframe = True
+            self.source.request_keyframe()
+
+    # ------------------------------------------------------------------ input (on the loop)
+
+    def offer_encoded(self, feed: Feed, frame: Encoded) -> None:
+        """An encoded frame from the source: forward it unless re-encoding."""
+        if feed is not self.source or self.paused:
+            return
+        self._decide(feed)
+        if self.transcoding:
+            return
+        if self._awaiting_keyframe:
+            if not frame.keyframe:
+                return
+            self._awaiting_keyframe = False
+        if len(self._queue) >= FORWARD_DEPTH[self.kind]:
+            # The sender fell far behind: start again from a keyframe, never a backlog.
+            logger.info("slot %s overflowed; waiting for a keyframe", self.kind)
+            self._queue.clear()
+            if self.kind == "video":
+                self._awaiting_keyframe = True
+                feed.request_keyframe()
+                return
+        self._queue.append(frame)
+        self._wake.set()
+
+    def offer_frame(self, feed: Feed, frame: Frame) -> None:
+        """A decoded frame from the source: used only while re-encoding."""
+        if feed is not self.source or self.paused or not self.transcoding:
+            return
+        if self.kind == "video":
             # A token bucket, not a minimum gap: frames from the jitter buffer come in
             # uneven bursts, and a gap rule would drop many of a source at exactly `fps`.
             now = time.monotonic()
@@ -55,19 +198,77 @@ class SlotTrack(MediaStreamTrack):
             if self._tokens < 1.0:
                 return
             self._tokens -= 1.0
+        if len(self._queue) >= SLOT_DEPTH[self.kind]:
+            self._queue.popleft()  # the encoder is behind: drop the oldest picture
         self._queue.append(frame)
         self._wake.set()
 
+    def _decide(self, feed: Feed, force: bool = False) -> None:
+        """Forward or re-encode, from how the source measures against our profile."""
+        now = time.monotonic()
+        if not force and now - feed.judged_at.get(id(self), 0.0) < 0.5:
+            return
+        feed.judged_at[id(self)] = now
+        if not feed.known():
+            return
+        fits = feed.fits(self.profile)
+        if not self.transcoding and not fits:
+            logger.info("slot %s: source %s does not fit %s (%s); re-encoding", self.kind,
+                        feed.label, self.profile.name, feed.describe())
+            self.transcoding, self._fit_since = True, None
+            self._queue.clear()
+            feed.update_decoding()
+            self._restart()
+        elif self.transcoding:
+            if not fits:
+                self._fit_since = None
+            elif self._fit_since is None:
+                self._fit_since = now
+            elif force or now - self._fit_since >= FIT_AGAIN_SECONDS:
+                logger.info("slot %s: source %s fits %s again; forwarding", self.kind,
+                            feed.label, self.profile.name)
+                self.transcoding = False
+                self._queue.clear()
+                feed.update_decoding()
+                self._restart()
+
+    # ------------------------------------------------------------------ output (the sender)
+
     def clear(self) -> None:
-        """Forget queued frames (the slot's participant left)."""
+        """Forget queued media (the slot's participant left, or the mode changed)."""
         self._queue.clear()
+        if self.kind == "video":
+            self._awaiting_keyframe = True
+
+    def _restamp(self, key: tuple[int, bool], timestamp: int, step: int) -> int:
+        # Sources restart near 0 and each has its own clock; the receiver must see one
+        # increasing timeline, so every run is shifted to follow on from the last output.
+        if key != self._run_key:
+            self._run_key = key
+            self._offset = (self._last_out + step - timestamp) if self._last_out is not None \
+                else -timestamp
+        out = timestamp + self._offset
+        if self._last_out is not None and out <= self._last_out:
+            out = self._last_out + 1
+        self._last_out = out
+        return out
 
     async def recv(self) -> Frame | Packet:
         while True:
             if self.readyState != "live":
                 raise MediaStreamError
             if self._queue:
-                return self._queue.popleft()
+                item = self._queue.popleft()
+                source = id(self.source)
+                if isinstance(item, Encoded):
+                    packet = Packet(item.data)
+                    step = item.clock_rate // 30 if self.kind == "video" else 960
+                    packet.pts = self._restamp((source, False), item.timestamp, step)
+                    packet.time_base = fractions.Fraction(1, item.clock_rate)
+                    return packet
+                if isinstance(item, VideoFrame) and item.pts is not None:
+                    item.pts = self._restamp((source, True), item.pts, 3000)
+                return item
             self._wake.clear()
             await self._wake.wait()
 
@@ -78,51 +279,154 @@ class SlotTrack(MediaStreamTrack):
 
 
 class Feed:
-    """Reads one track a participant sends and hands every frame to the slots it fills.
+    """One track a participant sends: its encoded frames, and decoded ones when needed.
 
-    The feed always reads, even with no slot attached, so aiortc's unbounded receive
-    queue never grows.
+    The feed measures its source (bits, frames per second, picture size) so that slots can
+    decide to forward or re-encode. Its decoded track is always read, so aiortc's unbounded
+    receive queue never grows.
     """
 
-    def __init__(self, track: MediaStreamTrack, label: str) -> None:
-        self.track = track
-        self.kind = track.kind
+    def __init__(self, kind: str, label: str, receiver: Any, tap: ReceiverTap) -> None:
+        self.kind = kind
         self.label = label
+        self.receiver = receiver
+        self.tap = tap
+        tap.feed = self
+        self.track: MediaStreamTrack | None = None  # the decoded track, once media arrives
         self.slots: set[SlotTrack] = set()
         self.frames = 0
         self.last_frame_at: float | None = None
+        self.size: tuple[int, int] | None = None
+        self.judged_at: dict[int, float] = {}
+        self.send_cap_bps: int | None = None
+        self._window: collections.deque[tuple[float, int]] = collections.deque()
+        self._keyframe_asked_at = 0.0
+        self.keyframes_requested = 0
         self.task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        """Start reading on the running loop."""
-        self.task = asyncio.ensure_future(self._run())
+    def start(self, track: MediaStreamTrack) -> None:
+        """Start reading the receiver's decoded track on the running loop."""
+        self.track = track
+        self.task = asyncio.ensure_future(self._run(track))
+
+    # ------------------------------------------------------------------ slots
 
     def attach(self, slot: SlotTrack) -> None:
-        """Send this feed's frames into a slot (detaching it from its previous feed)."""
+        """Send this feed's media into a slot (detaching it from its previous feed)."""
         if slot.source is not None and slot.source is not self:
             slot.source.detach(slot)
-        slot.source = self
         self.slots.add(slot)
+        slot.set_source(self)
 
     def detach(self, slot: SlotTrack) -> None:
         """Stop sending into a slot."""
         self.slots.discard(slot)
+        self.judged_at.pop(id(slot), None)
         if slot.source is self:
-            slot.source = None
-            slot.clear()
+            slot.set_source(None)
+        self.update_decoding()
 
-    async def _run(self) -> None:
+    def update_decoding(self) -> None:
+        """Decode only while some slot re-encodes this feed."""
+        wanted = any(s.transcoding and not s.paused for s in self.slots)
+        if wanted and not self.tap.decode:
+            self.request_keyframe()  # the decoder starts clean from a keyframe
+        self.tap.decode = wanted
+
+    # ------------------------------------------------------------------ measuring
+
+    def on_encoded(self, codec: Any, jitter_frame: Any) -> None:
+        """An encoded frame from the receiver (on the loop): measure it, hand it on."""
+        now = time.monotonic()
+        data = bytes(jitter_frame.data)
+        keyframe = False
+        if self.kind == "video":
+            size = vp8_keyframe_size(data) if codec.name.lower() == "vp8" else None
+            if size is not None:
+                keyframe, self.size = True, size
+        else:
+            keyframe = True  # every Opus packet stands alone
+        self.frames += 1
+        self.last_frame_at = now
+        self._window.append((now, len(data)))
+        while self._window and self._window[0][0] < now - STATS_WINDOW:
+            self._window.popleft()
+        frame = Encoded(data, int(jitter_frame.timestamp), int(codec.clockRate), keyframe)
+        for slot in tuple(self.slots):
+            slot.offer_encoded(self, frame)
+
+    def _span(self) -> float:
+        if len(self._window) < 2:
+            return 0.0
+        return self._window[-1][0] - self._window[0][0]
+
+    def known(self) -> bool:
+        """Enough has been seen of the source to judge it."""
+        return self._span() >= MIN_SPAN and (self.kind == "audio" or self.size is not None)
+
+    def bps(self) -> float:
+        span = self._span()
+        # The first entry's bytes arrived at the window's start: count what came after.
+        return sum(n for _t, n in list(self._window)[1:]) * 8 / span if span else 0.0
+
+    def fps(self) -> float:
+        span = self._span()
+        return (len(self._window) - 1) / span if span else 0.0
+
+    def fits(self, profile: Profile) -> bool:
+        """Whether forwarding this source keeps within `profile`'s limits."""
+        if self.kind == "audio":
+            return self.bps() <= profile.audio_bps * AUDIO_BPS_SLACK
+        if self.bps() > profile.video_max_bps * VIDEO_BPS_SLACK:
+            return False
+        if self.fps() > profile.fps * FPS_SLACK:
+            return False
+        if self.size is not None:
+            # Either orientation; a 4:3 camera may fill a 16:9 profile's width.
+            width, height = self.size
+            if max(width, height) > max(profile.width, profile.height) * SIZE_SLACK:
+                return False
+            if width * height > profile.width * profile.height * AREA_SLACK:
+                return False
+        return True
+
+    def describe(self) -> str:
+        size = "x".join(map(str, self.size)) if self.size else "?"
+        return f"{self.bps() / 1000:.0f} kbps, {self.fps():.1f} fps, {size}"
+
+    # ------------------------------------------------------------------ feedback to the source
+
+    def request_keyframe(self) -> None:
+        """Ask the source for a keyframe (a PLI), not more often than KEYFRAME_REQUEST_GAP."""
+        if self.kind != "video":
+            return
+        now = time.monotonic()
+        if now - self._keyframe_asked_at < KEYFRAME_REQUEST_GAP:
+            return
+        self._keyframe_asked_at = now
+        self.keyframes_requested += 1
+        codecs.request_keyframe(self.receiver)
+
+    def set_send_cap(self, bps: int | None) -> None:
+        """Ask the participant to send at most `bps` (video: REMB), now and from now on."""
+        if bps == self.send_cap_bps:
+            return
+        self.send_cap_bps = bps
+        if self.kind == "video" and bps is not None:
+            codecs.send_remb(self.receiver, bps)
+
+    # ------------------------------------------------------------------ decoded frames
+
+    async def _run(self, track: MediaStreamTrack) -> None:
         try:
             while True:
-                frame = await self.track.recv()
-                self.frames += 1
-                self.last_frame_at = time.monotonic()
+                frame = await track.recv()
                 if isinstance(frame, VideoFrame):
                     # One clock for every source, so a slot switching sources stays monotonic.
-                    frame.pts = int((self.last_frame_at - _CLOCK_ORIGIN) * VIDEO_CLOCK_RATE)
+                    frame.pts = int((time.monotonic() - _CLOCK_ORIGIN) * VIDEO_CLOCK_RATE)
                     frame.time_base = VIDEO_TIME_BASE
                 for slot in tuple(self.slots):
-                    slot.push(frame)
+                    slot.offer_frame(self, frame)
         except MediaStreamError:
             logger.debug("feed %s ended", self.label)
         finally:
@@ -131,7 +435,9 @@ class Feed:
 
     async def stop(self) -> None:
         """Stop reading and release the slots."""
-        self.track.stop()
+        self.tap.feed = None
+        if self.track is not None:
+            self.track.stop()
         if self.task is not None and not self.task.done():
             self.task.cancel()
             try:
@@ -140,3 +446,4 @@ class Feed:
                 pass
         for slot in tuple(self.slots):
             self.detach(slot)
+

@@ -20,7 +20,8 @@ from telehealth.video import events as video_events
 from tests.conftest import PASSWORD, take_consult
 
 NAMESPACE = "/call"
-SERVER_EVENTS = ("offer", "peers", "peer_state", "call_error", "chat", "media", "left")
+SERVER_EVENTS = ("offer", "peers", "peer_state", "call_error", "chat", "media", "left",
+                 "send_profile")
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ import array
 import asyncio
 import fractions
 import math
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -55,6 +56,29 @@ class ColourTrack(MediaStreamTrack):
         frame.pts = self._count * (90000 // self.fps)
         frame.time_base = fractions.Fraction(1, 90000)
         self._count += 1
+        return frame
+
+
+class TexturedTrack(ColourTrack):
+    """The solid colour with a scrolling band of grain: something an encoder must work for.
+
+    A flat colour compresses to ~8 kbps and would hide what encoder settings do; grain of
+    +-8 levels costs stock aiortc ~470 kbps at 320x240, like a busy camera picture.
+    """
+
+    def __init__(self, colour: str, width: int = 320, height: int = 240, fps: int = 15) -> None:
+        super().__init__(colour, width, height, fps)
+        self._noise = bytes(120 + b % 16 for b in os.urandom(width * height))
+
+    async def recv(self) -> VideoFrame:
+        frame = await super().recv()
+        luma = bytearray(bytes(frame.planes[0]))
+        line, width = frame.planes[0].line_size, self.width
+        shift = (self._count * 7) % width
+        for row in range(self.height // 4, self.height * 3 // 4):  # a band across the middle
+            noise = self._noise[row * width:(row + 1) * width]
+            luma[row * line:row * line + width] = noise[shift:] + noise[:shift]
+        frame.planes[0].update(bytes(luma))
         return frame
 
 
@@ -118,6 +142,7 @@ class Received:
     colours: dict[str, int] = field(default_factory=dict)
     loud_frames: int = 0
     first_at: float | None = None
+    size: tuple[int, int] | None = None  # of the last video frame
 
 
 async def consume(track: MediaStreamTrack, received: Received) -> None:
@@ -129,6 +154,7 @@ async def consume(track: MediaStreamTrack, received: Received) -> None:
             if received.first_at is None:
                 received.first_at = time.monotonic()
             if isinstance(frame, VideoFrame):
+                received.size = (frame.width, frame.height)
                 if received.frames % 5 == 1:
                     colour = frame_colour(frame)
                     received.colours[colour] = received.colours.get(colour, 0) + 1

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from aiortc import (
+    MediaStreamTrack,
     RTCConfiguration,
     RTCIceServer,
     RTCPeerConnection,
@@ -13,19 +14,28 @@ from aiortc import (
 )
 from aiortc.rtcconfiguration import RTCBundlePolicy, RTCIceTransportPolicy
 
+from telehealth.video.codecs import install_encoder, make_encoder
+from telehealth.video.profiles import get_profile
 from tests.video.conftest import SignalClient
 from tests.video.media import ColourTrack, Received, ToneTrack, close_peer, consume
 
 
 class CallPeer:
-    """Sends a solid colour and a tone; notes what arrives on every mid."""
+    """Sends a solid colour and a tone; notes what arrives on every mid.
 
-    def __init__(self, signal: SignalClient, colour: str, relay_only: bool = False) -> None:
+    Like a browser, it encodes within the profile the server asks it to send (`limits`);
+    with `limits=False` it sends with aiortc's stock encoders (Opus 96 kbps, VP8 >= 250
+    kbps), a client that ignores the server's limits.
+    """
+
+    def __init__(self, signal: SignalClient, colour: str, relay_only: bool = False,
+                 video: MediaStreamTrack | None = None, limits: bool = True) -> None:
         self.signal, self.colour, self.relay_only = signal, colour, relay_only
+        self.limits = limits
         self.pc: RTCPeerConnection | None = None
         self.received: dict[str, Received] = {}
         self.tasks: list[asyncio.Task[None]] = []
-        self.tracks = [ToneTrack(), ColourTrack(colour)]
+        self.tracks: list[MediaStreamTrack] = [ToneTrack(), video or ColourTrack(colour)]
         self.offer: dict[str, Any] = {}
         self.participant_id = ""
 
@@ -56,6 +66,9 @@ class CallPeer:
         for mid, track in (("0", self.tracks[0]), ("1", self.tracks[1])):
             transceivers[mid].sender.replaceTrack(track)
             transceivers[mid].direction = "sendonly"
+            if self.limits:
+                send = get_profile(self.offer.get("send_profile", profile))
+                install_encoder(transceivers[mid].sender, make_encoder(track.kind, send))
         await pc.setLocalDescription(await pc.createAnswer())
         self.signal.emit("answer", {"consult_id": consult_id, "sdp": pc.localDescription.sdp})
 

@@ -10,6 +10,7 @@ import hmac
 import os
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from aiortc import RTCRtpSender
@@ -25,7 +26,14 @@ from telehealth.video.codecs import (
 )
 from telehealth.video.engine import MAX_PARTICIPANTS, RoomFull, VideoEngine
 from telehealth.video.profiles import get_profile
-from telehealth.video.tracks import SlotTrack
+from telehealth.video.tracks import (
+    FORWARD_DEPTH,
+    Encoded,
+    Feed,
+    ReceiverTap,
+    SlotTrack,
+    vp8_keyframe_size,
+)
 from telehealth.video.turn import IceSettings, ice_servers, turn_credentials
 from tests.video.media import ColourTrack
 
@@ -109,16 +117,23 @@ def test_encoder_is_installed_on_the_sender() -> None:
     assert hasattr(RTCRtpSender, "replaceTrack")
 
 
+def reencoding_slot(kind: str) -> tuple[SlotTrack, Any]:
+    """A slot re-encoding a stand-in source (what a feed does when a source does not fit)."""
+    slot, source = SlotTrack(kind, LOW), object()
+    slot.source, slot.transcoding = source, True
+    return slot, source
+
+
 def test_slot_queue_is_bounded_and_rate_limited() -> None:
     async def check() -> None:
-        audio = SlotTrack("audio")
+        audio, feed = reencoding_slot("audio")
         for _n in range(100):
-            audio.push(AudioFrame(format="s16", layout="mono", samples=960))
+            audio.offer_frame(feed, AudioFrame(format="s16", layout="mono", samples=960))
         assert len(audio._queue) == 5
-        video = SlotTrack("video", fps=15)
+        video, feed = reencoding_slot("video")
         source = ColourTrack("red")
         for _n in range(30):  # arriving all at once: only one passes the 15 fps gate
-            video.push(await source.recv())
+            video.offer_frame(feed, await source.recv())
         assert len(video._queue) == 1
         video.stop()
         audio.stop()
@@ -186,12 +201,12 @@ def test_slot_frame_rate_limit(monkeypatch: pytest.MonkeyPatch, source_fps: int,
     monkeypatch.setattr(tracks.time, "monotonic", lambda: now[0])
 
     async def check() -> int:
-        slot = SlotTrack("video", fps=15)
+        slot, feed = reencoding_slot("video")
         frame = await ColourTrack("red").recv()
         passed = 0
         for n in range(source_fps * 4):
             now[0] = 1000.0 + n / source_fps + (jitter if n % 2 else -jitter)
-            slot.push(frame)
+            slot.offer_frame(feed, frame)
             if slot._queue:
                 slot._queue.clear()
                 passed += 1
@@ -241,3 +256,156 @@ def test_ice_failure_closes_the_connection_and_reports_it() -> None:
         assert "r" in recorder.changed
     finally:
         engine.shutdown()
+
+
+# ---------------------------------------------------------------- forwarding
+
+
+def vp8_frames(count: int, width: int = 320, height: int = 240) -> list[bytes]:
+    """Whole encoded VP8 frames (the first a keyframe) of a changing picture."""
+    import av
+
+    out: list[bytes] = []
+    codec_frames = []
+    for n in range(count):
+        frame = VideoFrame(width, height, "yuv420p")
+        frame.planes[0].update(bytes([(n * 9) % 256]) * frame.planes[0].buffer_size)
+        frame.pts, frame.time_base = n * 6000, fractions.Fraction(1, 90000)
+        codec_frames.append(frame)
+    codec = av.CodecContext.create("libvpx", "w")
+    codec.width, codec.height, codec.pix_fmt = width, height, "yuv420p"
+    codec.time_base = fractions.Fraction(1, 90000)
+    for frame in codec_frames:
+        out.extend(bytes(p) for p in codec.encode(frame))
+    return out
+
+
+def test_vp8_keyframes_are_recognised_with_their_size() -> None:
+    frames = vp8_frames(5, 640, 480)
+    assert vp8_keyframe_size(frames[0]) == (640, 480)
+    # Delta frames have no size; libvpx may still make any later frame a keyframe.
+    assert all((vp8_keyframe_size(f) is None) == bool(f[0] & 1) for f in frames)
+    assert any(vp8_keyframe_size(f) is None for f in frames[1:])
+    assert vp8_keyframe_size(b"") is None and vp8_keyframe_size(b"\x00" * 12) is None
+
+
+class StubFeed:
+    """What a slot asks of its feed."""
+
+    def __init__(self, fits: bool = True) -> None:
+        self.label, self._fits, self.keyframes_asked, self.judged_at = "stub", fits, 0, {}
+
+    def known(self) -> bool:
+        return True
+
+    def fits(self, profile: Any) -> bool:
+        return self._fits
+
+    def update_decoding(self) -> None:
+        pass
+
+    def describe(self) -> str:
+        return "stub"
+
+    def request_keyframe(self) -> None:
+        self.keyframes_asked += 1
+
+
+def encoded(n: int, keyframe: bool) -> Encoded:
+    return Encoded(bytes([n % 256]) * 50, n * 6000, 90000, keyframe)
+
+
+def test_forwarding_slot_starts_from_a_keyframe_and_restarts_after_overflow() -> None:
+    async def check() -> None:
+        slot, feed = SlotTrack("video", LOW), StubFeed()
+        slot.set_source(feed)  # type: ignore[arg-type]
+        assert feed.keyframes_asked == 1 and not slot.transcoding
+        slot.offer_encoded(feed, encoded(1, False))  # type: ignore[arg-type]
+        assert not slot._queue  # a decoder cannot start on a delta frame
+        slot.offer_encoded(feed, encoded(2, True))  # type: ignore[arg-type]
+        for n in range(3, 3 + FORWARD_DEPTH["video"] + 5):  # a sender that stopped reading
+            slot.offer_encoded(feed, encoded(n, False))  # type: ignore[arg-type]
+        assert len(slot._queue) <= FORWARD_DEPTH["video"]
+        assert feed.keyframes_asked == 2  # started again from the next keyframe
+        slot.offer_encoded(feed, encoded(99, False))  # type: ignore[arg-type]
+        assert not slot._queue
+        slot.stop()
+
+    asyncio.run(check())
+
+
+def test_forwarded_timestamps_stay_monotonic_across_sources() -> None:
+    async def check() -> list[int]:
+        slot = SlotTrack("video", LOW)
+        out = []
+        for source_start in (500_000, 0):  # the second source's clock starts far lower
+            feed = StubFeed()
+            slot.set_source(feed)  # type: ignore[arg-type]
+            for n in range(3):
+                frame = Encoded(b"x", source_start + n * 6000, 90000, n == 0)
+                slot.offer_encoded(feed, frame)  # type: ignore[arg-type]
+                packet = await slot.recv()
+                assert bytes(packet) == b"x" and packet.time_base == fractions.Fraction(1, 90000)
+                out.append(int(packet.pts))
+        slot.stop()
+        return out
+
+    stamps = asyncio.run(check())
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+    assert stamps[1] - stamps[0] == 6000 and stamps[4] - stamps[3] == 6000
+
+
+def test_a_source_that_stops_fitting_is_reencoded_then_forwarded_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import telehealth.video.tracks as tracks
+
+    now = [1000.0]
+    monkeypatch.setattr(tracks.time, "monotonic", lambda: now[0])
+    keyframes = []
+
+    async def check() -> None:
+        slot = SlotTrack("video", LOW, on_keyframe_needed=lambda: keyframes.append(now[0]))
+        feed = StubFeed(fits=True)
+        slot.set_source(feed)  # type: ignore[arg-type]
+        feed._fits = False
+        now[0] += 1
+        slot.offer_encoded(feed, encoded(1, True))  # type: ignore[arg-type]
+        assert slot.transcoding and keyframes  # our encoder starts with a keyframe
+        feed._fits = True
+        for step in range(12):  # fitting again must last FIT_AGAIN_SECONDS
+            now[0] += 0.6
+            slot.offer_encoded(feed, encoded(2 + step, False))  # type: ignore[arg-type]
+            if step < 7:
+                assert slot.transcoding
+        assert not slot.transcoding
+        slot.stop()
+
+    asyncio.run(check())
+
+
+def test_feed_measures_its_source_against_profiles() -> None:
+    class Codec:
+        name, clockRate = "VP8", 90000
+
+    class JitterFrame:
+        def __init__(self, data: bytes, timestamp: int) -> None:
+            self.data, self.timestamp = data, timestamp
+
+    class Receiver:
+        track = None
+
+        def getSynchronizationSources(self) -> list[Any]:
+            return []
+
+    frames = vp8_frames(30, 640, 480)
+    feed = Feed("video", "t", Receiver(), ReceiverTap())
+    start = time.monotonic()
+    for n, data in enumerate(frames):  # 30 frames of 640x480 over two seconds: 15 fps
+        while time.monotonic() < start + n / 15:
+            time.sleep(0.005)
+        feed.on_encoded(Codec(), JitterFrame(data, n * 6000))
+    assert feed.known() and feed.size == (640, 480)
+    assert 13 <= feed.fps() <= 17
+    assert not feed.fits(LOW)  # too large a picture for `low`
+    assert feed.fits(STANDARD)  # 4:3 at the standard width, well under its bitrate
+    assert feed.bps() < STANDARD.video_max_bps

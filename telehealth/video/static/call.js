@@ -5,6 +5,8 @@
   if (!root) { return; }
   var consultId = parseInt(root.dataset.consultId, 10);
   var profile = root.dataset.profile;
+  // What we send: the lowest profile among us and those who receive us (the server says).
+  var sendProfile = profile;
   var PROFILES = {
     low: { width: 320, height: 240, frameRate: 15, maxBitrate: 200000 },
     standard: { width: 640, height: 360, frameRate: 30, maxBitrate: 800000 }
@@ -43,11 +45,26 @@
   }
 
   function limitBitrate(sender) {
-    var p = PROFILES[profile] || PROFILES.low;
+    var p = PROFILES[sendProfile] || PROFILES.low;
     var params = sender.getParameters();
     if (!params.encodings || !params.encodings.length) { params.encodings = [{}]; }
     params.encodings[0].maxBitrate = p.maxBitrate;
+    params.encodings[0].maxFramerate = p.frameRate;
     sender.setParameters(params).catch(function () { /* older browsers: keep defaults */ });
+  }
+
+  // The server forwards our video as we encode it: keep camera and encoder within the
+  // profile every receiver can take, so it never has to re-encode us.
+  function applySendProfile() {
+    var p = PROFILES[sendProfile] || PROFILES.low;
+    var t = track("video");
+    if (t && t.applyConstraints) {
+      t.applyConstraints({ width: p.width, height: p.height, frameRate: p.frameRate })
+        .catch(function () { /* the camera keeps its size; the server adapts */ });
+    }
+    if (pc) {
+      pc.getTransceivers().forEach(function (x) { if (x.mid === "1") { limitBitrate(x.sender); } });
+    }
   }
 
   function waitForGathering(connection) {
@@ -63,6 +80,7 @@
   function onOffer(msg) {
     if (pc) { pc.close(); }
     var answered = false;
+    if (PROFILES[msg.send_profile]) { sendProfile = msg.send_profile; }
     pc = new RTCPeerConnection({ iceServers: msg.ice_servers || [], bundlePolicy: "max-bundle" });
     pc.addEventListener("icecandidate", function (event) {
       if (answered && event.candidate) {
@@ -86,7 +104,7 @@
           if (mine) {
             t.direction = "sendonly";
             t.sender.replaceTrack(mine);
-            if (t.mid === "1") { limitBitrate(t.sender); }
+            if (t.mid === "1") { applySendProfile(); }
           }
         }
       });
@@ -195,13 +213,11 @@
   });
   document.getElementById("profile").addEventListener("change", function (event) {
     profile = event.target.value;
-    var t = track("video");
-    var p = PROFILES[profile];
-    if (t) { t.applyConstraints({ width: p.width, height: p.height, frameRate: p.frameRate }); }
-    if (pc) {
-      pc.getTransceivers().forEach(function (x) { if (x.mid === "1") { limitBitrate(x.sender); } });
-    }
+    // The server answers with a send_profile event when what we may send changes.
     socket.emit("media", { consult_id: consultId, profile: profile });
+  });
+  socket.on("send_profile", function (msg) {
+    if (PROFILES[msg.profile]) { sendProfile = msg.profile; applySendProfile(); }
   });
   document.getElementById("leave").addEventListener("click", function () {
     left = true;
