@@ -37,6 +37,10 @@ _RECEIVER_QUEUE_ATTR = "_RTCRtpReceiver__decoder_queue"
 _RECEIVER_RTCP_SSRC_ATTR = "_RTCRtpReceiver__rtcp_ssrc"
 _RECEIVER_RTX_ATTR = "_RTCRtpReceiver__rtx_ssrc"
 
+# libvpx wanders around its target; aim below the profile's ceiling so the average keeps
+# under it (the byte budget below catches what still overshoots).
+VP8_TARGET_HEADROOM = 0.9
+
 logger = logging.getLogger(__name__)
 
 
@@ -72,7 +76,8 @@ class ProfileVp8Encoder(Vp8Encoder):
     @target_bitrate.setter
     def target_bitrate(self, bitrate: int) -> None:
         # Also called with the receiver's REMB estimate; stay inside the profile's range.
-        clamped = max(self.profile.video_min_bps, min(bitrate, self.profile.video_max_bps))
+        ceiling = int(self.profile.video_max_bps * VP8_TARGET_HEADROOM)
+        clamped = max(self.profile.video_min_bps, min(bitrate, ceiling))
         setattr(self, _VP8_BITRATE_ATTR, clamped)
 
     def encode(self, frame: Frame, force_keyframe: bool = False) -> tuple[list[bytes], int]:

@@ -39,8 +39,9 @@ SLOT_DEPTH = {"audio": 5, "video": 1}
 # next keyframe, so a slot that overflows starts again from a keyframe instead.
 FORWARD_DEPTH = {"audio": 25, "video": 30}
 # How the source is measured: over the last STATS_WINDOW seconds, once MIN_SPAN is seen.
-STATS_WINDOW = 2.0
-MIN_SPAN = 1.5
+# Long enough that a keyframe (several times a delta frame) does not look like a flood.
+STATS_WINDOW = 4.0
+MIN_SPAN = 2.0
 # Slack over the profile before a slot re-encodes (VBR encoders wander around their target).
 VIDEO_BPS_SLACK, AUDIO_BPS_SLACK, FPS_SLACK, SIZE_SLACK, AREA_SLACK = 1.15, 1.6, 1.25, 1.05, 1.35
 # A source must fit this long before a re-encoding slot forwards again (no flapping).
@@ -79,16 +80,27 @@ class ReceiverTap(queue.Queue[Any]):
     def __init__(self) -> None:
         super().__init__()
         self.feed: Feed | None = None
-        self.decode = False
+        self._decode = False
+        self._awaiting_keyframe = True
+
+    @property
+    def decode(self) -> bool:
+        return self._decode
+
+    @decode.setter
+    def decode(self, on: bool) -> None:
+        if on and not self._decode:
+            self._awaiting_keyframe = True  # a decoder cannot start on a delta frame
+        self._decode = on
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         if item is None:  # the receiver is stopping: let the decoder thread end
             super().put(item, block, timeout)
             return
         codec, frame = item
-        if self.feed is not None:
-            self.feed.on_encoded(codec, frame)
-        if self.decode:
+        keyframe = self.feed.on_encoded(codec, frame) if self.feed is not None else True
+        if self._decode and (keyframe or not self._awaiting_keyframe):
+            self._awaiting_keyframe = False
             super().put(item, block, timeout)
 
 
@@ -335,8 +347,10 @@ class Feed:
 
     # ------------------------------------------------------------------ measuring
 
-    def on_encoded(self, codec: Any, jitter_frame: Any) -> None:
-        """An encoded frame from the receiver (on the loop): measure it, hand it on."""
+    def on_encoded(self, codec: Any, jitter_frame: Any) -> bool:
+        """An encoded frame from the receiver (on the loop): measure it, hand it on.
+
+        Returns whether it is a keyframe (every audio frame is)."""
         now = time.monotonic()
         data = bytes(jitter_frame.data)
         keyframe = False
@@ -354,6 +368,7 @@ class Feed:
         frame = Encoded(data, int(jitter_frame.timestamp), int(codec.clockRate), keyframe)
         for slot in tuple(self.slots):
             slot.offer_encoded(self, frame)
+        return keyframe
 
     def _span(self) -> float:
         if len(self._window) < 2:
