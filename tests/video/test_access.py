@@ -148,14 +148,17 @@ def test_call_page_for_members_only(call_consult: Any, world: dict[str, Any],
     assert requests.get(page, allow_redirects=False).status_code == 302  # to the sign-in page
 
 
-def test_consult_page_shows_join_call_to_participants(
+def test_consult_page_shows_a_way_into_the_call_to_participants_only(
         call_consult: Any, world: dict[str, Any], auth: Any, client: Any,
         make_user: Callable[..., Any]) -> None:
+    """No time agreed: participants get "Call now" (the join window: tests/video/test_views)."""
     auth.login(world["specialist"])
-    assert b'id="join-call"' in client.get(f"/consults/{call_consult.id}").data
+    page = client.get(f"/consults/{call_consult.id}").data
+    assert b'id="call-now"' in page and b'id="join-call"' not in page
     auth.logout()
     auth.login(world["coordinator"])
-    assert b'id="join-call"' not in client.get(f"/consults/{call_consult.id}").data
+    page = client.get(f"/consults/{call_consult.id}").data
+    assert b'id="call-now"' not in page and b'id="join-call"' not in page
 
 
 def test_invites_need_a_name_and_a_member(app: Any, world: dict[str, Any],
