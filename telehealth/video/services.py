@@ -72,19 +72,24 @@ def _call_consult(consult_id: object) -> Consult:
 
 
 def caller_for(user: User | None, invite_id: int | None, consult_id: object) -> Caller:
-    """The caller this user (or guest session) is for the consult's call, or PermissionDenied."""
+    """The caller this user (or guest session) is for the consult's call, or PermissionDenied.
+
+    A participant is always themselves; anyone else (signed in or not) comes in as the guest
+    of an invite redeemed in this browser for this consult: a coordinator who is signed in
+    and opens an invitation link must not be turned away for being signed in.
+    """
     consult = _call_consult(consult_id)
     if consult.status not in CALL_STATUSES:
         raise PermissionDenied(_("This consult has no call at the moment."))
-    if user is not None:
-        if not is_call_member(user, consult):
-            raise PermissionDenied(_("You are not a participant in this consult's call."))
+    if user is not None and is_call_member(user, consult):
         return Caller(consult.id, f"u{user.id}", user.name, user_id=user.id)
     if invite_id is not None:
         invite = db.session.get(VideoInvite, invite_id)
         if (invite is not None and invite.consult_id == consult.id
                 and invite.redeemed_at is not None and invite.expires_at > clock.now()):
             return Caller(consult.id, f"g{invite.id}", invite.guest_name, invite_id=invite.id)
+    if user is not None:
+        raise PermissionDenied(_("You are not a participant in this consult's call."))
     raise PermissionDenied(_("Please sign in, or open your invitation link again."))
 
 
