@@ -260,8 +260,10 @@ PROPOSAL_ACTIONS = {"accept": ProposalStatus.ACCEPTED, "withdraw": ProposalStatu
 
 def proposal_actions(proposal: CallProposal, consult: Consult, actor: User) -> list[str]:
     """What this user may do with a proposed time now ("accept", "withdraw")."""
+    passed = proposal.starts_at <= clock.now()
     return [action for action, to in PROPOSAL_ACTIONS.items()
             if to in PROPOSAL_TRANSITIONS[proposal.status]
+            and not (passed and to == ProposalStatus.ACCEPTED)
             and _may_set_proposal(proposal, consult, actor, to)]
 
 

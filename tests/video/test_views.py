@@ -210,6 +210,13 @@ def test_join_window_follows_the_config(app: Any, call_consult: Any,
         with pytest.raises(Conflict):
             services.set_proposal_status(proposal, call_consult, world["specialist"],
                                          "withdraw")
+        # A time that has passed can no longer be accepted.
+        late = services.propose_time(call_consult, world["specialist"],
+                                     datetime(2026, 11, 25, 12, 30, tzinfo=UTC))
+        clock.freeze(datetime(2026, 11, 25, 12, 31, tzinfo=UTC))
+        assert services.proposal_actions(late, call_consult, world["clinician"]) == []
+        with pytest.raises(Conflict, match="passed"):
+            services.set_proposal_status(late, call_consult, world["clinician"], "accept")
 
 
 def test_answering_a_proposal_checks_access_first(
