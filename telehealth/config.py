@@ -107,3 +107,7 @@ class Config:
     VIDEO_TURN_SECRET = os.environ.get("TELEHEALTH_TURN_SECRET", "")
     VIDEO_TURN_TTL = _env_int("TELEHEALTH_TURN_TTL", 3600)
     VIDEO_RECONNECT_GRACE_SECONDS = _env_int("TELEHEALTH_VIDEO_RECONNECT_GRACE", 20)
+    # "Join call" shows on the consult from this many minutes before an agreed call time until
+    # this many minutes after it (and whenever a call is in progress); "Call now" is always there.
+    VIDEO_JOIN_EARLY_MINUTES = _env_int("TELEHEALTH_VIDEO_JOIN_EARLY_MINUTES", 10)
+    VIDEO_JOIN_LATE_MINUTES = _env_int("TELEHEALTH_VIDEO_JOIN_LATE_MINUTES", 60)

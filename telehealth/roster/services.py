@@ -270,14 +270,19 @@ def add_leave(user: User, first_day: date, last_day: date, reason: str,
     return leave
 
 
-def remove_leave(leave_id: int, actor: User) -> None:
+def remove_leave(leave_id: int, actor: User) -> int:
+    """Delete a leave period; returns the id of the specialist it belonged to."""
     leave = db.session.get(LeavePeriod, leave_id)
+    # Permission before existence: someone who may not touch a leave must not learn from a
+    # 404 that this id exists (or not).
+    if not (is_roster_manager(actor) or (leave is not None and actor.id == leave.user_id)):
+        raise PermissionDenied(_("You cannot change this profile."))
     if leave is None:
         raise NotFound(_("No such leave."))
-    if not (is_roster_manager(actor) or actor.id == leave.user_id):
-        raise PermissionDenied(_("You cannot change this profile."))
+    user_id = leave.user_id
     db.session.delete(leave)
-    record("roster.leave_removed", actor_id=actor.id, user_id=leave.user_id)
+    record("roster.leave_removed", actor_id=actor.id, user_id=user_id)
+    return user_id
 
 
 # ---------------------------------------------------------------- credentials

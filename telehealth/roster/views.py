@@ -223,13 +223,7 @@ def add_leave(user_id: int) -> Any:
 @bp.route("/roster/leave/<int:leave_id>/delete", methods=["POST"])
 @login_required
 def remove_leave(leave_id: int) -> Any:
-    from telehealth.roster.models import LeavePeriod
-
-    leave = db.session.get(LeavePeriod, leave_id)
-    if leave is None:
-        raise NotFound(_("No such leave."))
-    user_id = leave.user_id
-    services.remove_leave(leave_id, current_user)
+    user_id = services.remove_leave(leave_id, current_user)
     db.session.commit()
     flash(_("The leave is removed."), "success")
     return redirect(url_for("roster.profile", user_id=user_id))

@@ -17,3 +17,7 @@ class ProposeForm(FlaskForm):
     starts_at = DateTimeLocalField(_l("Call time (your time zone)"), format="%Y-%m-%dT%H:%M",
                                    validators=[DataRequired()])
     submit = SubmitField(_l("Propose this time"))
+
+
+class ProposalActionForm(FlaskForm):
+    """Accepting or withdrawing a proposed time: only the CSRF token."""

@@ -23,6 +23,15 @@ class ProposalStatus(enum.StrEnum):
     WITHDRAWN = "withdrawn"
 
 
+# A time is agreed when the other side accepts it; the side that proposed it can withdraw it,
+# agreed or not.
+PROPOSAL_TRANSITIONS: dict[ProposalStatus, frozenset[ProposalStatus]] = {
+    ProposalStatus.PROPOSED: frozenset({ProposalStatus.ACCEPTED, ProposalStatus.WITHDRAWN}),
+    ProposalStatus.ACCEPTED: frozenset({ProposalStatus.WITHDRAWN}),
+    ProposalStatus.WITHDRAWN: frozenset(),
+}
+
+
 class VideoSession(db.Model):
     """One call on a consult, from the first join to the last leave."""
 

@@ -14,11 +14,13 @@ from telehealth import clock
 from telehealth.accounts.models import Role, User
 from telehealth.audit.services import record
 from telehealth.consults.models import Consult, ConsultStatus
-from telehealth.errors import InvalidInput, NotFound, PermissionDenied
+from telehealth.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from telehealth.extensions import db
 from telehealth.video.models import (
+    PROPOSAL_TRANSITIONS,
     CallMessage,
     CallProposal,
+    ProposalStatus,
     VideoInvite,
     VideoParticipation,
     VideoSession,
@@ -70,19 +72,24 @@ def _call_consult(consult_id: object) -> Consult:
 
 
 def caller_for(user: User | None, invite_id: int | None, consult_id: object) -> Caller:
-    """The caller this user (or guest session) is for the consult's call, or PermissionDenied."""
+    """The caller this user (or guest session) is for the consult's call, or PermissionDenied.
+
+    A participant is always themselves; anyone else (signed in or not) comes in as the guest
+    of an invite redeemed in this browser for this consult: a coordinator who is signed in
+    and opens an invitation link must not be turned away for being signed in.
+    """
     consult = _call_consult(consult_id)
     if consult.status not in CALL_STATUSES:
         raise PermissionDenied(_("This consult has no call at the moment."))
-    if user is not None:
-        if not is_call_member(user, consult):
-            raise PermissionDenied(_("You are not a participant in this consult's call."))
+    if user is not None and is_call_member(user, consult):
         return Caller(consult.id, f"u{user.id}", user.name, user_id=user.id)
     if invite_id is not None:
         invite = db.session.get(VideoInvite, invite_id)
         if (invite is not None and invite.consult_id == consult.id
                 and invite.redeemed_at is not None and invite.expires_at > clock.now()):
             return Caller(consult.id, f"g{invite.id}", invite.guest_name, invite_id=invite.id)
+    if user is not None:
+        raise PermissionDenied(_("You are not a participant in this consult's call."))
     raise PermissionDenied(_("Please sign in, or open your invitation link again."))
 
 
@@ -220,5 +227,79 @@ def propose_time(consult: Consult, actor: User, starts_at: datetime) -> CallProp
 
 
 def proposals_for(consult: Consult) -> list[CallProposal]:
+    """The consult's proposed and agreed call times (not the withdrawn ones), earliest first."""
     return list(db.session.scalars(select(CallProposal).where(
-        CallProposal.consult_id == consult.id).order_by(CallProposal.starts_at)))
+        CallProposal.consult_id == consult.id,
+        CallProposal.status != ProposalStatus.WITHDRAWN).order_by(CallProposal.starts_at)))
+
+
+def get_proposal(consult: Consult, proposal_id: int) -> CallProposal:
+    """One of this consult's proposed times, or NotFound."""
+    proposal = db.session.get(CallProposal, proposal_id)
+    if proposal is None or proposal.consult_id != consult.id:
+        raise NotFound(_("No such proposed time."))
+    return proposal
+
+
+def call_side(user: User) -> str:
+    """The side of the consult a call member is on: the specialist's or the clinic's."""
+    return "specialist" if user.role == Role.SPECIALIST else "clinic"
+
+
+def _may_set_proposal(proposal: CallProposal, consult: Consult, actor: User,
+                      to: ProposalStatus) -> bool:
+    """The other side accepts a time; the side that proposed it withdraws it."""
+    if not can_call(actor, consult):
+        return False
+    same_side = call_side(actor) == call_side(proposal.proposed_by)
+    return same_side if to == ProposalStatus.WITHDRAWN else not same_side
+
+
+PROPOSAL_ACTIONS = {"accept": ProposalStatus.ACCEPTED, "withdraw": ProposalStatus.WITHDRAWN}
+
+
+def proposal_actions(proposal: CallProposal, consult: Consult, actor: User) -> list[str]:
+    """What this user may do with a proposed time now ("accept", "withdraw")."""
+    passed = proposal.starts_at <= clock.now()
+    return [action for action, to in PROPOSAL_ACTIONS.items()
+            if to in PROPOSAL_TRANSITIONS[proposal.status]
+            and not (passed and to == ProposalStatus.ACCEPTED)
+            and _may_set_proposal(proposal, consult, actor, to)]
+
+
+def set_proposal_status(proposal: CallProposal, consult: Consult, actor: User,
+                        action: str) -> None:
+    """Accept (the other side) or withdraw (the proposing side) a proposed call time."""
+    to = PROPOSAL_ACTIONS[action]
+    if not _may_set_proposal(proposal, consult, actor, to):
+        raise PermissionDenied(_("The other side accepts a proposed time; the side that "
+                                 "proposed it can withdraw it."))
+    if to not in PROPOSAL_TRANSITIONS[proposal.status]:
+        raise Conflict(_("This time has already been accepted or withdrawn."))
+    if to == ProposalStatus.ACCEPTED and proposal.starts_at <= clock.now():
+        raise Conflict(_("This time has passed; propose a new one."))
+    proposal.status = to
+    record(f"video.time_{to.value}", consult_id=consult.id, obj=proposal)
+
+
+@dataclass(frozen=True)
+class JoinWindow:
+    """Whether "Join call" shows on a consult now, and the next agreed call time."""
+
+    open: bool
+    in_progress: bool
+    next_agreed: datetime | None
+
+
+def join_window(consult: Consult, early: timedelta, late: timedelta) -> JoinWindow:
+    """Open from `early` before an agreed time to `late` after it, or while a call is on.
+
+    Only agreed (accepted) times open it: a time one side merely proposed may never happen.
+    """
+    now = clock.now()
+    in_progress = active_session(consult.id) is not None
+    coming = [p.starts_at for p in proposals_for(consult)
+              if p.status == ProposalStatus.ACCEPTED and p.starts_at + late > now]
+    near = any(starts_at - early <= now for starts_at in coming)
+    return JoinWindow(open=in_progress or near, in_progress=in_progress,
+                      next_agreed=min(coming, default=None))

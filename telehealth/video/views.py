@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import (
     Blueprint,
     abort,
+    current_app,
     flash,
     redirect,
     render_template,
@@ -24,7 +26,7 @@ from telehealth.errors import PermissionDenied
 from telehealth.extensions import db
 from telehealth.video import services
 from telehealth.video.events import GUEST_SESSION_KEY
-from telehealth.video.forms import InviteForm, ProposeForm
+from telehealth.video.forms import InviteForm, ProposalActionForm, ProposeForm
 from telehealth.video.profiles import DEFAULT_PROFILE, PROFILES
 
 bp = Blueprint("video", __name__, template_folder="templates", static_folder="static",
@@ -99,6 +101,23 @@ def propose(consult_id: int) -> Any:
     return redirect(url_for("consults.detail", consult_id=consult.id) + "#call"), 303
 
 
+@bp.route("/consults/<int:consult_id>/call/proposals/<int:proposal_id>/"
+          "<any(accept,withdraw):action>", methods=["POST"])
+@login_required
+def answer_proposal(consult_id: int, proposal_id: int, action: str) -> Any:
+    consult = get_visible_consult(current_user, consult_id)
+    if not services.can_call(current_user, consult):  # access first, then the proposal
+        raise PermissionDenied(_("Only the call's participants can answer a proposed time."))
+    proposal = services.get_proposal(consult, proposal_id)
+    if not ProposalActionForm().validate_on_submit():
+        abort(400)
+    services.set_proposal_status(proposal, consult, current_user, action)
+    db.session.commit()
+    flash(_("The call time is agreed.") if action == "accept" else
+          _("The proposed time is withdrawn."), "success")
+    return redirect(url_for("consults.detail", consult_id=consult.id) + "#call"), 303
+
+
 @bp.route("/call/check")
 @login_required
 def check() -> Any:
@@ -124,11 +143,20 @@ def call_helpers() -> dict[str, Any]:
     def video_call_panel(consult: Consult) -> dict[str, Any]:
         user = current_user
         member = bool(user.is_authenticated and services.can_call(user, consult))
+        config = current_app.config
+        early = timedelta(minutes=config["VIDEO_JOIN_EARLY_MINUTES"])
+        proposals = services.proposals_for(consult)
         return {
             "can_call": member,
+            "window": services.join_window(
+                consult, early, timedelta(minutes=config["VIDEO_JOIN_LATE_MINUTES"]))
+            if member else None,
+            "early_minutes": config["VIDEO_JOIN_EARLY_MINUTES"],
             "sessions": services.sessions_for(consult),
-            "proposals": services.proposals_for(consult),
+            "proposals": [(p, services.proposal_actions(p, consult, user) if member else [])
+                          for p in proposals],
             "propose_form": ProposeForm() if member else None,
+            "action_form": ProposalActionForm() if member else None,
         }
 
     return {"video_call_panel": video_call_panel}

@@ -234,3 +234,29 @@ def test_every_roster_page_renders(client, auth, world, make_consult):
     assert client.get("/roster/999999").status_code == 404
     assert client.get(f"/roster/{world['clinician'].id}").status_code == 404
     assert client.post("/roster/invite", data={"email": "not-an-address"}).status_code == 400
+
+
+def test_removing_a_leave_checks_permission_before_the_leave_exists(client, auth, world):
+    """An outsider gets the same refusal for an existing and a made-up leave id."""
+    from telehealth.roster.models import LeavePeriod
+    from telehealth.roster.services import add_leave
+
+    specialist = world["specialist"]
+    leave = add_leave(specialist, NOW.date(), NOW.date(), "Conference", specialist)
+    db.session.commit()
+    leave_id = leave.id
+    missing = leave_id + 1000
+    for who in ("other_specialist", "clinician"):
+        auth.login(world[who])
+        assert client.post(f"/roster/leave/{leave_id}/delete").status_code == 403, who
+        assert client.post(f"/roster/leave/{missing}/delete").status_code == 403, who
+        auth.logout()
+    assert db.session.get(LeavePeriod, leave_id) is not None
+    # Those who may remove leave still hear that an id does not exist, and can remove it.
+    auth.login(world["coordinator"])
+    assert client.post(f"/roster/leave/{missing}/delete").status_code == 404
+    auth.logout()
+    auth.login(specialist)
+    assert client.post(f"/roster/leave/{leave_id}/delete").status_code == 302
+    db.session.expire_all()
+    assert db.session.get(LeavePeriod, leave_id) is None

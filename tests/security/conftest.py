@@ -20,7 +20,7 @@ from telehealth.notes.services import add_note
 from telehealth.roster.services import add_leave, get_profile, invite_specialist
 from telehealth.translation.services import add_translation
 from telehealth.video import events as video_events
-from telehealth.video.services import create_invite
+from telehealth.video.services import create_invite, propose_time
 from tests.conftest import _empty_tables, image_bytes
 
 ROLES = ["clinician", "other_clinician", "specialist", "other_specialist", "coordinator",
@@ -49,8 +49,9 @@ def build_case(app: Flask, monkeypatch: pytest.MonkeyPatch, world: dict[str, Any
 
     States: draft, offered (to world["specialist"]), accepted (by world["specialist"], with a
     case photo, a clinician's note in English carrying a photo, the specialist's French
-    translation of it, the specialist's diagnosis and an unused guest link to the call, whose
-    token is objects["call_token"]), answered. In every state the specialist has a scanned
+    translation of it, the specialist's diagnosis, an unused guest link to the call, whose
+    token is objects["call_token"], and a call time the specialist proposed for tomorrow),
+    answered. In every state the specialist has a scanned
     licence and a leave next year, and a coordinator has sent a sign-up link (its token is
     objects["token"]). `fresh` empties every table and makes a new world first.
     """
@@ -82,6 +83,8 @@ def build_case(app: Flask, monkeypatch: pytest.MonkeyPatch, world: dict[str, Any
                                                      "Température 39,2 ce matin.")
             objects["diagnosis"] = add_diagnosis(consult, specialist, "R50.9")
             _invite, objects["call_token"] = create_invite(consult, clinician, "Interpreter")
+            objects["proposal"] = propose_time(consult, specialist,
+                                               clock.now() + timedelta(days=1))
             db.session.commit()
             objects["note"] = note
             objects["note_attachment"] = note.attachments[0]

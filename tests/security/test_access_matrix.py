@@ -4,9 +4,10 @@ A route (or event) without a rule here fails `test_every_route_has_a_rule`. To a
 one line in RULES: the endpoint, then one or more checks `R(methods, path, allowed, state,
 data)`; `path` and the values of `data` may use {consult}, {note}, {attachment},
 {note_attachment}, {translation}, {diagnosis}, {user} (the clinician), {specialist} (whose
-roster profile is checked), {specialty}, {leave}, {token} (an unused sign-up link) and
-{call_token} (an unused guest link to the consult's call); see `build_case`. `allowed` is the
-set of roles that get through; `state` is the consult's state for the check.
+roster profile is checked), {specialty}, {leave}, {proposal} (a call time the specialist
+proposed), {token} (an unused sign-up link) and {call_token} (an unused guest link to the
+consult's call); see `build_case`. `allowed` is the set of roles that get through; `state`
+is the consult's state for the check.
 """
 
 from __future__ import annotations
@@ -156,6 +157,10 @@ RULES: dict[str, list[R]] = {
     "video.redeem": [R("GET", "/call/invite/{call_token}", PUBLIC)],
     "video.propose": [R("POST", "/consults/{consult}/call/proposals", CALLERS,
                         data={"starts_at": "2031-03-03T10:00"})],
+    # The other side (here the clinic) accepts a proposed time; the proposing side withdraws it.
+    "video.answer_proposal": [
+        R("POST", "/consults/{consult}/call/proposals/{proposal}/accept", CLINIC),
+        R("POST", "/consults/{consult}/call/proposals/{proposal}/withdraw", ASSIGNED)],
     # The pre-call check (and the download and round trip it times) holds no case data.
     "video.check": [R("GET", "/call/check", SIGNED_IN)],
     "video.probe": [R("GET", "/call/check/probe", SIGNED_IN)],
@@ -257,7 +262,7 @@ def _is_denied(response: Any, role: str) -> bool:
 def _ids(objects):
     ids = {name: getattr(objects.get(name), "id", "") for name in
            ("consult", "note", "attachment", "note_attachment", "translation", "diagnosis",
-            "specialist", "specialty", "leave")}
+            "specialist", "specialty", "leave", "proposal")}
     return {**ids, "user": objects["clinician"].id, "token": objects.get("token", ""),
             "call_token": objects.get("call_token", "")}
 

@@ -18,6 +18,7 @@ from telehealth.matching.services import accept_consult
 from telehealth.video import events as video_events
 from telehealth.video import services
 from telehealth.video.models import VideoInvite
+from tests.conftest import PASSWORD
 from tests.video.conftest import SignalClient, login_cookie
 
 SDP = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"
@@ -128,6 +129,55 @@ def test_guest_invite_does_not_open_another_consult(
     assert_all_refused(guest, other.id, engine_calls)
 
 
+def _signed_in_guest_cookie(live_server: str, user: Any, token: str) -> str:
+    """Signed in as `user`, then the invitation link opened in the same browser."""
+    http = requests.Session()
+    response = http.post(f"{live_server}/login",
+                         data={"email": user.email, "password": PASSWORD},
+                         allow_redirects=False)
+    assert response.status_code in (302, 303), response.text[:300]
+    response = http.get(f"{live_server}/call/invite/{token}", allow_redirects=False)
+    assert response.status_code == 302, response.text[:300]
+    return "; ".join(f"{c.name}={c.value}" for c in http.cookies)
+
+
+def test_signed_in_outsider_joins_with_an_invite_for_that_call_only(
+        call_consult: Any, world: dict[str, Any], live_server: str,
+        make_consult: Callable[..., Any], engine_calls: list[str],
+        signal_client: Callable[..., SignalClient]) -> None:
+    """A coordinator, signed in, opens an invitation link: they join as that guest."""
+    other = make_consult(world["clinician"], patient_ref="P-2")
+    accept_consult(other, world["specialist"])
+    invite, token = services.create_invite(call_consult, world["clinician"], "Coordinator")
+    db.session.commit()
+    cookie = _signed_in_guest_cookie(live_server, world["coordinator"], token)
+    page = requests.get(f"{live_server}/consults/{call_consult.id}/call",
+                        headers={"Cookie": cookie}, allow_redirects=False)
+    assert page.status_code == 200
+    # The invite opens this consult's call, not the other one.
+    assert_all_refused(signal_client(cookie=cookie), other.id, engine_calls)
+    guest = signal_client(cookie=cookie)
+    guest.emit("join", {"consult_id": call_consult.id, "profile": "low"})
+    assert guest.wait("offer")["self"] == f"g{invite.id}"
+    assert engine_calls == ["join"]
+    guest.emit("leave", {"consult_id": call_consult.id})
+    guest.wait("left")
+
+
+def test_participant_with_an_invite_stays_themselves(
+        call_consult: Any, world: dict[str, Any], live_server: str,
+        signal_client: Callable[..., SignalClient]) -> None:
+    """A clinician of the case who also opened an invite joins under their own name."""
+    _invite, token = services.create_invite(call_consult, world["specialist"], "Colleague")
+    db.session.commit()
+    cookie = _signed_in_guest_cookie(live_server, world["clinician"], token)
+    client = signal_client(cookie=cookie)
+    client.emit("join", {"consult_id": call_consult.id, "profile": "low"})
+    assert client.wait("offer")["self"] == f"u{world['clinician'].id}"
+    client.emit("leave", {"consult_id": call_consult.id})
+    client.wait("left")
+
+
 def test_expired_invite_link_is_refused(call_consult: Any, world: dict[str, Any],
                                         live_server: str) -> None:
     invite, token = services.create_invite(call_consult, world["clinician"], "Late guest")
@@ -148,14 +198,17 @@ def test_call_page_for_members_only(call_consult: Any, world: dict[str, Any],
     assert requests.get(page, allow_redirects=False).status_code == 302  # to the sign-in page
 
 
-def test_consult_page_shows_join_call_to_participants(
+def test_consult_page_shows_a_way_into_the_call_to_participants_only(
         call_consult: Any, world: dict[str, Any], auth: Any, client: Any,
         make_user: Callable[..., Any]) -> None:
+    """No time agreed: participants get "Call now" (the join window: tests/video/test_views)."""
     auth.login(world["specialist"])
-    assert b'id="join-call"' in client.get(f"/consults/{call_consult.id}").data
+    page = client.get(f"/consults/{call_consult.id}").data
+    assert b'id="call-now"' in page and b'id="join-call"' not in page
     auth.logout()
     auth.login(world["coordinator"])
-    assert b'id="join-call"' not in client.get(f"/consults/{call_consult.id}").data
+    page = client.get(f"/consults/{call_consult.id}").data
+    assert b'id="call-now"' not in page and b'id="join-call"' not in page
 
 
 def test_invites_need_a_name_and_a_member(app: Any, world: dict[str, Any],
