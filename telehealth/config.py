@@ -107,3 +107,12 @@ class Config:
     VIDEO_TURN_SECRET = os.environ.get("TELEHEALTH_TURN_SECRET", "")
     VIDEO_TURN_TTL = _env_int("TELEHEALTH_TURN_TTL", 3600)
     VIDEO_RECONNECT_GRACE_SECONDS = _env_int("TELEHEALTH_VIDEO_RECONNECT_GRACE", 20)
+    # Several processes ("nodes"): each call lives on one node, found in a directory shared
+    # through TELEHEALTH_REDIS_URL. A node's public base URL for call sockets (a port or a path
+    # of its own behind the reverse proxy); unset: pages open their socket on their own origin.
+    VIDEO_NODE_URL = os.environ.get("TELEHEALTH_VIDEO_NODE_URL") or None
+    # Other origins whose call pages may open a socket on this node (comma-separated), e.g.
+    # the other nodes' when they serve pages too; the public site's is always allowed.
+    VIDEO_ALLOWED_ORIGINS = os.environ.get("TELEHEALTH_VIDEO_ALLOWED_ORIGINS", "")
+    # Seconds a dead node's calls stay claimed before another node may take them.
+    VIDEO_DIRECTORY_TTL_SECONDS = _env_int("TELEHEALTH_VIDEO_DIRECTORY_TTL", 30)
