@@ -23,6 +23,7 @@ from telehealth.video.directory import DirectoryUnavailable, LocalDirectory, Red
 from telehealth.video.events import CallHub, get_hub
 from telehealth.video.models import VideoSession
 from tests.video.conftest import SignalClient, login_cookie
+from tests.video.test_browser import sign_in, wait_playing
 from tests.video.peers import CallPeer
 from tests.video.test_call import until
 from tests.video.test_directory import redis_url
@@ -292,3 +293,33 @@ def test_two_nodes_route_both_participants_to_the_same_one(
     assert socket_url_of(call_page(node2, specialist_cookie).text) == node2
     db.session.expire_all()
     assert db.session.query(VideoSession).one().consult_id == call_consult.id
+
+
+@pytest.mark.browser
+def test_browsers_on_two_nodes_meet_on_the_one_holding_the_call(
+        browser: Any, two_nodes: list[str], call_consult: Any, world: dict[str, Any]) -> None:
+    """The specialist's page comes from node 2 and opens its socket on node 1: another
+    port, so CORS, the session cookie (shared by the host's ports) and the page's CSP must
+    all let it through."""
+    node1, node2 = two_nodes
+    pages = []
+    for who, node in (("clinician", node1), ("specialist", node2)):
+        context = browser.new_context(viewport={"width": 900, "height": 800})
+        page = context.new_page()
+        sign_in(page, node, world[who].email)
+        page.goto(f"{node}/consults/{call_consult.id}/call")
+        assert page.get_attribute("#call", "data-socket-url") == node1
+        pages.append(page)
+    try:
+        for page in pages:
+            state = wait_playing(page)
+            assert state["w"] > 0 and state["h"] > 0
+        pages[1].fill("#chat-input", "Hello from node 2's page")
+        pages[1].click("#chat-form button")
+        pages[0].wait_for_selector("#chat-log li:has-text(\"Hello from node 2's page\")",
+                                   timeout=10_000)
+    finally:
+        for page in pages:
+            page.click("#leave")
+        for page in pages:
+            page.context.close()
