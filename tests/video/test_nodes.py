@@ -23,8 +23,8 @@ from telehealth.video.directory import DirectoryUnavailable, LocalDirectory, Red
 from telehealth.video.events import CallHub, get_hub
 from telehealth.video.models import VideoSession
 from tests.video.conftest import SignalClient, login_cookie
-from tests.video.test_browser import sign_in, wait_playing
 from tests.video.peers import CallPeer
+from tests.video.test_browser import sign_in, wait_playing
 from tests.video.test_call import until
 from tests.video.test_directory import redis_url
 
@@ -323,3 +323,57 @@ def test_browsers_on_two_nodes_meet_on_the_one_holding_the_call(
             page.click("#leave")
         for page in pages:
             page.context.close()
+
+
+@pytest.mark.browser
+def test_a_page_left_behind_by_a_moved_call_reloads_to_the_new_node(
+        browser: Any, two_nodes: list[str], call_consult: Any, world: dict[str, Any]) -> None:
+    """The specialist's page is sent to node 2, but before its socket joins, node 2's claim
+    lapses and the clinician's page places the call on node 1: the stale page is refused,
+    reloads once, and meets the clinician on node 1."""
+    node1, node2 = two_nodes
+    contexts = [browser.new_context(viewport={"width": 900, "height": 800}) for _ in range(2)]
+    clinician, specialist = (context.new_page() for context in contexts)
+    try:
+        sign_in(specialist, node2, world["specialist"].email)
+        held: list[Any] = []
+        released = False
+
+        def hold(route: Any) -> None:
+            if released:
+                route.continue_()
+            else:
+                held.append(route)  # the socket waits
+
+        specialist.route(f"{node2}/socket.io/**", hold)
+        specialist.goto(f"{node2}/consults/{call_consult.id}/call")
+        assert specialist.get_attribute("#call", "data-socket-url") == node2
+        deadline = time.monotonic() + 10
+        while not held and time.monotonic() < deadline:
+            specialist.wait_for_timeout(100)
+        assert held, "the page never opened its socket"
+
+        directory = RedisDirectory.from_url(redis_url())
+        try:
+            directory.client.delete(f"{directory.prefix}{call_consult.id}")  # node 2 died
+        finally:
+            directory.client.close()
+        sign_in(clinician, node1, world["clinician"].email)
+        clinician.goto(f"{node1}/consults/{call_consult.id}/call")
+        assert clinician.get_attribute("#call", "data-socket-url") == node1
+
+        released = True
+        for route in held:
+            route.continue_()
+        specialist.wait_for_function(  # reloaded, now sent to node 1
+            "url => (document.getElementById('call') || {dataset: {}}).dataset.socketUrl"
+            " === url", arg=node1, timeout=15_000)
+        for page in (clinician, specialist):
+            state = wait_playing(page)
+            assert state["w"] > 0 and state["h"] > 0
+    finally:
+        for page in (clinician, specialist):
+            if page.url.endswith("/call"):
+                page.click("#leave")
+        for context in contexts:
+            context.close()
