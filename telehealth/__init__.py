@@ -18,13 +18,15 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     from telehealth import models, web  # noqa: F401  (models: metadata sees every table)
     from telehealth.extensions import babel, csrf, db, login_manager, migrate, socketio
+    from telehealth.video.directory import socket_origins
 
     db.init_app(app)
     migrate.init_app(app, db, render_as_batch=True, compare_type=True)
     login_manager.init_app(app)
     csrf.init_app(app)
     babel.init_app(app, locale_selector=web.select_locale, timezone_selector=web.select_timezone)
-    socketio.init_app(app, message_queue=app.config["SOCKETIO_MESSAGE_QUEUE"])
+    socketio.init_app(app, message_queue=app.config["SOCKETIO_MESSAGE_QUEUE"],
+                      cors_allowed_origins=socket_origins(app.config))
 
     from telehealth.accounts.views import bp as accounts_bp
     from telehealth.admin.views import bp as admin_bp

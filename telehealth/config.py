@@ -111,3 +111,12 @@ class Config:
     # this many minutes after it (and whenever a call is in progress); "Call now" is always there.
     VIDEO_JOIN_EARLY_MINUTES = _env_int("TELEHEALTH_VIDEO_JOIN_EARLY_MINUTES", 10)
     VIDEO_JOIN_LATE_MINUTES = _env_int("TELEHEALTH_VIDEO_JOIN_LATE_MINUTES", 60)
+    # Several processes ("nodes"): each call lives on one node, found in a directory shared
+    # through TELEHEALTH_REDIS_URL. A node's public base URL for call sockets (a port or a path
+    # of its own behind the reverse proxy); unset: pages open their socket on their own origin.
+    VIDEO_NODE_URL = os.environ.get("TELEHEALTH_VIDEO_NODE_URL") or None
+    # Other origins whose call pages may open a socket on this node (comma-separated), e.g.
+    # the other nodes' when they serve pages too; the public site's is always allowed.
+    VIDEO_ALLOWED_ORIGINS = os.environ.get("TELEHEALTH_VIDEO_ALLOWED_ORIGINS", "")
+    # Seconds a dead node's calls stay claimed before another node may take them.
+    VIDEO_DIRECTORY_TTL_SECONDS = _env_int("TELEHEALTH_VIDEO_DIRECTORY_TTL", 30)

@@ -33,3 +33,9 @@ class Conflict(ServiceError):
 
 class TooLarge(ServiceError):
     status_code = 413
+
+
+class Unavailable(ServiceError):
+    """A service the action needs is down for a moment; trying again later may work."""
+
+    status_code = 503

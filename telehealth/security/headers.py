@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import current_app, request
+from flask import current_app, g, request
 from werkzeug.wrappers import Response
 
 # No 'unsafe-inline' anywhere: templates carry no inline script, handler or style attribute.
@@ -29,10 +29,19 @@ def content_security_policy(extra: dict[str, list[str]] | None = None) -> str:
     return "; ".join(f"{name} {' '.join(sources)}" for name, sources in policy.items())
 
 
+def allow_for_this_page(directive: str, sources: list[str]) -> None:
+    """Widen this response's CSP (say, the call page's socket on another node), no other."""
+    extra = g.setdefault("csp_extra", {})
+    extra.setdefault(directive, []).extend(sources)
+
+
 def apply_security_headers(response: Response) -> Response:
     """after_request: headers that keep pages out of frames, caches and content sniffing."""
     headers = response.headers
-    headers["Content-Security-Policy"] = content_security_policy(current_app.config["CSP_EXTRA"])
+    extra = {name: list(sources) for name, sources in current_app.config["CSP_EXTRA"].items()}
+    for name, sources in g.get("csp_extra", {}).items():
+        extra.setdefault(name, []).extend(sources)
+    headers["Content-Security-Policy"] = content_security_policy(extra)
     headers["X-Content-Type-Options"] = "nosniff"
     headers["X-Frame-Options"] = "DENY"
     headers["Referrer-Policy"] = "same-origin"

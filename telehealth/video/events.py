@@ -23,10 +23,16 @@ from flask_login import current_user
 from flask_socketio import disconnect, emit, join_room, leave_room
 
 from telehealth import clock
-from telehealth.errors import InvalidInput, ServiceError
+from telehealth.errors import InvalidInput, ServiceError, Unavailable
 from telehealth.extensions import db, socketio
 from telehealth.security.sessions import socket_session_alive, user_room
 from telehealth.video import services
+from telehealth.video.directory import (
+    DirectoryUnavailable,
+    directory_from_config,
+    is_node_url,
+    node_from_config,
+)
 from telehealth.video.engine import EngineError, IceServer, VideoEngine
 from telehealth.video.profiles import DEFAULT_PROFILE, PROFILES, get_profile
 from telehealth.video.turn import IceSettings, ice_servers
@@ -46,9 +52,19 @@ GUEST_SESSION_KEY = "video_invite_id"
 class Refused(Exception):
     """A refused event; `drop` also ends the sender's connection."""
 
-    def __init__(self, message: str, drop: bool = False) -> None:
+    def __init__(self, message: str, drop: bool = False,
+                 details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
-        self.message, self.drop = message, drop
+        self.message, self.drop, self.details = message, drop, details or {}
+
+
+class CallElsewhere(Refused):
+    """The call is held by another node: this socket must not start a second one here."""
+
+    def __init__(self, owner: str) -> None:
+        super().__init__(_("This call is held by another server: reload the page to reach it."),
+                         details={"moved": True,
+                                  "node_url": owner if is_node_url(owner) else None})
 
 
 def room_id(consult_id: int) -> str:
@@ -97,6 +113,11 @@ class CallHub:
         # Handlers run in a thread each; one socket's events are handled one at a time so a
         # quick "leave" then "join" cannot cross.
         self.socket_locks: dict[str, threading.Lock] = {}
+        # Which node holds each call (several processes); this hub is `node`.
+        self.node = node_from_config(app.config)
+        self.directory = directory_from_config(app.config)
+        self.closing = threading.Event()
+        self.claim_keeper: threading.Thread | None = None
 
     def ice_settings(self) -> IceSettings:
         config = self.app.config
@@ -113,6 +134,78 @@ class CallHub:
                           username=s.get("username"),  # type: ignore[arg-type]
                           credential=s.get("credential"))  # type: ignore[arg-type]
                 for s in servers]
+
+    # ---------------------------------------------------------------- which node
+
+    def owner(self, consult_id: int) -> str:
+        """The node holding the consult's call: this one when nobody held it."""
+        try:
+            return self.directory.claim(consult_id, self.node.id)
+        except DirectoryUnavailable as exc:
+            logger.warning("call directory unavailable for consult %s: %s", consult_id, exc)
+            raise Unavailable(_("Calls are unavailable for a moment; please try again.")) \
+                from exc
+
+    def socket_url(self, consult_id: int) -> str | None:
+        """Where a call page opens its socket: the owning node's URL (None: the page's own)."""
+        owner = self.owner(consult_id)
+        if owner == self.node.id:
+            return self.node.url
+        if is_node_url(owner):
+            return owner
+        # Another process holds it but has no public URL (VIDEO_NODE_URL unset there).
+        logger.error("call of consult %s is held by %s, which no page can reach", consult_id,
+                     owner)
+        raise Unavailable(_("This call is held by a server that cannot be reached; "
+                            "please try again in a minute."))
+
+    def keep_claim(self, consult_id: int) -> bool:
+        """Refresh this node's claim on a call with members (claim it again if it lapsed)."""
+        if self.directory.refresh(consult_id, self.node.id):
+            return True
+        return self.directory.claim(consult_id, self.node.id) == self.node.id
+
+    def start_claim_keeper(self) -> None:
+        """While calls have members here, keep their claims fresh (one thread per hub)."""
+        with self.lock:
+            if self.claim_keeper is not None and self.claim_keeper.is_alive():
+                return
+            self.claim_keeper = threading.Thread(target=self._keep_claims, daemon=True,
+                                                 name="video-claims")
+            self.claim_keeper.start()
+
+    def _keep_claims(self) -> None:
+        interval = float(self.app.config.get("VIDEO_DIRECTORY_TTL_SECONDS", 30)) / 3
+        while not self.closing.wait(interval):
+            with self.lock:
+                consult_ids = list(self.members)
+            for consult_id in consult_ids:
+                try:
+                    if not self.keep_claim(consult_id):
+                        # Another node took the call while our claim had lapsed (Redis
+                        # restarted, or this process stalled): its pages now go there.
+                        logger.error("call of consult %s: node %s lost its claim", consult_id,
+                                     self.node.id)
+                except DirectoryUnavailable as exc:
+                    logger.warning("call of consult %s: claim not refreshed: %s", consult_id,
+                                   exc)
+
+    def release_claim(self, consult_id: int) -> None:
+        """The call emptied: another node may hold its next one."""
+        try:
+            self.directory.release(consult_id, self.node.id)
+        except DirectoryUnavailable as exc:
+            logger.warning("call of consult %s: claim not released (it will expire): %s",
+                           consult_id, exc)
+
+    def close(self) -> None:
+        """Give up every claim and close every call of this node (at exit)."""
+        self.closing.set()
+        with self.lock:
+            consult_ids = list(self.members)
+        for consult_id in consult_ids:
+            self.release_claim(consult_id)
+        self.engine.shutdown()
 
     # ---------------------------------------------------------------- engine callbacks
 
@@ -171,6 +264,8 @@ class CallHub:
             room_members.pop(participant_id, None)
             if not room_members:
                 self.members.pop(consult_id, None)
+                # Under the lock: a join inserting a member now claims again after this.
+                self.release_claim(consult_id)
         empty = self.engine.leave(room_id(consult_id), participant_id)
         services.record_leave(consult_id, participant_id, reason)
         if empty:
@@ -202,8 +297,9 @@ def get_hub(app: Flask | None = None) -> CallHub:
         hub = app.extensions.get("video_hub")
         if hub is None:
             hub = app.extensions["video_hub"] = CallHub(app)
-            # Peer connections are closed at shutdown, not left to the OS.
-            atexit.register(hub.engine.shutdown)
+            # Peer connections are closed and claims given up at shutdown, not left to the
+            # OS and to the directory's expiry.
+            atexit.register(hub.close)
     return hub  # type: ignore[no-any-return]
 
 
@@ -265,8 +361,9 @@ def handler(event: str) -> Callable[[Callable[[CallHub, dict[str, Any]], None]],
                 db.session.rollback()
                 message = exc.message if isinstance(exc, Refused | ServiceError) else str(exc)
                 drop = isinstance(exc, Refused) and exc.drop
+                details = exc.details if isinstance(exc, Refused) else {}
                 logger.info("call event %s refused for %s: %s", event, _sid(), message)
-                emit("call_error", {"event": event, "message": message})
+                emit("call_error", {**details, "event": event, "message": message})
                 if drop:
                     disconnect()
             except Exception:
@@ -332,6 +429,11 @@ def on_join(hub: CallHub, data: dict[str, Any]) -> None:
         previous = hub.joined.get(sid)
     if previous is not None and previous != (caller.consult_id, caller.participant_id):
         raise Refused(_("Leave your other call first."))
+    # A page loaded before the call moved (or opened on the wrong node) must not start a
+    # second call here: the participants would never see each other.
+    owner = hub.owner(caller.consult_id)
+    if owner != hub.node.id:
+        raise CallElsewhere(owner)
     offer = hub.engine.join(room_id(caller.consult_id), caller.participant_id,
                             get_profile(profile_name), hub.server_ice())
     with hub.lock:
@@ -341,6 +443,20 @@ def on_join(hub: CallHub, data: dict[str, Any]) -> None:
             hub.joined.pop(old.sid, None)  # the same person from a new page
         room_members[caller.participant_id] = Member(caller, sid, profile_name)
         hub.joined[sid] = (caller.consult_id, caller.participant_id)
+        # The call may have emptied (and its claim been released) since the check above.
+        try:
+            held = hub.keep_claim(caller.consult_id)
+        except DirectoryUnavailable:
+            held = True  # the claim keeper claims it again once the directory is back
+        if not held:
+            hub.joined.pop(sid, None)
+            room_members.pop(caller.participant_id, None)
+            if not room_members:
+                hub.members.pop(caller.consult_id, None)
+    if not held:
+        hub.engine.leave(room_id(caller.consult_id), caller.participant_id)
+        raise CallElsewhere(hub.owner(caller.consult_id))
+    hub.start_claim_keeper()
     services.record_join(caller, profile_name)
     join_room(socket_room(caller.consult_id))
     user_key = caller.participant_id
@@ -432,6 +548,6 @@ def shutdown(app: Flask) -> None:
     """Close every call of this app (at exit, and after tests)."""
     hub = app.extensions.get("video_hub")
     if hub is not None:
-        hub.engine.shutdown()
+        hub.close()
 
 

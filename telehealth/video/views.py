@@ -24,8 +24,10 @@ from telehealth.consults.models import Consult
 from telehealth.consults.services import get_visible_consult
 from telehealth.errors import PermissionDenied
 from telehealth.extensions import db
+from telehealth.security.headers import allow_for_this_page
 from telehealth.video import services
-from telehealth.video.events import GUEST_SESSION_KEY
+from telehealth.video.directory import connect_sources
+from telehealth.video.events import GUEST_SESSION_KEY, get_hub
 from telehealth.video.forms import InviteForm, ProposalActionForm, ProposeForm
 from telehealth.video.profiles import DEFAULT_PROFILE, PROFILES
 
@@ -53,8 +55,12 @@ def call(consult_id: int) -> Any:
     profile = request.args.get("profile", DEFAULT_PROFILE)
     if profile not in PROFILES:
         profile = DEFAULT_PROFILE
+    # Every participant's socket goes to the node that holds the call's media.
+    socket_url = get_hub().socket_url(consult.id)
+    if socket_url:
+        allow_for_this_page("connect-src", connect_sources(socket_url))
     return render_template("video/call.html", consult=consult, caller=caller, profile=profile,
-                           profiles=PROFILES, invite_form=InviteForm())
+                           profiles=PROFILES, invite_form=InviteForm(), socket_url=socket_url)
 
 
 @bp.route("/consults/<int:consult_id>/call/invites", methods=["POST"])

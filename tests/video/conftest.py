@@ -65,8 +65,9 @@ def login_cookie(base_url: str, user: User | None, password: str = PASSWORD) -> 
 class SignalClient:
     """A python-socketio client on /call whose received events queue up per name."""
 
-    def __init__(self, base_url: str, cookie: str) -> None:
-        self.base_url, self.cookie = base_url, cookie
+    def __init__(self, base_url: str, cookie: str, origin: str | None = None) -> None:
+        """origin: the Origin header a browser would send (the page's own origin)."""
+        self.base_url, self.cookie, self.origin = base_url, cookie, origin
         self.sio = socketio.Client(reconnection=False)
         self.events: dict[str, queue.Queue[Any]] = {name: queue.Queue() for name in
                                                     SERVER_EVENTS}
@@ -80,8 +81,11 @@ class SignalClient:
 
     def connect(self, transport: str = "polling") -> None:
         # Long-polling by default: a websocket client takes ~3 s to close on werkzeug's server.
-        self.sio.connect(self.base_url, headers={"Cookie": self.cookie} if self.cookie else {},
-                         namespaces=[NAMESPACE], transports=[transport], wait_timeout=5)
+        headers = {"Cookie": self.cookie} if self.cookie else {}
+        if self.origin:
+            headers["Origin"] = self.origin
+        self.sio.connect(self.base_url, headers=headers, namespaces=[NAMESPACE],
+                         transports=[transport], wait_timeout=5)
 
     @property
     def connected(self) -> bool:

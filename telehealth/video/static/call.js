@@ -18,7 +18,19 @@
   var pc = null;
   var peers = [];
   var left = false;
-  var socket = io(root.dataset.namespace);
+  var socket = openSocket(root.dataset.socketUrl, root.dataset.namespace);
+  var movedKey = "call-moved-" + consultId;
+
+  // The call's media lives on one server ("node"); the page was told which. Empty: this
+  // page's own origin. A node URL may carry a path prefix (routing behind the proxy).
+  function openSocket(nodeUrl, namespace) {
+    if (!nodeUrl) { return io(namespace); }
+    var url = new URL(nodeUrl);
+    return io(url.origin + namespace, {
+      path: url.pathname.replace(/\/$/, "") + "/socket.io",
+      withCredentials: true
+    });
+  }
 
   function say(text) { statusEl.textContent = text; }
 
@@ -180,11 +192,28 @@
       if (!left) { socket.emit("join", { consult_id: consultId, profile: profile }); }
     });
   });
-  socket.on("offer", onOffer);
+  socket.on("offer", function (msg) {
+    try { window.sessionStorage.removeItem(movedKey); } catch (e) { /* storage off */ }
+    onOffer(msg);
+  });
   socket.on("peers", function (msg) { peers = msg.peers; renderPeers(); });
   socket.on("peer_state", function (msg) { setPeerState(msg.id, msg.state); });
   socket.on("chat", addChat);
-  socket.on("call_error", function (msg) { say(root.dataset.msgError + ": " + msg.message); });
+  socket.on("call_error", function (msg) {
+    say(root.dataset.msgError + ": " + msg.message);
+    // The call moved to another server since this page loaded: reload once to follow it
+    // (not in a loop: a second refusal stays on the screen).
+    if (msg.moved) {
+      var reloaded = null;
+      try { reloaded = window.sessionStorage.getItem(movedKey); } catch (e) { reloaded = "1"; }
+      if (!reloaded) {
+        try { window.sessionStorage.setItem(movedKey, "1"); } catch (e) { return; }
+        left = true;
+        socket.disconnect();
+        window.setTimeout(function () { window.location.reload(); }, 1500);
+      }
+    }
+  });
 
   document.getElementById("chat-form").addEventListener("submit", function (event) {
     event.preventDefault();

@@ -1,0 +1,36 @@
+"""One app process ("node") for the multi-node tests, served like bench/video.py's child.
+
+    python -m tests.video.node_server PORT '{"SQLALCHEMY_DATABASE_URI": ...}'
+
+Prints "ready" once it listens on 127.0.0.1:PORT and serves until its stdin is closed. The
+database is the test session's (already migrated); the secret key and instance folder come
+from the environment the test run set.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+
+
+def main() -> None:
+    port, config = int(sys.argv[1]), json.loads(sys.argv[2])
+    from werkzeug.serving import make_server
+
+    from telehealth import create_app
+    from telehealth.video.events import shutdown
+
+    app = create_app(config)
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    print("ready", flush=True)
+    sys.stdin.read()  # until the test closes our stdin
+    shutdown(app)
+    server.shutdown()
+    thread.join(5)
+
+
+if __name__ == "__main__":
+    main()
