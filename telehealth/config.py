@@ -107,3 +107,8 @@ class Config:
     VIDEO_TURN_SECRET = os.environ.get("TELEHEALTH_TURN_SECRET", "")
     VIDEO_TURN_TTL = _env_int("TELEHEALTH_TURN_TTL", 3600)
     VIDEO_RECONNECT_GRACE_SECONDS = _env_int("TELEHEALTH_VIDEO_RECONNECT_GRACE", 20)
+    # Pre-call check: each probe connection closes after this many seconds; how many may be
+    # open at once per user and in this process (each costs a peer connection, ~11 MB).
+    VIDEO_PROBE_TIMEOUT = _env_int("TELEHEALTH_VIDEO_PROBE_TIMEOUT", 30)
+    VIDEO_PROBE_PER_USER = _env_int("TELEHEALTH_VIDEO_PROBE_PER_USER", 2)
+    VIDEO_PROBE_TOTAL = _env_int("TELEHEALTH_VIDEO_PROBE_TOTAL", 20)
