@@ -72,7 +72,12 @@
     channel = pc.createDataChannel("probe", { ordered: true });
     channel.binaryType = "arraybuffer";
     channel.addEventListener("message", onMessage);
-    var opened = new Promise(function (resolve) { channel.addEventListener("open", resolve); });
+    var opened = new Promise(function (resolve, reject) {
+      channel.addEventListener("open", resolve);
+      pc.addEventListener("connectionstatechange", function () {
+        if (pc.connectionState === "failed") { reject(new Error("no media path")); }
+      });
+    });
     return pc.createOffer()
       .then(function (offer) { return pc.setLocalDescription(offer); })
       .then(function () { return gathered(pc); })
@@ -159,6 +164,9 @@
     verdictEl.textContent = text;
     verdictEl.dataset.profile = kind === "video" ? verdict : "low";
     verdictEl.dataset.verdict = kind;  // set last: tests wait for it
+    show("quality", kind === "audio" ? root.dataset.labelAudio
+      : verdictEl.dataset.profile === "standard" ? root.dataset.labelStandard
+        : root.dataset.labelLow);
     remember(verdictEl.dataset.profile, kind === "audio");
     if (channel && channel.readyState === "open") { channel.send(JSON.stringify({ type: "bye" })); }
     if (pc) { setTimeout(function () { pc.close(); }, 200); }
