@@ -108,8 +108,24 @@ class Probe:
     rtt_ms: float | None = None
     down_bps: float | None = None
     verdict: str | None = None
-    close_reason: str = ""
     expiry: asyncio.Task[None] | None = None
+
+
+@dataclass(frozen=True)
+class ProbeSummary:
+    """What a closed probe measured and why it closed (kept briefly, for logs and tests)."""
+
+    id: str
+    user_key: str
+    reason: str
+    seconds: float
+    pings: int
+    bytes_sent: int
+    bytes_received: int
+    rtt_ms: float | None
+    down_bps: float | None
+    up_bps: float | None
+    verdict: str | None
 
 
 @dataclass(frozen=True)
@@ -124,7 +140,7 @@ class ProbeRegistry:
     def __init__(self, engine: VideoEngine) -> None:
         self.engine = engine
         self.probes: dict[str, Probe] = {}
-        self.finished: list[Probe] = []  # the last few closed probes (for tests and logs)
+        self.finished: list[ProbeSummary] = []  # the last few closed probes
         self._tasks: set[asyncio.Task[None]] = set()
         engine.on_shutdown(self._close_all)
 
@@ -208,15 +224,19 @@ class ProbeRegistry:
     async def _close(self, probe: Probe, reason: str) -> None:
         if probe.closed:
             return
-        probe.closed, probe.close_reason = True, reason
+        probe.closed = True
         self.probes.pop(probe.id, None)
-        self.finished = [*self.finished[-9:], probe]
         if probe.expiry is not None:
             probe.expiry.cancel()
         await probe.pc.close()
-        logger.info("probe %s: closed (%s) after %.1f s, %d pings, %d B down, %d B up",
-                    probe.id, reason, time.monotonic() - probe.opened_at, probe.pings,
-                    probe.bytes_sent, probe.bytes_received)
+        summary = ProbeSummary(probe.id, probe.user_key, reason,
+                               round(time.monotonic() - probe.opened_at, 1), probe.pings,
+                               probe.bytes_sent, probe.bytes_received, probe.rtt_ms,
+                               probe.down_bps, probe.up_bps, probe.verdict)
+        self.finished = [*self.finished[-9:], summary]
+        logger.info("probe %s: closed (%s) after %.1f s, %d pings, %d B down, %d B up, %s",
+                    probe.id, reason, summary.seconds, probe.pings, probe.bytes_sent,
+                    probe.bytes_received, probe.verdict or "no verdict")
 
     async def _close_all(self) -> None:
         for probe in list(self.probes.values()):

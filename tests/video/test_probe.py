@@ -16,7 +16,7 @@ from flask import Flask
 from telehealth.accounts.models import User
 from telehealth.extensions import db
 from telehealth.video.events import get_hub
-from telehealth.video.probe import MAX_BURST_BYTES, Probe, ProbeRegistry, probes_for
+from telehealth.video.probe import MAX_BURST_BYTES, ProbeRegistry, ProbeSummary, probes_for
 from telehealth.video.profiles import AUDIO_ONLY_BPS, PROFILES, needed_bps, recommend
 from tests.video.conftest import login_cookie
 
@@ -101,7 +101,7 @@ def registry(app: Flask) -> ProbeRegistry:
     return probes_for(get_hub(app).engine)
 
 
-def last_probe(app: Flask) -> Probe:
+def last_probe(app: Flask) -> ProbeSummary:
     return registry(app).finished[-1]
 
 
@@ -148,7 +148,7 @@ def test_probe_measures_round_trip_download_and_upload(
 
     asyncio.run(scenario())
     probe = last_probe(app)
-    assert probe.close_reason == "done"
+    assert probe.reason == "done"
     assert (probe.pings, probe.bytes_sent, probe.bytes_received) == (5, BURST, BURST)
     assert probe.verdict == "standard" and probe.rtt_ms is not None and probe.rtt_ms > 0
 
@@ -171,7 +171,7 @@ def test_probe_closes_itself_after_its_time_limit(
             await client.close()
 
     asyncio.run(scenario())
-    assert last_probe(app).close_reason == "timeout"
+    assert last_probe(app).reason == "timeout"
 
 
 def test_probe_breaking_the_rules_is_closed(
@@ -188,11 +188,11 @@ def test_probe_breaking_the_rules_is_closed(
             await client.close()
 
     asyncio.run(scenario(lambda c: c.channel.send(b"x" * 1000)))  # bytes nobody announced
-    assert last_probe(app).close_reason == "bytes not announced"
+    assert last_probe(app).reason == "bytes not announced"
     asyncio.run(scenario(lambda c: c.send({"type": "download", "bytes": MAX_BURST_BYTES + 1})))
-    assert last_probe(app).close_reason == "bad download size"
+    assert last_probe(app).reason == "bad download size"
     asyncio.run(scenario(lambda c: c.channel.send("not json")))
-    assert last_probe(app).close_reason == "message not understood"
+    assert last_probe(app).reason == "message not understood"
 
 
 def test_probes_are_limited_per_user_and_overall(
