@@ -120,3 +120,8 @@ class Config:
     VIDEO_ALLOWED_ORIGINS = os.environ.get("TELEHEALTH_VIDEO_ALLOWED_ORIGINS", "")
     # Seconds a dead node's calls stay claimed before another node may take them.
     VIDEO_DIRECTORY_TTL_SECONDS = _env_int("TELEHEALTH_VIDEO_DIRECTORY_TTL", 30)
+    # Pre-call check: each probe connection closes after this many seconds; how many may be
+    # open at once per user and in this process (each costs a peer connection, ~11 MB).
+    VIDEO_PROBE_TIMEOUT = _env_int("TELEHEALTH_VIDEO_PROBE_TIMEOUT", 30)
+    VIDEO_PROBE_PER_USER = _env_int("TELEHEALTH_VIDEO_PROBE_PER_USER", 2)
+    VIDEO_PROBE_TOTAL = _env_int("TELEHEALTH_VIDEO_PROBE_TOTAL", 20)

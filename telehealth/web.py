@@ -90,7 +90,9 @@ def role_label(role: Any) -> str:
 
 
 def wants_json() -> bool:
-    return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json"
+    # A request that sent JSON (fetch() from a page) reads its errors as JSON too.
+    return (request.path.startswith("/api/") or request.is_json
+            or request.accept_mimetypes.best == "application/json")
 
 
 def error_response(status: int, message: str, error_id: str | None = None) -> Any:

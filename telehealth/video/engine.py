@@ -217,6 +217,7 @@ class VideoEngine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._shutdown_hooks: list[Callable[[], Coroutine[Any, Any, None]]] = []
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -249,6 +250,8 @@ class VideoEngine:
             if loop is None or thread is None:
                 return
             try:
+                for hook in self._shutdown_hooks:
+                    asyncio.run_coroutine_threadsafe(hook(), loop).result(CALL_TIMEOUT)
                 asyncio.run_coroutine_threadsafe(self._close_all(), loop).result(CALL_TIMEOUT)
                 asyncio.run_coroutine_threadsafe(self._cancel_leftovers(),
                                                  loop).result(CALL_TIMEOUT)
@@ -259,6 +262,14 @@ class VideoEngine:
                 thread.join(CALL_TIMEOUT)
                 loop.close()
                 self._loop = self._thread = None
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine on the engine's loop (owner of every aiortc object) and wait."""
+        return self._call(coro)
+
+    def on_shutdown(self, hook: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Await `hook()` on the loop at shutdown, before the engine closes its own calls."""
+        self._shutdown_hooks.append(hook)
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run a coroutine on the engine's loop from another thread and wait for it."""

@@ -11,6 +11,7 @@ from flask import (
     abort,
     current_app,
     flash,
+    jsonify,
     redirect,
     render_template,
     request,
@@ -20,22 +21,27 @@ from flask import (
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
+from telehealth import clock
 from telehealth.consults.models import Consult
 from telehealth.consults.services import get_visible_consult
-from telehealth.errors import PermissionDenied
+from telehealth.errors import InvalidInput, PermissionDenied
 from telehealth.extensions import db
 from telehealth.security.headers import allow_for_this_page
 from telehealth.video import services
 from telehealth.video.directory import connect_sources
 from telehealth.video.events import GUEST_SESSION_KEY, get_hub
 from telehealth.video.forms import InviteForm, ProposalActionForm, ProposeForm
+from telehealth.video.probe import ProbeError, ProbeLimits, probes_for
 from telehealth.video.profiles import DEFAULT_PROFILE, PROFILES
+from telehealth.video.turn import ice_servers
+from telehealth.web import error_response
 
 bp = Blueprint("video", __name__, template_folder="templates", static_folder="static",
                static_url_path="/static/video")
 
-# Bytes the pre-call check downloads to estimate throughput (small: links are slow).
-PROBE_BYTES = 64 * 1024
+# Bytes the pre-call check sends each way through the probe connection: enough to get past
+# the data channel's slow start, small enough to take about 4 s on a 256 kbps link.
+BURST_BYTES = 128 * 1024
 
 
 def _call_consult_for_viewer(consult_id: int) -> tuple[Consult, services.Caller]:
@@ -127,21 +133,38 @@ def answer_proposal(consult_id: int, proposal_id: int, action: str) -> Any:
 @bp.route("/call/check")
 @login_required
 def check() -> Any:
-    return render_template("video/check.html", probe_bytes=PROBE_BYTES)
+    hub = get_hub()
+    # The same ICE servers and TURN credentials a call hands this user (see events.on_join).
+    servers = ice_servers(hub.ice_settings(), f"u{current_user.id}",
+                          int(clock.now().timestamp()))
+    return render_template("video/check.html", ice_servers=servers, burst_bytes=BURST_BYTES)
 
 
-@bp.route("/call/check/probe")
-@login_required
+@bp.route("/call/check/probe", methods=["POST"])
 def probe() -> Any:
-    # Incompressible-enough bytes: the browser times this download to estimate throughput.
-    body = (b"telehealth-probe-" * (PROBE_BYTES // 17 + 1))[:PROBE_BYTES]
-    return body, 200, {"Content-Type": "application/octet-stream", "Cache-Control": "no-store"}
-
-
-@bp.route("/call/check/ping")
-@login_required
-def ping() -> Any:
-    return "", 204, {"Cache-Control": "no-store"}
+    """Answer the pre-call check's offer (one data channel) with a probe connection."""
+    if not current_user.is_authenticated:  # JSON for the page's fetch(), not a redirect
+        return error_response(401, _("Your session has ended; please sign in again."))
+    data = request.get_json(silent=True)
+    sdp = data.get("sdp") if isinstance(data, dict) else None
+    if not isinstance(sdp, str):
+        raise InvalidInput(_("The check did not send a connection offer."))
+    hub = get_hub()
+    config = current_app.config
+    limits = ProbeLimits(timeout_seconds=float(config["VIDEO_PROBE_TIMEOUT"]),
+                         per_user=int(config["VIDEO_PROBE_PER_USER"]),
+                         total=int(config["VIDEO_PROBE_TOTAL"]))
+    try:
+        answer = probes_for(hub.engine).open(f"u{current_user.id}", sdp, hub.server_ice(),
+                                             limits)
+    except ProbeError as exc:
+        messages = {
+            400: _("The check's connection offer is not valid."),
+            429: _("Your other checks are still running; wait a moment and try again."),
+            503: _("The media server is busy; try the check again in a minute."),
+        }
+        return error_response(exc.status, messages[exc.status])
+    return jsonify({"type": "answer", "sdp": answer.sdp, "id": answer.id})
 
 
 @bp.app_context_processor

@@ -55,11 +55,10 @@ EXTRA_PAGES = [
     ("guest", "/consults/{consult_id}/call"),  # after opening the invitation link
 ]
 # Not pages: JSON, files (attachments, the licence scan, the roster as CSV), the static folder,
-# the pre-call check's download and round trip, and the guest's invitation link (a redirect
-# to the call page: the "guest" browser opens it).
+# and the guest's invitation link (a redirect to the call page: the "guest" browser opens it).
 NOT_PAGES = re.compile(r"^/(api/|static/|attachments/)|^/roster/(export\.csv"
                        r"|<int:user_id>/credential/document)$"
-                       r"|^/call/(check/probe|check/ping|invite/<token>)$")
+                       r"|^/call/invite/<token>$")
 
 
 def build_urls(world: dict[str, Any]) -> list[tuple[str, str]]:

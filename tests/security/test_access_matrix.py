@@ -161,10 +161,10 @@ RULES: dict[str, list[R]] = {
     "video.answer_proposal": [
         R("POST", "/consults/{consult}/call/proposals/{proposal}/accept", CLINIC),
         R("POST", "/consults/{consult}/call/proposals/{proposal}/withdraw", ASSIGNED)],
-    # The pre-call check (and the download and round trip it times) holds no case data.
+    # The pre-call check (and the probe connection to the media server it opens) holds no
+    # case data. Without an SDP offer an allowed role gets a 400, anybody else a 401.
     "video.check": [R("GET", "/call/check", SIGNED_IN)],
-    "video.probe": [R("GET", "/call/check/probe", SIGNED_IN)],
-    "video.ping": [R("GET", "/call/check/ping", SIGNED_IN)],
+    "video.probe": [R("POST", "/call/check/probe", SIGNED_IN)],
 }
 
 # Socket.IO: (namespace, event) -> checks. The check connects as the role and emits `data`

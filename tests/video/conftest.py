@@ -17,6 +17,7 @@ from flask import Flask
 from telehealth.accounts.models import User
 from telehealth.extensions import db
 from telehealth.video import events as video_events
+from telehealth.video.probe import probes_for
 from tests.conftest import PASSWORD, take_consult
 
 NAMESPACE = "/call"
@@ -48,6 +49,7 @@ def _reset_calls(app: Flask) -> Iterator[None]:
             hub.joined.clear()
             hub.buckets.clear()
         if hub.engine.running:
+            probes_for(hub.engine).close_all()
             hub.engine._call(hub.engine._close_all())
 
 

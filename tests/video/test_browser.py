@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
 import pytest
 
 from telehealth.extensions import db
-from telehealth.video.models import VideoSession
-from tests.conftest import ARTIFACTS, PASSWORD
+from telehealth.video.events import get_hub
+from telehealth.video.models import VideoParticipation, VideoSession
+from telehealth.video.probe import probes_for
+from tests.conftest import ARTIFACTS, PASSWORD, screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -80,11 +83,76 @@ def test_clinician_and_specialist_see_each_other(
         for page in pages:
             page.click("#leave")
         wait_call_ended()
-    # The pre-call check previews the fake camera, measures the link and gives a verdict.
-    check = pages[0]
-    check.goto(f"{live_server}/call/check")
-    check.wait_for_selector("#verdict[data-verdict]", timeout=15_000)
-    assert check.get_attribute("#verdict", "data-verdict") == "video"
-    assert check.evaluate("document.getElementById('preview').videoWidth") > 0
     for page in pages:
         page.context.close()
+
+
+NUMBER = re.compile(r"^[\d\s,.\u202f\u00a0]+ (ms|kbps)$")
+
+
+def test_pre_call_check_measures_the_media_server_and_sets_the_call_profile(
+        app: Any, browser: Any, live_server: str, call_consult: Any,
+        world: dict[str, Any]) -> None:
+    context = browser.new_context(viewport={"width": 900, "height": 800})
+    page = context.new_page()
+    try:
+        sign_in(page, live_server, world["clinician"].email)
+        page.goto(f"{live_server}/call/check")
+        page.wait_for_selector("#verdict[data-verdict]", timeout=30_000)
+        # The fake camera is previewed; round trip and both directions were measured through
+        # the probe connection, and loopback carries a standard-quality video call.
+        assert page.evaluate("document.getElementById('preview').videoWidth") > 0
+        figures = {name: page.text_content(f"#{name}").strip() for name in ("rtt", "down", "up")}
+        assert all(NUMBER.match(text) for text in figures.values()), figures
+        assert int(re.sub(r"\D", "", figures["up"])) >= 832  # kbps: the standard profile's
+        assert page.get_attribute("#verdict", "data-verdict") == "video"
+        assert page.get_attribute("#verdict", "data-profile") == "standard"
+        assert page.text_content("#verdict") == "Your connection is good enough for a video call."
+        assert page.text_content("#quality") == "Standard"
+        assert page.is_visible("#remembered")
+        screenshot(page, "precall-check")
+        hub = get_hub(app)
+        deadline = time.monotonic() + 5  # the page says goodbye: nothing stays open
+        while probes_for(hub.engine).open_count() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert probes_for(hub.engine).open_count() == 0
+        # The call starts with the remembered profile (unless the address names one).
+        for query, profile in (("", "standard"), ("?profile=low", "low")):
+            page.goto(f"{live_server}/consults/{call_consult.id}/call{query}")
+            page.wait_for_selector("#call-status:has-text('Connected')", timeout=20_000)
+            assert page.eval_on_selector("#profile", "s => s.value") == profile
+            page.click("#leave")
+            wait_call_ended()
+        db.session.expire_all()
+        assert [p.profile for p in db.session.query(VideoParticipation)
+                .order_by(VideoParticipation.id)] == ["standard", "low"]
+    finally:
+        context.close()
+
+
+# What a clinic behind a firewall that blocks UDP sees: no candidate pair can work.
+NO_ROUTE = """(() => {
+  const Real = window.RTCPeerConnection;
+  window.RTCPeerConnection = function (config) {
+    return new Real(Object.assign({}, config, { iceServers: [], iceTransportPolicy: "relay" }));
+  };
+  window.RTCPeerConnection.prototype = Real.prototype;
+})();"""
+
+
+def test_pre_call_check_without_a_media_path_says_written_consult(
+        browser: Any, live_server: str, world: dict[str, Any]) -> None:
+    context = browser.new_context()
+    context.add_init_script(NO_ROUTE)
+    page = context.new_page()
+    try:
+        sign_in(page, live_server, world["specialist"].email)
+        page.goto(f"{live_server}/call/check")
+        page.wait_for_selector("#verdict[data-verdict]", timeout=40_000)
+        assert page.get_attribute("#verdict", "data-verdict") == "written"
+        assert "No connection to the media server" in page.text_content("#verdict")
+        assert page.text_content("#rtt") == "…"
+        assert page.text_content("#quality") == "Low (slow links)"
+        assert page.evaluate("localStorage.getItem('telehealth.callProfile')") == "low"
+    finally:
+        context.close()

@@ -4,13 +4,24 @@
   var root = document.getElementById("call");
   if (!root) { return; }
   var consultId = parseInt(root.dataset.consultId, 10);
-  var profile = root.dataset.profile;
-  // What we send: the lowest profile among us and those who receive us (the server says).
-  var sendProfile = profile;
   var PROFILES = {
     low: { width: 320, height: 240, frameRate: 15, maxBitrate: 200000 },
     standard: { width: 640, height: 360, frameRate: 30, maxBitrate: 800000 }
   };
+  var profile = root.dataset.profile;
+  var startAudioOnly = false;
+  // Unless the address names a profile, start with what the last pre-call check (check.js)
+  // recommended for this browser's connection.
+  try {
+    var remembered = window.localStorage.getItem("telehealth.callProfile");
+    if (!/[?&]profile=/.test(window.location.search) && PROFILES.hasOwnProperty(remembered)) {
+      profile = remembered;
+      document.getElementById("profile").value = profile;
+      startAudioOnly = window.localStorage.getItem("telehealth.callAudioOnly") === "1";
+    }
+  } catch (e) { /* no storage: the server's default */ }
+  // What we send: the lowest profile among us and those who receive us (the server says).
+  var sendProfile = profile;
   var statusEl = document.getElementById("call-status");
   var tiles = document.getElementById("tiles");
   var template = document.getElementById("tile-template");
@@ -129,6 +140,10 @@
       answered = true;
       socket.emit("answer", { consult_id: consultId, sdp: pc.localDescription.sdp });
       renderPeers();
+      if (startAudioOnly) {  // the check found the link too slow for video
+        startAudioOnly = false;
+        document.getElementById("audio-only").click();
+      }
     }).catch(function (err) { say(root.dataset.msgError + ": " + err); });
   }
 
