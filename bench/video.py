@@ -813,10 +813,12 @@ async def app_phase(args: argparse.Namespace, bench: AppBench, parent: Any) -> N
         bench.pool.close()
     print("  one room of real-time clients keeping to the profile (forwarded):", flush=True)
     _ok, cpu_forward, rates = await bench.rooms(1)
-    print(f"     min fps {min(rates):5.1f} CPU/room {cpu_forward * 100:5.1f}% of a core")
+    print(f"     min fps {min(rates):5.1f} CPU/room {cpu_forward * 100:5.1f}% of a core",
+          flush=True)
     print("  one room of stock aiortc clients (ignoring the profile: re-encoded):", flush=True)
     _ok, cpu_reencode, rates = await bench.rooms(1, limits=False)
-    print(f"     min fps {min(rates):5.1f} CPU/room {cpu_reencode * 100:5.1f}% of a core")
+    print(f"     min fps {min(rates):5.1f} CPU/room {cpu_reencode * 100:5.1f}% of a core",
+          flush=True)
     bps = await bench.bitrate()
     bps_reencoded = await bench.bitrate(limits=False)
     memory = await bench.memory(args.cycles)

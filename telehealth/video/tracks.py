@@ -184,6 +184,7 @@ class SlotTrack(MediaStreamTrack):
             return
         if self._awaiting_keyframe:
             if not frame.keyframe:
+                feed.request_keyframe()  # again (it is rate-limited): a request can be lost
                 return
             self._awaiting_keyframe = False
         if len(self._queue) >= FORWARD_DEPTH[self.kind]:
@@ -286,6 +287,11 @@ class SlotTrack(MediaStreamTrack):
 
     def stop(self) -> None:
         super().stop()
+        # Leave the feed: a feed outlives the slots of people who leave, and a slot holds
+        # its sender (keyframe handler), hence a whole peer connection.
+        if self.source is not None:
+            self.source.detach(self)
+        self.on_keyframe_needed = None
         self._queue.clear()
         self._wake.set()
 

@@ -120,8 +120,8 @@ def test_encoder_is_installed_on_the_sender() -> None:
 
 def reencoding_slot(kind: str) -> tuple[SlotTrack, Any]:
     """A slot re-encoding a stand-in source (what a feed does when a source does not fit)."""
-    slot, source = SlotTrack(kind, LOW), object()
-    slot.source, slot.transcoding = source, True
+    slot, source = SlotTrack(kind, LOW), StubFeed()
+    slot.source, slot.transcoding = source, True  # type: ignore[assignment]
     return slot, source
 
 
@@ -162,6 +162,10 @@ def test_rooms_open_fill_and_close(engine: VideoEngine) -> None:
     assert engine.leave("r", "p1") is False
     assert leaving.connectionState == "closed"
     assert set(engine.layout("r", "p0")) == {"p2", "p3"}
+    # Nobody's feed keeps the slots of the one who left (a slot holds its whole connection).
+    for pid in ("p0", "p2", "p3"):
+        for feed in room.participants[pid].feeds.values():
+            assert len(feed.slots) == 2
     # Joining again replaces the old connection instead of adding one.
     engine.join("r", "p0", LOW)
     assert engine.stats()["peer_connections"] == MAX_PARTICIPANTS - 1
@@ -305,6 +309,9 @@ class StubFeed:
     def update_decoding(self) -> None:
         pass
 
+    def detach(self, slot: SlotTrack) -> None:
+        slot.source = None
+
     def describe(self) -> str:
         return "stub"
 
@@ -322,12 +329,15 @@ def test_forwarding_slot_starts_from_a_keyframe_and_restarts_after_overflow() ->
         slot.set_source(feed)  # type: ignore[arg-type]
         assert feed.keyframes_asked == 1 and not slot.transcoding
         slot.offer_encoded(feed, encoded(1, False))  # type: ignore[arg-type]
-        assert not slot._queue  # a decoder cannot start on a delta frame
+        assert not slot._queue  # a decoder cannot start on a delta frame...
+        assert feed.keyframes_asked == 2  # ...so the source is asked again (rate-limited)
         slot.offer_encoded(feed, encoded(2, True))  # type: ignore[arg-type]
-        for n in range(3, 3 + FORWARD_DEPTH["video"] + 5):  # a sender that stopped reading
+        for n in range(3, 2 + FORWARD_DEPTH["video"]):  # a sender that stopped reading
             slot.offer_encoded(feed, encoded(n, False))  # type: ignore[arg-type]
-        assert len(slot._queue) <= FORWARD_DEPTH["video"]
-        assert feed.keyframes_asked == 2  # started again from the next keyframe
+        assert len(slot._queue) == FORWARD_DEPTH["video"] and feed.keyframes_asked == 2
+        slot.offer_encoded(feed, encoded(50, False))  # type: ignore[arg-type]
+        assert not slot._queue  # overflow: dropped, and...
+        assert feed.keyframes_asked == 3  # ...started again from the next keyframe
         slot.offer_encoded(feed, encoded(99, False))  # type: ignore[arg-type]
         assert not slot._queue
         slot.stop()

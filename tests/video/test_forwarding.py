@@ -141,3 +141,56 @@ def test_a_source_that_ignores_the_profile_is_reencoded_for_its_receiver(
                 await peer.close()
 
     asyncio.run(scenario())
+
+
+def test_audio_only_and_profile_switch_end_to_end(
+        app: Flask, call_consult: Any, world: dict[str, Any],
+        signal_client: Callable[..., SignalClient]) -> None:
+    """The specialist goes audio-only and back, then to `standard`: what they receive
+    follows, and the clinician is told each time what it may send."""
+    clinician, specialist = signal_client(world["clinician"]), signal_client(world["specialist"])
+
+    async def scenario() -> None:
+        a, b = CallPeer(clinician, "red"), CallPeer(specialist, "blue")
+        try:
+            await a.join(call_consult.id, profile="standard")
+            assert a.offer["send_profile"] == "standard"  # alone: its own profile
+            await b.join(call_consult.id, profile="low")
+            assert b.offer["send_profile"] == "low"
+            # The clinician's video now reaches a `low` receiver: it is asked to send `low`.
+            assert (await clinician.await_event("send_profile"))["profile"] == "low"
+            layouts = [latest_peers(s, 1) for s in (clinician, specialist)]
+            video_from_a = next(p["video_mid"] for p in layouts[1]["peers"])
+            await until(lambda: b.colours_from(layouts[1], a.participant_id).get("red", 0) >= 3
+                        and a.colours_from(layouts[0], b.participant_id).get("blue", 0) >= 3)
+
+            # Audio only: no more video reaches the specialist; sound and their own video go on.
+            specialist.emit("media", {"consult_id": call_consult.id, "video": False,
+                                      "receive_video": False})
+            assert (await clinician.await_event("send_profile"))["profile"] == "standard"
+            await asyncio.sleep(1.0)  # frames already on the way
+            frames, loud = b.received[video_from_a].frames, b.loud_frames_from(
+                layouts[1], a.participant_id)
+            await asyncio.sleep(2.0)
+            assert b.received[video_from_a].frames <= frames + 1
+            assert b.loud_frames_from(layouts[1], a.participant_id) > loud + 30
+            state = engine_state(app, call_consult.id)
+            assert state[b.participant_id]["decoding"] == {"audio": False, "video": False}
+
+            # Video again: it starts from a keyframe the server asks the clinician for.
+            specialist.emit("media", {"consult_id": call_consult.id, "video": True,
+                                      "receive_video": True})
+            assert (await clinician.await_event("send_profile"))["profile"] == "low"
+            await until(lambda: b.received[video_from_a].frames > frames + 15)
+
+            # The specialist's link improves: `standard` for them, and so for the clinician.
+            specialist.emit("media", {"consult_id": call_consult.id, "profile": "standard"})
+            assert (await clinician.await_event("send_profile"))["profile"] == "standard"
+            state = engine_state(app, call_consult.id)
+            assert state[a.participant_id]["send_cap"] == 800_000
+            assert not state[b.participant_id]["slots"][a.participant_id]["video"]
+        finally:
+            await a.close()
+            await b.close()
+
+    asyncio.run(scenario())
