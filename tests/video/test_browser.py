@@ -13,6 +13,7 @@ from telehealth.video.events import get_hub
 from telehealth.video.models import VideoParticipation, VideoSession
 from telehealth.video.probe import probes_for
 from tests.conftest import ARTIFACTS, PASSWORD, screenshot
+from tests.video.test_forwarding import engine_state
 
 pytestmark = pytest.mark.browser
 
@@ -59,7 +60,7 @@ def wait_call_ended(timeout: float = 10.0) -> None:
 
 
 def test_clinician_and_specialist_see_each_other(
-        browser: Any, live_server: str, call_consult: Any, world: dict[str, Any]) -> None:
+        app: Any, browser: Any, live_server: str, call_consult: Any, world: dict[str, Any]) -> None:
     pages = []
     for who in ("clinician", "specialist"):
         context = browser.new_context(viewport={"width": 900, "height": 800})
@@ -71,6 +72,16 @@ def test_clinician_and_specialist_see_each_other(
         for page in pages:
             state = wait_playing(page)
             assert state["w"] > 0 and state["h"] > 0
+        # Chromium keeps to the `low` profile it is told (camera size, frame rate, maxBitrate),
+        # so the server forwards its video as it is, re-encoding nothing.
+        deadline = time.monotonic() + 15
+        while True:
+            slots = [slot for p in engine_state(app, call_consult.id).values()
+                     for slot in p["slots"].values()]
+            if len(slots) == 2 and not any(s["video"] or s["video_encoded"] for s in slots):
+                break
+            assert time.monotonic() < deadline, slots
+            time.sleep(0.5)
         ARTIFACTS.joinpath("screenshots").mkdir(parents=True, exist_ok=True)
         pages[0].screenshot(path=str(ARTIFACTS / "screenshots" / "video-call.png"),
                             full_page=True)
