@@ -21,6 +21,14 @@ ENROLMENT_FIELD = "_totp_new_secret"
 OPEN_WITHOUT_SECOND_FACTOR = {"security.two_factor", "accounts.logout", "static"}
 
 
+@bp.route("/api/session/alive")
+@login_required
+def session_alive() -> Any:
+    # The idle clock was reset by the before_request hook: a page that holds a long call
+    # (no page requests meanwhile) calls this now and then and stays signed in.
+    return "", 204, {"Cache-Control": "no-store"}
+
+
 def too_many_attempts() -> tuple[str, int, dict[str, str]]:
     """The 429 page for sign-in attempts, the same whoever the account is."""
     message = _("Too many sign-in attempts. Please wait %(n)d minutes and try again.",

@@ -43,7 +43,7 @@ NAMESPACE = "/call"
 # Largest payload (JSON characters) each event may carry; a browser's answer with eight
 # m-lines is about 8-12 kB.
 MAX_PAYLOAD = {"join": 1_000, "answer": 40_000, "candidate": 2_000, "leave": 500,
-               "media": 500, "chat": 8_500, "offer": 40_000}
+               "media": 500, "chat": 8_500, "offer": 40_000, "keepalive": 200}
 RATE_PER_SECOND = 20.0
 RATE_BURST = 60.0
 GUEST_SESSION_KEY = "video_invite_id"
@@ -533,6 +533,14 @@ def on_media(hub: CallHub, data: dict[str, Any]) -> None:
     emit("media", {"id": caller.participant_id, "audio": flags.get("audio"),
                    "video": flags.get("video"), "profile": profile_name},
          to=socket_room(caller.consult_id))
+
+
+@handler("keepalive")
+def on_keepalive(hub: CallHub, data: dict[str, Any]) -> None:
+    """Being in a call is activity: the page sends this now and then (media flows outside
+    Socket.IO), so the socket's session does not reach its idle time-out mid-call. The
+    checks every event runs (see `handler`) are the whole point."""
+    _joined_caller(hub, data)
 
 
 @handler("chat")

@@ -164,6 +164,8 @@ RULES: dict[str, list[R]] = {
     # The pre-call check (and the probe connection to the media server it opens) holds no
     # case data. Without an SDP offer an allowed role gets a 400, anybody else a 401.
     "video.check": [R("GET", "/call/check", SIGNED_IN)],
+    # Resets the idle clock of the caller's own session; nothing else.
+    "security.session_alive": [R("GET", "/api/session/alive", SIGNED_IN)],
     "video.probe": [R("POST", "/call/check/probe", SIGNED_IN)],
 }
 
@@ -212,6 +214,7 @@ SOCKET_RULES: dict[tuple[str, str], list[S]] = {
                                           "receive_video": False}, join_first=True)],
     ("/call", "chat"): [S(CALLERS, data={**CALL_EVENT, "body": "Can you hear me?"},
                           join_first=True)],
+    ("/call", "keepalive"): [S(CALLERS, data=CALL_EVENT, join_first=True)],
     ("/call", "leave"): [S(CALLERS, data=CALL_EVENT, join_first=True)],
 }
 

@@ -230,6 +230,19 @@
     }
   });
 
+  // Being in a call is activity: media flows outside Socket.IO and the page makes no
+  // requests, so both the socket's session and the page's are told now and then, or a long
+  // call would reach the idle time-out.
+  var keepaliveMs = (parseInt(root.dataset.keepaliveSeconds, 10) || 300) * 1000;
+  window.setInterval(function () {
+    if (left || !pc) { return; }
+    socket.emit("keepalive", { consult_id: consultId });
+    if (root.dataset.keepaliveUrl) {
+      fetch(root.dataset.keepaliveUrl, { credentials: "same-origin", cache: "no-store" })
+        .catch(function () { /* offline for a moment: the next one will do */ });
+    }
+  }, keepaliveMs);
+
   document.getElementById("chat-form").addEventListener("submit", function (event) {
     event.preventDefault();
     var input = document.getElementById("chat-input");
