@@ -7,7 +7,7 @@ from functools import cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from babel import Locale, UnknownLocaleError
-from babel.dates import format_datetime, format_timedelta, get_timezone_location
+from babel.dates import format_datetime, format_time, format_timedelta, get_timezone_location
 from babel.numbers import format_decimal
 
 from telehealth import clock
@@ -16,6 +16,16 @@ from telehealth import clock
 def local_datetime(moment: datetime, locale: str, timezone: str, fmt: str = "medium") -> str:
     """Format a UTC moment as the reader sees it: their zone, their locale's pattern."""
     return format_datetime(moment, fmt, tzinfo=ZoneInfo(timezone), locale=locale)
+
+
+def local_deadline(moment: datetime, locale: str, timezone: str,
+                   now: datetime | None = None) -> str:
+    """A deadline as the reader reads it: the time alone if it falls on their today, else
+    the day and the time ('14:30', '26/11/2026 09:00')."""
+    zone = ZoneInfo(timezone)
+    if moment.astimezone(zone).date() == (now or clock.now()).astimezone(zone).date():
+        return format_time(moment, "short", tzinfo=zone, locale=locale)
+    return format_datetime(moment, "short", tzinfo=zone, locale=locale)
 
 
 def relative_time(moment: datetime, locale: str, now: datetime | None = None) -> str:

@@ -11,8 +11,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask import current_app, has_request_context, url_for
+from flask_babel import force_locale
 from flask_babel import gettext as _
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 
 from telehealth import clock
 from telehealth.accounts.models import Role, User
@@ -21,15 +22,17 @@ from telehealth.consults.models import TAKEABLE_STATUSES, Consult, ConsultStatus
 from telehealth.consults.services import transition, urgency_label
 from telehealth.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from telehealth.extensions import db
+from telehealth.i18n.formatting import local_deadline
 from telehealth.matching.models import Offer, OfferStatus
 from telehealth.matching.ranking import Candidate, offer_expiry, offer_fanout, rank_specialists
 from telehealth.notifications.services import coordinators, notify
 from telehealth.roster.models import SpecialistProfile
 
 __all__ = [
-    "Candidate", "accept_consult", "advance_consult", "assign_consult", "decline_consult",
-    "expire_due_offers", "has_pending_offer", "offer_consult", "pending_offers_for",
-    "rank_specialists", "stalled_consult_ids", "withdraw_pending_offers",
+    "Candidate", "accept_consult", "advance_consult", "answer_by", "assign_consult",
+    "decline_consult", "escalated_consult_ids", "expire_due_offers", "has_pending_offer",
+    "offer_consult", "pending_offers_for", "rank_specialists", "reoffer_for_specialist",
+    "reoffer_if_candidate", "stalled_consult_ids", "withdraw_pending_offers",
 ]
 
 
@@ -52,6 +55,12 @@ def consult_url(consult: Consult, external: bool = True) -> str:
         return url_for("consults.detail", consult_id=consult.id, _external=external)
     base = current_app.config["PUBLIC_BASE_URL"].rstrip("/") if external else ""
     return f"{base}/consults/{consult.id}"
+
+
+def answer_by(deadline: datetime, locale: str, timezone: str) -> str:
+    """'answer by 14:30' in that locale and time zone (the offer cards, the live event)."""
+    with force_locale(locale):
+        return _("answer by %(time)s", time=local_deadline(deadline, locale, timezone))
 
 
 def _lock_consult(consult_id: int, skip_locked: bool = False) -> Consult | None:
@@ -95,7 +104,9 @@ def advance_consult(consult: Consult, reason: str = "no candidate") -> list[Offe
         specialist = db.session.get(User, offer.specialist_id)
         if specialist is None:  # pragma: no cover - the row was just ranked
             continue
-        notify(specialist, "offer.new", payload,
+        locale = specialist.locale or current_app.config["BABEL_DEFAULT_LOCALE"]
+        deadline = answer_by(expires_at, locale, specialist.timezone)
+        notify(specialist, "offer.new", payload | {"deadline": deadline},
                subject=lambda: _("New consult offered to you: %(ref)s", ref=consult.reference),
                body=lambda: _("A %(urgency)s consult in %(specialty)s from %(clinic)s is "
                               "waiting for your answer: %(url)s",
@@ -275,6 +286,66 @@ def advance_if_stalled(consult_id: int, reason: str = "offers expired",
         return False
     advance_consult(consult, reason=reason)
     return True
+
+
+# Emergencies first, then the longest waiting: when one specialist comes back, the most
+# pressing consults reach them first.
+_URGENCY_ORDER = case({"emergency": 0, "urgent": 1}, value=Consult.urgency, else_=2)
+
+
+def escalated_consult_ids(limit: int = 500, specialty_ids: list[int] | None = None
+                          ) -> list[int]:
+    """Escalated consults nobody has taken yet, most pressing first."""
+    query = select(Consult.id).where(Consult.status == ConsultStatus.ESCALATED,
+                                     Consult.specialist_id.is_(None))
+    if specialty_ids is not None:
+        query = query.where(Consult.specialty_id.in_(specialty_ids))
+    return list(db.session.scalars(
+        query.order_by(_URGENCY_ORDER, Consult.submitted_at, Consult.id).limit(limit)))
+
+
+def reoffer_if_candidate(consult_id: int, reason: str = "a specialist became available",
+                         skip_locked: bool = False) -> bool:
+    """Offer an escalated consult again once the ranking finds someone not asked before.
+
+    True if this call offered it. Nobody who declined, let an offer expire or was withdrawn
+    is asked twice (the ranking leaves out everyone with an offer for the consult), and the
+    new offer waits as long as a first offer of that urgency.
+    """
+    consult = db.session.get(Consult, consult_id)
+    if consult is None or consult.status != ConsultStatus.ESCALATED:
+        return False
+    # Ranking first, without the lock: most sweeps find nobody, and then write nothing.
+    if not rank_specialists(consult, limit=1):
+        return False
+    # A coordinator assigning it (or another sweeper) may hold the lock: with skip_locked we
+    # leave it to them. The status is read again under the lock, so it is given out once.
+    consult = _lock_consult(consult_id, skip_locked=skip_locked)
+    if consult is None or consult.status != ConsultStatus.ESCALATED:
+        return False
+    offers = advance_consult(consult, reason=reason)
+    if not offers:  # the candidate went away in between: it stays escalated, silently
+        return False
+    record("consult.reoffered", consult_id=consult.id, obj=consult, reason=reason,
+           specialist_ids=[o.specialist_id for o in offers])
+    payload = _consult_payload(consult)
+    # No e-mail: the page of a coordinator who was alerted drops it from the escalated list.
+    for person in coordinators():
+        notify(person, "consult.reoffered", payload)
+    return True
+
+
+def reoffer_for_specialist(user_id: int, reason: str, limit: int = 20) -> int:
+    """After a roster change that may make this specialist eligible: re-offer the escalated
+    consults of their specialties now (the sweeper catches any beyond the limit)."""
+    specialist = db.session.get(User, user_id)
+    if specialist is None or specialist.role != Role.SPECIALIST:
+        return 0
+    specialty_ids = [s.id for s in specialist.specialties]
+    if not specialty_ids:
+        return 0
+    return sum(reoffer_if_candidate(consult_id, reason=reason, skip_locked=True)
+               for consult_id in escalated_consult_ids(limit, specialty_ids))
 
 
 # ---------------------------------------------------------------- coordinators

@@ -1,4 +1,5 @@
-"""The sweeper: expires offers and moves stalled consults on, in the app and from cron.
+"""The sweeper: expires offers, moves stalled consults on and offers escalated consults again
+once someone can take them, in the app and from cron.
 
 This is a transaction boundary (like a request): it commits after each step, so locks are
 held briefly and a crash loses at most the consult being handled.
@@ -23,10 +24,12 @@ logger = logging.getLogger(__name__)
 class SweepResult:
     expired: int = 0
     advanced: int = 0
+    reoffered: int = 0
 
 
 def sweep_once(batch: int = 500) -> SweepResult:
-    """Expire due offers, then advance every consult left with no offer waiting."""
+    """Expire due offers, advance every consult left with no offer waiting, then re-offer
+    escalated consults that someone not asked before can now take."""
     result = SweepResult()
     while True:
         expired = services.expire_due_offers(limit=batch)
@@ -43,6 +46,17 @@ def sweep_once(batch: int = 500) -> SweepResult:
             logger.exception("sweeper: consult %s could not be advanced", consult_id)
             continue
         result.advanced += int(moved)
+    # Escalated consults wait for a coordinator, but someone back from leave, whose window
+    # opened, just verified or new on the roster can still take them.
+    for consult_id in services.escalated_consult_ids(limit=100_000):
+        try:
+            offered = services.reoffer_if_candidate(consult_id, skip_locked=True)
+            db.session.commit()
+        except Exception:
+            db.session.rollback()
+            logger.exception("sweeper: consult %s could not be offered again", consult_id)
+            continue
+        result.reoffered += int(offered)
     return result
 
 
@@ -86,13 +100,13 @@ def init_app(app: Flask) -> None:
     @click.option("--loop", "loop_seconds", type=int, default=0,
                   help="Run again every N seconds instead of once.")
     def sweep_command(loop_seconds: int) -> None:
-        """Expire unanswered offers, offer to the next specialists, escalate."""
+        """Expire unanswered offers, offer to the next specialists, escalate, re-offer."""
         import time
 
         while True:
             result = sweep_once()
             click.echo(f"expired {result.expired} offer(s), advanced {result.advanced} "
-                       f"consult(s)")
+                       f"consult(s), offered {result.reoffered} escalated consult(s) again")
             if not loop_seconds:
                 break
             time.sleep(loop_seconds)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, url_for
+from flask_babel import get_locale, get_timezone
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy import select
@@ -49,3 +51,11 @@ def assign(consult_id: int) -> Any:
     db.session.commit()
     flash(_("The consult is assigned to %(name)s.", name=specialist.name), "success")
     return redirect(url_for("consults.detail", consult_id=consult.id))
+
+
+@bp.app_template_filter("answer_by")
+def answer_by(deadline: datetime | None) -> str:
+    """An offer's deadline on the reader's page: 'answer by 14:30' in their zone."""
+    if deadline is None:
+        return ""
+    return services.answer_by(deadline, str(get_locale() or "en"), str(get_timezone() or "UTC"))

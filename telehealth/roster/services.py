@@ -30,6 +30,7 @@ from telehealth.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from telehealth.extensions import db
 from telehealth.i18n.formatting import local_datetime
 from telehealth.matching.ranking import zone_or_none
+from telehealth.matching.services import reoffer_for_specialist
 from telehealth.roster.models import (
     EXPIRY_WARNING_DAYS,
     PROFILE_TRANSITIONS,
@@ -106,6 +107,8 @@ def set_status(profile: SpecialistProfile, status: ProfileStatus, actor: User) -
     db.session.refresh(profile)
     record(f"roster.{status.value}", obj=profile, actor_id=actor.id, user_id=profile.user_id,
            old=old.value)
+    if status == ProfileStatus.ACTIVE:
+        reoffer_for_specialist(profile.user_id, reason="specialist approved or reactivated")
 
 
 # What each roster button does: the status it starts from and the one it leads to.
@@ -193,6 +196,7 @@ def update_profile(user: User, data: ProfileInput, actor: User) -> SpecialistPro
     profile.capacity = data.capacity
     db.session.flush()
     record("roster.profile_changed", obj=profile, actor_id=actor.id, user_id=user.id)
+    reoffer_for_specialist(user.id, reason="specialist profile changed")
     return profile
 
 
@@ -248,6 +252,7 @@ def set_windows(user: User, windows: list[tuple[int, int, int]], actor: User) ->
     db.session.flush()
     record("roster.availability_changed", actor_id=actor.id, user_id=user.id,
            windows=len(windows))
+    reoffer_for_specialist(user.id, reason="specialist availability changed")
 
 
 def add_leave(user: User, first_day: date, last_day: date, reason: str,
@@ -281,7 +286,9 @@ def remove_leave(leave_id: int, actor: User) -> int:
         raise NotFound(_("No such leave."))
     user_id = leave.user_id
     db.session.delete(leave)
+    db.session.flush()
     record("roster.leave_removed", actor_id=actor.id, user_id=user_id)
+    reoffer_for_specialist(user_id, reason="specialist leave removed")
     return user_id
 
 
@@ -338,6 +345,8 @@ def verify_credential(profile: SpecialistProfile, actor: User, accept: bool) -> 
     db.session.flush()
     record("roster.credential_verified" if accept else "roster.credential_rejected",
            obj=profile, actor_id=actor.id, user_id=profile.user_id)
+    if accept:
+        reoffer_for_specialist(profile.user_id, reason="specialist credential verified")
 
 
 def credential_flag(profile: SpecialistProfile, today: date | None = None) -> str | None:

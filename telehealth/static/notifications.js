@@ -41,6 +41,12 @@
     card.appendChild(title);
     card.appendChild(problem);
     card.appendChild(meta);
+    if (offer.deadline) {
+      var deadline = document.createElement("p");
+      deadline.className = "deadline";
+      deadline.textContent = offer.deadline;
+      card.appendChild(deadline);
+    }
     list.insertBefore(card, list.firstChild);
   });
 
@@ -59,6 +65,17 @@
     item.appendChild(link);
     list.appendChild(item);
     section.hidden = false;
+  });
+
+  // Offered again to a specialist who became available: no longer waiting for a coordinator.
+  socket.on("consult.reoffered", function (consult) {
+    var section = document.getElementById("escalations");
+    var list = document.getElementById("escalated-list");
+    var item = list && list.querySelector('[data-consult="' + consult.consult_id + '"]');
+    if (!item) { return; }
+    item.remove();
+    show("reoffered", consult);
+    if (section && !list.children.length) { section.hidden = true; }
   });
 
   socket.on("consult.accepted", function (consult) { show("accepted", consult); });
