@@ -18,7 +18,7 @@ from sqlalchemy import case, func, select, update
 from telehealth import clock
 from telehealth.accounts.models import Role, User
 from telehealth.audit.services import record
-from telehealth.consults.models import TAKEABLE_STATUSES, Consult, ConsultStatus
+from telehealth.consults.models import TAKEABLE_STATUSES, Consult, ConsultStatus, Urgency
 from telehealth.consults.services import transition, urgency_label
 from telehealth.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from telehealth.extensions import db
@@ -290,7 +290,8 @@ def advance_if_stalled(consult_id: int, reason: str = "offers expired",
 
 # Emergencies first, then the longest waiting: when one specialist comes back, the most
 # pressing consults reach them first.
-_URGENCY_ORDER = case({"emergency": 0, "urgent": 1}, value=Consult.urgency, else_=2)
+_URGENCY_ORDER = case((Consult.urgency == Urgency.EMERGENCY, 0),
+                      (Consult.urgency == Urgency.URGENT, 1), else_=2)
 
 
 def escalated_consult_ids(limit: int = 500, specialty_ids: list[int] | None = None

@@ -66,6 +66,37 @@ def test_offer_acceptance_note_and_escalation_reach_the_right_rooms(app, world, 
     assert escalated["consult_id"] == unmatched.id
 
 
+def test_a_reoffer_reaches_the_specialist_with_its_deadline_and_clears_the_coordinator(
+        app, world, make_consult, make_user):
+    from datetime import UTC, datetime, timedelta
+
+    from telehealth import clock
+    from telehealth.accounts.models import Role
+    from telehealth.matching.sweeper import sweep_once
+    from telehealth.roster.models import ProfileStatus
+    from telehealth.roster.services import get_profile, set_status
+
+    clock.freeze(datetime(2026, 11, 25, 12, 0, tzinfo=UTC))
+    coordinator = world["coordinator"]
+    neurologist = make_user(Role.SPECIALIST, specialties=("neurology",), timezone="Asia/Tokyo")
+    set_status(get_profile(neurologist), ProfileStatus.SUSPENDED, coordinator)
+    db.session.commit()
+    neurologist_io, coordinator_io = _socket_for(app, neurologist), _socket_for(app, coordinator)
+    consult = make_consult(world["clinician"], specialty="neurology")
+    assert [e["consult_id"] for e in _events(coordinator_io, "consult.escalated")] == [consult.id]
+
+    set_status(get_profile(neurologist), ProfileStatus.ACTIVE, coordinator)
+    db.session.commit()
+    [offer] = _events(neurologist_io, "offer.new")
+    assert offer["consult_id"] == consult.id
+    assert offer["deadline"] == "answer by 11:00\u202fPM"  # 14:00 UTC in Tokyo
+    [reoffered] = _events(coordinator_io, "consult.reoffered")
+    assert reoffered["consult_id"] == consult.id
+    clock.freeze(clock.now() + timedelta(minutes=1))
+    assert sweep_once().reoffered == 0
+    assert _events(coordinator_io, "consult.reoffered") == []
+
+
 def test_nothing_is_sent_for_a_rolled_back_change(app, world, make_consult):
     specialist_io = _socket_for(app, world["specialist"])
     consult = make_consult(world["clinician"], submit=False)
