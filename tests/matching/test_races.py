@@ -16,7 +16,7 @@ from flask import Flask
 from sqlalchemy import func, insert, select
 
 from telehealth import clock
-from telehealth.accounts.models import Role, User
+from telehealth.accounts.models import Role, Specialty, User
 from telehealth.audit.models import AuditEvent
 from telehealth.consults.models import Consult, ConsultMode, ConsultStatus, Sex, Urgency
 from telehealth.errors import Conflict
@@ -159,3 +159,133 @@ def test_two_sweepers_expire_each_offer_once_and_advance_each_consult_once(
             assert statuses[cid] == ConsultStatus.ESCALATED and escalations[cid] == 1
     assert db.session.scalar(select(func.count(Offer.id)).where(
         Offer.status == OfferStatus.PENDING, Offer.specialist_id == second.id)) == total // 2
+
+
+def _escalated_consults(make_clinic, make_user, count: int) -> list[int]:
+    clinic = make_clinic(languages=("en",))
+    clinician = make_user(Role.CLINICIAN, clinic=clinic)
+    specialty_id = db.session.scalar(select(Specialty.id).where(Specialty.code == "cardiology"))
+    ids = list(db.session.scalars(insert(Consult).returning(Consult.id), [
+        {"clinic_id": clinic.id, "created_by_id": clinician.id,
+         "status": ConsultStatus.ESCALATED, "patient_ref": f"P{i}", "patient_sex": Sex.FEMALE,
+         "presenting_problem": "Pain", "question": "?", "specialty_id": specialty_id,
+         "urgency": Urgency.URGENT, "mode": ConsultMode.WRITTEN, "languages": "en",
+         "submitted_at": clock.now()}
+        for i in range(count)]))
+    db.session.commit()
+    return ids
+
+
+def _reoffer_events() -> Counter[int]:
+    return Counter(db.session.scalars(select(AuditEvent.consult_id).where(
+        AuditEvent.action == "consult.reoffered")))
+
+
+def test_two_sweepers_reoffer_each_escalated_consult_once(race_app, make_clinic, make_user):
+    total = 300
+    back = make_user(Role.SPECIALIST)  # eligible: available all week, never asked
+    consult_ids = _escalated_consults(make_clinic, make_user, total)
+
+    def sweep(index: int, barrier: threading.Barrier) -> object:
+        with race_app.app_context():
+            try:
+                barrier.wait(timeout=60)
+                return sweep_once(batch=100)
+            finally:
+                db.session.remove()
+
+    results = _run_at_once(2, sweep)
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert not errors, errors
+    assert sum(r.reoffered for r in results) == total  # type: ignore[union-attr]
+    db.session.expire_all()
+    assert Counter(db.session.scalars(select(Offer.consult_id))) == Counter(consult_ids)
+    assert set(db.session.scalars(select(Offer.specialist_id))) == {back.id}
+    assert _reoffer_events() == Counter(consult_ids)
+    assert set(db.session.scalars(select(Consult.status))) == {ConsultStatus.OFFERED}
+
+
+def test_the_sweeper_leaves_a_consult_a_coordinator_is_assigning(race_app, make_clinic,
+                                                                 make_user):
+    make_user(Role.SPECIALIST)  # eligible for the sweeper
+    chosen, coordinator = make_user(Role.SPECIALIST), make_user(Role.COORDINATOR)
+    [consult_id] = _escalated_consults(make_clinic, make_user, 1)
+    ids = (chosen.id, coordinator.id)
+    locked, swept = threading.Event(), threading.Event()
+
+    def act(index: int, barrier: threading.Barrier) -> object:
+        with race_app.test_request_context():
+            try:
+                if index == 0:  # the coordinator: holds the row while the sweeper runs
+                    consult = db.session.get(Consult, consult_id)
+                    specialist, me = (db.session.get(User, i) for i in ids)
+                    services.assign_consult(consult, specialist, me)
+                    locked.set()
+                    assert swept.wait(timeout=60)
+                    db.session.commit()
+                    return "assigned"
+                assert locked.wait(timeout=60)
+                try:
+                    return sweep_once()
+                finally:
+                    swept.set()
+            finally:
+                db.session.remove()
+
+    results = _run_at_once(2, act)
+    assert not [r for r in results if isinstance(r, BaseException)], results
+    assert results[0] == "assigned" and results[1].reoffered == 0  # type: ignore[union-attr]
+    db.session.expire_all()
+    consult = db.session.get(Consult, consult_id)
+    assert consult.status == ConsultStatus.ACCEPTED and consult.specialist_id == chosen.id
+    assert db.session.scalar(select(func.count(Offer.id))) == 0
+    assert sweep_once().reoffered == 0 and _reoffer_events() == Counter()
+
+
+def test_a_coordinator_assigning_during_a_reoffer_waits_then_wins_once(race_app, make_clinic,
+                                                                      make_user):
+    back = make_user(Role.SPECIALIST)
+    chosen, coordinator = make_user(Role.SPECIALIST), make_user(Role.COORDINATOR)
+    _on_leave_until_tomorrow(chosen)
+    [consult_id] = _escalated_consults(make_clinic, make_user, 1)
+    ids = (chosen.id, coordinator.id)
+    offered = threading.Event()
+
+    def act(index: int, barrier: threading.Barrier) -> object:
+        with race_app.test_request_context():
+            try:
+                if index == 0:  # the sweeper's step, committed only once the coordinator waits
+                    assert services.reoffer_if_candidate(consult_id, skip_locked=True)
+                    offered.set()
+                    import time
+
+                    time.sleep(0.5)
+                    db.session.commit()
+                    return "reoffered"
+                assert offered.wait(timeout=60)
+                consult = db.session.get(Consult, consult_id)
+                specialist, me = (db.session.get(User, i) for i in ids)
+                services.assign_consult(consult, specialist, me)  # blocks on the row lock
+                db.session.commit()
+                return "assigned"
+            finally:
+                db.session.remove()
+
+    results = _run_at_once(2, act)
+    assert results == ["reoffered", "assigned"], results
+    db.session.expire_all()
+    consult = db.session.get(Consult, consult_id)
+    assert consult.status == ConsultStatus.ACCEPTED and consult.specialist_id == chosen.id
+    assert list(db.session.execute(select(Offer.specialist_id, Offer.status))) == [
+        (back.id, OfferStatus.WITHDRAWN)]
+    accepted = db.session.scalar(select(func.count(AuditEvent.id)).where(
+        AuditEvent.action == "consult.status", AuditEvent.detail.contains('"new": "accepted"')))
+    assert accepted == 1
+
+
+def _on_leave_until_tomorrow(user: User) -> None:
+    from telehealth.roster.models import LeavePeriod
+
+    db.session.add(LeavePeriod(user_id=user.id, starts_at=clock.now() - timedelta(days=1),
+                               ends_at=clock.now() + timedelta(days=1), reason="away"))
+    db.session.commit()
