@@ -77,8 +77,9 @@ def _ring(data_key: str | None, old_keys: tuple[str, ...], secret_key: str) -> M
     if data_key:
         current = _fernet_key(data_key)
         if current is None:
-            raise KeyConfigError("TELEHEALTH_DATA_KEY is not a Fernet key (32 bytes, urlsafe "
-                                 "base64); make one with `flask security new-data-key`")
+            raise KeyConfigError(
+                "TELEHEALTH_DATA_KEY is not a Fernet key (32 bytes, urlsafe base64); make one "
+                "with `flask --app wsgi security new-data-key` (run with the variable unset)")
     else:
         current = derive_key(secret_key)
     keys = [current]
