@@ -76,6 +76,12 @@ class Config:
     # Extra CSP sources per directive, e.g. {"connect-src": ["wss://media.example.org"]}.
     CSP_EXTRA: dict[str, list[str]] = {}
     AUDIT_CHAIN_KEY = os.environ.get("TELEHEALTH_AUDIT_CHAIN_KEY") or None
+    # Encrypts secrets at rest (TOTP seeds); unset, a key derived from SECRET_KEY. Earlier keys
+    # (data keys or SECRET_KEYs, comma-separated) still decrypt until `flask security
+    # rotate-secrets` has re-encrypted everything under the current one.
+    DATA_KEY = os.environ.get("TELEHEALTH_DATA_KEY") or None
+    DATA_OLD_KEYS = [k.strip() for k in os.environ.get("TELEHEALTH_DATA_OLD_KEYS", "").split(",")
+                     if k.strip()]
     # Reverse proxies in front of the app whose X-Forwarded-For/-Proto are trusted; without
     # this, every visitor has the proxy's address and the per-address sign-in limit is shared.
     TRUSTED_PROXIES = _env_int("TELEHEALTH_TRUSTED_PROXIES", 0)

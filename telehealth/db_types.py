@@ -6,8 +6,11 @@ import enum
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Enum
+from sqlalchemy import DateTime, Enum, String, event
+from sqlalchemy.orm import Mapper
 from sqlalchemy.types import TypeDecorator
+
+from telehealth.security.crypto import Sealed, seal
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -38,3 +41,36 @@ def string_enum(enum_class: type[enum.Enum]) -> Enum:
     The same on SQLite and PostgreSQL, and a new value needs no ALTER TYPE.
     """
     return Enum(enum_class, native_enum=False, length=20, validate_strings=True)
+
+
+class EncryptedString(TypeDecorator[Sealed]):
+    """A secret stored encrypted (telehealth/security/crypto.py); read back still sealed.
+
+    Assigning a plain str seals it at once (see `_seal_on_set`), so the attribute is always
+    a `Sealed` or None and plain text never reaches the database, not even through Core.
+    The length is the ciphertext's: Fernet turns n bytes into about 1.4 * n + 100 characters.
+    """
+
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value: Sealed | str | None, dialect: Any) -> str | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = seal(value)
+        return value.token
+
+    def process_result_value(self, value: str | None, dialect: Any) -> Sealed | None:
+        return None if value is None else Sealed(value)
+
+
+def _seal_plain(target: Any, value: Any, oldvalue: Any, initiator: Any) -> Any:
+    return seal(value) if isinstance(value, str) else value
+
+
+@event.listens_for(Mapper, "mapper_configured")
+def _seal_on_set(mapper: Mapper[Any], class_: type) -> None:
+    for prop in mapper.column_attrs:
+        if any(isinstance(column.type, EncryptedString) for column in prop.columns):
+            event.listen(getattr(class_, prop.key), "set", _seal_plain, retval=True)

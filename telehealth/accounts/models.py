@@ -20,8 +20,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from telehealth import clock
-from telehealth.db_types import UTCDateTime, string_enum
+from telehealth.db_types import EncryptedString, UTCDateTime, string_enum
 from telehealth.extensions import db
+from telehealth.security.crypto import Sealed
 
 if TYPE_CHECKING:
     from telehealth.clinics.models import Clinic
@@ -90,7 +91,8 @@ class User(UserMixin, db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=clock.now)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # Optional second factor (RFC 6238); the last time step used refuses a replayed code.
-    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    # Encrypted at rest: a database dump or backup does not hand out the second factor.
+    totp_secret: Mapped[Sealed | None] = mapped_column(EncryptedString(255))
     totp_last_step: Mapped[int | None]
 
     clinic: Mapped[Clinic | None] = relationship()

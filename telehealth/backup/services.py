@@ -3,7 +3,8 @@
 The archive is a gzip'd tar: `manifest.json` (schema revision, row counts, file checksums),
 `tables/<table>.jsonl` (one row a line, in dependency order) and `files/<stored name>`.
 Restoring needs an empty database at the same schema revision; it checks every file against
-the checksum its attachment row recorded.
+the checksum its attachment row recorded. Encrypted columns (TOTP secrets) stay encrypted in
+the archive: a restore needs the same data key (TELEHEALTH_DATA_KEY, or the same SECRET_KEY).
 """
 
 from __future__ import annotations
@@ -37,8 +38,9 @@ from sqlalchemy.orm import Session
 
 from telehealth import clock
 from telehealth.consults.models import Attachment
-from telehealth.db_types import UTCDateTime
+from telehealth.db_types import EncryptedString, UTCDateTime
 from telehealth.extensions import db
+from telehealth.security.crypto import Sealed
 
 FORMAT = 1
 
@@ -63,6 +65,8 @@ def _encode(value: Any) -> Any:
         return value.name  # SQLAlchemy stores (and accepts) non-native enums by name
     if isinstance(value, datetime | date):
         return value.isoformat()
+    if isinstance(value, Sealed):
+        return value.token  # the archive keeps the ciphertext: restore needs the same key
     return value
 
 
@@ -76,6 +80,8 @@ def _decode(table: Table, row: dict[str, Any]) -> dict[str, Any]:
             value = date.fromisoformat(value)
         elif value is not None and isinstance(column_type, Boolean):
             value = bool(value)
+        elif value is not None and isinstance(column_type, EncryptedString):
+            value = Sealed(value)  # already encrypted: stored as it is, not sealed again
         out[name] = value
     return out
 

@@ -14,11 +14,14 @@ def trust_proxies(app: Flask, hops: int) -> None:
 
 def init_app(app: Flask) -> None:
     """Register the security blueprint and the request hooks."""
-    from telehealth.security import headers, inputs, sessions, views
+    from telehealth.security import commands, crypto, headers, inputs, sessions, views
+
+    crypto.ring_for(app.config)  # a malformed TELEHEALTH_DATA_KEY stops the start, clearly
 
     app.request_class = inputs.CleanRequest
     trust_proxies(app, app.config["TRUSTED_PROXIES"])
     app.register_blueprint(views.bp)
+    commands.init_app(app)
     app.before_request(sessions.enforce_idle_timeout)
     app.before_request(views.require_second_factor)
     app.after_request(headers.apply_security_headers)

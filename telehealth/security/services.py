@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import hmac
+import logging
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import pyotp
 from flask import current_app, session
+from flask_babel import gettext as _
 from flask_login import login_user
-from sqlalchemy import delete, func, select
+from sqlalchemy import and_, delete, func, select, update
 
 from telehealth import clock
 from telehealth.accounts.models import User
 from telehealth.audit.services import record
+from telehealth.db_types import EncryptedString
+from telehealth.errors import Unavailable
 from telehealth.extensions import db
+from telehealth.security import crypto
 from telehealth.security.models import SignInAttempt
 from telehealth.security.sessions import mark_active
+
+logger = logging.getLogger(__name__)
 
 PENDING_KEY = "_second_factor"
 PENDING_SECONDS = 300
@@ -135,9 +143,32 @@ def matching_step(secret: str, code: str, last_step: int | None) -> int | None:
     return None
 
 
+class SecondFactorUnavailable(Unavailable):
+    """The user's second factor cannot be checked: no configured key decrypts it."""
+
+
+def totp_secret_of(user: User) -> str:
+    """The user's TOTP secret in clear; SecondFactorUnavailable (and a log line) if unreadable.
+
+    Never a way around the second factor: the caller refuses the sign-in.
+    """
+    if user.totp_secret is None:
+        raise ValueError(f"user {user.id} has no second factor")
+    try:
+        return crypto.open_secret(user.totp_secret)
+    except crypto.SecretUnreadable:
+        logger.error(
+            "user %s: no configured data key decrypts the TOTP secret (TELEHEALTH_DATA_KEY, "
+            "TELEHEALTH_DATA_OLD_KEYS, or SECRET_KEY when no data key is set, changed since "
+            "it was stored); their second-factor sign-in is refused", user.id)
+        raise SecondFactorUnavailable(_(
+            "Your second sign-in step cannot be checked at the moment. Please contact an "
+            "administrator.")) from None
+
+
 def check_code(user: User, code: str) -> bool:
     """Check a sign-in code and use it up; audit a failure."""
-    step = matching_step(user.totp_secret or "", code, user.totp_last_step)
+    step = matching_step(totp_secret_of(user), code, user.totp_last_step)
     if step is None:
         record("login.failed", actor_id=user.id, factor="totp")
         return False
@@ -150,7 +181,7 @@ def enable_totp(user: User, secret: str, code: str) -> bool:
     step = matching_step(secret, code, None)
     if step is None:
         return False
-    user.totp_secret = secret
+    user.totp_secret = crypto.seal(secret)
     user.totp_last_step = step
     record("totp.enabled", obj=user)
     return True
@@ -162,3 +193,41 @@ def reset_totp(user: User) -> None:
     user.totp_last_step = None
     user.rotate_session_token()
     record("totp.reset", obj=user)
+
+
+# ---------------------------------------------------------------- secrets at rest
+
+
+@dataclass
+class Rotation:
+    """What `rotate_secrets` did: values re-encrypted, and the ones no key opens."""
+
+    resealed: int = 0
+    unreadable: list[str] = field(default_factory=list)  # "table.column id=…"
+
+
+def rotate_secrets() -> Rotation:
+    """Re-encrypt every encrypted column value under the current data key (the caller commits).
+
+    Values no configured key opens are left as they are and listed.
+    """
+    result = Rotation()
+    for table in db.metadata.sorted_tables:
+        key = list(table.primary_key.columns)
+        for column in table.columns:
+            if not isinstance(column.type, EncryptedString):
+                continue
+            rows = db.session.execute(select(*key, column).where(column.is_not(None))).all()
+            for *ids, sealed in rows:
+                where = and_(*(c == v for c, v in zip(key, ids, strict=True)))
+                try:
+                    resealed = crypto.reseal(sealed)
+                except crypto.SecretUnreadable:
+                    ident = "/".join(map(str, ids))
+                    result.unreadable.append(f"{table.name}.{column.name} id={ident}")
+                    continue
+                db.session.execute(update(table).where(where).values({column.name: resealed}))
+                result.resealed += 1
+    db.session.expire_all()  # loaded objects still hold the old ciphertext
+    record("secrets.rotated", resealed=result.resealed, unreadable=len(result.unreadable))
+    return result

@@ -44,6 +44,8 @@ def sign_in_code() -> Any:
         flash(_("Please sign in again."), "info")
         return redirect(url_for("accounts.login"))
     user, state = pending
+    # No key opens the secret: say so (503, logged) before a code is typed, never skip it.
+    services.totp_secret_of(user)
     ip = request.remote_addr or ""
     form = CodeForm()
     if form.validate_on_submit():

@@ -5,18 +5,21 @@ from __future__ import annotations
 import hashlib
 import io
 import tarfile
+from datetime import UTC, datetime
 from pathlib import Path
 
+import pyotp
 import pytest
 from sqlalchemy import func, select, text
 
+from telehealth import clock
 from telehealth.audit.chain import verify_chain
 from telehealth.audit.models import AuditEvent
 from telehealth.backup.services import BackupError, read_backup, write_backup
 from telehealth.clinics.services import create_clinic
 from telehealth.consults.models import Attachment
 from telehealth.extensions import db
-from tests.conftest import _empty_tables
+from tests.conftest import PASSWORD, _empty_tables
 
 
 def _row_counts() -> dict[str, int]:
@@ -99,3 +102,31 @@ def test_backup_refuses_when_an_attachment_file_is_missing(app, build_case, tmp_
     assert result.exit_code == 1 and "missing or damaged" in result.output
     assert not (tmp_path / "x.tar.gz").exists()
     db.session.execute(text("SELECT 1"))
+
+
+def test_a_backup_keeps_totp_secrets_encrypted_and_restores_them(app, client, world, tmp_path):
+    clock.freeze(datetime(2026, 11, 25, 9, 0, tzinfo=UTC))
+    user = world["coordinator"]
+    secret = pyotp.random_base32()
+    user.totp_secret = secret
+    db.session.commit()
+    user_id, email = user.id, user.email
+    stored = db.session.execute(text("SELECT totp_secret FROM users WHERE id = :id"),
+                                {"id": user_id}).scalar_one()
+    archive = tmp_path / "secrets.tar.gz"
+    upload_dir = Path(app.config["UPLOAD_DIR"])
+    upload_dir.mkdir(parents=True, exist_ok=True)
+    write_backup(db.engine, upload_dir, archive)
+    with tarfile.open(archive) as tar:
+        users = tar.extractfile("tables/users.jsonl").read().decode()
+    assert secret not in users and stored in users
+
+    _wipe(upload_dir)
+    read_backup(db.session(), upload_dir, archive)
+    db.session.commit()
+    # Restored as it was (not encrypted a second time), and the same key opens it.
+    assert db.session.execute(text("SELECT totp_secret FROM users WHERE id = :id"),
+                              {"id": user_id}).scalar_one() == stored
+    client.post("/login", data={"email": email, "password": PASSWORD})
+    code = pyotp.TOTP(secret).at(clock.now())
+    assert client.post("/login/code", data={"code": code}).status_code == 302

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from flask_migrate import downgrade, upgrade
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
 from telehealth.extensions import db
+from telehealth.security.crypto import Sealed, open_secret
 from tests.conftest import TEST_DATABASE_URL, another_app, need_service
 
 
@@ -68,3 +71,35 @@ def test_models_have_no_table_outside_migrations(app) -> None:
     """The session database (built by migrations) has every model table."""
     tables = set(inspect(db.engine).get_table_names())
     assert {t.name for t in db.metadata.sorted_tables} <= tables
+
+
+TOTP_REVISION = "81c21cc316e7"  # TOTP secrets encrypted at rest
+
+
+def test_the_totp_migration_encrypts_existing_secrets_and_the_downgrade_decrypts_them(
+        empty_database_url: str) -> None:
+    app = another_app({"SQLALCHEMY_DATABASE_URI": empty_database_url, "TESTING": True})
+    before = ScriptDirectory.from_config(
+        app.extensions["migrate"].migrate.get_config()).get_revision(TOTP_REVISION).down_revision
+    secret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+    read = text("SELECT totp_secret FROM users WHERE id = 1")
+    try:
+        with app.app_context():
+            upgrade(revision=before)
+            with db.engine.begin() as conn:
+                conn.execute(text(
+                    "INSERT INTO users (id, email, name, password_hash, role, timezone, active, "
+                    "session_token, created_at, is_translator, totp_secret) VALUES (1, "
+                    "'a@example.org', 'A', 'x', 'ADMIN', 'UTC', true, 't', :at, false, :s)"),
+                    {"at": datetime(2026, 11, 25), "s": secret})
+            upgrade(revision=TOTP_REVISION)
+            with db.engine.connect() as conn:
+                stored = conn.execute(read).scalar_one()
+            assert secret not in stored
+            assert open_secret(Sealed(stored)) == secret
+            downgrade(revision=before)
+            with db.engine.connect() as conn:
+                assert conn.execute(read).scalar_one() == secret
+    finally:
+        with app.app_context():
+            db.engine.dispose()

@@ -12,6 +12,7 @@ from telehealth.accounts import services as accounts
 from telehealth.accounts.models import Role
 from telehealth.audit.models import AuditEvent
 from telehealth.extensions import db
+from telehealth.security.crypto import open_secret
 from tests.conftest import PASSWORD
 
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
@@ -101,9 +102,10 @@ def test_blocked_attempts_are_audited(client, world):
 
 
 def _enable_totp(user):
-    user.totp_secret = pyotp.random_base32()
+    secret = pyotp.random_base32()
+    user.totp_secret = secret  # sealed on assignment
     db.session.commit()
-    return pyotp.TOTP(user.totp_secret)
+    return pyotp.TOTP(secret)
 
 
 def test_totp_user_needs_a_code_and_a_code_works_once(app, client, world):
@@ -150,7 +152,7 @@ def test_roles_that_require_totp_must_turn_it_on_first(app, client, world, monke
     assert response.status_code == 302
     assert client.get("/admin/users").status_code == 200
     db.session.refresh(admin)
-    assert admin.totp_secret == secret
+    assert open_secret(admin.totp_secret) == secret
     assert _actions("totp.enabled")
 
 
