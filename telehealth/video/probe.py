@@ -228,12 +228,13 @@ class ProbeRegistry:
         self.probes.pop(probe.id, None)
         if probe.expiry is not None:
             probe.expiry.cancel()
-        await probe.pc.close()
+        # The summary is written before closing, so whoever sees the probe gone finds it.
         summary = ProbeSummary(probe.id, probe.user_key, reason,
                                round(time.monotonic() - probe.opened_at, 1), probe.pings,
                                probe.bytes_sent, probe.bytes_received, probe.rtt_ms,
                                probe.down_bps, probe.up_bps, probe.verdict)
         self.finished = [*self.finished[-9:], summary]
+        await probe.pc.close()
         logger.info("probe %s: closed (%s) after %.1f s, %d pings, %d B down, %d B up, %s",
                     probe.id, reason, summary.seconds, probe.pings, probe.bytes_sent,
                     probe.bytes_received, probe.verdict or "no verdict")

@@ -187,12 +187,21 @@ def test_probe_breaking_the_rules_is_closed(
         finally:
             await client.close()
 
-    asyncio.run(scenario(lambda c: c.channel.send(b"x" * 1000)))  # bytes nobody announced
-    assert last_probe(app).reason == "bytes not announced"
-    asyncio.run(scenario(lambda c: c.send({"type": "download", "bytes": MAX_BURST_BYTES + 1})))
-    assert last_probe(app).reason == "bad download size"
-    asyncio.run(scenario(lambda c: c.channel.send("not json")))
-    assert last_probe(app).reason == "message not understood"
+    def closed_for(abuse: Any) -> str:
+        """Why the server closed the probe (its summary is written after the client saw
+        the close, on the engine's loop: wait for it)."""
+        before = {summary.id for summary in registry(app).finished}
+        asyncio.run(scenario(abuse))
+        deadline = time.monotonic() + 10
+        while not (new := [x for x in registry(app).finished if x.id not in before]):
+            assert time.monotonic() < deadline, "the probe's summary never came"
+            time.sleep(0.05)
+        return new[-1].reason
+
+    assert closed_for(lambda c: c.channel.send(b"x" * 1000)) == "bytes not announced"
+    assert closed_for(lambda c: c.send({"type": "download", "bytes": MAX_BURST_BYTES + 1})) \
+        == "bad download size"
+    assert closed_for(lambda c: c.channel.send("not json")) == "message not understood"
 
 
 def test_probes_are_limited_per_user_and_overall(
