@@ -7,7 +7,13 @@ from functools import cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from babel import Locale, UnknownLocaleError
-from babel.dates import format_datetime, format_time, format_timedelta, get_timezone_location
+from babel.dates import (
+    format_date,
+    format_datetime,
+    format_time,
+    format_timedelta,
+    get_timezone_location,
+)
 from babel.numbers import format_decimal
 
 from telehealth import clock
@@ -26,6 +32,19 @@ def local_deadline(moment: datetime, locale: str, timezone: str,
     if moment.astimezone(zone).date() == (now or clock.now()).astimezone(zone).date():
         return format_time(moment, "short", tzinfo=zone, locale=locale)
     return format_datetime(moment, "short", tzinfo=zone, locale=locale)
+
+
+def local_call_time(moment: datetime, locale: str, timezone: str) -> str:
+    """An appointment as the reader plans it: weekday, date, time and the city of their zone
+    ('mardi 1 décembre 2026, 09:00 (Kinshasa)'), so nobody converts zones in their head."""
+    zone = ZoneInfo(timezone)
+    reader = Locale.parse(locale)
+    date = format_date(moment.astimezone(zone), "full", locale=reader)
+    time = format_time(moment, "short", tzinfo=zone, locale=reader)
+    # How the locale joins a date and a time ('{1}, {0}'; quotes escape literal text).
+    joined = str(reader.datetime_formats["full"]).replace("'", "")
+    city = get_timezone_location(zone, locale=reader, return_city=True)
+    return f"{joined.replace('{0}', time).replace('{1}', date)} ({city})"
 
 
 def relative_time(moment: datetime, locale: str, now: datetime | None = None) -> str:

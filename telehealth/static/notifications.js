@@ -16,6 +16,8 @@
     link.href = payload.url;
     link.textContent = payload.reference + " · " + (payload.specialty || "");
     notice.appendChild(link);
+    // Call times come already written in the reader's zone and language.
+    if (payload.time) { notice.appendChild(document.createTextNode(" · " + payload.time)); }
     notice.hidden = false;
   }
 
@@ -81,4 +83,7 @@
   socket.on("consult.accepted", function (consult) { show("accepted", consult); });
   socket.on("consult.assigned", function (consult) { show("assigned", consult); });
   socket.on("note.new", function (note) { show("note", note); });
+  socket.on("call.proposed", function (call) { show("callProposed", call); });
+  socket.on("call.agreed", function (call) { show("callAgreed", call); });
+  socket.on("call.withdrawn", function (call) { show("callWithdrawn", call); });
 }());

@@ -6,9 +6,11 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
+from flask import current_app
 from flask_babel import gettext as _
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 
 from telehealth import clock
 from telehealth.accounts.models import Role, User
@@ -16,6 +18,9 @@ from telehealth.audit.services import record
 from telehealth.consults.models import Consult, ConsultStatus
 from telehealth.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from telehealth.extensions import db
+from telehealth.i18n.formatting import local_call_time
+from telehealth.matching.services import consult_url
+from telehealth.notifications.services import notify
 from telehealth.video.models import (
     PROPOSAL_TRANSITIONS,
     CallMessage,
@@ -223,6 +228,7 @@ def propose_time(consult: Consult, actor: User, starts_at: datetime) -> CallProp
     db.session.add(proposal)
     db.session.flush()
     record("video.time_proposed", consult_id=consult.id, obj=proposal)
+    _tell_about_time(proposal, consult, actor)
     return proposal
 
 
@@ -280,6 +286,63 @@ def set_proposal_status(proposal: CallProposal, consult: Consult, actor: User,
         raise Conflict(_("This time has passed; propose a new one."))
     proposal.status = to
     record(f"video.time_{to.value}", consult_id=consult.id, obj=proposal)
+    _tell_about_time(proposal, consult, actor)
+
+
+def call_members(consult: Consult) -> list[User]:
+    """The active users who may be in the consult's call (see is_call_member)."""
+    candidates = db.session.scalars(select(User).where(
+        User.active.is_(True),
+        or_(and_(User.role == Role.CLINICIAN, User.clinic_id == consult.clinic_id),
+            User.id == consult.specialist_id)).order_by(User.id))
+    return [user for user in candidates if is_call_member(user, consult)]
+
+
+# Live event name per proposal status: what the other people on the call hear.
+TIME_EVENTS = {ProposalStatus.PROPOSED: "call.proposed", ProposalStatus.ACCEPTED: "call.agreed",
+               ProposalStatus.WITHDRAWN: "call.withdrawn"}
+
+
+def _time_subject(status: ProposalStatus, ref: str) -> str:
+    if status == ProposalStatus.ACCEPTED:
+        return _("Call time agreed for consult %(ref)s", ref=ref)
+    if status == ProposalStatus.WITHDRAWN:
+        return _("Proposed call time withdrawn for consult %(ref)s", ref=ref)
+    return _("New call time proposed for consult %(ref)s", ref=ref)
+
+
+def _time_body(status: ProposalStatus, name: str, ref: str, time: str, url: str) -> str:
+    if status == ProposalStatus.ACCEPTED:
+        return _("%(name)s accepted the video call on consult %(ref)s for %(time)s: %(url)s",
+                 name=name, ref=ref, time=time, url=url)
+    if status == ProposalStatus.WITHDRAWN:
+        return _("%(name)s withdrew the video call proposed on consult %(ref)s for %(time)s: "
+                 "%(url)s", name=name, ref=ref, time=time, url=url)
+    return _("%(name)s proposes a video call on consult %(ref)s for %(time)s. Accept it or "
+             "propose another time: %(url)s", name=name, ref=ref, time=time, url=url)
+
+
+def _tell_about_time(proposal: CallProposal, consult: Consult, actor: User) -> None:
+    """Tell everyone else on the call that a time was proposed, agreed or withdrawn.
+
+    Each person reads the time in their own zone and language; notify() queues it and
+    delivers only once the change has committed. The proposer is always among them when
+    the other side accepts; the colleagues of either side hear too, as they may take the call.
+    """
+    status = proposal.status
+    url = consult_url(consult) + "#call"
+    payload = {"consult_id": consult.id, "reference": consult.reference,
+               "specialty": consult.specialty.name, "proposal_id": proposal.id,
+               "status": status.value, "by": actor.name,
+               "url": consult_url(consult, external=False) + "#call"}
+    for person in call_members(consult):
+        if person.id == actor.id:
+            continue
+        locale = person.locale or current_app.config["BABEL_DEFAULT_LOCALE"]
+        time = local_call_time(proposal.starts_at, locale, person.timezone or "UTC")
+        notify(person, TIME_EVENTS[status], payload | {"time": time},
+               subject=partial(_time_subject, status, consult.reference),
+               body=partial(_time_body, status, actor.name, consult.reference, time, url))
 
 
 @dataclass(frozen=True)
