@@ -166,3 +166,173 @@ def test_a_dead_mail_server_does_not_break_the_request(app, world, client, auth)
     finally:
         app.config.update(MAIL_SERVER="")
     assert response.status_code == 302
+
+
+# ---------------------------------------------------------------- call times
+
+
+@pytest.fixture()
+def call_world(world, make_consult, make_user):
+    """A consult the specialist (English, New York) has taken from a French clinician in
+    Kinshasa, with a colleague at the same clinic; the clock at 25 Nov 2026, noon UTC."""
+    from datetime import UTC, datetime
+
+    from telehealth import clock
+    from telehealth.accounts.models import Role
+    from tests.conftest import take_consult
+
+    clock.freeze(datetime(2026, 11, 25, 12, 0, tzinfo=UTC))
+    clinician, specialist = world["clinician"], world["specialist"]
+    clinician.locale, clinician.timezone = "fr", "Africa/Kinshasa"  # UTC+1
+    specialist.locale, specialist.timezone = "en", "America/New_York"  # UTC-5 in December
+    colleague = make_user(Role.CLINICIAN, clinic=world["clinic"])
+    consult = make_consult(clinician)
+    take_consult(consult, specialist)
+    db.session.commit()
+    return world | {"consult": consult, "colleague": colleague}
+
+
+def _mail_to(inbox, user):
+    """(subject, body) of each e-mail to this user, decoded (French is not plain ASCII)."""
+    from email.header import decode_header, make_header
+
+    return [(str(make_header(decode_header(message["Subject"]))),
+             message.get_payload(decode=True).decode(message.get_content_charset() or "ascii"))
+            for recipients, message in inbox.messages if user.email in recipients]
+
+
+def _french(text, **values):
+    """The message as the French catalog has it (English until the lead merges catalogs)."""
+    from flask_babel import force_locale
+    from flask_babel import gettext as _
+
+    with force_locale("fr"):
+        return _(text, **values)
+
+
+def test_a_proposed_time_is_emailed_to_the_other_side_in_their_language_and_zone(
+        smtp_server, call_world, client, auth):
+    clinician, specialist = call_world["clinician"], call_world["specialist"]
+    consult = call_world["consult"]
+    smtp_server.messages.clear()  # the offer and the acceptance of the consult
+    auth.login(specialist)
+    # 03:00 in New York is 08:00 UTC and 09:00 in Kinshasa.
+    response = client.post(f"/consults/{consult.id}/call/proposals",
+                           data={"starts_at": "2026-12-01T03:00"})
+    assert response.status_code == 303
+    [(subject, body)] = _mail_to(smtp_server, clinician)
+    assert subject == _french("New call time proposed for consult %(ref)s",
+                              ref=consult.reference)
+    assert "mardi 1 décembre 2026, 09:00 (Kinshasa)" in body
+    assert consult.reference in body and specialist.name in body
+    assert f"/consults/{consult.id}#call" in body
+    assert consult.patient_ref not in body and consult.presenting_problem not in body
+    # Every clinician of the clinic may take the call; the proposer gets nothing.
+    assert len(_mail_to(smtp_server, call_world["colleague"])) == 1
+    assert _mail_to(smtp_server, specialist) == []
+    for outsider in ("other_clinician", "other_specialist", "coordinator", "admin"):
+        assert _mail_to(smtp_server, call_world[outsider]) == []
+
+
+def test_the_proposer_hears_the_time_is_agreed_and_the_other_side_that_it_is_withdrawn(
+        smtp_server, call_world, client, auth):
+    clinician, specialist = call_world["clinician"], call_world["specialist"]
+    consult = call_world["consult"]
+    smtp_server.messages.clear()
+    auth.login(clinician)
+    # 10:00 in Kinshasa is 09:00 UTC and 04:00 in New York.
+    assert client.post(f"/consults/{consult.id}/call/proposals",
+                       data={"starts_at": "2026-12-01T10:00"}).status_code == 303
+    [(subject, body)] = _mail_to(smtp_server, specialist)
+    assert subject == f"New call time proposed for consult {consult.reference}"
+    assert "Tuesday, December 1, 2026, 4:00\u202fAM (New York)" in body
+    assert _mail_to(smtp_server, clinician) == []
+    from telehealth.video.models import CallProposal
+
+    proposal = db.session.query(CallProposal).one()
+    auth.logout()
+    smtp_server.messages.clear()
+
+    auth.login(specialist)
+    assert client.post(f"/consults/{consult.id}/call/proposals/{proposal.id}/accept"
+                       ).status_code == 303
+    [(subject, body)] = _mail_to(smtp_server, clinician)
+    assert subject == _french("Call time agreed for consult %(ref)s", ref=consult.reference)
+    assert "mardi 1 décembre 2026, 10:00 (Kinshasa)" in body
+    assert _mail_to(smtp_server, specialist) == []  # the one who accepted
+    auth.logout()
+    smtp_server.messages.clear()
+
+    auth.login(clinician)
+    assert client.post(f"/consults/{consult.id}/call/proposals/{proposal.id}/withdraw"
+                       ).status_code == 303
+    [(subject, body)] = _mail_to(smtp_server, specialist)
+    assert subject == f"Proposed call time withdrawn for consult {consult.reference}"
+    assert "Tuesday, December 1, 2026, 4:00\u202fAM (New York)" in body
+    assert clinician.name in body and f"/consults/{consult.id}#call" in body
+    assert _mail_to(smtp_server, clinician) == []
+
+
+def test_call_times_reach_the_other_rooms_live_in_each_readers_zone(app, call_world):
+    from datetime import UTC, datetime
+
+    from telehealth.video import services as video
+
+    clinician, specialist = call_world["clinician"], call_world["specialist"]
+    consult = call_world["consult"]
+    clinician_io, specialist_io = _socket_for(app, clinician), _socket_for(app, specialist)
+    outsider_io = _socket_for(app, call_world["other_clinician"])
+
+    proposal = video.propose_time(consult, specialist, datetime(2026, 12, 1, 8, 0, tzinfo=UTC))
+    db.session.commit()
+    [proposed] = _events(clinician_io, "call.proposed")
+    assert proposed == {
+        "consult_id": consult.id, "reference": consult.reference,
+        "specialty": consult.specialty.name, "proposal_id": proposal.id,
+        "status": "proposed", "by": specialist.name, "url": f"/consults/{consult.id}#call",
+        "time": "mardi 1 décembre 2026, 09:00 (Kinshasa)"}
+    assert _events(specialist_io, "call.proposed") == []  # not to the proposer
+    assert _events(outsider_io, "call.proposed") == []
+
+    video.set_proposal_status(proposal, consult, clinician, "accept")
+    db.session.commit()
+    [agreed] = _events(specialist_io, "call.agreed")
+    assert agreed["time"] == "Tuesday, December 1, 2026, 3:00\u202fAM (New York)"
+    assert agreed["by"] == clinician.name
+    assert _events(clinician_io, "call.agreed") == []
+
+    video.set_proposal_status(proposal, consult, specialist, "withdraw")
+    db.session.commit()
+    [withdrawn] = _events(clinician_io, "call.withdrawn")
+    assert withdrawn["proposal_id"] == proposal.id and withdrawn["status"] == "withdrawn"
+    assert _events(specialist_io, "call.withdrawn") == []
+    assert _events(outsider_io, "call.agreed") + _events(outsider_io, "call.withdrawn") == []
+
+
+def test_nothing_is_sent_for_a_rolled_back_call_time(app, smtp_server, call_world):
+    from datetime import UTC, datetime
+
+    from telehealth.video import services as video
+
+    clinician_io = _socket_for(app, call_world["clinician"])
+    smtp_server.messages.clear()
+    video.propose_time(call_world["consult"], call_world["specialist"],
+                       datetime(2026, 12, 1, 8, 0, tzinfo=UTC))
+    db.session.rollback()
+    db.session.commit()  # a later commit must not deliver what was rolled back
+    assert _events(clinician_io, "call.proposed") == []
+    assert smtp_server.messages == []
+
+
+def test_an_inactive_clinician_is_not_told(smtp_server, call_world):
+    from datetime import UTC, datetime
+
+    from telehealth.video import services as video
+
+    call_world["colleague"].active = False
+    db.session.commit()
+    smtp_server.messages.clear()
+    video.propose_time(call_world["consult"], call_world["specialist"],
+                       datetime(2026, 12, 1, 8, 0, tzinfo=UTC))
+    db.session.commit()
+    assert [r for r, _m in smtp_server.messages] == [[call_world["clinician"].email]]
