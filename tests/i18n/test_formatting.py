@@ -10,7 +10,13 @@ import pytest
 from telehealth import clock
 from telehealth.accounts.models import Role, User
 from telehealth.extensions import db
-from telehealth.i18n.formatting import language_name, local_datetime, local_number, relative_time
+from telehealth.i18n.formatting import (
+    language_name,
+    local_call_time,
+    local_datetime,
+    local_number,
+    relative_time,
+)
 from telehealth.notes.services import add_note
 from tests.conftest import take_consult
 from tests.i18n.helpers import browser
@@ -26,6 +32,16 @@ MOMENT = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 ])
 def test_one_moment_in_each_readers_zone_and_locale(locale, zone, expected):
     assert local_datetime(MOMENT, locale, zone) == expected
+
+
+@pytest.mark.parametrize(("locale", "zone", "expected"), [
+    ("fr", "Africa/Kinshasa", "lundi 2 mars 2026, 13:00 (Kinshasa)"),
+    ("en", "Asia/Tokyo", "Monday, March 2, 2026, 9:00\u202fPM (Tokyo)"),
+    ("sw", "Africa/Nairobi", "Jumatatu, 2 Machi 2026 15:00 (Nairobi)"),
+    ("en", "UTC", "Monday, March 2, 2026, 12:00\u202fPM (UTC)"),
+])
+def test_a_call_time_names_the_day_and_the_readers_zone(locale, zone, expected):
+    assert local_call_time(MOMENT, locale, zone) == expected
 
 
 def test_arabic_time_uses_arabic_day_period():
