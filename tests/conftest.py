@@ -377,6 +377,16 @@ def browser() -> Iterator[Any]:
         instance.close()
 
 
+def sign_in(page: Any, base_url: str, email: str, password: str = PASSWORD) -> None:
+    """Sign in through the form in a browser page (the header's language switcher has a
+    button too, hence `main #submit`) and wait for the dashboard."""
+    page.goto(f"{base_url}/login")
+    page.fill("input[name=email]", email)
+    page.fill("input[name=password]", password)
+    page.click("main #submit")
+    page.wait_for_url(f"{base_url}/")
+
+
 def screenshot(page: Any, name: str) -> Path:
     """Save a full-page screenshot under test-artifacts/screenshots/ (named in the README)."""
     folder = ARTIFACTS / "screenshots"

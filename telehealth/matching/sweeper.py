@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import click
@@ -37,27 +38,29 @@ def sweep_once(batch: int = 500) -> SweepResult:
         if not expired:
             break
         result.expired += expired
-    for consult_id in services.stalled_consult_ids(limit=100_000):
-        try:
-            moved = services.advance_if_stalled(consult_id, skip_locked=True)
-            db.session.commit()
-        except Exception:
-            db.session.rollback()
-            logger.exception("sweeper: consult %s could not be advanced", consult_id)
-            continue
-        result.advanced += int(moved)
+    result.advanced = _each_consult(services.stalled_consult_ids(limit=100_000),
+                                    services.advance_if_stalled, "advanced")
     # Escalated consults wait for a coordinator, but someone back from leave, whose window
     # opened, just verified or new on the roster can still take them.
-    for consult_id in services.escalated_consult_ids(limit=100_000):
+    result.reoffered = _each_consult(services.escalated_consult_ids(limit=100_000),
+                                     services.reoffer_if_candidate, "offered again")
+    return result
+
+
+def _each_consult(consult_ids: Iterable[int], step: Callable[..., bool], what: str) -> int:
+    """Run `step` on each consult in a transaction of its own (rows another sweeper holds
+    are skipped); one consult failing is logged and does not stop the others."""
+    done = 0
+    for consult_id in consult_ids:
         try:
-            offered = services.reoffer_if_candidate(consult_id, skip_locked=True)
+            moved = step(consult_id, skip_locked=True)
             db.session.commit()
         except Exception:
             db.session.rollback()
-            logger.exception("sweeper: consult %s could not be offered again", consult_id)
+            logger.exception("sweeper: consult %s could not be %s", consult_id, what)
             continue
-        result.reoffered += int(offered)
-    return result
+        done += int(moved)
+    return done
 
 
 _started: set[int] = set()

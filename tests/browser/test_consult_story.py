@@ -6,17 +6,9 @@ import pytest
 
 from telehealth.consults.models import Consult, ConsultStatus
 from telehealth.extensions import db
-from tests.conftest import PASSWORD, image_bytes, screenshot
+from tests.conftest import image_bytes, screenshot, sign_in
 
 pytestmark = pytest.mark.browser
-
-
-def sign_in(page, base_url: str, email: str) -> None:
-    page.goto(f"{base_url}/login")
-    page.fill("input[name=email]", email)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("main #submit")
-    page.wait_for_url(f"{base_url}/")
 
 
 def test_clinician_asks_specialist_answers_clinician_closes(

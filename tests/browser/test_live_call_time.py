@@ -9,7 +9,7 @@ import pytest
 from telehealth import clock
 from telehealth.extensions import db
 from telehealth.video.services import propose_time
-from tests.conftest import PASSWORD, screenshot, take_consult
+from tests.conftest import screenshot, sign_in, take_consult
 
 pytestmark = pytest.mark.browser
 
@@ -24,10 +24,7 @@ def test_clinician_sees_a_proposed_call_time_without_a_reload(live_server, brows
     context = browser.new_context()
     try:
         page = context.new_page()
-        page.goto(f"{live_server}/login")
-        page.fill("input[name=email]", clinician.email)
-        page.fill("input[name=password]", PASSWORD)
-        page.click("main form button, main form input[type=submit]")
+        sign_in(page, live_server, clinician.email)
         page.wait_for_selector("html[data-live=connected]", state="attached")
         page.evaluate("() => { window.notReloaded = true; }")
         clock.freeze(datetime(2026, 11, 25, 12, 0, tzinfo=UTC))

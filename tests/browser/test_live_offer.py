@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import PASSWORD, screenshot
+from tests.conftest import screenshot, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -14,10 +14,7 @@ def test_specialist_dashboard_shows_new_offer_live(live_server, browser, world, 
     context = browser.new_context()
     try:
         page = context.new_page()
-        page.goto(f"{live_server}/login")
-        page.fill("input[name=email]", specialist.email)
-        page.fill("input[name=password]", PASSWORD)
-        page.click("main form button, main form input[type=submit]")
+        sign_in(page, live_server, specialist.email)
         page.wait_for_selector("#no-offers")
         # Wait until the page's socket has joined the room, then offer a consult.
         page.wait_for_selector("html[data-live=connected]", state="attached")

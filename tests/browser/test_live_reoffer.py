@@ -12,17 +12,14 @@ from telehealth.accounts.models import Role
 from telehealth.extensions import db
 from telehealth.roster.models import LeavePeriod
 from telehealth.roster.services import remove_leave
-from tests.conftest import PASSWORD, screenshot
+from tests.conftest import screenshot, sign_in
 
 pytestmark = pytest.mark.browser
 
 
 def _login(context, live_server, user):
     page = context.new_page()
-    page.goto(f"{live_server}/login")
-    page.fill("input[name=email]", user.email)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("main form button, main form input[type=submit]")
+    sign_in(page, live_server, user.email)
     page.wait_for_selector("html[data-live=connected]", state="attached")
     page.evaluate("() => { window.notReloaded = true; }")
     return page

@@ -8,7 +8,7 @@ import pytest
 
 from telehealth.accounts.models import Role
 from telehealth.extensions import db
-from tests.conftest import ARTIFACTS, PASSWORD
+from tests.conftest import ARTIFACTS, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -28,11 +28,7 @@ def _sign_in(browser: Any, base: str, email: str) -> Any:
     context = browser.new_context(viewport={"width": 1000, "height": 900})
     page = context.new_page()
     page.set_default_timeout(10_000)
-    page.goto(f"{base}/login")
-    page.fill("#email", email)
-    page.fill("#password", PASSWORD)
-    page.click("#submit")
-    page.wait_for_url(f"{base}/")
+    sign_in(page, base, email)
     return page
 
 

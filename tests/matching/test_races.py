@@ -23,7 +23,7 @@ from telehealth.errors import Conflict
 from telehealth.extensions import db
 from telehealth.matching import services
 from telehealth.matching.models import Offer, OfferStatus
-from telehealth.matching.sweeper import sweep_once
+from telehealth.matching.sweeper import SweepResult, sweep_once
 from tests.conftest import another_app, need_service
 
 pytestmark = pytest.mark.postgres
@@ -62,6 +62,23 @@ def _run_at_once(count: int, work) -> list[object]:
     for thread in threads:
         thread.join(timeout=120)
     return results
+
+
+def _two_sweepers(race_app: Flask) -> list[SweepResult]:
+    """Two sweeps started at the same moment, each with its own connection."""
+
+    def sweep(index: int, barrier: threading.Barrier) -> object:
+        with race_app.app_context():
+            try:
+                barrier.wait(timeout=60)
+                return sweep_once(batch=100)
+            finally:
+                db.session.remove()
+
+    results = _run_at_once(2, sweep)
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert not errors, errors
+    return results  # type: ignore[return-value]
 
 
 def test_fifty_specialists_accept_at_once_exactly_one_wins(race_app, make_clinic, make_user,
@@ -131,19 +148,9 @@ def test_two_sweepers_expire_each_offer_once_and_advance_each_consult_once(
         for cid in consult_ids])
     db.session.commit()
 
-    def sweep(index: int, barrier: threading.Barrier) -> object:
-        with race_app.app_context():
-            try:
-                barrier.wait(timeout=60)
-                return sweep_once(batch=100)
-            finally:
-                db.session.remove()
-
-    results = _run_at_once(2, sweep)
-    errors = [r for r in results if isinstance(r, BaseException)]
-    assert not errors, errors
-    assert sum(r.expired for r in results) == total  # type: ignore[union-attr]
-    assert sum(r.advanced for r in results) == total  # type: ignore[union-attr]
+    results = _two_sweepers(race_app)
+    assert sum(r.expired for r in results) == total
+    assert sum(r.advanced for r in results) == total
 
     db.session.expire_all()
     expired = list(db.session.scalars(select(AuditEvent.detail).where(
@@ -188,18 +195,8 @@ def test_two_sweepers_reoffer_each_escalated_consult_once(race_app, make_clinic,
     back = make_user(Role.SPECIALIST)  # eligible: available all week, never asked
     consult_ids = _escalated_consults(make_clinic, make_user, total)
 
-    def sweep(index: int, barrier: threading.Barrier) -> object:
-        with race_app.app_context():
-            try:
-                barrier.wait(timeout=60)
-                return sweep_once(batch=100)
-            finally:
-                db.session.remove()
-
-    results = _run_at_once(2, sweep)
-    errors = [r for r in results if isinstance(r, BaseException)]
-    assert not errors, errors
-    assert sum(r.reoffered for r in results) == total  # type: ignore[union-attr]
+    results = _two_sweepers(race_app)
+    assert sum(r.reoffered for r in results) == total
     db.session.expire_all()
     assert Counter(db.session.scalars(select(Offer.consult_id))) == Counter(consult_ids)
     assert set(db.session.scalars(select(Offer.specialist_id))) == {back.id}

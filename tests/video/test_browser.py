@@ -12,7 +12,7 @@ from telehealth.extensions import db
 from telehealth.video.events import get_hub
 from telehealth.video.models import VideoParticipation, VideoSession
 from telehealth.video.probe import probes_for
-from tests.conftest import ARTIFACTS, PASSWORD, screenshot
+from tests.conftest import ARTIFACTS, screenshot, sign_in
 from tests.video.test_forwarding import engine_state
 
 pytestmark = pytest.mark.browser
@@ -21,14 +21,6 @@ REMOTE_PLAYING = """() => {
   const v = document.querySelector('.tile.remote video');
   return v ? {w: v.videoWidth, h: v.videoHeight, t: v.currentTime} : null;
 }"""
-
-
-def sign_in(page: Any, base_url: str, email: str) -> None:
-    page.goto(f"{base_url}/login")
-    page.fill("input[name=email]", email)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("main #submit")
-    page.wait_for_url(f"{base_url}/")
 
 
 def wait_playing(page: Any, timeout: float = 20.0) -> dict[str, float]:

@@ -22,9 +22,10 @@ from telehealth.extensions import db
 from telehealth.video.directory import DirectoryUnavailable, LocalDirectory, RedisDirectory
 from telehealth.video.events import CallHub, get_hub
 from telehealth.video.models import VideoSession
+from tests.conftest import sign_in
 from tests.video.conftest import SignalClient, login_cookie
 from tests.video.peers import CallPeer
-from tests.video.test_browser import sign_in, wait_playing
+from tests.video.test_browser import wait_playing
 from tests.video.test_call import until
 from tests.video.test_directory import redis_url
 
