@@ -12,7 +12,7 @@ from telehealth.extensions import db
 from telehealth.video.events import get_hub
 from telehealth.video.models import VideoParticipation, VideoSession
 from telehealth.video.probe import probes_for
-from tests.conftest import ARTIFACTS, screenshot, sign_in
+from tests.conftest import screenshot, sign_in
 from tests.video.test_forwarding import engine_state
 
 pytestmark = pytest.mark.browser
@@ -74,9 +74,7 @@ def test_clinician_and_specialist_see_each_other(
                 break
             assert time.monotonic() < deadline, slots
             time.sleep(0.5)
-        ARTIFACTS.joinpath("screenshots").mkdir(parents=True, exist_ok=True)
-        pages[0].screenshot(path=str(ARTIFACTS / "screenshots" / "video-call.png"),
-                            full_page=True)
+        screenshot(pages[0], "video-call")
         # Chat from the page reaches the other page.
         pages[0].fill("#chat-input", "Hello from the clinic")
         pages[0].click("#chat-form button")
