@@ -312,8 +312,6 @@ class Feed:
         tap.feed = self
         self.track: MediaStreamTrack | None = None  # the decoded track, once media arrives
         self.slots: set[SlotTrack] = set()
-        self.frames = 0
-        self.last_frame_at: float | None = None
         self.size: tuple[int, int] | None = None
         self.judged_at: dict[int, float] = {}
         self.send_cap_bps: int | None = None
@@ -366,8 +364,6 @@ class Feed:
                 keyframe, self.size = True, size
         else:
             keyframe = True  # every Opus packet stands alone
-        self.frames += 1
-        self.last_frame_at = now
         self._window.append((now, len(data)))
         while self._window and self._window[0][0] < now - STATS_WINDOW:
             self._window.popleft()
