@@ -76,6 +76,16 @@ class Config:
     # Extra CSP sources per directive, e.g. {"connect-src": ["wss://media.example.org"]}.
     CSP_EXTRA: dict[str, list[str]] = {}
     AUDIT_CHAIN_KEY = os.environ.get("TELEHEALTH_AUDIT_CHAIN_KEY") or None
+    # Signed checkpoints of the audit chain's end, kept outside the database (audit/checkpoints.py):
+    # the key is never the database's nor derived from it; unset, a key file is made once.
+    AUDIT_CHECKPOINT_KEY = os.environ.get("TELEHEALTH_AUDIT_CHECKPOINT_KEY") or None
+    AUDIT_CHECKPOINT_KEY_FILE = os.environ.get("TELEHEALTH_AUDIT_CHECKPOINT_KEY_FILE",
+                                               str(INSTANCE_DIR / "audit_checkpoint_key"))
+    AUDIT_CHECKPOINT_FILE = os.environ.get("TELEHEALTH_AUDIT_CHECKPOINT_FILE",
+                                           str(INSTANCE_DIR / "audit_checkpoints.jsonl"))
+    AUDIT_CHECKPOINT_INTERVAL = float(os.environ.get("TELEHEALTH_AUDIT_CHECKPOINT_INTERVAL", 2))
+    # A copy of each checkpoint: /dev/log, udp://host:514 or tcp://host:601; empty: none.
+    AUDIT_CHECKPOINT_SYSLOG = os.environ.get("TELEHEALTH_AUDIT_CHECKPOINT_SYSLOG", "")
     # Encrypts secrets at rest (TOTP seeds); unset, a key derived from SECRET_KEY. Earlier keys
     # (data keys or SECRET_KEYs, comma-separated) still decrypt until `flask security
     # rotate-secrets` has re-encrypted everything under the current one.
