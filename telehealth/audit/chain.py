@@ -160,7 +160,7 @@ def _stored_entry(row: Row[Any]) -> tuple[StoredEntry, list[str]]:
             try:
                 values[name] = bytes(values[name]).decode("utf-8")
             except UnicodeDecodeError:
-                unreadable.append(f"its {name} is not text")
+                unreadable.append(f"its {'time' if name == 'at' else name} is not text")
                 values[name] = None
     at_text, values["at"] = values["at"], None
     try:

@@ -152,12 +152,12 @@ def parse(fields: Any, key: bytes) -> Checkpoint:
 
 def _line_fields(line: str) -> str | None:
     """The JSON of a checkpoint line, in the file itself or in a syslog copy."""
-    line = line.strip()
+    line = line.strip(" \t\r\n\x00")
     if line.startswith("{"):
         return line
     marker = TAG + ": "
     if marker in line:
-        return line.split(marker, 1)[1].strip()
+        return line.split(marker, 1)[1].strip(" \t\r\n\x00")
     return None
 
 
@@ -226,6 +226,7 @@ def _syslog_handler(address: str) -> logging.Handler:
             else:
                 handler = logging.handlers.SysLogHandler(
                     address=address, facility=logging.handlers.SysLogHandler.LOG_AUTHPRIV)
+            handler.append_nul = False
             handler.setFormatter(logging.Formatter(f"{TAG}: %(message)s"))
             _syslog_handlers[address] = handler
         return _syslog_handlers[address]
@@ -440,9 +441,9 @@ def check_backup_statement(data: bytes, settings: Settings) -> Checkpoint:
     key = load_key(settings)
     if key is None:
         raise CheckpointError(
-            "there is no audit checkpoint key here (set TELEHEALTH_AUDIT_CHECKPOINT_KEY or "
-            f"copy the backed-up server's {settings.key_file.name}): the archive's checkpoint "
-            "cannot be checked")
+            "cannot be checked: there is no audit checkpoint key here (set "
+            "TELEHEALTH_AUDIT_CHECKPOINT_KEY or copy the backed-up server's "
+            f"{settings.key_file.name} to {settings.key_file})")
     try:
         checkpoint = parse(json.loads(data), key)
     except ValueError as exc:

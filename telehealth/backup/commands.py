@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 from flask import Flask, current_app
 
+from telehealth.audit.checkpoints import Settings, check_backup_statement, statement_for_backup
 from telehealth.audit.services import record
 from telehealth.backup.services import BackupError, read_backup, write_backup
 from telehealth.extensions import db
@@ -16,25 +17,40 @@ from telehealth.extensions import db
 @click.argument("archive", type=click.Path(dir_okay=False, path_type=Path))
 def backup_command(archive: Path) -> None:
     """Write the database and every attachment into one .tar.gz archive."""
+    settings = Settings.from_config(current_app.config)
     try:
-        summary = write_backup(db.engine, Path(current_app.config["UPLOAD_DIR"]), archive)
+        summary = write_backup(
+            db.engine, Path(current_app.config["UPLOAD_DIR"]), archive,
+            sign_head=lambda seq, chain_hash: statement_for_backup(settings, seq, chain_hash))
     except BackupError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"Backup written to {archive}: {sum(summary.tables.values())} rows in "
                f"{len(summary.tables)} tables, {len(summary.files)} files "
-               f"(schema {summary.revision}).")
+               f"(schema {summary.revision}; audit checkpoint at entry "
+               f"#{summary.checkpoint_seq}).")
 
 
 @click.command("restore")
 @click.argument("archive", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def restore_command(archive: Path) -> None:
     """Restore an archive into an empty database (run `db upgrade` first)."""
+    settings = Settings.from_config(current_app.config)
     try:
-        summary = read_backup(db.session(), Path(current_app.config["UPLOAD_DIR"]), archive)
-        record("backup.restored", rows=sum(summary.tables.values()), files=len(summary.files))
+        summary = read_backup(db.session(), Path(current_app.config["UPLOAD_DIR"]), archive,
+                              check_checkpoint=lambda data: check_backup_statement(data,
+                                                                                   settings))
+        checkpoint = summary.checkpoint
+        # The chain goes on from the restored head; this entry's commit is checkpointed.
+        record("backup.restored", rows=sum(summary.tables.values()), files=len(summary.files),
+               checkpoint_seq=checkpoint.seq if checkpoint else None,
+               checkpoint_at=checkpoint.at if checkpoint else None)
         db.session.commit()
     except BackupError as exc:
         raise click.ClickException(str(exc)) from exc
+    if summary.checkpoint is None:
+        click.echo("WARNING: the archive carries no audit checkpoint (it was made before "
+                   "checkpoints existed): whether audit entries were cut off its end cannot "
+                   "be told.", err=True)
     click.echo(f"Restored {sum(summary.tables.values())} rows and {len(summary.files)} files.")
 
 

@@ -11,36 +11,13 @@ from telehealth.audit.chain import entry_hash, verify_chain
 from telehealth.audit.models import AuditEvent
 from telehealth.audit.services import record
 from telehealth.extensions import db
+from tests.audit.conftest import is_postgres, run_verify, tamper
 
 
 @pytest.fixture()
-def trail(world):
+def trail(make_trail):
     """A short trail of ten committed entries besides the world's own."""
-    for n in range(10):
-        record("consult.viewed", consult_id=n, actor_id=world["clinician"].id, n=n)
-        db.session.commit()
-    return db.session.scalars(db.select(AuditEvent).order_by(AuditEvent.seq)).all()
-
-
-def _is_postgres() -> bool:
-    return db.engine.dialect.name == "postgresql"
-
-
-def _tamper(sql: str, **params) -> None:
-    """What an attacker with database access does; on PostgreSQL they must lift the trigger."""
-    if _is_postgres():
-        db.session.execute(text("ALTER TABLE audit_events DISABLE TRIGGER "
-                                "audit_events_append_only"))
-    db.session.execute(text(sql), params)
-    if _is_postgres():
-        db.session.execute(text("ALTER TABLE audit_events ENABLE TRIGGER "
-                                "audit_events_append_only"))
-    db.session.commit()
-
-
-def _verify(app):
-    result = app.test_cli_runner().invoke(args=["audit", "verify"])
-    return result.exit_code, result.output
+    return make_trail(10)
 
 
 def test_an_untouched_chain_verifies(app, trail):
@@ -48,7 +25,7 @@ def test_an_untouched_chain_verifies(app, trail):
     assert report.intact and report.entries == len(trail)
     assert [e.seq for e in trail] == list(range(1, len(trail) + 1))
     assert all(e.prev_hash == p.hash for p, e in zip(trail, trail[1:], strict=False))
-    code, output = _verify(app)
+    code, output = run_verify(app)
     assert code == 0 and f"intact: {len(trail)} entries" in output
 
 
@@ -58,23 +35,23 @@ def test_an_untouched_chain_verifies(app, trail):
 ])
 def test_changing_one_row_is_detected(app, trail, column, value):
     victim = trail[4]
-    _tamper(f"UPDATE audit_events SET {column} = :v WHERE id = :id", v=value, id=victim.id)
+    tamper(f"UPDATE audit_events SET {column} = :v WHERE id = :id", v=value, id=victim.id)
     db.session.expire_all()
     report = verify_chain(db.session())
     assert not report.intact
     assert any(f"#{victim.seq} (id {victim.id}) was changed" in p for p in report.problems)
-    code, output = _verify(app)
+    code, output = run_verify(app)
     assert code == 1 and "TAMPERED" in output
 
 
 @pytest.mark.parametrize("position", [0, 5, -1])
 def test_deleting_a_row_is_detected(app, trail, position):
     victim = trail[position]
-    _tamper("DELETE FROM audit_events WHERE id = :id", id=victim.id)
+    tamper("DELETE FROM audit_events WHERE id = :id", id=victim.id)
     db.session.expire_all()
     report = verify_chain(db.session())
     assert not report.intact, report
-    assert _verify(app)[0] == 1
+    assert run_verify(app)[0] == 1
 
 
 def test_rewriting_a_row_with_a_fresh_hash_needs_the_key(app, trail):
@@ -82,14 +59,14 @@ def test_rewriting_a_row_with_a_fresh_hash_needs_the_key(app, trail):
     victim.detail = '{"n": 1000}'
     forged = entry_hash(victim, victim.prev_hash or "", b"a guessed key")
     db.session.expire_all()
-    _tamper("UPDATE audit_events SET detail = :d, hash = :h WHERE id = :id",
+    tamper("UPDATE audit_events SET detail = :d, hash = :h WHERE id = :id",
             d='{"n": 1000}', h=forged, id=victim.id)
     db.session.expire_all()
     assert not verify_chain(db.session()).intact
 
 
 def test_an_inserted_row_is_detected(app, trail):
-    _tamper("INSERT INTO audit_events (at, action, object_type, detail, ip, seq, prev_hash, hash)"
+    tamper("INSERT INTO audit_events (at, action, object_type, detail, ip, seq, prev_hash, hash)"
             " VALUES (:at, 'login.succeeded', '', '', '', 5000, :p, :h)",
             at=trail[0].at.replace(tzinfo=None), p=trail[-1].hash, h="0" * 64)
     db.session.expire_all()
@@ -107,7 +84,7 @@ def test_a_rolled_back_entry_leaves_no_gap(trail):
 
 @pytest.mark.postgres
 def test_the_database_refuses_updates_and_deletes_on_postgresql(trail):
-    if not _is_postgres():
+    if not is_postgres():
         pytest.skip("the append-only trigger exists on PostgreSQL")
     from sqlalchemy.exc import DBAPIError
 
@@ -119,7 +96,7 @@ def test_the_database_refuses_updates_and_deletes_on_postgresql(trail):
 
 @pytest.mark.postgres
 def test_concurrent_appends_make_one_unbroken_chain(app, world):
-    if not _is_postgres():
+    if not is_postgres():
         pytest.skip("concurrent writers need PostgreSQL")
     errors: list[BaseException] = []
 
