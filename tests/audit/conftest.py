@@ -71,9 +71,11 @@ def make_trail(world: dict[str, Any]) -> Callable[[int], list[AuditEvent]]:
     """Commit `count` more entries, one commit each; return the whole trail."""
     from telehealth.audit.services import record
 
+    actor_id = world["clinician"].id  # still known after a restore replaced the rows
+
     def make(count: int = 10) -> list[AuditEvent]:
         for n in range(count):
-            record("consult.viewed", consult_id=n, actor_id=world["clinician"].id, n=n)
+            record("consult.viewed", consult_id=n, actor_id=actor_id, n=n)
             db.session.commit()
         return list(db.session.scalars(select(AuditEvent).order_by(AuditEvent.seq)))
 
