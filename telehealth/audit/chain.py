@@ -13,12 +13,13 @@ import hashlib
 import hmac
 import json
 from dataclasses import dataclass, field
+from functools import partial
 
 from flask import current_app
-from sqlalchemy import event, select, text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from telehealth import clock
+from telehealth import clock, transaction
 from telehealth.audit.models import AuditChainHead, AuditEvent
 
 HEAD_ID = 1
@@ -52,7 +53,8 @@ def entry_hash(entry: AuditEvent, prev_hash: str, key: bytes) -> str:
 
 def queue_for_commit(session: Session, entry: AuditEvent) -> None:
     """Hold an entry until its transaction commits, then chain and insert it."""
-    session.info.setdefault(_PENDING, []).append(entry)
+    transaction.collected(_PENDING, session).append(entry)
+    transaction.before_commit(partial(_chain_pending_entries, session), session, key=_PENDING)
 
 
 def _lock_chain(session: Session) -> AuditChainHead:
@@ -65,9 +67,9 @@ def _lock_chain(session: Session) -> AuditChainHead:
     return head
 
 
-@event.listens_for(Session, "before_commit")
 def _chain_pending_entries(session: Session) -> None:
-    pending: list[AuditEvent] = session.info.pop(_PENDING, [])
+    queued: list[AuditEvent] = transaction.collected(_PENDING, session)
+    pending, queued[:] = queued[:], []
     if not pending:
         return
     key = _key()
@@ -79,11 +81,6 @@ def _chain_pending_entries(session: Session) -> None:
         head.last_seq, head.last_hash = entry.seq, entry.hash
         session.add(entry)
     head.updated_at = clock.now()
-
-
-@event.listens_for(Session, "after_soft_rollback")
-def _drop_pending_entries(session: Session, previous_transaction: object) -> None:
-    session.info.pop(_PENDING, None)
 
 
 @dataclass
