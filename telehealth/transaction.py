@@ -24,12 +24,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.orm import Session, SessionTransaction, scoped_session
+
+from telehealth.extensions import db
 
 logger = logging.getLogger(__name__)
 
 _HOOKS = "telehealth.transaction.hooks"
 Callback = Callable[[], Any]
+AnySession = Session | scoped_session[Session] | None
 
 
 @dataclass
@@ -52,12 +55,12 @@ class _Hooks:
                 self.values[name] = value
 
 
-def _session(session: Session | None) -> Session:
-    if session is not None:
-        return session
-    from telehealth.extensions import db
-
-    return db.session()  # type: ignore[no-any-return]
+def _session(session: Session | scoped_session[Session] | None) -> Session:
+    if session is None:
+        session = db.session
+    if isinstance(session, scoped_session):
+        return session()
+    return session
 
 
 def _all_hooks(session: Session) -> dict[SessionTransaction, _Hooks]:
@@ -72,12 +75,12 @@ def _innermost(session: Session) -> SessionTransaction:
     return transaction
 
 
-def _hooks(session: Session | None) -> _Hooks:
+def _hooks(session: AnySession) -> _Hooks:
     session = _session(session)
     return _all_hooks(session).setdefault(_innermost(session), _Hooks())
 
 
-def _add(when: str, fn: Callback, session: Session | None, key: str | None) -> None:
+def _add(when: str, fn: Callback, session: AnySession, key: str | None) -> None:
     hooks = _hooks(session)
     if key is not None:
         if (when, key) in hooks.keys:
@@ -86,22 +89,22 @@ def _add(when: str, fn: Callback, session: Session | None, key: str | None) -> N
     getattr(hooks, when).append(fn)
 
 
-def before_commit(fn: Callback, session: Session | None = None, key: str | None = None) -> None:
+def before_commit(fn: Callback, session: AnySession = None, key: str | None = None) -> None:
     """Run fn just before the transaction commits (it may still write; raising aborts)."""
     _add("before_commit", fn, session, key)
 
 
-def after_commit(fn: Callback, session: Session | None = None, key: str | None = None) -> None:
+def after_commit(fn: Callback, session: AnySession = None, key: str | None = None) -> None:
     """Run fn once the transaction has committed (errors are logged, never raised)."""
     _add("after_commit", fn, session, key)
 
 
-def after_rollback(fn: Callback, session: Session | None = None, key: str | None = None) -> None:
+def after_rollback(fn: Callback, session: AnySession = None, key: str | None = None) -> None:
     """Run fn if the transaction rolls back or is discarded instead of committed."""
     _add("after_rollback", fn, session, key)
 
 
-def collected(name: str, session: Session | None = None) -> list[Any]:
+def collected(name: str, session: AnySession = None) -> list[Any]:
     """A list that lives as long as the current transaction (gather a batch in it)."""
     values = _hooks(session).values
     items: list[Any] = values.setdefault(name, [])
