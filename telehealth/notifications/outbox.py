@@ -76,7 +76,11 @@ def claim_next(kind: OutboxKind | None = None) -> OutboxMessage | None:
     db.session.commit()
     if claimed is None:
         return None
-    return db.session.get(OutboxMessage, claimed, populate_existing=True)
+    message = db.session.get(OutboxMessage, claimed, populate_existing=True)
+    if message is not None:
+        db.session.expunge(message)
+    db.session.rollback()  # no transaction stays open while the message is sent
+    return message
 
 
 def send_email(message: OutboxMessage) -> None:
