@@ -55,9 +55,9 @@ class _Hooks:
                 self.values[name] = value
 
 
-def _session(session: Session | scoped_session[Session] | None) -> Session:
+def _session(session: AnySession) -> Session:
     if session is None:
-        session = db.session
+        return db.session()
     if isinstance(session, scoped_session):
         return session()
     return session

@@ -17,10 +17,10 @@ import smtplib
 from dataclasses import dataclass
 from datetime import timedelta
 from email.message import EmailMessage
-from typing import Any
+from typing import Any, cast
 
 from flask import current_app
-from sqlalchemy import func, select, update
+from sqlalchemy import CursorResult, func, select, update
 
 from telehealth.extensions import db, socketio
 from telehealth.notifications.models import OutboxKind, OutboxMessage, OutboxStatus
@@ -173,11 +173,11 @@ def retry(message_id: int) -> bool:
 
     Only failed ones: a failing message may be in a worker's hands right now.
     """
-    result = db.session.execute(
+    result = cast(CursorResult[Any], db.session.execute(
         update(OutboxMessage)
         .where(OutboxMessage.id == message_id, OutboxMessage.status == OutboxStatus.FAILED)
         .values(status=OutboxStatus.PENDING, next_attempt_at=now(), attempts=0)
-        .execution_options(synchronize_session=False))
+        .execution_options(synchronize_session=False)))
     return bool(result.rowcount)
 
 
