@@ -60,4 +60,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     audit_commands.init_app(app)
     backup_commands.init_app(app)
     sweeper.init_app(app)
+
+    from telehealth import jobs
+
+    jobs.init_app(app)
     return app

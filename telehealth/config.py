@@ -141,3 +141,16 @@ class Config:
     VIDEO_PROBE_TIMEOUT = _env_int("TELEHEALTH_VIDEO_PROBE_TIMEOUT", 30)
     VIDEO_PROBE_PER_USER = _env_int("TELEHEALTH_VIDEO_PROBE_PER_USER", 2)
     VIDEO_PROBE_TOTAL = _env_int("TELEHEALTH_VIDEO_PROBE_TOTAL", 20)
+    # Jobs (telehealth/jobs): Celery on this broker when set (else TELEHEALTH_REDIS_URL's);
+    # without one, the app process runs them on a thread of its own.
+    JOBS_BROKER_URL = (os.environ.get("TELEHEALTH_BROKER_URL")
+                       or os.environ.get("TELEHEALTH_REDIS_URL") or None)
+    JOBS_QUEUE = os.environ.get("TELEHEALTH_JOBS_QUEUE", "telehealth")
+    JOBS_EAGER: bool | None = None  # None: eager under TESTING only
+    # The outbox: seconds between polls for due messages, a worker's hold on one message,
+    # retry back-off (base * 2^(n-1), capped) and the attempts before it is marked failed.
+    OUTBOX_POLL_SECONDS = _env_int("TELEHEALTH_OUTBOX_POLL_SECONDS", 30)
+    OUTBOX_LEASE_SECONDS = _env_int("TELEHEALTH_OUTBOX_LEASE_SECONDS", 300)
+    OUTBOX_RETRY_BASE_SECONDS = _env_int("TELEHEALTH_OUTBOX_RETRY_BASE_SECONDS", 30)
+    OUTBOX_RETRY_MAX_SECONDS = _env_int("TELEHEALTH_OUTBOX_RETRY_MAX_SECONDS", 3600)
+    OUTBOX_MAX_ATTEMPTS = _env_int("TELEHEALTH_OUTBOX_MAX_ATTEMPTS", 8)

@@ -7,6 +7,7 @@ from telehealth.consults.models import Attachment, Consult
 from telehealth.diagnoses.models import ConsultDiagnosis
 from telehealth.matching.models import Offer
 from telehealth.notes.models import Note, NoteRevision
+from telehealth.notifications.models import OutboxMessage
 from telehealth.roster.models import (
     AvailabilityWindow,
     Invite,
@@ -30,4 +31,5 @@ __all__ = [
     "AuditChainHead", "SignInAttempt",
     "AvailabilityWindow", "Invite", "LeavePeriod", "SpecialistProfile",
     "CallMessage", "CallProposal", "VideoInvite", "VideoParticipation", "VideoSession",
+    "OutboxMessage",
 ]

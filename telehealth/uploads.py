@@ -8,15 +8,16 @@ import os
 import re
 import secrets
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import IO
 
 from flask import current_app
 from flask_babel import gettext as _
 from PIL import Image
-from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from telehealth import transaction
 from telehealth.errors import InvalidInput, TooLarge
 
 ALLOWED_TYPES = {"image/jpeg", "image/png", "application/pdf"}
@@ -123,7 +124,7 @@ def store(session: Session, checked: CheckedFile) -> tuple[str, str]:
     path = upload_dir() / stored_name
     with open(path, "xb") as fh:
         fh.write(checked.data)
-    session.info.setdefault("new_files", []).append(path)
+    transaction.after_rollback(partial(_remove, path), session)
     return stored_name, hashlib.sha256(checked.data).hexdigest()
 
 
@@ -133,15 +134,8 @@ def stored_path(stored_name: str) -> Path:
     return upload_dir() / stored_name
 
 
-@event.listens_for(Session, "after_commit")
-def _keep_new_files(session: Session) -> None:
-    session.info.pop("new_files", None)
-
-
-@event.listens_for(Session, "after_soft_rollback")
-def _remove_new_files(session: Session, previous_transaction: object) -> None:
-    for path in session.info.pop("new_files", []):
-        try:
-            os.remove(path)
-        except FileNotFoundError:
-            pass
+def _remove(path: Path) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass

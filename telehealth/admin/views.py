@@ -1,4 +1,4 @@
-"""Administration: users and clinics."""
+"""Administration: users, clinics, and messages that keep failing."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy import select
+from werkzeug.wrappers import Response
 
+from telehealth import jobs
 from telehealth.accounts import services as accounts
 from telehealth.accounts.models import Role, Specialty, User
 from telehealth.admin.forms import ClinicForm, UserEditForm, UserForm
@@ -18,6 +20,8 @@ from telehealth.clinics import services as clinics
 from telehealth.clinics.models import Clinic
 from telehealth.errors import NotFound, PermissionDenied, ServiceError
 from telehealth.extensions import db
+from telehealth.notifications import outbox
+from telehealth.notifications.models import OutboxStatus
 
 bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates")
 
@@ -141,3 +145,22 @@ def new_clinic() -> Any:
         return redirect(url_for("admin.clinic_list"))
     return render_template("admin/clinic_form.html", form=form), \
         400 if form.is_submitted() else 200
+
+
+@bp.route("/outbox")
+@admin_required
+def outbox_list() -> str:
+    return render_template("admin/outbox.html", messages=outbox.troubled(),
+                           counts=outbox.counts(), OutboxStatus=OutboxStatus)
+
+
+@bp.route("/outbox/<int:message_id>/retry", methods=["POST"])
+@admin_required
+def outbox_retry(message_id: int) -> Response:
+    if outbox.retry(message_id):
+        db.session.commit()
+        jobs.enqueue("deliver_outbox")
+        flash(_("The message will be sent again."), "success")
+    else:
+        flash(_("This message is not waiting for a retry."), "info")
+    return redirect(url_for("admin.outbox_list"), 303)

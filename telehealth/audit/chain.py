@@ -16,14 +16,15 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import LargeBinary, Row, String, cast, event, select, text
+from sqlalchemy import LargeBinary, Row, String, cast, select, text
 from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeEngine
 
-from telehealth import clock
+from telehealth import clock, transaction
 from telehealth.audit import checkpoints
 from telehealth.audit.checkpoints import Checkpoint
 from telehealth.audit.models import AuditChainHead, AuditEvent
@@ -32,6 +33,7 @@ HEAD_ID = 1
 # Any constant bigint: the one advisory lock that serialises appends to the chain.
 ADVISORY_LOCK_KEY = 0x7E1E_A0D1
 _PENDING = "audit_pending"
+_CHECKPOINT = "audit_checkpoint"
 
 
 def _key() -> bytes:
@@ -59,7 +61,8 @@ def entry_hash(entry: AuditEvent | StoredEntry, prev_hash: str, key: bytes) -> s
 
 def queue_for_commit(session: Session, entry: AuditEvent) -> None:
     """Hold an entry until its transaction commits, then chain and insert it."""
-    session.info.setdefault(_PENDING, []).append(entry)
+    transaction.collected(_PENDING, session).append(entry)
+    transaction.before_commit(partial(_chain_pending_entries, session), session, key=_PENDING)
 
 
 def _lock_chain(session: Session) -> AuditChainHead:
@@ -72,9 +75,9 @@ def _lock_chain(session: Session) -> AuditChainHead:
     return head
 
 
-@event.listens_for(Session, "before_commit")
 def _chain_pending_entries(session: Session) -> None:
-    pending: list[AuditEvent] = session.info.pop(_PENDING, [])
+    queued: list[AuditEvent] = transaction.collected(_PENDING, session)
+    pending, queued[:] = queued[:], []
     if not pending:
         return
     key = _key()
@@ -87,19 +90,11 @@ def _chain_pending_entries(session: Session) -> None:
         session.add(entry)
     head.updated_at = clock.now()
     checkpoints.remember_head(session, head.last_seq, head.last_hash)
-
-
-@event.listens_for(Session, "after_commit")
-def _checkpoint_after_commit(session: Session) -> None:
-    checkpoints.schedule_after_commit(session)
-
-
-@event.listens_for(Session, "after_soft_rollback")
-def _drop_pending_entries(session: Session, previous_transaction: object) -> None:
-    session.info.pop(_PENDING, None)
-    checkpoints.forget_head(session)
-
-
+    # Signed outside the database once the entries are durable (batched by the writer).
+    transaction.after_commit(partial(checkpoints.schedule_after_commit, session), session,
+                             key=_CHECKPOINT)
+    transaction.after_rollback(partial(checkpoints.forget_head, session), session,
+                               key=_CHECKPOINT)
 
 
 # ------------------------------------------------------------------------- verifying

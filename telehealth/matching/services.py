@@ -25,7 +25,7 @@ from telehealth.extensions import db
 from telehealth.i18n.formatting import local_deadline
 from telehealth.matching.models import Offer, OfferStatus
 from telehealth.matching.ranking import Candidate, offer_expiry, offer_fanout, rank_specialists
-from telehealth.notifications.services import coordinators, notify
+from telehealth.notifications.services import coordinators, in_language_of, notify
 from telehealth.roster.models import SpecialistProfile
 
 __all__ = [
@@ -96,7 +96,6 @@ def advance_consult(consult: Consult, reason: str = "no candidate") -> list[Offe
     db.session.add_all(offers)
     db.session.flush()
     transition(consult, ConsultStatus.OFFERED)
-    payload = _consult_payload(consult)
     for offer, candidate in zip(offers, candidates, strict=True):
         record("offer.created", consult_id=consult.id, obj=offer,
                specialist_id=offer.specialist_id, expires_at=expires_at.isoformat(),
@@ -106,13 +105,14 @@ def advance_consult(consult: Consult, reason: str = "no candidate") -> list[Offe
             continue
         locale = specialist.locale or current_app.config["BABEL_DEFAULT_LOCALE"]
         deadline = answer_by(expires_at, locale, specialist.timezone)
-        notify(specialist, "offer.new", payload | {"deadline": deadline},
-               subject=lambda: _("New consult offered to you: %(ref)s", ref=consult.reference),
-               body=lambda: _("A %(urgency)s consult in %(specialty)s from %(clinic)s is "
-                              "waiting for your answer: %(url)s",
-                              urgency=urgency_label(consult.urgency),
-                              specialty=consult.specialty.name, clinic=consult.clinic.name,
-                              url=consult_url(consult)))
+        with in_language_of(specialist):
+            notify(specialist, "offer.new", _consult_payload(consult) | {"deadline": deadline},
+                   subject=_("New consult offered to you: %(ref)s", ref=consult.reference),
+                   body=_("A %(urgency)s consult in %(specialty)s from %(clinic)s is "
+                          "waiting for your answer: %(url)s",
+                          urgency=urgency_label(consult.urgency),
+                          specialty=consult.specialty.name, clinic=consult.clinic.name,
+                          url=consult_url(consult)))
     return offers
 
 
@@ -121,15 +121,15 @@ def _escalate(consult: Consult, reason: str) -> None:
         return
     transition(consult, ConsultStatus.ESCALATED)
     record("consult.escalated", consult_id=consult.id, obj=consult, reason=reason)
-    payload = _consult_payload(consult)
     for person in coordinators():
-        notify(person, "consult.escalated", payload,
-               subject=lambda: _("Consult %(ref)s needs a specialist", ref=consult.reference),
-               body=lambda: _("Nobody on the roster could take consult %(ref)s (%(specialty)s, "
-                              "%(urgency)s). Please assign it: %(url)s",
-                              ref=consult.reference, specialty=consult.specialty.name,
-                              urgency=urgency_label(consult.urgency),
-                              url=consult_url(consult)))
+        with in_language_of(person):
+            notify(person, "consult.escalated", _consult_payload(consult),
+                   subject=_("Consult %(ref)s needs a specialist", ref=consult.reference),
+                   body=_("Nobody on the roster could take consult %(ref)s (%(specialty)s, "
+                          "%(urgency)s). Please assign it: %(url)s",
+                          ref=consult.reference, specialty=consult.specialty.name,
+                          urgency=urgency_label(consult.urgency),
+                          url=consult_url(consult)))
 
 
 def pending_offers_for(specialist: User) -> list[Offer]:
@@ -184,13 +184,13 @@ def accept_consult(consult: Consult, specialist: User) -> None:
     _set_offer_status(offer, OfferStatus.ACCEPTED)
     _record_response_time(specialist.id, offer, now)
     withdraw_pending_offers(consult)
-    payload = _consult_payload(consult) | {"specialist": specialist.name}
-    notify(consult.created_by, "consult.accepted", payload,
-           subject=lambda: _("%(name)s has taken consult %(ref)s", name=specialist.name,
-                             ref=consult.reference),
-           body=lambda: _("%(name)s will answer your consult %(ref)s: %(url)s",
-                          name=specialist.name, ref=consult.reference,
-                          url=consult_url(consult)))
+    with in_language_of(consult.created_by):
+        notify(consult.created_by, "consult.accepted",
+               _consult_payload(consult) | {"specialist": specialist.name},
+               subject=_("%(name)s has taken consult %(ref)s", name=specialist.name,
+                         ref=consult.reference),
+               body=_("%(name)s will answer your consult %(ref)s: %(url)s",
+                      name=specialist.name, ref=consult.reference, url=consult_url(consult)))
 
 
 def decline_consult(consult: Consult, specialist: User) -> None:
@@ -329,10 +329,10 @@ def reoffer_if_candidate(consult_id: int, reason: str = "a specialist became ava
         return False
     record("consult.reoffered", consult_id=consult.id, obj=consult, reason=reason,
            specialist_ids=[o.specialist_id for o in offers])
-    payload = _consult_payload(consult)
     # No e-mail: the page of a coordinator who was alerted drops it from the escalated list.
     for person in coordinators():
-        notify(person, "consult.reoffered", payload)
+        with in_language_of(person):
+            notify(person, "consult.reoffered", _consult_payload(consult))
     return True
 
 
@@ -366,10 +366,11 @@ def assign_consult(consult: Consult, specialist: User, coordinator: User, note: 
     withdraw_pending_offers(consult)
     record("consult.assigned", consult_id=consult.id, obj=consult, actor_id=coordinator.id,
            specialist_id=specialist.id, note=note.strip()[:500])
-    payload = _consult_payload(consult)
-    notify(specialist, "consult.assigned", payload,
-           subject=lambda: _("Consult %(ref)s has been assigned to you", ref=consult.reference),
-           body=lambda: _("A coordinator assigned consult %(ref)s to you: %(url)s",
-                          ref=consult.reference,
-                          url=consult_url(consult)))
-    notify(consult.created_by, "consult.accepted", payload | {"specialist": specialist.name})
+    with in_language_of(specialist):
+        notify(specialist, "consult.assigned", _consult_payload(consult),
+               subject=_("Consult %(ref)s has been assigned to you", ref=consult.reference),
+               body=_("A coordinator assigned consult %(ref)s to you: %(url)s",
+                      ref=consult.reference, url=consult_url(consult)))
+    with in_language_of(consult.created_by):
+        notify(consult.created_by, "consult.accepted",
+               _consult_payload(consult) | {"specialist": specialist.name})

@@ -97,7 +97,7 @@ def stop_background_sweeper(app: Flask) -> None:
 
 
 def init_app(app: Flask) -> None:
-    """Register `flask sweep`, and the background sweeper outside tests."""
+    """Register `flask sweep` (the app's periodic runs are jobs: telehealth/jobs)."""
 
     @app.cli.command("sweep")
     @click.option("--loop", "loop_seconds", type=int, default=0,
@@ -113,9 +113,3 @@ def init_app(app: Flask) -> None:
             if not loop_seconds:
                 break
             time.sleep(loop_seconds)
-
-    if not app.config.get("TESTING"):
-        # Only in the serving process: CLI commands (db upgrade, sweep) must not start one.
-        @app.before_request
-        def _start_sweeper() -> None:
-            start_background_sweeper(app)

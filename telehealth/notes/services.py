@@ -12,11 +12,26 @@ from telehealth.consults.models import Consult, ConsultStatus
 from telehealth.consults.services import Upload, add_attachment, can_write_notes, transition
 from telehealth.errors import InvalidInput, NotFound, PermissionDenied
 from telehealth.extensions import db
+from telehealth.matching.services import consult_url
 from telehealth.notes.models import Note, NoteKind, NoteRevision
-from telehealth.notifications.services import notify_new_note
+from telehealth.notifications.services import in_language_of, notify
 from telehealth.translation.services import language_for_new_note
 
 MAX_NOTE_LENGTH = 20_000
+
+
+def notify_new_note(consult: Consult, author: User) -> None:
+    """Tell the other people on a consult (requester, assigned specialist) about a new note."""
+    people = {consult.created_by_id, consult.specialist_id} - {author.id, None}
+    for person in db.session.scalars(select(User).where(User.id.in_(people))):
+        with in_language_of(person):
+            notify(person, "note.new",
+                   {"consult_id": consult.id, "reference": consult.reference,
+                    "specialty": consult.specialty.name,
+                    "url": consult_url(consult, external=False), "author": author.name},
+                   subject=_("New note on consult %(ref)s", ref=consult.reference),
+                   body=_("%(name)s wrote on consult %(ref)s: %(url)s", name=author.name,
+                          ref=consult.reference, url=consult_url(consult)))
 
 
 def _check_body(body: str) -> str:

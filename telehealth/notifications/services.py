@@ -1,129 +1,73 @@
-"""Queue notifications with the transaction; deliver them only once it has committed.
+"""Telling people: a live event to their room and an e-mail, written to the outbox.
 
-A notification about an offer that was rolled back would send people to nothing, so
-`notify()` only queues on the session and the after-commit hook delivers.
+`notify()` writes rows in the caller's transaction; a worker delivers them once it has
+committed (`telehealth/notifications/outbox.py`), so a change that rolls back sends nothing
+and a request never waits on the mail server. This is a leaf: callers hand in text already
+rendered in the recipient's language (`in_language_of(user)`) and a JSON payload.
 """
 
 from __future__ import annotations
 
-import logging
-import smtplib
-from dataclasses import dataclass, field
-from email.message import EmailMessage
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
-from flask import current_app, has_app_context
+from blinker import Namespace
+from flask import current_app
 from flask_babel import force_locale
-from sqlalchemy import event, select
-from sqlalchemy.orm import Session
+from sqlalchemy import select
 
+from telehealth import transaction
 from telehealth.accounts.models import Role, User
-from telehealth.extensions import db, socketio
-from telehealth.security.sessions import user_room
-
-logger = logging.getLogger(__name__)
+from telehealth.extensions import db
+from telehealth.notifications.models import OutboxKind, OutboxMessage
 
 NAMESPACE = "/notifications"
 
-
-@dataclass
-class Notification:
-    user_id: int
-    event: str
-    payload: dict[str, Any]
-    email_to: str = ""
-    subject: str = ""
-    body: str = ""
-    config: dict[str, Any] = field(default_factory=dict)
+signals = Namespace()
+#: Sent after a commit that wrote outbox messages: the job runner delivers them soon.
+outbox_committed = signals.signal("outbox-committed")
 
 
-def notify(user: User, event_name: str, payload: dict[str, Any],
-           subject: Any = None, body: Any = None) -> None:
-    """Queue a real-time event (and an e-mail if subject/body are callables) for one user.
+def now() -> datetime:
+    """Outbox times are the real time, never the test clock: retries must come due."""
+    return datetime.now(UTC)
 
-    subject and body are called under the recipient's own locale, so the e-mail is in
-    their language once translations exist.
-    """
-    from telehealth.consults.models import Urgency
-    from telehealth.consults.services import urgency_label
 
-    subject_text = body_text = ""
+@contextmanager
+def in_language_of(user: User) -> Iterator[None]:
+    """Render the texts and payload of a notification in the recipient's interface language."""
     with force_locale(user.locale or current_app.config["BABEL_DEFAULT_LOCALE"]):
-        if "urgency" in payload:  # the page shows it as is: in the recipient's language
-            payload = payload | {"urgency_label": urgency_label(Urgency(payload["urgency"]))}
-        if subject is not None and body is not None:
-            subject_text, body_text = str(subject()), str(body())
-    config = {key: current_app.config.get(key) for key in (
-        "MAIL_SERVER", "MAIL_PORT", "MAIL_USE_TLS", "MAIL_USERNAME", "MAIL_PASSWORD",
-        "MAIL_SENDER", "MAIL_TIMEOUT")}
-    db.session.info.setdefault("notifications", []).append(Notification(
-        user_id=user.id, event=event_name, payload=payload, email_to=user.email,
-        subject=subject_text, body=body_text, config=config,
-    ))
+        yield
+
+
+def mail_configured() -> bool:
+    return bool(current_app.config.get("MAIL_SERVER"))
+
+
+def notify(user: User, event: str, payload: dict[str, Any], subject: str = "",
+           body: str = "") -> None:
+    """Write a live event for one user, and an e-mail when a subject and body are given.
+
+    Both are delivered once the caller's transaction commits, and never if it rolls back.
+    """
+    at = now()
+    rows = [OutboxMessage(kind=OutboxKind.EVENT, user_id=user.id, event=event,
+                          payload=dict(payload), next_attempt_at=at, created_at=at)]
+    if subject and body and user.email and mail_configured():
+        rows.append(OutboxMessage(kind=OutboxKind.EMAIL, user_id=user.id, event=event,
+                                  recipient=user.email, subject=str(subject), body=str(body),
+                                  payload={}, next_attempt_at=at, created_at=at))
+    db.session.add_all(rows)
+    transaction.after_commit(_announce_commit, key="outbox")
+
+
+def _announce_commit() -> None:
+    outbox_committed.send(current_app._get_current_object())  # type: ignore[attr-defined]
 
 
 def coordinators() -> list[User]:
+    """Active coordinators and administrators (those told about escalations)."""
     return list(db.session.scalars(select(User).where(
         User.role.in_((Role.COORDINATOR, Role.ADMIN)), User.active.is_(True))))
-
-
-def send_email(item: Notification) -> None:
-    """Send one e-mail through the configured SMTP server; log (never raise) on failure."""
-    config = item.config
-    if not config.get("MAIL_SERVER") or not item.subject:
-        return
-    message = EmailMessage()
-    message["From"] = config["MAIL_SENDER"]
-    message["To"] = item.email_to
-    message["Subject"] = item.subject
-    message.set_content(item.body)
-    try:
-        with smtplib.SMTP(config["MAIL_SERVER"], int(config["MAIL_PORT"]),
-                          timeout=float(config.get("MAIL_TIMEOUT") or 10)) as smtp:
-            if config.get("MAIL_USE_TLS"):
-                smtp.starttls()
-            if config.get("MAIL_USERNAME"):
-                smtp.login(config["MAIL_USERNAME"], config["MAIL_PASSWORD"] or "")
-            smtp.send_message(message)
-    except (OSError, smtplib.SMTPException):
-        logger.exception("e-mail %r to user %s not sent", item.event, item.user_id)
-
-
-def deliver(items: list[Notification]) -> None:
-    """Emit each event to its user's room and send its e-mail."""
-    for item in items:
-        try:
-            socketio.emit(item.event, item.payload, to=user_room(item.user_id),
-                          namespace=NAMESPACE)
-        except Exception:  # noqa: BLE001 - a dead message queue must not undo a commit
-            logger.exception("event %r to user %s not emitted", item.event, item.user_id)
-        send_email(item)
-
-
-@event.listens_for(Session, "after_commit")
-def _deliver_after_commit(session: Session) -> None:
-    items = session.info.pop("notifications", None)
-    if items and has_app_context():
-        deliver(items)
-
-
-@event.listens_for(Session, "after_soft_rollback")
-def _drop_after_rollback(session: Session, previous_transaction: object) -> None:
-    session.info.pop("notifications", None)
-
-
-def notify_new_note(consult: Any, author: User) -> None:
-    """Tell the other people on a consult (requester, assigned specialist) about a new note."""
-    from flask_babel import gettext as _
-
-    from telehealth.matching.services import consult_url
-
-    payload = {"consult_id": consult.id, "reference": consult.reference,
-               "specialty": consult.specialty.name, "url": consult_url(consult, external=False),
-               "author": author.name}
-    people = {consult.created_by_id, consult.specialist_id} - {author.id, None}
-    for person in db.session.scalars(select(User).where(User.id.in_(people))):
-        notify(person, "note.new", payload,
-               subject=lambda: _("New note on consult %(ref)s", ref=consult.reference),
-               body=lambda: _("%(name)s wrote on consult %(ref)s: %(url)s", name=author.name,
-                              ref=consult.reference, url=consult_url(consult)))

@@ -477,21 +477,14 @@ def _email_password_link(user: User, invite: Invite, url: str) -> None:
     from telehealth.notifications.services import notify
 
     language = recipient_language(user)
-
-    def in_their_language(text: Callable[[], str]) -> Callable[[], str]:
-        def render() -> str:
-            with force_locale(language):
-                return text()
-        return render
-
-    notify(user, "roster.password_link", {},
-           subject=in_their_language(lambda: _("Set your Telehealth password")),
-           body=in_their_language(lambda: _(
-               "Hello %(name)s,\n\nYou are on the Telehealth roster of volunteer specialists. "
-               "Choose your password with this link; it works once, until %(when)s:\n\n"
-               "%(url)s\n\nThen sign in with %(email)s.", name=user.name, url=url,
-               email=user.email, when=local_datetime(invite.expires_at, language,
-                                                     user.timezone))))
+    with force_locale(language):
+        notify(user, "roster.password_link", {},
+               subject=_("Set your Telehealth password"),
+               body=_("Hello %(name)s,\n\nYou are on the Telehealth roster of volunteer "
+                      "specialists. Choose your password with this link; it works once, until "
+                      "%(when)s:\n\n%(url)s\n\nThen sign in with %(email)s.", name=user.name,
+                      url=url, email=user.email,
+                      when=local_datetime(invite.expires_at, language, user.timezone)))
 
 
 def find_invite(token: str) -> Invite:

@@ -19,6 +19,7 @@ refresh the socket's). A page that only holds a long call should make a request 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import partial
 from typing import Any
 
 from blinker import Namespace
@@ -26,9 +27,8 @@ from flask import current_app, flash, g, jsonify, redirect, request, session, ur
 from flask_babel import gettext as _
 from flask_login import current_user, logout_user
 from sqlalchemy import event
-from sqlalchemy.orm import Session
 
-from telehealth import clock
+from telehealth import clock, transaction
 from telehealth.accounts.models import User
 
 SEEN_KEY = "_seen"
@@ -129,19 +129,13 @@ def _note_rotation(target: User, value: str, old: Any, initiator: Any) -> None:
 
     owner = object_session(target)
     if owner is not None:
-        owner.info.setdefault(_ENDED, set()).add(target.id)
+        ended = transaction.collected(_ENDED, owner)
+        ended.append(target.id)
+        transaction.after_commit(partial(_announce_ended_sessions, ended), owner, key=_ENDED)
 
 
-@event.listens_for(Session, "after_commit")
-def _announce_ended_sessions(session_: Session) -> None:
-    user_ids = session_.info.pop(_ENDED, None)
-    if user_ids:
-        sessions_ended.send(None, user_ids=set(user_ids))
-
-
-@event.listens_for(Session, "after_soft_rollback")
-def _forget_ended_sessions(session_: Session, previous_transaction: object) -> None:
-    session_.info.pop(_ENDED, None)
+def _announce_ended_sessions(user_ids: list[int]) -> None:
+    sessions_ended.send(None, user_ids=set(user_ids))
 
 
 @sessions_ended.connect

@@ -141,8 +141,8 @@ def add_translation(note: Note, user: User, language: str, text: str) -> NoteTra
     return translation
 
 
-def machine_translate(note: Note, user: User, language: str) -> NoteTranslation:
-    """Ask the configured machine for a translation; it stays marked unverified."""
+def check_machine_translation(note: Note, user: User, language: str) -> machine.MachineTranslator:
+    """Whether this person may have the machine translate this note: the provider, or raise."""
     check_language(language)
     provider = machine.get_provider()
     if provider is None:
@@ -150,6 +150,20 @@ def machine_translate(note: Note, user: User, language: str) -> NoteTranslation:
     if not can_read_note(user, note) or note.language is None \
             or primary(note.language) == primary(language):
         raise PermissionDenied(_("You cannot translate this note."))
+    return provider
+
+
+def store_machine_translation(note_id: int, user_id: int, language: str) -> int | None:
+    """The job behind a request for machine translation (it may wait on the service)."""
+    note, user = db.session.get(Note, note_id), db.session.get(User, user_id)
+    if note is None or user is None:
+        return None
+    return machine_translate(note, user, language).id
+
+
+def machine_translate(note: Note, user: User, language: str) -> NoteTranslation:
+    """Ask the configured machine for a translation; it stays marked unverified."""
+    provider = check_machine_translation(note, user, language)
     try:
         text = provider.translate(note.current.body, note.language, language)
     except machine.MachineTranslationError as exc:

@@ -11,6 +11,7 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
+from telehealth import jobs
 from telehealth.accounts.models import Role, User
 from telehealth.errors import InvalidInput, NotFound, PermissionDenied
 from telehealth.extensions import db
@@ -103,10 +104,12 @@ def ask(note_id: int) -> Response:
 @login_required
 def machine(note_id: int) -> Response:
     note = _readable_note(note_id)
-    services.machine_translate(note, current_user, _chosen_language())
-    db.session.commit()
-    flash(_("Machine translation added. It is unverified: check anything that matters."),
-          "success")
+    language = _chosen_language()
+    services.check_machine_translation(note, current_user, language)
+    # The service may take its time: a job asks it, the page does not wait.
+    jobs.enqueue("machine_translate", note.id, current_user.id, language)
+    flash(_("Machine translation requested: it appears on the note in a moment. It is "
+            "unverified: check anything that matters."), "success")
     return _back_to(note)
 
 

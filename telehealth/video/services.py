@@ -6,7 +6,6 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import partial
 
 from flask import current_app
 from flask_babel import gettext as _
@@ -20,7 +19,7 @@ from telehealth.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from telehealth.extensions import db
 from telehealth.i18n.formatting import local_call_time
 from telehealth.matching.services import consult_url
-from telehealth.notifications.services import notify
+from telehealth.notifications.services import in_language_of, notify
 from telehealth.video.models import (
     PROPOSAL_TRANSITIONS,
     CallMessage,
@@ -340,9 +339,10 @@ def _tell_about_time(proposal: CallProposal, consult: Consult, actor: User) -> N
             continue
         locale = person.locale or current_app.config["BABEL_DEFAULT_LOCALE"]
         time = local_call_time(proposal.starts_at, locale, person.timezone or "UTC")
-        notify(person, TIME_EVENTS[status], payload | {"time": time},
-               subject=partial(_time_subject, status, consult.reference),
-               body=partial(_time_body, status, actor.name, consult.reference, time, url))
+        with in_language_of(person):
+            notify(person, TIME_EVENTS[status], payload | {"time": time},
+                   subject=_time_subject(status, consult.reference),
+                   body=_time_body(status, actor.name, consult.reference, time, url))
 
 
 @dataclass(frozen=True)

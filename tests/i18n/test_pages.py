@@ -34,6 +34,7 @@ PAGE_RULES = {
     "/admin/users/<int:user_id>": "admin",
     "/admin/clinics": "admin",
     "/admin/clinics/new": "admin",
+    "/admin/outbox": "admin",
     "/consults/<int:consult_id>/matching": "coordinator",
     "/roster": "coordinator",
     "/roster/<int:user_id>": "specialist",  # their own profile

@@ -91,6 +91,10 @@ RULES: dict[str, list[R]] = {
     "admin.edit_user": [R("GET POST", "/admin/users/{user}", ADMIN)],
     "admin.clinic_list": [R("GET", "/admin/clinics", ADMIN)],
     "admin.new_clinic": [R("GET POST", "/admin/clinics/new", ADMIN)],
+    # Messages that keep failing; retrying one that does not exist (or did not fail) is a
+    # redirect with a notice.
+    "admin.outbox_list": [R("GET", "/admin/outbox", ADMIN)],
+    "admin.outbox_retry": [R("POST", "/admin/outbox/999999/retry", ADMIN)],
     # Anyone may switch the interface language; signed in, it is saved to their own profile.
     "i18n.switch_language": [R("POST", "/language", PUBLIC, data={"language": "fr", "next": "/"})],
     "i18n.preferences": [R("GET POST", "/account/preferences", SIGNED_IN,

@@ -55,14 +55,16 @@ def test_machine_translation_is_offered_and_marked_unverified(app, case, libretr
     assert "Translate into English" not in page  # her own note is in her reading language
 
 
-def test_provider_failure_is_a_clear_error_and_saves_nothing(app, case, libretranslate):
+def test_provider_failure_saves_nothing(app, case, libretranslate):
+    # The request only hands the job over (the service may be slow); a failing service
+    # leaves the note untranslated, and the reader can ask again.
     note = add_note(case["consult"], case["clinician"], FRENCH)
     db.session.commit()
     libretranslate.fail = True
     response = browser(app, case["specialist"]).post(
         f"/notes/{note.id}/machine-translation", data={"language": "en"})
-    assert response.status_code == 503
-    assert "did not answer" in response.text
+    assert response.status_code == 302
+    assert len(libretranslate.requests) == 1
     assert db.session.scalars(db.select(NoteTranslation)).all() == []
 
 

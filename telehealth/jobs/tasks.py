@@ -1,0 +1,58 @@
+"""The jobs: plain functions, each its own transaction boundary, run by Celery or in-process.
+
+A job runs in an app context of its own and commits what it does (like a request); whatever
+it leaves uncommitted is rolled back when it ends. Arguments are plain JSON values.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask
+
+from telehealth.extensions import db
+from telehealth.matching.sweeper import sweep_once
+from telehealth.notifications.outbox import deliver_due
+from telehealth.translation.services import store_machine_translation
+
+logger = logging.getLogger(__name__)
+
+
+def deliver_outbox() -> dict[str, int]:
+    """Deliver every due outbox message (e-mail and live events)."""
+    result = deliver_due()
+    return {"sent": result.sent, "retried": result.retried, "failed": result.failed}
+
+
+def sweep() -> dict[str, int]:
+    """Expire unanswered offers, move stalled consults on, re-offer escalated ones."""
+    result = sweep_once()
+    return {"expired": result.expired, "advanced": result.advanced,
+            "reoffered": result.reoffered}
+
+
+def machine_translate(note_id: int, user_id: int, language: str) -> int | None:
+    """Ask the machine translation service for a note's translation and store it."""
+    translation_id = store_machine_translation(note_id, user_id, language)
+    db.session.commit()
+    return translation_id
+
+
+#: Every job by name; Celery registers each as `telehealth.<name>`.
+TASKS: dict[str, Callable[..., Any]] = {
+    "deliver_outbox": deliver_outbox,
+    "sweep": sweep,
+    "machine_translate": machine_translate,
+}
+
+
+def run(app: Flask, name: str, *args: Any) -> Any:
+    """Run one job by name in a fresh app context; roll back whatever it left uncommitted."""
+    with app.app_context():
+        try:
+            return TASKS[name](*args)
+        finally:
+            db.session.rollback()
+            db.session.remove()
