@@ -128,6 +128,8 @@ def _before_commit(session: Session) -> None:
     # A callback may register another (audit entries written while chaining): loop.
     while root is not None and (pending := hooks.get(root)) and pending.before_commit:
         callbacks, pending.before_commit = pending.before_commit, []
+        # A callback registered again from here (same key) must not be skipped.
+        pending.keys = {k for k in pending.keys if k[0] != "before_commit"}
         for fn in callbacks:
             fn()
 

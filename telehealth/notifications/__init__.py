@@ -1,1 +1,1 @@
-"""Telling people in real time (Socket.IO, a room per user) and by e-mail."""
+"""Telling people: live events (Socket.IO, a room per user) and e-mail, through the outbox."""
