@@ -100,8 +100,6 @@ def _drop_pending_entries(session: Session, previous_transaction: object) -> Non
     checkpoints.forget_head(session)
 
 
-
-
 # ------------------------------------------------------------------------- verifying
 
 
