@@ -13,14 +13,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import LargeBinary, Row, String, cast, select, text
+from sqlalchemy import LargeBinary, Result, Row, String, cast, select, text
 from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeEngine
 
@@ -195,6 +195,11 @@ def seq_range(first: int, last: int) -> str:
     return f"entries #{first}..#{last} ({last - first + 1} entries)"
 
 
+def _closing(rows: Result[Any]) -> Iterator[Row[Any]]:
+    with rows:  # closed even if the walk stops early: SQLite would keep its read lock
+        yield from rows
+
+
 def verify_chain(session: Session, anchors: Sequence[Checkpoint] = (),
                  uncovered_after: timedelta | None = None) -> ChainReport:
     """Walk the whole chain; report every changed, missing, inserted or unreadable entry.
@@ -211,7 +216,7 @@ def verify_chain(session: Session, anchors: Sequence[Checkpoint] = (),
     first_uncovered: StoredEntry | None = None
     rows = session.execute(select(*_stored_columns(session)).order_by(
         AuditEvent.__table__.c.seq, AuditEvent.__table__.c.id).execution_options(yield_per=1000))
-    for row in rows:
+    for row in _closing(rows):
         report.entries += 1
         entry, unreadable = _stored_entry(row)
         if unreadable:

@@ -208,11 +208,11 @@ def append(settings: Settings, seq: int, chain_hash: str, *, force: bool = False
     return signed
 
 
-_syslog_handlers: dict[str, logging.Handler] = {}
+_syslog_handlers: dict[str, logging.handlers.SysLogHandler] = {}
 _syslog_lock = threading.Lock()
 
 
-def _syslog_handler(address: str) -> logging.Handler:
+def _syslog_handler(address: str) -> logging.handlers.SysLogHandler:
     """/dev/log (a path), udp://host:port or tcp://host:port."""
     with _syslog_lock:
         if address not in _syslog_handlers:
@@ -220,7 +220,7 @@ def _syslog_handler(address: str) -> logging.Handler:
                 scheme, _, rest = address.partition("://")
                 host, _, port = rest.rpartition(":")
                 kind = socket.SOCK_STREAM if scheme == "tcp" else socket.SOCK_DGRAM
-                handler: logging.Handler = logging.handlers.SysLogHandler(
+                handler = logging.handlers.SysLogHandler(
                     address=(host, int(port or 514)), socktype=kind,
                     facility=logging.handlers.SysLogHandler.LOG_AUTHPRIV)
             else:
@@ -320,6 +320,18 @@ def schedule_after_commit(session: Session) -> None:
         logger.exception("audit checkpoint of entry #%s not scheduled", head[0])
 
 
+def newest_in_file(settings: Settings) -> Checkpoint | None:
+    """The newest valid checkpoint at the end of the checkpoint file, if any."""
+    key = load_key(settings)
+    if key is None:
+        return None
+    try:
+        with open(settings.path, "rb") as fh:
+            return _last_checkpoint(fh, key)[0]
+    except FileNotFoundError:
+        return None
+
+
 def statement_for_backup(settings: Settings, seq: int, chain_hash: str) -> dict[str, Any]:
     """A signed checkpoint of a backup's chain head, for the archive; also kept in the file."""
     key = load_key(settings, create=True)
@@ -390,14 +402,15 @@ def read_source(path: Path, key: bytes, *, primary: bool = True) -> SourceReport
         if checkpoint.mac in seen:  # a copy may repeat a line (syslog retries)
             continue
         seen.add(checkpoint.mac)
-        _check_order(report, where, previous, checkpoint, primary)
+        _check_order(report, number, previous, checkpoint, primary)
         report.checkpoints.append(checkpoint)
         previous = checkpoint
     return report
 
 
-def _check_order(report: SourceReport, where: str, previous: Checkpoint | None,
+def _check_order(report: SourceReport, number: int, previous: Checkpoint | None,
                  checkpoint: Checkpoint, primary: bool) -> None:
+    where = f"{report.path} line {number}"
     # A copy sent over UDP may lose a line: a gap there is worth a warning, not an alarm.
     gaps = report.problems if primary else report.warnings
     if previous is None:
@@ -410,7 +423,7 @@ def _check_order(report: SourceReport, where: str, previous: Checkpoint | None,
                                f"{previous.n}: lines were moved or repeated")
     elif checkpoint.n != previous.n + 1:
         gaps.append(f"checkpoints {_numbers(previous.n + 1, checkpoint.n - 1)} are missing "
-                    f"from {report.path} (before line {where.rsplit(' ', 1)[1]})")
+                    f"from {report.path} (before line {number})")
     elif checkpoint.prev != previous.mac:
         report.problems.append(f"{where}: checkpoint {checkpoint.n} does not follow "
                                f"checkpoint {previous.n}")

@@ -7,7 +7,13 @@ from pathlib import Path
 import click
 from flask import Flask, current_app
 
-from telehealth.audit.checkpoints import Settings, check_backup_statement, statement_for_backup
+from telehealth.audit.checkpoints import (
+    CheckpointError,
+    Settings,
+    check_backup_statement,
+    newest_in_file,
+    statement_for_backup,
+)
 from telehealth.audit.services import record
 from telehealth.backup.services import BackupError, read_backup, write_backup
 from telehealth.extensions import db
@@ -19,11 +25,17 @@ def backup_command(archive: Path) -> None:
     """Write the database and every attachment into one .tar.gz archive."""
     settings = Settings.from_config(current_app.config)
     try:
+        # Read before the snapshot: everything this checkpoint covers is in the snapshot.
+        newest = newest_in_file(settings)
         summary = write_backup(
             db.engine, Path(current_app.config["UPLOAD_DIR"]), archive,
             sign_head=lambda seq, chain_hash: statement_for_backup(settings, seq, chain_hash))
-    except BackupError as exc:
+    except (BackupError, CheckpointError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
+    if newest is not None and (summary.checkpoint_seq or 0) < newest.seq:
+        click.echo(f"WARNING: the audit trail in this backup ends at #{summary.checkpoint_seq} "
+                   f"but {newest.label} in {settings.path} covers #{newest.seq}: entries were "
+                   "cut off its end; run `flask audit verify`.", err=True)
     click.echo(f"Backup written to {archive}: {sum(summary.tables.values())} rows in "
                f"{len(summary.tables)} tables, {len(summary.files)} files "
                f"(schema {summary.revision}; audit checkpoint at entry "

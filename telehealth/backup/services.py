@@ -148,12 +148,14 @@ def _write(conn: Connection, upload_dir: Path, archive_path: Path, tmp_path: Pat
             # Spooled to disk past a few MB: a big table does not have to fit in memory.
             with tempfile.SpooledTemporaryFile(max_size=8 << 20) as spool:
                 count = 0
-                rows = conn.execution_options(yield_per=1000).execute(select(table))
-                for row in rows.mappings():
-                    spool.write(json.dumps({k: _encode(v) for k, v in row.items()},
-                                           ensure_ascii=False, separators=(",", ":")).encode())
-                    spool.write(b"\n")
-                    count += 1
+                # Closed even when a row cannot be read: SQLite would keep its read lock.
+                with conn.execution_options(yield_per=1000).execute(select(table)) as rows:
+                    for row in rows.mappings():
+                        spool.write(json.dumps({k: _encode(v) for k, v in row.items()},
+                                               ensure_ascii=False,
+                                               separators=(",", ":")).encode())
+                        spool.write(b"\n")
+                        count += 1
                 summary.tables[table.name] = count
                 info = tarfile.TarInfo(f"tables/{table.name}.jsonl")
                 info.size, info.mode = spool.tell(), 0o600

@@ -147,3 +147,11 @@ def test_an_archive_without_a_checkpoint_restores_with_a_warning(app, make_trail
     _wipe_database()
     code, output = _restore(app, old)
     assert code == 0 and "WARNING: the archive carries no audit checkpoint" in output
+
+
+def test_a_backup_of_a_trail_cut_short_says_so(app, make_trail, tmp_path):
+    make_trail(4)
+    first, last = cut_end(2)
+    output = _backup(app, tmp_path / "b.tar.gz")
+    assert f"WARNING: the audit trail in this backup ends at #{first - 1} but checkpoint" \
+        in output and f"covers #{last}: entries were cut off its end" in output
