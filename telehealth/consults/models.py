@@ -99,6 +99,9 @@ class Consult(db.Model):
     outcome: Mapped[Outcome | None] = mapped_column(string_enum(Outcome))
     outcome_note: Mapped[str] = mapped_column(Text, default="")
     rating: Mapped[int | None]  # 1..5, the clinician's rating of the answer
+    # The close-out questions Champlain BASE asks (None: not answered).
+    referral_avoided: Mapped[bool | None]  # a referral or evacuation was avoided
+    course_changed: Mapped[bool | None]  # the answer changed the course of action
 
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=clock.now)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=clock.now)

@@ -1,0 +1,30 @@
+"""close-out survey: referral or evacuation avoided, course of action changed
+
+Revision ID: 3b7d5e9a1c20
+Revises: 81c21cc316e7
+Create Date: 2026-11-29 23:10:00.000000
+
+The questions Champlain BASE asks on every case, answered when the clinic closes a consult.
+Nullable: consults closed before (and clinics that skip a question) have no answer.
+"""
+from alembic import op
+import sqlalchemy as sa
+
+
+# revision identifiers, used by Alembic.
+revision = '3b7d5e9a1c20'
+down_revision = '81c21cc316e7'
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    with op.batch_alter_table('consults', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('referral_avoided', sa.Boolean(), nullable=True))
+        batch_op.add_column(sa.Column('course_changed', sa.Boolean(), nullable=True))
+
+
+def downgrade():
+    with op.batch_alter_table('consults', schema=None) as batch_op:
+        batch_op.drop_column('course_changed')
+        batch_op.drop_column('referral_avoided')
