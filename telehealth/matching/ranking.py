@@ -124,17 +124,14 @@ class Candidate:
         return "; ".join(parts)
 
 
-def eligibility_filters(specialty_id: Any = None, consult_id: Any = None,
-                        asked_before: bool = True) -> list[Any]:
+def eligibility_filters(one_consult: bool = True) -> list[Any]:
     """Roster status, credential, specialty, leave, not asked before (language: see below).
 
-    The specialty and consult default to the ranking's bind parameters; the situation room
-    passes a column (every specialty at once) and no consult (`asked_before=False`).
+    With `one_consult` (the ranking) the specialty and the consult are bind parameters; the
+    situation room counts who could take any consult of any specialty, so it leaves both out.
     """
     now = bindparam("now", type_=UTCDateTime())
     filters = [
-        user_specialties.c.specialty_id == (
-            bindparam("specialty_id") if specialty_id is None else specialty_id),
         User.role == Role.SPECIALIST,
         User.active.is_(True),
         SpecialistProfile.status == ProfileStatus.ACTIVE,
@@ -143,11 +140,14 @@ def eligibility_filters(specialty_id: Any = None, consult_id: Any = None,
         ~exists().where(LeavePeriod.user_id == User.id, LeavePeriod.starts_at <= now,
                         LeavePeriod.ends_at > now),
     ]
-    if asked_before:
-        # Anyone already asked (declined, let it expire, or still deciding) is not asked again.
-        filters.append(~exists().where(
-            Offer.consult_id == (bindparam("consult_id") if consult_id is None else consult_id),
-            Offer.specialist_id == User.id))
+    if one_consult:
+        filters += [
+            user_specialties.c.specialty_id == bindparam("specialty_id"),
+            # Anyone already asked (declined, let it expire, or still deciding) is not asked
+            # again.
+            ~exists().where(Offer.consult_id == bindparam("consult_id"),
+                            Offer.specialist_id == User.id),
+        ]
     return filters
 
 
