@@ -465,10 +465,10 @@ def speed(filters: Filters, breakdown: str) -> Table:
     for row in db.session.execute(percentile_rows(union_all(*parts).subquery())):
         figures.setdefault(str(row.grp), {})[row.metric] = (
             int(row.n), _round(row.q0), _round(row.q1))
-    counts = dict(db.session.execute(
+    counts: dict[str, int] = {str(r[0]): int(r[1]) for r in db.session.execute(
         select(group, func.count(Consult.id))
         .join(Specialty, Specialty.id == Consult.specialty_id)
-        .where(*_submitted_in_period(filters)).group_by(group)).all())
+        .where(*_submitted_in_period(filters)).group_by(group))}
     titles = {"week": _l("Speed by week (hours)"), "urgency": _l("Speed by urgency (hours)"),
               "specialty": _l("Speed by specialty (hours)")}
     group_header = {"week": _l("Week of"), "urgency": _l("Urgency"),
@@ -482,11 +482,10 @@ def speed(filters: Filters, breakdown: str) -> Table:
         table.headers += [_l("%(step)s, median", step=metric_names[metric]),
                           _l("%(step)s, 90th percentile", step=metric_names[metric])]
     for grp in sorted(counts):
-        row: list[Any] = [str(grp), int(counts[grp])]
+        cells: list[Any] = [grp, counts[grp]]
         for metric in SPEED_METRICS:
-            _, median, p90 = figures.get(str(grp), {}).get(metric, (0, None, None))
-            row += [median, p90]
-        table.rows.append(tuple(row))
+            cells += figures.get(grp, {}).get(metric, (0, None, None))[1:]
+        table.rows.append(tuple(cells))
     return table
 
 
@@ -587,8 +586,8 @@ def load_distribution(filters: Filters) -> Table:
     per = _accepted_per_volunteer(filters)
     bucket = case(*[((per.c.n >= low) if high is None else per.c.n.between(low, high), label)
                     for low, high, label in LOAD_BUCKETS])
-    counts = dict(db.session.execute(
-        select(bucket, func.count()).group_by(bucket)).all())
+    counts: dict[str, int] = {str(r[0]): int(r[1]) for r in db.session.execute(
+        select(bucket, func.count()).group_by(bucket))}
     table = Table("load", _l("Load: volunteers by consults accepted in the period"),
                   ["consults_accepted", "volunteers"],
                   [_l("Consults accepted"), _l("Volunteers")])

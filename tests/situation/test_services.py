@@ -154,8 +154,8 @@ def test_percentiles_match_linear_interpolation(app, portable):
     rng = random.Random(13)
     groups = {f"g{n}": [float(rng.randint(0, 5000)) / 4 for _ in range(n)]
               for n in (1, 2, 3, 7, 10, 11, 40)}
-    result = {row.grp: (row.n, row.q0, row.q1)
-              for row in db.session.execute(services.percentile_rows(_values(groups), portable=portable or None))}
+    query = services.percentile_rows(_values(groups), portable=portable or None)
+    result = {row.grp: (row.n, row.q0, row.q1) for row in db.session.execute(query)}
     for grp, values in groups.items():
         assert result[grp][0] == len(values)
         assert round(result[grp][1], 6) == round(_reference(values, 0.5), 6)

@@ -110,8 +110,8 @@ def test_situation_socket_for_staff_and_changed_after_commit(app, world, make_co
 
 
 def test_close_out_survey_by_form_and_api(app, world, make_consult, client):
-    from tests.conftest import take_consult
     from telehealth.notes.services import add_note
+    from tests.conftest import take_consult
 
     def answered():
         consult = make_consult(world["clinician"])
