@@ -1,4 +1,4 @@
-"""close-out survey: referral or evacuation avoided, course of action changed
+"""close-out survey: referral or evacuation avoided, course of action changed; period indexes
 
 Revision ID: 3b7d5e9a1c20
 Revises: 81c21cc316e7
@@ -6,6 +6,7 @@ Create Date: 2026-11-29 23:10:00.000000
 
 The questions Champlain BASE asks on every case, answered when the clinic closes a consult.
 Nullable: consults closed before (and clinics that skip a question) have no answer.
+The situation room reads consults by period: submitted_at, accepted_at and closed_at get indexes.
 """
 from alembic import op
 import sqlalchemy as sa
@@ -22,9 +23,13 @@ def upgrade():
     with op.batch_alter_table('consults', schema=None) as batch_op:
         batch_op.add_column(sa.Column('referral_avoided', sa.Boolean(), nullable=True))
         batch_op.add_column(sa.Column('course_changed', sa.Boolean(), nullable=True))
+        for column in ('submitted_at', 'accepted_at', 'closed_at'):
+            batch_op.create_index(f'ix_consults_{column}', [column], unique=False)
 
 
 def downgrade():
     with op.batch_alter_table('consults', schema=None) as batch_op:
+        for column in ('submitted_at', 'accepted_at', 'closed_at'):
+            batch_op.drop_index(f'ix_consults_{column}')
         batch_op.drop_column('course_changed')
         batch_op.drop_column('referral_avoided')

@@ -105,10 +105,11 @@ class Consult(db.Model):
 
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=clock.now)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=clock.now)
-    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Indexed: the situation room reads a period of consults by these.
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
     answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
 
     clinic: Mapped[Clinic] = relationship()
     created_by: Mapped[User] = relationship(foreign_keys=[created_by_id])

@@ -277,28 +277,29 @@ def supply_counts(filters: Filters) -> dict[tuple[int, str], tuple[int, int]]:
     if not params:
         return {}
     offset, wait, open_load = availability_columns(known, dialect)
+    # Who is eligible, once per volunteer (the per-volunteer subqueries run once each), then
+    # spread over their specialties and languages.
     eligible = (
-        select(user_specialties.c.specialty_id.label("specialty_id"),
-               UserLanguage.language.label("language"), wait.label("wait"))
-        .select_from(user_specialties)
-        .join(User, User.id == user_specialties.c.user_id)
+        select(User.id.label("user_id"), wait.label("wait"))
         .join(SpecialistProfile, SpecialistProfile.user_id == User.id)
-        .join(UserLanguage, UserLanguage.user_id == User.id)
         .where(*eligibility_filters(one_consult=False),
-               UserLanguage.language.in_(list(LANGUAGE_NAMES)),
                offset.is_not(None) if dialect == "postgresql" else User.timezone.in_(known),
                wait <= SUPPLY_HORIZON_MINUTES,
                open_load < SpecialistProfile.capacity)
+        .cte("eligible").prefix_with("MATERIALIZED", dialect="postgresql")
     )
+    query = (select(user_specialties.c.specialty_id, UserLanguage.language,
+                    func.sum(case((eligible.c.wait == 0, 1), else_=0)), func.count())
+             .select_from(eligible)
+             .join(user_specialties, user_specialties.c.user_id == eligible.c.user_id)
+             .join(UserLanguage, UserLanguage.user_id == eligible.c.user_id)
+             .where(UserLanguage.language.in_(list(LANGUAGE_NAMES)))
+             .group_by(user_specialties.c.specialty_id, UserLanguage.language))
     if filters.specialty is not None:
-        eligible = eligible.join(Specialty, Specialty.id == user_specialties.c.specialty_id) \
+        query = query.join(Specialty, Specialty.id == user_specialties.c.specialty_id) \
             .where(Specialty.code == filters.specialty)
     if filters.language is not None:
-        eligible = eligible.where(UserLanguage.language == filters.language)
-    sub = eligible.subquery()
-    query = (select(sub.c.specialty_id, sub.c.language,
-                    func.sum(case((sub.c.wait == 0, 1), else_=0)), func.count())
-             .group_by(sub.c.specialty_id, sub.c.language))
+        query = query.where(UserLanguage.language == filters.language)
     rows = db.session.execute(query, {**params, "now": now, "today": now.date()})
     return {(r[0], r[1]): (int(r[2] or 0), int(r[3] or 0)) for r in rows}
 
@@ -319,7 +320,9 @@ def demand_supply(filters: Filters) -> HeatMap:
     names = specialty_names()
     keys = set(demand) | set(supply)
     cells = {key: (demand.get(key, 0), *supply.get(key, (0, 0))) for key in keys}
-    specialty_ids = sorted({s for s, _ in keys}, key=lambda s: names[s][1])
+    # Where the work is first: most open consults, then by name.
+    waiting = {s: sum(n for (sid, _), n in demand.items() if sid == s) for s, _ in keys}
+    specialty_ids = sorted(waiting, key=lambda s: (-waiting[s], names[s][1]))
     languages = [code for code in LANGUAGE_NAMES if any(lang == code for _, lang in keys)]
     table = Table("demand", _l("Demand and supply"),
                   ["specialty", "language", "open_consults", "eligible_now", "eligible_24h"],
@@ -406,7 +409,7 @@ def gap_list(heat: HeatMap) -> tuple[list[Gap], Table]:
                   [_l("Specialty"), _l("Language"), _l("Open consults"),
                    _l("Volunteers who could, if unblocked"), _l("What would fix it")])
     table.rows = [(g.specialty, g.language, g.open_consults,
-                   "; ".join(f"{name} ({BLOCK_REASONS[reason]})" for name, reason in g.blocked),
+                   "; ".join(f"{name} ({reason})" for name, reason in g.blocked),
                    "unblock" if g.blocked else "recruit") for g in gaps]
     return gaps, table
 
@@ -427,9 +430,12 @@ def _submitted_in_period(filters: Filters) -> list[Any]:
             *consult_filters(filters)]
 
 
-def _first_offers() -> Any:
+def _first_offers(filters: Filters) -> Any:
+    """Per consult submitted in the period: its first offer's time and how many it had."""
     return (select(Offer.consult_id, func.min(Offer.created_at).label("first_at"),
                    func.count(Offer.id).label("offers"))
+            .join(Consult, Consult.id == Offer.consult_id)
+            .where(*_submitted_in_period(filters))
             .group_by(Offer.consult_id).subquery())
 
 
@@ -446,47 +452,61 @@ def _group_column(breakdown: str) -> Any:
     return Specialty.code
 
 
-def speed(filters: Filters, breakdown: str) -> Table:
-    """Hours from submission to first offer, acceptance, first answer and close: n, median, p90."""
-    first = _first_offers()
-    group = _group_column(breakdown)
-    ends = {"first_offer": first.c.first_at, "accepted": Consult.accepted_at,
-            "answered": Consult.answered_at, "closed": Consult.closed_at}
-    parts = [
-        select(group.label("grp"), literal(metric).label("metric"),
-               hours_between(end, Consult.submitted_at).label("value"))
-        .select_from(Consult)
-        .outerjoin(first, first.c.consult_id == Consult.id)
-        .join(Specialty, Specialty.id == Consult.specialty_id)
-        .where(*_submitted_in_period(filters), end.is_not(None))
-        for metric, end in ends.items()
-    ]
+def speed_tables(filters: Filters) -> dict[str, Table]:
+    """Hours from submission to first offer, acceptance, first answer and close: n, median and
+    90th percentile, by week, urgency and specialty.
+
+    One pass: the period's consults with their first offer are read once (a CTE, kept
+    materialized on PostgreSQL), and one percentile query serves all three breakdowns.
+    """
+    first = _first_offers(filters)
+    base = (select(*[_group_column(b).label(b) for b in SPEED_BREAKDOWNS],
+                   hours_between(first.c.first_at, Consult.submitted_at).label("first_offer"),
+                   *[hours_between(getattr(Consult, f"{m}_at"), Consult.submitted_at).label(m)
+                     for m in SPEED_METRICS[1:]])
+            .select_from(Consult)
+            .outerjoin(first, first.c.consult_id == Consult.id)
+            .join(Specialty, Specialty.id == Consult.specialty_id)
+            .where(*_submitted_in_period(filters))
+            .cte("speed_base").prefix_with("MATERIALIZED", dialect="postgresql"))
+    parts = [select((literal(f"{b}:") + base.c[b]).label("grp"), literal(m).label("metric"),
+                    base.c[m].label("value")).where(base.c[m].is_not(None))
+             for b in SPEED_BREAKDOWNS for m in SPEED_METRICS]
     figures: dict[str, dict[str, tuple[int, float | None, float | None]]] = {}
     for row in db.session.execute(percentile_rows(union_all(*parts).subquery())):
         figures.setdefault(str(row.grp), {})[row.metric] = (
             int(row.n), _round(row.q0), _round(row.q1))
+    counted = union_all(*[select((literal(f"{b}:") + base.c[b]).label("grp"))
+                          for b in SPEED_BREAKDOWNS]).subquery()
     counts: dict[str, int] = {str(r[0]): int(r[1]) for r in db.session.execute(
-        select(group, func.count(Consult.id))
-        .join(Specialty, Specialty.id == Consult.specialty_id)
-        .where(*_submitted_in_period(filters)).group_by(group))}
+        select(counted.c.grp, func.count()).group_by(counted.c.grp))}
     titles = {"week": _l("Speed by week (hours)"), "urgency": _l("Speed by urgency (hours)"),
               "specialty": _l("Speed by specialty (hours)")}
-    group_header = {"week": _l("Week of"), "urgency": _l("Urgency"),
-                    "specialty": _l("Specialty")}[breakdown]
-    table = Table(f"speed_{breakdown}", titles[breakdown], [breakdown, "consults"],
-                  [group_header, _l("Consults submitted")])
+    group_headers = {"week": _l("Week of"), "urgency": _l("Urgency"),
+                     "specialty": _l("Specialty")}
     metric_names = {"first_offer": _l("first offer"), "accepted": _l("acceptance"),
                     "answered": _l("first answer"), "closed": _l("close")}
-    for metric in SPEED_METRICS:
-        table.columns += [f"{metric}_median_h", f"{metric}_p90_h"]
-        table.headers += [_l("%(step)s, median", step=metric_names[metric]),
-                          _l("%(step)s, 90th percentile", step=metric_names[metric])]
-    for grp in sorted(counts):
-        cells: list[Any] = [grp, counts[grp]]
+    tables = {}
+    for breakdown in SPEED_BREAKDOWNS:
+        table = Table(f"speed_{breakdown}", titles[breakdown], [breakdown, "consults"],
+                      [group_headers[breakdown], _l("Consults submitted")])
         for metric in SPEED_METRICS:
-            cells += figures.get(grp, {}).get(metric, (0, None, None))[1:]
-        table.rows.append(tuple(cells))
-    return table
+            table.columns += [f"{metric}_median_h", f"{metric}_p90_h"]
+            table.headers += [_l("%(step)s, median", step=metric_names[metric]),
+                              _l("%(step)s, 90th percentile", step=metric_names[metric])]
+        prefix = f"{breakdown}:"
+        for grp in sorted(key for key in counts if key.startswith(prefix)):
+            cells: list[Any] = [grp[len(prefix):], counts[grp]]
+            for metric in SPEED_METRICS:
+                cells += figures.get(grp, {}).get(metric, (0, None, None))[1:]
+            table.rows.append(tuple(cells))
+        tables[table.key] = table
+    return tables
+
+
+def speed(filters: Filters, breakdown: str) -> Table:
+    """One breakdown of `speed_tables`."""
+    return speed_tables(filters)[f"speed_{breakdown}"]
 
 
 def answer_deadlines() -> dict[str, int]:
@@ -527,7 +547,7 @@ def within_deadline(filters: Filters) -> Table:
 
 def cascade(filters: Filters) -> Table:
     """Per urgency: offers per consult (median, p90, most), decline and expiry rates."""
-    first = _first_offers()
+    first = _first_offers(filters)
     depth = (select(urgency_text().label("grp"),
                     literal("depth").label("metric"), cast(first.c.offers, Float).label("value"))
              .join(first, first.c.consult_id == Consult.id)
@@ -573,12 +593,13 @@ def _volunteers(filters: Filters) -> list[Any]:
 
 def _accepted_per_volunteer(filters: Filters) -> Any:
     """Each active volunteer and the consults they accepted in the period."""
-    since = _period_start(filters)
-    accepted = (select(func.count(Consult.id)).where(
-        Consult.specialist_id == User.id, Consult.accepted_at >= since)
-        .correlate(User).scalar_subquery())
-    return (select(User.id.label("user_id"), accepted.label("n"))
+    counts = (select(Consult.specialist_id.label("user_id"), func.count().label("n"))
+              .where(Consult.accepted_at >= _period_start(filters),
+                     Consult.specialist_id.is_not(None))
+              .group_by(Consult.specialist_id).subquery())
+    return (select(User.id.label("user_id"), func.coalesce(counts.c.n, 0).label("n"))
             .join(SpecialistProfile, SpecialistProfile.user_id == User.id)
+            .outerjoin(counts, counts.c.user_id == User.id)
             .where(*_volunteers(filters)).subquery())
 
 
@@ -767,7 +788,7 @@ def room(filters: Filters) -> Room:
     """Every figure of the room for these filters."""
     heat = demand_supply(filters)
     gaps, gap_table = gap_list(heat)
-    tables = {"demand": heat.table, "gaps": gap_table}
+    tables = {"demand": heat.table, "gaps": gap_table, **speed_tables(filters)}
     for key, build in table_builders().items():
         if key not in tables:
             tables[key] = build(filters)
