@@ -104,8 +104,8 @@ class Consult(db.Model):
     course_changed: Mapped[bool | None]  # the answer changed the course of action
 
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=clock.now)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=clock.now)
-    # Indexed: the situation room reads a period of consults by these.
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=clock.now, index=True)
+    # Indexed: the situation room reads a period of consults by these (and the latest change).
     submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
     accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
     answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

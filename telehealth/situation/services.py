@@ -13,6 +13,9 @@ identical figures.
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -784,8 +787,8 @@ def table_builders() -> dict[str, Any]:
     }
 
 
-def room(filters: Filters) -> Room:
-    """Every figure of the room for these filters."""
+def compute_room(filters: Filters) -> Room:
+    """Every figure of the room for these filters, from the database."""
     heat = demand_supply(filters)
     gaps, gap_table = gap_list(heat)
     tables = {"demand": heat.table, "gaps": gap_table, **speed_tables(filters)}
@@ -795,8 +798,53 @@ def room(filters: Filters) -> Room:
     return Room(filters, heat, gaps, tables)
 
 
+# Every coordinator's page re-fetches on each change, and most views repeat the last one:
+# the figures are computed once per change of the data (and at least every
+# SITUATION_CACHE_SECONDS, for what time and the roster change), per process.
+_CACHE: OrderedDict[tuple[Any, ...], tuple[float, Room]] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+CACHE_ENTRIES = 32
+
+
+def cache_seconds() -> float:
+    """How long figures are reused (0: never; tests compute afresh unless they set it)."""
+    default = 0 if current_app.testing else 15
+    return float(current_app.config.get("SITUATION_CACHE_SECONDS", default))
+
+
+def data_version() -> tuple[Any, ...]:
+    """Changes whenever a consult changes (status, offers, outcome) or an offer is made:
+    two index lookups."""
+    return tuple(db.session.execute(select(
+        select(func.max(Consult.updated_at)).scalar_subquery(),
+        select(func.max(Offer.id)).scalar_subquery())).one())
+
+
+def room(filters: Filters) -> Room:
+    """Every figure of the room for these filters, reused while the data has not changed."""
+    seconds = cache_seconds()
+    if seconds <= 0:
+        return compute_room(filters)
+    key = (filters, _dialect(), data_version())
+    now = time.monotonic()
+    with _CACHE_LOCK:
+        hit = _CACHE.get(key)
+        if hit is not None and now - hit[0] < seconds:
+            _CACHE.move_to_end(key)
+            return hit[1]
+    fresh = compute_room(filters)
+    with _CACHE_LOCK:
+        _CACHE[key] = (now, fresh)
+        while len(_CACHE) > CACHE_ENTRIES:
+            _CACHE.popitem(last=False)
+    return fresh
+
+
 def one_table(key: str, filters: Filters) -> Table:
+    """One figure (CSV, JSON): from the cached room when there is one, else on its own."""
     builders = table_builders()
     if key not in builders:
         raise InvalidInput(_("Unknown figure."))
+    if cache_seconds() > 0:
+        return room(filters).tables[key]
     return builders[key](filters)  # type: ignore[no-any-return]

@@ -160,3 +160,21 @@ def test_percentiles_match_linear_interpolation(app, portable):
         assert result[grp][0] == len(values)
         assert round(result[grp][1], 6) == round(_reference(values, 0.5), 6)
         assert round(result[grp][2], 6) == round(_reference(values, 0.9), 6)
+
+
+def test_figures_are_reused_until_a_consult_changes(app, seeded, monkeypatch, make_user):
+    from telehealth.accounts.models import Role
+    from telehealth.consults.models import Consult, ConsultStatus
+    from telehealth.consults.services import cancel_consult
+
+    monkeypatch.setitem(app.config, "SITUATION_CACHE_SECONDS", 60)
+    first = services.room(Filters())
+    assert services.room(Filters()) is first
+    assert services.room(Filters(days=30)) is not first
+    waiting = db.session.scalars(select(Consult).where(
+        Consult.status == ConsultStatus.SUBMITTED, Consult.languages == "ar")).one()
+    cancel_consult(waiting, make_user(Role.COORDINATOR))
+    db.session.commit()
+    fresh = services.room(Filters())
+    assert fresh is not first
+    assert ("dermatology", "ar", 1, 0, 0) not in fresh.tables["demand"].rows
