@@ -37,12 +37,15 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from telehealth.matching.views import bp as matching_bp
     from telehealth.notes.views import bp as notes_bp
     from telehealth.roster.views import bp as roster_bp
+    from telehealth.situation import events as situation_events  # noqa: F401  (/situation)
+    from telehealth.situation.views import bp as situation_bp
     from telehealth.translation.views import bp as translation_bp
     from telehealth.video import events as video_events  # noqa: F401  (registers /call)
     from telehealth.video.views import bp as video_bp
 
     for blueprint in (main_bp, accounts_bp, consults_bp, notes_bp, admin_bp, i18n_bp,
-                      translation_bp, diagnoses_bp, roster_bp, matching_bp, video_bp):
+                      translation_bp, diagnoses_bp, roster_bp, matching_bp, video_bp,
+                      situation_bp):
         app.register_blueprint(blueprint)
     from telehealth.notifications import events  # noqa: F401  (Socket.IO handlers)
 

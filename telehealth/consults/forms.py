@@ -42,6 +42,8 @@ OUTCOME_CHOICES = [
     (Outcome.DIED.value, _l("Patient died")),
     (Outcome.UNKNOWN.value, _l("Unknown")),
 ]
+# The close-out survey's yes/no questions; "" leaves a question unanswered.
+YES_NO_CHOICES = [("", "—"), ("yes", _l("Yes")), ("no", _l("No"))]
 AGE_BANDS = ["", "0-28d", "1-11m", "1-4y", "5-14y", "15-24y", "25-44y", "45-64y", "65+y"]
 
 
@@ -102,6 +104,14 @@ class CloseForm(FlaskForm):
         _l("How useful was the answer?"),
         choices=[("", "—"), ("5", "5 ★★★★★"), ("4", "4 ★★★★"), ("3", "3 ★★★"),
                  ("2", "2 ★★"), ("1", "1 ★")],
+        validators=[Optional()],
+    )
+    referral_avoided = SelectField(
+        _l("Was a referral or evacuation avoided?"), choices=YES_NO_CHOICES,
+        validators=[Optional()],
+    )
+    course_changed = SelectField(
+        _l("Did the answer change the course of action?"), choices=YES_NO_CHOICES,
         validators=[Optional()],
     )
     submit = SubmitField(_l("Close the consult"))

@@ -99,13 +99,17 @@ class Consult(db.Model):
     outcome: Mapped[Outcome | None] = mapped_column(string_enum(Outcome))
     outcome_note: Mapped[str] = mapped_column(Text, default="")
     rating: Mapped[int | None]  # 1..5, the clinician's rating of the answer
+    # The close-out questions Champlain BASE asks (None: not answered).
+    referral_avoided: Mapped[bool | None]  # a referral or evacuation was avoided
+    course_changed: Mapped[bool | None]  # the answer changed the course of action
 
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=clock.now)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=clock.now)
-    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=clock.now, index=True)
+    # Indexed: the situation room reads a period of consults by these (and the latest change).
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
     answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
 
     clinic: Mapped[Clinic] = relationship()
     created_by: Mapped[User] = relationship(foreign_keys=[created_by_id])

@@ -279,9 +279,11 @@ def cancel_consult(consult: Consult, actor: User, reason: str = "") -> None:
 
 
 def close_consult(
-    consult: Consult, actor: User, outcome: Outcome, outcome_note: str, rating: int | None
+    consult: Consult, actor: User, outcome: Outcome, outcome_note: str, rating: int | None,
+    referral_avoided: bool | None = None, course_changed: bool | None = None,
 ) -> None:
-    """Close the loop: the clinic records what became of the patient and rates the answer."""
+    """Close the loop: the clinic records what became of the patient and rates the answer
+    (with the survey's referral-avoided and course-changed answers, if given)."""
     _require_requesting_clinician(actor, consult)
     if rating is not None and not 1 <= rating <= 5:
         raise InvalidInput(_("The rating must be between 1 and 5."))
@@ -292,4 +294,6 @@ def close_consult(
         outcome=outcome,
         outcome_note=outcome_note.strip(),
         rating=rating,
+        referral_avoided=referral_avoided,
+        course_changed=course_changed,
     )

@@ -105,6 +105,18 @@ def detail(consult_id: int) -> Any:
     return render_template("consults/detail.html", **detail_context(consult))
 
 
+def _yes_no(payload: dict[str, Any], key: str) -> bool | None:
+    """A survey answer: yes/no (or true/false from JSON); absent or empty is no answer."""
+    value = payload.get(key)
+    if value in (None, ""):
+        return None
+    if value in (True, "yes", "true"):
+        return True
+    if value in (False, "no", "false"):
+        return False
+    raise InvalidInput(_("Answer the survey questions with yes or no."))
+
+
 def _act(consult_id: int, action: str, payload: dict[str, Any]) -> Consult:
     """Run one consult action for the current user; raises ServiceError when refused."""
     consult = services.get_visible_consult(current_user, consult_id)
@@ -123,7 +135,9 @@ def _act(consult_id: int, action: str, payload: dict[str, Any]) -> Consult:
         except (ValueError, TypeError) as exc:
             raise InvalidInput(_("Choose an outcome, and a rating from 1 to 5.")) from exc
         services.close_consult(consult, current_user, outcome,
-                               str(payload.get("outcome_note", "")), rating)
+                               str(payload.get("outcome_note", "")), rating,
+                               _yes_no(payload, "referral_avoided"),
+                               _yes_no(payload, "course_changed"))
     else:
         raise InvalidInput(_("Unknown action."))
     return consult
@@ -197,6 +211,9 @@ def consult_json(consult: Consult) -> dict[str, Any]:
         "clinic": consult.clinic.name,
         "specialist_id": consult.specialist_id,
         "outcome": consult.outcome.value if consult.outcome else None,
+        "rating": consult.rating,
+        "referral_avoided": consult.referral_avoided,
+        "course_changed": consult.course_changed,
         "created_at": consult.created_at.isoformat(),
         "updated_at": consult.updated_at.isoformat(),
     }

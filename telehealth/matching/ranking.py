@@ -124,11 +124,14 @@ class Candidate:
         return "; ".join(parts)
 
 
-def _eligibility_filters() -> list[Any]:
-    """Roster status, credential, specialty, leave, not asked before (language: see below)."""
+def eligibility_filters(one_consult: bool = True) -> list[Any]:
+    """Roster status, credential, specialty, leave, not asked before (language: see below).
+
+    With `one_consult` (the ranking) the specialty and the consult are bind parameters; the
+    situation room counts who could take any consult of any specialty, so it leaves both out.
+    """
     now = bindparam("now", type_=UTCDateTime())
-    return [
-        user_specialties.c.specialty_id == bindparam("specialty_id"),
+    filters = [
         User.role == Role.SPECIALIST,
         User.active.is_(True),
         SpecialistProfile.status == ProfileStatus.ACTIVE,
@@ -136,10 +139,16 @@ def _eligibility_filters() -> list[Any]:
         SpecialistProfile.licence_expires_on >= bindparam("today", type_=Date()),
         ~exists().where(LeavePeriod.user_id == User.id, LeavePeriod.starts_at <= now,
                         LeavePeriod.ends_at > now),
-        # Anyone already asked (declined, let it expire, or still deciding) is not asked again.
-        ~exists().where(Offer.consult_id == bindparam("consult_id"),
-                        Offer.specialist_id == User.id),
     ]
+    if one_consult:
+        filters += [
+            user_specialties.c.specialty_id == bindparam("specialty_id"),
+            # Anyone already asked (declined, let it expire, or still deciding) is not asked
+            # again.
+            ~exists().where(Offer.consult_id == bindparam("consult_id"),
+                            Offer.specialist_id == User.id),
+        ]
+    return filters
 
 
 # The zones of everyone with the specialty: a cheap superset of the candidates' zones.
@@ -150,14 +159,15 @@ _ZONES_QUERY = (
 )
 
 
-@lru_cache(maxsize=256)
-def _ranking_statement(zones: tuple[str, ...], dialect: str) -> Any:
-    """The ranking query, built once and reused.
+def per_user(query: Any) -> Any:
+    return query.correlate(User).scalar_subquery()
 
-    The offsets (which DST changes), the time, the consult and its languages are parameters,
-    so the compiled form is cached too. On PostgreSQL the zone-to-offset map is one JSON
-    parameter, so the statement text never changes and the server keeps its plan; SQLite
-    gets a CASE over the zone names (one statement per set of zones).
+
+def availability_columns(zones: tuple[str, ...], dialect: str) -> tuple[Any, Any, Any]:
+    """Per specialist (correlated to User): UTC offset, minutes until available, open load.
+
+    Parameters: `now_minute_of_week`, and the offsets (`offsets` as JSON on PostgreSQL,
+    `offset_<i>` per zone elsewhere), as `zone_parameters` gives them.
     """
     if dialect == "postgresql":
         offset: Any = cast(bindparam("offsets", type_=JSONB)[User.timezone].astext, Integer)
@@ -170,16 +180,39 @@ def _ranking_statement(zones: tuple[str, ...], dialect: str) -> Any:
     window_length = AvailabilityWindow.end_minute - AvailabilityWindow.start_minute
     since_start = (local_now - window_start + MINUTES_PER_WEEK) % MINUTES_PER_WEEK
     until_start = (window_start - local_now + MINUTES_PER_WEEK) % MINUTES_PER_WEEK
-
-    def per_user(query: Any) -> Any:
-        return query.correlate(User).scalar_subquery()
-
-    position = func.strpos if dialect == "postgresql" else func.instr
     wait = per_user(select(func.min(case((since_start < window_length, 0),
                                          else_=until_start)))
                     .where(AvailabilityWindow.user_id == User.id))
     open_load = per_user(select(func.count(Consult.id)).where(
         Consult.specialist_id == User.id, Consult.status == ConsultStatus.ACCEPTED))
+    return offset, wait, open_load
+
+
+def zone_parameters(zones: list[str], now: datetime, dialect: str
+                    ) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """The zones known to zoneinfo (the statement's key) and the parameters for their offsets.
+
+    Unknown zones are left out: their specialists are never eligible.
+    """
+    offsets = {z: off for z in zones if (off := utc_offset_minutes(z, now)) is not None}
+    known = tuple(offsets) if dialect != "postgresql" else ()
+    params: dict[str, Any] = {"now_minute_of_week": _minute_of_week(now), **(
+        {"offsets": offsets} if dialect == "postgresql" else
+        {f"offset_{i}": offsets[zone] for i, zone in enumerate(known)})}
+    return known, params if offsets else {}
+
+
+@lru_cache(maxsize=256)
+def _ranking_statement(zones: tuple[str, ...], dialect: str) -> Any:
+    """The ranking query, built once and reused.
+
+    The offsets (which DST changes), the time, the consult and its languages are parameters,
+    so the compiled form is cached too. On PostgreSQL the zone-to-offset map is one JSON
+    parameter, so the statement text never changes and the server keeps its plan; SQLite
+    gets a CASE over the zone names (one statement per set of zones).
+    """
+    offset, wait, open_load = availability_columns(zones, dialect)
+    position = func.strpos if dialect == "postgresql" else func.instr
     recent = per_user(select(func.count(Consult.id)).where(
         Consult.specialist_id == User.id,
         Consult.accepted_at >= bindparam("since_30_days", type_=UTCDateTime())))
@@ -204,7 +237,7 @@ def _ranking_statement(zones: tuple[str, ...], dialect: str) -> Any:
         .select_from(user_specialties)
         .join(User, User.id == user_specialties.c.user_id)
         .join(SpecialistProfile, SpecialistProfile.user_id == User.id)
-        .where(*_eligibility_filters(),
+        .where(*eligibility_filters(),
                # Shares a language. A per-row subquery rather than EXISTS: PostgreSQL turns
                # EXISTS into a hash join over every speaker of the language.
                level.is_not(None),
@@ -225,20 +258,18 @@ def rank_specialists(consult: Consult, limit: int | None = 20,
     now = clock.now()
     horizon = offer_expiry(consult.urgency) if horizon is None else horizon
     zones = sorted(db.session.scalars(_ZONES_QUERY, {"specialty_id": consult.specialty_id}))
-    offsets = {z: off for z in zones if (off := utc_offset_minutes(z, now)) is not None}
-    if not offsets:
-        return []
     dialect = db.session.get_bind().dialect.name
-    known = tuple(offsets) if dialect != "postgresql" else ()
+    known, zone_params = zone_parameters(zones, now, dialect)
+    if not zone_params:
+        return []
     params: dict[str, Any] = {
         "specialty_id": consult.specialty_id, "consult_id": consult.id,
         "languages": consult.language_list, "languages_csv": ",".join(consult.language_list),
         "now": now, "today": now.date(),
-        "since_30_days": now - timedelta(days=30), "now_minute_of_week": _minute_of_week(now),
+        "since_30_days": now - timedelta(days=30),
         "horizon_minutes": int(horizon.total_seconds() // 60),
         "limit": limit if limit is not None else 1_000_000,
-        **({"offsets": offsets} if dialect == "postgresql" else
-           {f"offset_{i}": offsets[zone] for i, zone in enumerate(known)}),
+        **zone_params,
     }
     if dialect == "postgresql":
         # JIT compiling this short query costs more than it saves (p99 x2.5 at 100,000).

@@ -44,6 +44,7 @@ PAGE_RULES = {
     "/signup/<token>": None,
     "/consults/<int:consult_id>/call": "clinician",
     "/call/check": "specialist",
+    "/situation": "coordinator",
 }
 # More views of the same templates as other people see them.
 EXTRA_PAGES = [
@@ -59,7 +60,8 @@ EXTRA_PAGES = [
 # and the guest's invitation link (a redirect to the call page: the "guest" browser opens it).
 NOT_PAGES = re.compile(r"^/(api/|static/|attachments/)|^/roster/(export\.csv"
                        r"|<int:user_id>/credential/document)$"
-                       r"|^/call/invite/<token>$")
+                       r"|^/call/invite/<token>$"
+                       r"|^/situation/(api|api/<key>|<key>\.csv)$")
 
 
 def build_urls(world: dict[str, Any]) -> list[tuple[str, str]]:

@@ -171,6 +171,12 @@ RULES: dict[str, list[R]] = {
     # Resets the idle clock of the caller's own session; nothing else.
     "security.session_alive": [R("GET", "/api/session/alive", SIGNED_IN)],
     "video.probe": [R("POST", "/call/check/probe", SIGNED_IN)],
+    # The situation room: coordinators and admins; anybody else is told it does not exist.
+    "situation.index": [R("GET", "/situation", STAFF)],
+    "situation.download": [R("GET", "/situation/demand.csv", STAFF)],
+    "situation.api_room": [R("GET", "/situation/api", STAFF)],
+    "situation.api_table": [R("GET", "/situation/api/gaps", STAFF)],
+    "situation.static": [R("GET", "/static/situation/situation.js", PUBLIC)],
 }
 
 # Socket.IO: (namespace, event) -> checks. The check connects as the role and emits `data`
@@ -220,6 +226,8 @@ SOCKET_RULES: dict[tuple[str, str], list[S]] = {
                           join_first=True)],
     ("/call", "keepalive"): [S(CALLERS, data=CALL_EVENT, join_first=True)],
     ("/call", "leave"): [S(CALLERS, data=CALL_EVENT, join_first=True)],
+    # The situation room's "figures changed" events: coordinators and admins only.
+    ("/situation", "connect"): [S(STAFF)],
 }
 
 
