@@ -1,7 +1,7 @@
 """close-out survey: referral or evacuation avoided, course of action changed; period indexes
 
 Revision ID: 3b7d5e9a1c20
-Revises: 81c21cc316e7
+Revises: outboxmsg01
 Create Date: 2026-11-29 23:10:00.000000
 
 The questions Champlain BASE asks on every case, answered when the clinic closes a consult.
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '3b7d5e9a1c20'
-down_revision = '81c21cc316e7'
+down_revision = 'outboxmsg01'
 branch_labels = None
 depends_on = None
 

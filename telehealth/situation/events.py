@@ -21,6 +21,7 @@ from flask_socketio import join_room
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from telehealth import transaction
 from telehealth.accounts.models import Role
 from telehealth.consults.models import Consult
 from telehealth.extensions import socketio
@@ -45,8 +46,8 @@ def connect(auth: object = None) -> bool:
 
 
 def mark_changed(session: Session) -> None:
-    """Note that this transaction changed what the room shows."""
-    session.info[_CHANGED] = True
+    """Note that this transaction changed what the room shows: announce it after commit."""
+    transaction.after_commit(_announce, session, key=_CHANGED)
 
 
 @event.listens_for(Session, "do_orm_execute")
@@ -56,15 +57,10 @@ def _watch_consult_updates(state: Any) -> None:
         mark_changed(state.session)
 
 
-@event.listens_for(Session, "after_commit")
-def _announce(session: Session) -> None:
-    if session.info.pop(_CHANGED, False) and has_app_context():
-        try:
-            socketio.emit("situation.changed", {}, to=ROOM, namespace=NAMESPACE)
-        except Exception:  # noqa: BLE001 - a dead message queue must not undo a commit
-            logger.exception("situation.changed not emitted")
-
-
-@event.listens_for(Session, "after_soft_rollback")
-def _forget(session: Session, previous_transaction: object) -> None:
-    session.info.pop(_CHANGED, None)
+def _announce() -> None:
+    if not has_app_context():
+        return
+    try:
+        socketio.emit("situation.changed", {}, to=ROOM, namespace=NAMESPACE)
+    except Exception:  # noqa: BLE001 - a dead message queue must not undo a commit
+        logger.exception("situation.changed not emitted")
