@@ -44,7 +44,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     for blueprint in (main_bp, accounts_bp, consults_bp, notes_bp, admin_bp, i18n_bp,
                       translation_bp, diagnoses_bp, roster_bp, matching_bp, video_bp):
         app.register_blueprint(blueprint)
+    from telehealth.matching.services import connect_signals as matching_listens
+    from telehealth.notes.views import connect_signals as notes_listen
     from telehealth.notifications import events  # noqa: F401  (Socket.IO handlers)
+
+    matching_listens()  # offers submitted consults, re-offers after roster changes
+    notes_listen()  # the consult page shows the notes
 
     web.init_app(app)
 

@@ -10,7 +10,7 @@ from sqlalchemy import DateTime, Enum, String, event
 from sqlalchemy.orm import Mapper
 from sqlalchemy.types import TypeDecorator
 
-from telehealth.security.crypto import Sealed, seal
+from telehealth.crypto import Sealed, seal
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -44,7 +44,7 @@ def string_enum(enum_class: type[enum.Enum]) -> Enum:
 
 
 class EncryptedString(TypeDecorator[Sealed]):
-    """A secret stored encrypted (telehealth/security/crypto.py); read back still sealed.
+    """A secret stored encrypted (telehealth/crypto.py); read back still sealed.
 
     Assigning a plain str seals it at once (see `_seal_on_set`), so the attribute is always
     a `Sealed` or None and plain text never reaches the database, not even through Core.

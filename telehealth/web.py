@@ -16,27 +16,20 @@ from flask import (
     request,
     session,
 )
-from flask_babel import format_datetime
+from flask_babel import format_datetime, get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
+from telehealth.accounts.models import User
 from telehealth.errors import ServiceError
 from telehealth.extensions import db, login_manager
+from telehealth.i18n.services import LANGUAGE_NAMES, RTL_LANGUAGES, browser_language
 
 logger = logging.getLogger(__name__)
 
-LANGUAGE_NAMES = {
-    "en": "English",
-    "fr": "Français",
-    "es": "Español",
-    "pt": "Português",
-    "ar": "العربية",
-    "sw": "Kiswahili",
-}
-RTL_LANGUAGES = {"ar"}
 
 
 def select_locale() -> str | None:
@@ -47,8 +40,6 @@ def select_locale() -> str | None:
         return str(current_user.locale)
     if session.get("locale") in current_app.config["LANGUAGES"]:
         return str(session["locale"])  # chosen with the switcher before signing in
-    from telehealth.i18n.services import browser_language
-
     return browser_language(request.accept_languages, current_app.config["LANGUAGES"])
 
 
@@ -62,8 +53,6 @@ def select_timezone() -> str | None:
 
 @login_manager.user_loader
 def load_user(user_id: str) -> Any:
-    from telehealth.accounts.models import User
-
     # The cookie carries "id:token"; a token that no longer matches is a dead session.
     ident, _sep, token = user_id.partition(":")
     if not ident.isdigit():
@@ -140,17 +129,8 @@ def init_app(app: Flask) -> None:
 
     @app.context_processor
     def inject_helpers() -> dict[str, Any]:
-        from flask_babel import get_locale
-
-        from telehealth.consults import services as consults
-
         locale = str(get_locale() or "en")
         return {
-            "status_label": consults.status_label,
-            "outcome_label": consults.outcome_label,
-            "sex_label": consults.sex_label,
-            "urgency_label": consults.urgency_label,
-            "mode_label": consults.mode_label,
             "role_label": role_label,
             "LANGUAGE_NAMES": LANGUAGE_NAMES,
             "current_locale": locale,

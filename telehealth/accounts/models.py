@@ -20,9 +20,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from telehealth import clock
+from telehealth.crypto import Sealed
 from telehealth.db_types import EncryptedString, UTCDateTime, string_enum
 from telehealth.extensions import db
-from telehealth.security.crypto import Sealed
 
 if TYPE_CHECKING:
     from telehealth.clinics.models import Clinic

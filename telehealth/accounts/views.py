@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
@@ -15,20 +14,10 @@ from telehealth.accounts.forms import LoginForm, PasswordChangeForm
 from telehealth.errors import InvalidInput
 from telehealth.extensions import db
 from telehealth.security import services as security
-from telehealth.security.views import too_many_attempts
+from telehealth.security.inputs import safe_next
+from telehealth.security.pages import too_many_attempts
 
 bp = Blueprint("accounts", __name__, template_folder="templates")
-
-
-def _safe_next(target: str | None) -> str:
-    """Follow next= only to a path on this site, never to another host."""
-    if not target:
-        return url_for("main.dashboard")
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") \
-            or "\\" in target:
-        return url_for("main.dashboard")
-    return target
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -44,7 +33,7 @@ def login() -> Any:
             db.session.commit()
             return too_many_attempts()
         user = services.authenticate(email, form.password.data or "")
-        next_url = _safe_next(request.args.get("next"))
+        next_url = safe_next(request.args.get("next"))
         remember = bool(form.remember.data)
         if user is None:
             security.note_attempt(email, ip, succeeded=False)

@@ -38,9 +38,9 @@ from sqlalchemy.orm import Session
 
 from telehealth import clock
 from telehealth.consults.models import Attachment
+from telehealth.crypto import Sealed
 from telehealth.db_types import EncryptedString, UTCDateTime
 from telehealth.extensions import db
-from telehealth.security.crypto import Sealed
 
 FORMAT = 1
 

@@ -18,7 +18,7 @@ from wtforms.validators import DataRequired, InputRequired, Length, NumberRange,
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from telehealth.consults.models import ConsultMode, Outcome, Sex, Urgency
-from telehealth.web import LANGUAGE_NAMES
+from telehealth.i18n.services import LANGUAGE_NAMES
 
 SEX_CHOICES = [
     (Sex.FEMALE.value, _l("Female")),

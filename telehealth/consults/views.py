@@ -11,19 +11,29 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from telehealth import uploads
+from telehealth import signals, uploads
 from telehealth.accounts.models import Role, Specialty
 from telehealth.audit.services import record
 from telehealth.consults import services
-from telehealth.consults.forms import ActionForm, CloseForm, ConsultForm
+from telehealth.consults.forms import CloseForm, ConsultForm
 from telehealth.consults.models import Consult, ConsultMode, ConsultStatus, Outcome, Sex, Urgency
+from telehealth.consults.pages import detail_context
 from telehealth.errors import InvalidInput, PermissionDenied, ServiceError
 from telehealth.extensions import db
-from telehealth.matching import services as matching
-from telehealth.notes.forms import AmendForm, NoteForm
-from telehealth.notes.services import notes_for
 
 bp = Blueprint("consults", __name__, template_folder="templates")
+
+
+@bp.app_context_processor
+def consult_labels() -> dict[str, Any]:
+    """Every page may name a consult's status, outcome, urgency, mode or patient's sex."""
+    return {
+        "status_label": services.status_label,
+        "outcome_label": services.outcome_label,
+        "sex_label": services.sex_label,
+        "urgency_label": services.urgency_label,
+        "mode_label": services.mode_label,
+    }
 
 
 def _specialty_choices() -> list[tuple[str, str]]:
@@ -75,27 +85,6 @@ def new() -> Any:
     return render_template("consults/new.html", form=form), status
 
 
-def detail_context(consult: Consult, **extra: Any) -> dict[str, Any]:
-    user = current_user
-    close_form = CloseForm()
-    return {
-        "consult": consult,
-        "notes": notes_for(consult),
-        "note_form": extra.pop("note_form", None) or NoteForm(),
-        "amend_form": AmendForm(),
-        "close_form": extra.pop("close_form", None) or close_form,
-        "action_form": ActionForm(),
-        "can_write": services.can_write_notes(user, consult),
-        "is_requester": services.is_requesting_clinician(user, consult),
-        "has_offer": user.role == Role.SPECIALIST and matching.has_pending_offer(consult, user),
-        "is_assigned": consult.specialist_id == user.id,
-        "is_coordinator": user.role in (Role.COORDINATOR, Role.ADMIN),
-        "status_label": services.status_label,
-        "Status": ConsultStatus,
-        **extra,
-    }
-
-
 @bp.route("/consults/<int:consult_id>")
 @login_required
 def detail(consult_id: int) -> Any:
@@ -108,12 +97,13 @@ def detail(consult_id: int) -> Any:
 def _act(consult_id: int, action: str, payload: dict[str, Any]) -> Consult:
     """Run one consult action for the current user; raises ServiceError when refused."""
     consult = services.get_visible_consult(current_user, consult_id)
+    # accept and decline belong to matching, which adds them through the signal.
+    added = {name: run for actions in signals.values_from(signals.consult_actions)
+             for name, run in actions.items()}
     if action == "submit":
         services.submit_consult(consult, current_user)
-    elif action == "accept":
-        matching.accept_consult(consult, current_user)
-    elif action == "decline":
-        matching.decline_consult(consult, current_user)
+    elif action in added:
+        added[action](consult, current_user)
     elif action == "cancel":
         services.cancel_consult(consult, current_user, str(payload.get("reason", "")))
     elif action == "close":

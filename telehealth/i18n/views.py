@@ -13,12 +13,12 @@ from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
 from telehealth import clock
-from telehealth.accounts.views import _safe_next
 from telehealth.errors import ServiceError
 from telehealth.extensions import db
 from telehealth.i18n import formatting, services
 from telehealth.i18n.form_messages import install_form_messages
 from telehealth.i18n.forms import LanguageForm, PreferencesForm
+from telehealth.security.inputs import safe_next
 
 bp = Blueprint("i18n", __name__, template_folder="templates")
 bp.before_app_request(install_form_messages)
@@ -32,7 +32,7 @@ def _reader_locale() -> str:
 def switch_language() -> Response:
     """Anyone may switch: signed in, the choice goes to the profile, otherwise the session."""
     form = LanguageForm()
-    target = _safe_next(form.next.data or _path_of(request.referrer))
+    target = safe_next(form.next.data or _path_of(request.referrer))
     if not form.validate_on_submit():
         flash(_("This language is not available."), "error")
         return redirect(target)

@@ -9,17 +9,23 @@ two sweepers or a sweeper and a decline never both advance the same consult.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from flask import current_app, has_request_context, url_for
+from flask import current_app
 from flask_babel import force_locale
 from flask_babel import gettext as _
-from sqlalchemy import case, func, select, update
+from sqlalchemy import case, exists, func, select, update
 
-from telehealth import clock
+from telehealth import clock, signals
 from telehealth.accounts.models import Role, User
 from telehealth.audit.services import record
 from telehealth.consults.models import TAKEABLE_STATUSES, Consult, ConsultStatus, Urgency
-from telehealth.consults.services import transition, urgency_label
+from telehealth.consults.services import (
+    consult_summary,
+    consult_url,
+    transition,
+    urgency_label,
+)
 from telehealth.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from telehealth.extensions import db
 from telehealth.i18n.formatting import local_deadline
@@ -30,31 +36,11 @@ from telehealth.roster.models import SpecialistProfile
 
 __all__ = [
     "Candidate", "accept_consult", "advance_consult", "answer_by", "assign_consult",
-    "decline_consult", "escalated_consult_ids", "expire_due_offers", "has_pending_offer",
+    "connect_signals", "consult_url", "decline_consult", "escalated_consult_ids",
+    "expire_due_offers", "has_pending_offer",
     "offer_consult", "pending_offers_for", "rank_specialists", "reoffer_for_specialist",
     "reoffer_if_candidate", "stalled_consult_ids", "withdraw_pending_offers",
 ]
-
-
-def _consult_payload(consult: Consult) -> dict[str, object]:
-    return {
-        "consult_id": consult.id,
-        "reference": consult.reference,
-        "specialty": consult.specialty.name,
-        "urgency": consult.urgency.value,
-        "urgency_label": urgency_label(consult.urgency),
-        "clinic": consult.clinic.name,
-        "problem": consult.presenting_problem[:160],
-        "url": consult_url(consult, external=False),
-    }
-
-
-def consult_url(consult: Consult, external: bool = True) -> str:
-    """Link to a consult's page, also from the sweeper where there is no request."""
-    if has_request_context():
-        return url_for("consults.detail", consult_id=consult.id, _external=external)
-    base = current_app.config["PUBLIC_BASE_URL"].rstrip("/") if external else ""
-    return f"{base}/consults/{consult.id}"
 
 
 def answer_by(deadline: datetime, locale: str, timezone: str) -> str:
@@ -96,7 +82,6 @@ def advance_consult(consult: Consult, reason: str = "no candidate") -> list[Offe
     db.session.add_all(offers)
     db.session.flush()
     transition(consult, ConsultStatus.OFFERED)
-    payload = _consult_payload(consult)
     for offer, candidate in zip(offers, candidates, strict=True):
         record("offer.created", consult_id=consult.id, obj=offer,
                specialist_id=offer.specialist_id, expires_at=expires_at.isoformat(),
@@ -106,7 +91,8 @@ def advance_consult(consult: Consult, reason: str = "no candidate") -> list[Offe
             continue
         locale = specialist.locale or current_app.config["BABEL_DEFAULT_LOCALE"]
         deadline = answer_by(expires_at, locale, specialist.timezone)
-        notify(specialist, "offer.new", payload | {"deadline": deadline},
+        notify(specialist, "offer.new",
+               lambda due=deadline: consult_summary(consult) | {"deadline": due},
                subject=lambda: _("New consult offered to you: %(ref)s", ref=consult.reference),
                body=lambda: _("A %(urgency)s consult in %(specialty)s from %(clinic)s is "
                               "waiting for your answer: %(url)s",
@@ -121,9 +107,8 @@ def _escalate(consult: Consult, reason: str) -> None:
         return
     transition(consult, ConsultStatus.ESCALATED)
     record("consult.escalated", consult_id=consult.id, obj=consult, reason=reason)
-    payload = _consult_payload(consult)
     for person in coordinators():
-        notify(person, "consult.escalated", payload,
+        notify(person, "consult.escalated", lambda: consult_summary(consult),
                subject=lambda: _("Consult %(ref)s needs a specialist", ref=consult.reference),
                body=lambda: _("Nobody on the roster could take consult %(ref)s (%(specialty)s, "
                               "%(urgency)s). Please assign it: %(url)s",
@@ -184,8 +169,8 @@ def accept_consult(consult: Consult, specialist: User) -> None:
     _set_offer_status(offer, OfferStatus.ACCEPTED)
     _record_response_time(specialist.id, offer, now)
     withdraw_pending_offers(consult)
-    payload = _consult_payload(consult) | {"specialist": specialist.name}
-    notify(consult.created_by, "consult.accepted", payload,
+    notify(consult.created_by, "consult.accepted",
+           lambda: consult_summary(consult) | {"specialist": specialist.name},
            subject=lambda: _("%(name)s has taken consult %(ref)s", name=specialist.name,
                              ref=consult.reference),
            body=lambda: _("%(name)s will answer your consult %(ref)s: %(url)s",
@@ -329,10 +314,9 @@ def reoffer_if_candidate(consult_id: int, reason: str = "a specialist became ava
         return False
     record("consult.reoffered", consult_id=consult.id, obj=consult, reason=reason,
            specialist_ids=[o.specialist_id for o in offers])
-    payload = _consult_payload(consult)
     # No e-mail: the page of a coordinator who was alerted drops it from the escalated list.
     for person in coordinators():
-        notify(person, "consult.reoffered", payload)
+        notify(person, "consult.reoffered", lambda: consult_summary(consult))
     return True
 
 
@@ -366,10 +350,41 @@ def assign_consult(consult: Consult, specialist: User, coordinator: User, note: 
     withdraw_pending_offers(consult)
     record("consult.assigned", consult_id=consult.id, obj=consult, actor_id=coordinator.id,
            specialist_id=specialist.id, note=note.strip()[:500])
-    payload = _consult_payload(consult)
-    notify(specialist, "consult.assigned", payload,
+    notify(specialist, "consult.assigned", lambda: consult_summary(consult),
            subject=lambda: _("Consult %(ref)s has been assigned to you", ref=consult.reference),
            body=lambda: _("A coordinator assigned consult %(ref)s to you: %(url)s",
                           ref=consult.reference,
                           url=consult_url(consult)))
-    notify(consult.created_by, "consult.accepted", payload | {"specialist": specialist.name})
+    notify(consult.created_by, "consult.accepted",
+           lambda: consult_summary(consult) | {"specialist": specialist.name})
+
+
+# ---------------------------------------------------------------- reacting to other features
+
+
+def _offered_to(user: User) -> Any:
+    """A specialist also reads the consults offered to them while the offer waits."""
+    return exists().where(Offer.consult_id == Consult.id, Offer.specialist_id == user.id,
+                          Offer.status == OfferStatus.PENDING)
+
+
+def _consult_page(consult: Consult, user: User) -> dict[str, Any]:
+    return {"has_offer": user.role == Role.SPECIALIST and has_pending_offer(consult, user)}
+
+
+def _consult_actions(_sender: object) -> dict[str, Any]:
+    return {"accept": accept_consult, "decline": decline_consult}
+
+
+def _reoffer_for_specialist(user_id: int, reason: str) -> None:
+    reoffer_for_specialist(user_id, reason=reason)
+
+
+def connect_signals() -> None:
+    """Matching reacts to consults being submitted or cancelled and to roster changes."""
+    signals.consult_submitted.connect(offer_consult)
+    signals.consult_cancelled.connect(withdraw_pending_offers)
+    signals.specialist_changed.connect(_reoffer_for_specialist)
+    signals.consult_visibility.connect(_offered_to)
+    signals.consult_page.connect(_consult_page)
+    signals.consult_actions.connect(_consult_actions)

@@ -9,12 +9,19 @@ from telehealth import clock, uploads
 from telehealth.accounts.models import Role, User
 from telehealth.audit.services import record
 from telehealth.consults.models import Consult, ConsultStatus
-from telehealth.consults.services import Upload, add_attachment, can_write_notes, transition
+from telehealth.consults.services import (
+    Upload,
+    add_attachment,
+    can_write_notes,
+    consult_url,
+    transition,
+)
 from telehealth.errors import InvalidInput, NotFound, PermissionDenied
 from telehealth.extensions import db
+from telehealth.i18n.detection import detect_language
+from telehealth.i18n.services import check_language
 from telehealth.notes.models import Note, NoteKind, NoteRevision
-from telehealth.notifications.services import notify_new_note
-from telehealth.translation.services import language_for_new_note
+from telehealth.notifications.services import notify
 
 MAX_NOTE_LENGTH = 20_000
 
@@ -36,6 +43,26 @@ def notes_for(consult: Consult) -> list[Note]:
             select(Note).where(Note.consult_id == consult.id).order_by(Note.created_at, Note.id)
         )
     )
+
+
+def language_for_new_note(body: str, chosen: str | None) -> tuple[str, bool]:
+    """The author's choice, else detected: (BCP 47 code, detected?)."""
+    if chosen:
+        return check_language(chosen), False
+    return detect_language(body), True
+
+
+def notify_new_note(consult: Consult, author: User) -> None:
+    """Tell the other people on a consult (requester, assigned specialist) about a new note."""
+    payload = {"consult_id": consult.id, "reference": consult.reference,
+               "specialty": consult.specialty.name, "url": consult_url(consult, external=False),
+               "author": author.name}
+    people = {consult.created_by_id, consult.specialist_id} - {author.id, None}
+    for person in db.session.scalars(select(User).where(User.id.in_(people))):
+        notify(person, "note.new", payload,
+               subject=lambda: _("New note on consult %(ref)s", ref=consult.reference),
+               body=lambda: _("%(name)s wrote on consult %(ref)s: %(url)s", name=author.name,
+                              ref=consult.reference, url=consult_url(consult)))
 
 
 def add_note(

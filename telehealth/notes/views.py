@@ -11,8 +11,10 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
 from sqlalchemy.exc import SQLAlchemyError
 
+from telehealth import signals
 from telehealth.consults import services as consults
-from telehealth.consults.views import detail_context
+from telehealth.consults.models import Consult
+from telehealth.consults.pages import detail_context
 from telehealth.errors import NotFound, ServiceError
 from telehealth.extensions import db
 from telehealth.notes import services
@@ -20,6 +22,16 @@ from telehealth.notes.forms import AmendForm, NoteForm
 from telehealth.notes.models import Note
 
 bp = Blueprint("notes", __name__, template_folder="templates")
+
+
+def _consult_page(consult: Consult, user: Any) -> dict[str, Any]:
+    return {"notes": services.notes_for(consult), "note_form": NoteForm(),
+            "amend_form": AmendForm()}
+
+
+def connect_signals() -> None:
+    """The consult page shows the thread of notes and the forms to write one."""
+    signals.consult_page.connect(_consult_page)
 logger = logging.getLogger(__name__)
 SAVE_FAILED = _l("Your note could not be saved because of a problem on our side. Your text is "
                 "still in the form below: please try again.")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import smtplib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
@@ -37,20 +38,19 @@ class Notification:
     config: dict[str, Any] = field(default_factory=dict)
 
 
-def notify(user: User, event_name: str, payload: dict[str, Any],
+def notify(user: User, event_name: str,
+           payload: dict[str, Any] | Callable[[], dict[str, Any]],
            subject: Any = None, body: Any = None) -> None:
     """Queue a real-time event (and an e-mail if subject/body are callables) for one user.
 
-    subject and body are called under the recipient's own locale, so the e-mail is in
-    their language once translations exist.
+    A callable payload, subject and body are called under the recipient's own locale, so
+    what the page shows as is and the e-mail are in their language. Notifications knows
+    nothing of consults: the caller renders the text.
     """
-    from telehealth.consults.models import Urgency
-    from telehealth.consults.services import urgency_label
-
     subject_text = body_text = ""
     with force_locale(user.locale or current_app.config["BABEL_DEFAULT_LOCALE"]):
-        if "urgency" in payload:  # the page shows it as is: in the recipient's language
-            payload = payload | {"urgency_label": urgency_label(Urgency(payload["urgency"]))}
+        if callable(payload):
+            payload = payload()
         if subject is not None and body is not None:
             subject_text, body_text = str(subject()), str(body())
     config = {key: current_app.config.get(key) for key in (
@@ -111,19 +111,3 @@ def _deliver_after_commit(session: Session) -> None:
 def _drop_after_rollback(session: Session, previous_transaction: object) -> None:
     session.info.pop("notifications", None)
 
-
-def notify_new_note(consult: Any, author: User) -> None:
-    """Tell the other people on a consult (requester, assigned specialist) about a new note."""
-    from flask_babel import gettext as _
-
-    from telehealth.matching.services import consult_url
-
-    payload = {"consult_id": consult.id, "reference": consult.reference,
-               "specialty": consult.specialty.name, "url": consult_url(consult, external=False),
-               "author": author.name}
-    people = {consult.created_by_id, consult.specialist_id} - {author.id, None}
-    for person in db.session.scalars(select(User).where(User.id.in_(people))):
-        notify(person, "note.new", payload,
-               subject=lambda: _("New note on consult %(ref)s", ref=consult.reference),
-               body=lambda: _("%(name)s wrote on consult %(ref)s: %(url)s", name=author.name,
-                              ref=consult.reference, url=consult_url(consult)))

@@ -16,7 +16,7 @@ from flask_babel import force_locale
 from flask_babel import gettext as _
 from sqlalchemy import Select, delete, func, or_, select, update
 
-from telehealth import clock, uploads
+from telehealth import clock, signals, uploads
 from telehealth.accounts.models import Role, Specialty, User, UserLanguage, user_specialties
 from telehealth.accounts.services import (
     check_new_password,
@@ -29,8 +29,8 @@ from telehealth.consults.models import Consult, ConsultStatus
 from telehealth.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from telehealth.extensions import db
 from telehealth.i18n.formatting import local_datetime
-from telehealth.matching.ranking import zone_or_none
-from telehealth.matching.services import reoffer_for_specialist
+from telehealth.i18n.services import check_timezone
+from telehealth.notifications.services import notify
 from telehealth.roster.models import (
     EXPIRY_WARNING_DAYS,
     PROFILE_TRANSITIONS,
@@ -55,14 +55,6 @@ def require_roster_manager(user: Any) -> None:
     """Coordinators and admins manage the roster; everyone else is refused."""
     if not is_roster_manager(user):
         raise PermissionDenied(_("Only coordinators manage the roster."))
-
-
-def check_timezone(name: str) -> str:
-    name = name.strip()
-    if zone_or_none(name) is None:
-        raise InvalidInput(_("%(zone)s is not a known time zone (use e.g. Europe/Paris).",
-                             zone=name or "—"))
-    return name
 
 
 # ---------------------------------------------------------------- profiles
@@ -108,7 +100,8 @@ def set_status(profile: SpecialistProfile, status: ProfileStatus, actor: User) -
     record(f"roster.{status.value}", obj=profile, actor_id=actor.id, user_id=profile.user_id,
            old=old.value)
     if status == ProfileStatus.ACTIVE:
-        reoffer_for_specialist(profile.user_id, reason="specialist approved or reactivated")
+        signals.specialist_changed.send(profile.user_id,
+                                        reason="specialist approved or reactivated")
 
 
 # What each roster button does: the status it starts from and the one it leads to.
@@ -196,7 +189,7 @@ def update_profile(user: User, data: ProfileInput, actor: User) -> SpecialistPro
     profile.capacity = data.capacity
     db.session.flush()
     record("roster.profile_changed", obj=profile, actor_id=actor.id, user_id=user.id)
-    reoffer_for_specialist(user.id, reason="specialist profile changed")
+    signals.specialist_changed.send(user.id, reason="specialist profile changed")
     return profile
 
 
@@ -252,7 +245,7 @@ def set_windows(user: User, windows: list[tuple[int, int, int]], actor: User) ->
     db.session.flush()
     record("roster.availability_changed", actor_id=actor.id, user_id=user.id,
            windows=len(windows))
-    reoffer_for_specialist(user.id, reason="specialist availability changed")
+    signals.specialist_changed.send(user.id, reason="specialist availability changed")
 
 
 def add_leave(user: User, first_day: date, last_day: date, reason: str,
@@ -288,7 +281,7 @@ def remove_leave(leave_id: int, actor: User) -> int:
     db.session.delete(leave)
     db.session.flush()
     record("roster.leave_removed", actor_id=actor.id, user_id=user_id)
-    reoffer_for_specialist(user_id, reason="specialist leave removed")
+    signals.specialist_changed.send(user_id, reason="specialist leave removed")
     return user_id
 
 
@@ -346,7 +339,8 @@ def verify_credential(profile: SpecialistProfile, actor: User, accept: bool) -> 
     record("roster.credential_verified" if accept else "roster.credential_rejected",
            obj=profile, actor_id=actor.id, user_id=profile.user_id)
     if accept:
-        reoffer_for_specialist(profile.user_id, reason="specialist credential verified")
+        signals.specialist_changed.send(profile.user_id,
+                                        reason="specialist credential verified")
 
 
 def credential_flag(profile: SpecialistProfile, today: date | None = None) -> str | None:
@@ -474,8 +468,6 @@ def create_password_link(user: User, actor: User, link_for: Callable[[str], str]
 
 
 def _email_password_link(user: User, invite: Invite, url: str) -> None:
-    from telehealth.notifications.services import notify
-
     language = recipient_language(user)
 
     def in_their_language(text: Callable[[], str]) -> Callable[[], str]:

@@ -14,7 +14,8 @@ def trust_proxies(app: Flask, hops: int) -> None:
 
 def init_app(app: Flask) -> None:
     """Register the security blueprint and the request hooks."""
-    from telehealth.security import commands, crypto, headers, inputs, sessions, views
+    from telehealth import crypto
+    from telehealth.security import commands, headers, inputs, sessions, views
 
     crypto.ring_for(app.config)  # a malformed TELEHEALTH_DATA_KEY stops the start, clearly
 

@@ -6,8 +6,9 @@ import click
 from flask import Flask
 from flask.cli import AppGroup
 
+from telehealth import crypto
 from telehealth.extensions import db
-from telehealth.security import crypto, services
+from telehealth.security import services
 
 security_cli = AppGroup("security", help="Keys for the secrets kept encrypted at rest.")
 

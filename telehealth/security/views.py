@@ -11,8 +11,9 @@ from flask_login import current_user, login_required
 from telehealth.accounts.models import Role, User
 from telehealth.errors import NotFound, PermissionDenied
 from telehealth.extensions import db
-from telehealth.security import services
+from telehealth.security import services, sessions
 from telehealth.security.forms import CodeForm
+from telehealth.security.pages import too_many_attempts
 
 bp = Blueprint("security", __name__, template_folder="templates")
 
@@ -27,14 +28,6 @@ def session_alive() -> Any:
     # The idle clock was reset by the before_request hook: a page that holds a long call
     # (no page requests meanwhile) calls this now and then and stays signed in.
     return "", 204, {"Cache-Control": "no-store"}
-
-
-def too_many_attempts() -> tuple[str, int, dict[str, str]]:
-    """The 429 page for sign-in attempts, the same whoever the account is."""
-    message = _("Too many sign-in attempts. Please wait %(n)d minutes and try again.",
-                n=services.retry_after_seconds() // 60)
-    return render_template("security/blocked.html", message=message), 429, {
-        "Retry-After": str(services.retry_after_seconds())}
 
 
 @bp.route("/login/code", methods=["GET", "POST"])
@@ -107,7 +100,7 @@ def require_second_factor() -> Any:
     """before_request: roles that must use a second factor turn it on before anything else."""
     if not current_user.is_authenticated or request.endpoint in OPEN_WITHOUT_SECOND_FACTOR:
         return None
-    if current_user.totp_secret or not services.second_factor_required(current_user):
+    if current_user.totp_secret or not sessions.second_factor_required(current_user):
         return None
     message = _("Your role needs two-step sign-in. Please turn it on to continue.")
     if request.path.startswith("/api/"):
