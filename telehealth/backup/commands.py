@@ -9,6 +9,7 @@ from flask import Flask, current_app
 
 from telehealth.audit.services import record
 from telehealth.backup.services import BackupError, read_backup, write_backup
+from telehealth.boundary import unit_of_work
 from telehealth.extensions import db
 
 
@@ -30,9 +31,10 @@ def backup_command(archive: Path) -> None:
 def restore_command(archive: Path) -> None:
     """Restore an archive into an empty database (run `db upgrade` first)."""
     try:
-        summary = read_backup(db.session(), Path(current_app.config["UPLOAD_DIR"]), archive)
-        record("backup.restored", rows=sum(summary.tables.values()), files=len(summary.files))
-        db.session.commit()
+        with unit_of_work():
+            summary = read_backup(db.session(), Path(current_app.config["UPLOAD_DIR"]), archive)
+            record("backup.restored", rows=sum(summary.tables.values()),
+                   files=len(summary.files))
     except BackupError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"Restored {sum(summary.tables.values())} rows and {len(summary.files)} files.")

@@ -14,11 +14,12 @@ from werkzeug.wrappers import Response
 from telehealth import signals, uploads
 from telehealth.accounts.models import Role, Specialty
 from telehealth.audit.services import record
+from telehealth.boundary import on_refusal
 from telehealth.consults import services
 from telehealth.consults.forms import CloseForm, ConsultForm
 from telehealth.consults.models import Consult, ConsultMode, ConsultStatus, Outcome, Sex, Urgency
 from telehealth.consults.pages import detail_context
-from telehealth.errors import InvalidInput, PermissionDenied, ServiceError
+from telehealth.errors import InvalidInput, PermissionDenied
 from telehealth.extensions import db
 
 bp = Blueprint("consults", __name__, template_folder="templates")
@@ -67,15 +68,9 @@ def new() -> Any:
         )
         files = [services.Upload(f.stream, f.filename or "") for f in form.attachments.data or []
                  if f and f.filename]
-        try:
-            consult = services.create_consult(current_user, data, files,
-                                              submit=bool(form.submit.data))
-        except ServiceError as exc:
-            # Nothing is saved; the form comes back with what was typed (files must be re-chosen).
-            db.session.rollback()
-            flash(exc.message, "error")
-            return render_template("consults/new.html", form=form), exc.status_code
-        db.session.commit()
+        on_refusal(lambda: render_template("consults/new.html", form=form))
+        consult = services.create_consult(current_user, data, files,
+                                          submit=bool(form.submit.data))
         if consult.status == ConsultStatus.DRAFT:
             flash(_("The consult is saved as a draft."), "success")
         else:
@@ -90,7 +85,6 @@ def new() -> Any:
 def detail(consult_id: int) -> Any:
     consult = services.get_visible_consult(current_user, consult_id)
     record("consult.viewed", consult_id=consult.id, obj=consult)
-    db.session.commit()
     return render_template("consults/detail.html", **detail_context(consult))
 
 
@@ -108,7 +102,7 @@ def _act(consult_id: int, action: str, payload: dict[str, Any]) -> Consult:
         services.cancel_consult(consult, current_user, str(payload.get("reason", "")))
     elif action == "close":
         try:
-            outcome = Outcome(payload.get("outcome"))
+            outcome = Outcome(str(payload.get("outcome")))
             rating = int(payload["rating"]) if payload.get("rating") not in (None, "") else None
         except (ValueError, TypeError) as exc:
             raise InvalidInput(_("Choose an outcome, and a rating from 1 to 5.")) from exc
@@ -133,7 +127,6 @@ ACTION_MESSAGES = {
 @login_required
 def act(consult_id: int, action: str) -> Response:
     _act(consult_id, action, request.form.to_dict())
-    db.session.commit()
     flash(str(ACTION_MESSAGES[action]), "success")
     if action == "decline":
         return redirect(url_for("main.dashboard"))
@@ -150,7 +143,6 @@ def close(consult_id: int) -> Any:
         return render_template("consults/detail.html",
                                **detail_context(consult, close_form=form)), 400
     _act(consult_id, "close", request.form.to_dict())
-    db.session.commit()
     flash(str(ACTION_MESSAGES["close"]), "success")
     return redirect(url_for("consults.detail", consult_id=consult_id))
 
@@ -159,7 +151,6 @@ def close(consult_id: int) -> Any:
 @login_required
 def attachment(attachment_id: int) -> Response:
     item = services.get_visible_attachment(current_user, attachment_id)
-    db.session.commit()
     # Always "attachment": never rendered as a page of ours (an <img> still shows it).
     response = send_file(
         uploads.stored_path(item.stored_name),
@@ -203,7 +194,6 @@ def api_list() -> Response:
 def api_detail(consult_id: int) -> Response:
     consult = services.get_visible_consult(current_user, consult_id)
     record("consult.viewed", consult_id=consult.id, obj=consult)
-    db.session.commit()
     return jsonify(consult_json(consult))
 
 
@@ -217,5 +207,4 @@ def api_act(consult_id: int, action: str) -> Response:
     if not isinstance(payload, dict):
         raise InvalidInput(_("The request body must be a JSON object."))
     consult = _act(consult_id, action, payload)
-    db.session.commit()
     return jsonify(consult_json(consult))

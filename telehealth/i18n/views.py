@@ -13,8 +13,7 @@ from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
 from telehealth import clock
-from telehealth.errors import ServiceError
-from telehealth.extensions import db
+from telehealth.boundary import on_refusal
 from telehealth.i18n import formatting, services
 from telehealth.i18n.form_messages import install_form_messages
 from telehealth.i18n.forms import LanguageForm, PreferencesForm
@@ -38,7 +37,6 @@ def switch_language() -> Response:
         return redirect(target)
     if current_user.is_authenticated:
         services.set_preferences(current_user, form.language.data or "")
-        db.session.commit()
     else:
         session["locale"] = services.check_language(form.language.data or "")
     return redirect(target)
@@ -61,14 +59,9 @@ def preferences() -> Any:
         form.language.data = current_user.locale or _reader_locale()
         form.timezone.data = current_user.timezone
     if form.validate_on_submit():
-        try:
-            services.set_preferences(current_user, form.language.data or "",
-                                     form.timezone.data or "")
-        except ServiceError as exc:
-            db.session.rollback()
-            flash(exc.message, "error")
-            return _preferences_page(form), exc.status_code
-        db.session.commit()
+        on_refusal(lambda: _preferences_page(form))
+        services.set_preferences(current_user, form.language.data or "",
+                                 form.timezone.data or "")
         flash(_("Your preferences are saved."), "success")
         return redirect(url_for("i18n.preferences"))
     status = 400 if form.is_submitted() else 200

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session, object_session
 from telehealth import clock
 from telehealth.accounts.models import User
 from telehealth.audit.services import record
-from telehealth.extensions import db, socketio
+from telehealth.extensions import socketio
 
 SEEN_KEY = "_seen"
 _ENDED = "sessions_ended"
@@ -56,8 +56,7 @@ def is_idle() -> bool:
 
 
 def _end_idle_session() -> None:
-    record("session.timed_out", actor_id=current_user.id)
-    db.session.commit()
+    record("session.timed_out", actor_id=current_user.id)  # the request's boundary commits
     logout_user()
     session.clear()
 

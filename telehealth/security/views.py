@@ -44,14 +44,11 @@ def sign_in_code() -> Any:
     if form.validate_on_submit():
         if services.sign_in_blocked(user.email, ip):
             services.note_blocked(user.email)
-            db.session.commit()
             return too_many_attempts()
         if services.check_code(user, form.code.data or ""):
             services.complete_sign_in(user, ip, remember=bool(state.get("remember")))
-            db.session.commit()
             return redirect(state.get("next") or url_for("main.dashboard"))
         services.note_attempt(user.email, ip, succeeded=False)
-        db.session.commit()
         flash(_("This code is not right. Use the newest code of your app."), "error")
         return render_template("security/code.html", form=form), 401
     return render_template("security/code.html", form=form)
@@ -67,7 +64,6 @@ def two_factor() -> Any:
     form = CodeForm()
     if form.validate_on_submit():
         if services.enable_totp(current_user, secret, form.code.data or ""):
-            db.session.commit()
             session.pop(ENROLMENT_FIELD, None)
             flash(_("Two-step sign-in is on."), "success")
             return redirect(url_for("main.dashboard"))
@@ -88,7 +84,6 @@ def reset_two_factor(user_id: int) -> Any:
     if user is None:
         raise NotFound(_("No such user."))
     services.reset_totp(user)
-    db.session.commit()
     if user.id == current_user.id:
         return redirect(url_for("accounts.login"))
     flash(_("Two-step sign-in is off for %(name)s; they can turn it on again.", name=user.name),
