@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import logging
 from collections.abc import Mapping
 from functools import lru_cache
@@ -127,3 +128,12 @@ def reseal(sealed: Sealed) -> Sealed:
 def new_data_key() -> str:
     """A fresh key for TELEHEALTH_DATA_KEY."""
     return Fernet.generate_key().decode()
+
+
+def hash_token(token: str) -> str:
+    """What is stored of a one-time link's token (invitations, guest links): its SHA-256.
+
+    The token itself is long and random, so a plain hash is enough; a database read alone
+    never yields a working link.
+    """
+    return hashlib.sha256(token.encode()).hexdigest()
