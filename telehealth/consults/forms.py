@@ -86,8 +86,8 @@ class ConsultForm(FlaskForm):
     save_draft = SubmitField(_l("Save as draft"))
     submit = SubmitField(_l("Send to specialists"))
 
-    def validate(self, extra_validators: object = None) -> bool:  # type: ignore[override]
-        ok = super().validate(extra_validators)  # type: ignore[arg-type]
+    def validate(self, extra_validators: object = None) -> bool:
+        ok = super().validate(extra_validators)
         if self.patient_age_years.data is None and not self.patient_age_band.data:
             self.patient_age_years.errors = [*self.patient_age_years.errors,
                                              str(_l("Give the age or an age band."))]

@@ -23,6 +23,7 @@ from telehealth.consults.models import (
     Sex,
     Urgency,
 )
+from telehealth.db_types import rows_changed
 from telehealth.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from telehealth.extensions import db
 
@@ -130,7 +131,7 @@ def transition(consult: Consult, to: ConsultStatus, **values: Any) -> None:
         .values(status=to, updated_at=now, **values)
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:
+    if rows_changed(result) != 1:
         db.session.refresh(consult)
         raise Conflict(_("Someone else changed this consult a moment ago; it is now %(status)s.",
                          status=status_label(consult.status)))
@@ -241,7 +242,7 @@ def add_attachment(
     consult: Consult, uploader: User, checked: uploads.CheckedFile, note_id: int | None = None
 ) -> Attachment:
     """Store a checked file and record it on the consult."""
-    stored_name, digest = uploads.store(db.session, checked)
+    stored_name, digest = uploads.store(db.session(), checked)
     attachment = Attachment(
         consult_id=consult.id,
         note_id=note_id,

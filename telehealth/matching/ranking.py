@@ -175,7 +175,7 @@ def _ranking_statement(zones: tuple[str, ...], dialect: str) -> Any:
     recent = per_user(select(func.count(Consult.id)).where(
         Consult.specialist_id == User.id,
         Consult.accepted_at >= bindparam("since_30_days", type_=UTCDateTime())))
-    languages = bindparam("languages", expanding=True)
+    languages: Any = bindparam("languages", expanding=True)
     level = per_user(select(func.max(UserLanguage.level)).where(
         UserLanguage.user_id == User.id, UserLanguage.language.in_(languages)))
     best_language = per_user(

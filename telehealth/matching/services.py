@@ -9,6 +9,7 @@ two sweepers or a sweeper and a decline never both advance the same consult.
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from flask import current_app
@@ -26,6 +27,7 @@ from telehealth.consults.services import (
     transition,
     urgency_label,
 )
+from telehealth.db_types import rows_changed
 from telehealth.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from telehealth.extensions import db
 from telehealth.i18n.formatting import local_deadline
@@ -91,8 +93,7 @@ def advance_consult(consult: Consult, reason: str = "no candidate") -> list[Offe
             continue
         locale = specialist.locale or current_app.config["BABEL_DEFAULT_LOCALE"]
         deadline = answer_by(expires_at, locale, specialist.timezone)
-        notify(specialist, "offer.new",
-               lambda due=deadline: consult_summary(consult) | {"deadline": due},
+        notify(specialist, "offer.new", partial(_offer_summary, consult, deadline),
                subject=lambda: _("New consult offered to you: %(ref)s", ref=consult.reference),
                body=lambda: _("A %(urgency)s consult in %(specialty)s from %(clinic)s is "
                               "waiting for your answer: %(url)s",
@@ -100,6 +101,10 @@ def advance_consult(consult: Consult, reason: str = "no candidate") -> list[Offe
                               specialty=consult.specialty.name, clinic=consult.clinic.name,
                               url=consult_url(consult)))
     return offers
+
+
+def _offer_summary(consult: Consult, deadline: str) -> dict[str, object]:
+    return consult_summary(consult) | {"deadline": deadline}
 
 
 def _escalate(consult: Consult, reason: str) -> None:
@@ -193,7 +198,7 @@ def _set_offer_status(offer: Offer, status: OfferStatus) -> None:
         .values(status=status, responded_at=clock.now())
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:
+    if rows_changed(result) != 1:
         raise Conflict(_("This offer has already been answered."))
     db.session.refresh(offer)
     record(f"offer.{status.value}", consult_id=offer.consult_id, obj=offer)
