@@ -335,6 +335,7 @@ def import_roster() -> Any:
     try:
         created, updated = csvio.import_csv(text, current_user)
     except csvio.ImportFailed as exc:
+        # Not on_refusal: this page lists every bad line, which only this refusal carries.
         db.session.rollback()
         flash(exc.message, "error")
         return render_template("roster/import.html", form=form, errors=exc.errors), 400
