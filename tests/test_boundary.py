@@ -66,6 +66,8 @@ def boundary_app(app: Flask) -> Any:
 
     with other.app_context():
         yield other
+        db.session.remove()
+        db.engine.dispose()  # its own pool: no connection left open behind the test
 
 
 def test_a_request_commits_before_its_redirect_leaves(boundary_app):
