@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 FLASK := $(VENV)/bin/flask --app wsgi
 
-.PHONY: run test lint security bench-matching translations translations-update translations-check clean
+.PHONY: run test check lint security bench-matching translations translations-update translations-check clean
 
 $(VENV)/bin/python:
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed (set PYTHON=...)"; exit 1; }
@@ -50,3 +50,11 @@ clean:
 
 bench-matching: $(VENV)/.dev
 	$(PY) bench/matching.py $(if $(PG),--postgres $(PG))
+
+# CI runs this before the tests: style, types, security findings and the layer contract
+# (.importlinter). mypy reads its settings (warn_unused_ignores, ...) from pyproject.toml.
+check: $(VENV)/.dev
+	$(VENV)/bin/ruff check telehealth tests bench
+	$(VENV)/bin/mypy telehealth
+	$(VENV)/bin/bandit -q -r telehealth --severity-level high
+	$(VENV)/bin/lint-imports

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask
+from telehealth.boundary import TelehealthFlask
+from telehealth.config import INSTANCE_DIR, Config, persistent_secret_key
 
-from telehealth.config import INSTANCE_DIR, Config
 
-
-def create_app(config: dict[str, Any] | None = None) -> Flask:
+def create_app(config: dict[str, Any] | None = None) -> TelehealthFlask:
     """Build the application: bind extensions, register every feature."""
-    app = Flask(__name__, instance_path=str(INSTANCE_DIR))
+    app = TelehealthFlask(__name__, instance_path=str(INSTANCE_DIR))
     app.config.from_object(Config)
     if config:
         app.config.update(config)
+    if not app.config["SECRET_KEY"]:
+        app.config["SECRET_KEY"] = persistent_secret_key()
 
     from telehealth import models, web  # noqa: F401  (models: metadata sees every table)
     from telehealth.extensions import babel, csrf, db, login_manager, migrate, socketio
@@ -47,19 +48,24 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
                       translation_bp, diagnoses_bp, roster_bp, matching_bp, video_bp,
                       situation_bp):
         app.register_blueprint(blueprint)
+    from telehealth.matching.services import connect_signals as matching_listens
+    from telehealth.notes.views import connect_signals as notes_listen
     from telehealth.notifications import events  # noqa: F401  (Socket.IO handlers)
+
+    matching_listens()  # offers submitted consults, re-offers after roster changes
+    notes_listen()  # the consult page shows the notes
 
     web.init_app(app)
 
     from telehealth import cli, security
     from telehealth.audit import commands as audit_commands
     from telehealth.backup import commands as backup_commands
-    from telehealth.i18n import cli as i18n_cli
+    from telehealth.i18n import commands as i18n_commands
     from telehealth.matching import sweeper
 
     security.init_app(app)
     cli.init_app(app)
-    i18n_cli.init_app(app)
+    i18n_commands.init_app(app)
     audit_commands.init_app(app)
     backup_commands.init_app(app)
     sweeper.init_app(app)

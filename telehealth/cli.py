@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from telehealth import clock
 from telehealth.accounts.models import Role, Specialty, User
 from telehealth.accounts.services import create_user
+from telehealth.boundary import unit_of_work
 from telehealth.clinics.services import create_clinic
 from telehealth.extensions import db
 from telehealth.roster.models import (
@@ -139,20 +140,22 @@ def _approve_demo_specialist(user: User, coordinator: User) -> None:
     db.session.flush()
 
 
+@click.command("seed-demo")
+@click.option("--if-empty", is_flag=True, help="Do nothing when users already exist.")
+def seed_demo_command(if_empty: bool) -> None:
+    """Create demo clinics, specialists, a coordinator and an admin."""
+    if db.session.scalar(select(func.count(User.id))):
+        if if_empty:
+            click.echo("Demo data: the database already has users; nothing added.")
+            return
+        raise click.ClickException("the database already has users; seed an empty one")
+    with unit_of_work():
+        accounts = seed_demo()
+    click.echo(f"Demo sign-ins (password for all: {DEMO_PASSWORD}):")
+    for role, email, name in accounts:
+        click.echo(f"  {role:<12} {email:<32} {name}")
+
+
 def init_app(app: Flask) -> None:
     """Register the commands."""
-
-    @app.cli.command("seed-demo")
-    @click.option("--if-empty", is_flag=True, help="Do nothing when users already exist.")
-    def seed_demo_command(if_empty: bool) -> None:
-        """Create demo clinics, specialists, a coordinator and an admin."""
-        if db.session.scalar(select(func.count(User.id))):
-            if if_empty:
-                click.echo("Demo data: the database already has users; nothing added.")
-                return
-            raise click.ClickException("the database already has users; seed an empty one")
-        accounts = seed_demo()
-        db.session.commit()
-        click.echo(f"Demo sign-ins (password for all: {DEMO_PASSWORD}):")
-        for role, email, name in accounts:
-            click.echo(f"  {role:<12} {email:<32} {name}")
+    app.cli.add_command(seed_demo_command)

@@ -11,14 +11,13 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 INSTANCE_DIR = Path(os.environ.get("TELEHEALTH_INSTANCE_DIR", BASE_DIR / "instance"))
 
 
-def _persistent_secret_key() -> str:
-    """Return SECRET_KEY from the environment, else one kept in the instance folder.
+def persistent_secret_key() -> str:
+    """The SECRET_KEY kept in the instance folder, made on first use (by create_app).
 
     A key generated per start would sign everybody out at each restart; a key committed
-    to the repository would be public. The instance file is neither.
+    to the repository would be public. The instance file is neither. Importing this module
+    writes nothing: only an app built without TELEHEALTH_SECRET_KEY creates the file.
     """
-    if key := os.environ.get("TELEHEALTH_SECRET_KEY"):
-        return key
     INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
     path = INSTANCE_DIR / "secret_key"
     if not path.exists():
@@ -34,7 +33,7 @@ def _env_int(name: str, default: int) -> int:
 class Config:
     """Settings for a deployment; every value can be set with a TELEHEALTH_ variable."""
 
-    SECRET_KEY = _persistent_secret_key()
+    SECRET_KEY = os.environ.get("TELEHEALTH_SECRET_KEY") or None  # None: the instance file
     SQLALCHEMY_DATABASE_URI = os.environ.get(
         "TELEHEALTH_DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'telehealth.sqlite'}"
     )

@@ -1,16 +1,16 @@
-"""Column types shared by every feature's models."""
+"""Column types shared by every feature's models, and the row count of a bulk change."""
 
 from __future__ import annotations
 
 import enum
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import DateTime, Enum, String, event
+from sqlalchemy import CursorResult, DateTime, Enum, Result, String, event
 from sqlalchemy.orm import Mapper
 from sqlalchemy.types import TypeDecorator
 
-from telehealth.security.crypto import Sealed, seal
+from telehealth.crypto import Sealed, seal
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -44,7 +44,7 @@ def string_enum(enum_class: type[enum.Enum]) -> Enum:
 
 
 class EncryptedString(TypeDecorator[Sealed]):
-    """A secret stored encrypted (telehealth/security/crypto.py); read back still sealed.
+    """A secret stored encrypted (telehealth/crypto.py); read back still sealed.
 
     Assigning a plain str seals it at once (see `_seal_on_set`), so the attribute is always
     a `Sealed` or None and plain text never reaches the database, not even through Core.
@@ -74,3 +74,8 @@ def _seal_on_set(mapper: Mapper[Any], class_: type) -> None:
     for prop in mapper.column_attrs:
         if any(isinstance(column.type, EncryptedString) for column in prop.columns):
             event.listen(getattr(class_, prop.key), "set", _seal_plain, retval=True)
+
+
+def rows_changed(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE changed (Session.execute types it as any Result)."""
+    return cast(CursorResult[Any], result).rowcount

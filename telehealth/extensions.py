@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from flask_babel import Babel
 from flask_login import LoginManager
 from flask_migrate import Migrate
@@ -26,6 +28,12 @@ class Base(DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
+# Models subclass `Model` (db.Model at run time). A type checker cannot see through the class
+# Flask-SQLAlchemy builds, so to it `Model` is the declarative base that class derives from.
+if TYPE_CHECKING:
+    Model = Base
+else:
+    Model = db.Model
 migrate = Migrate()
 login_manager = LoginManager()
 babel = Babel()

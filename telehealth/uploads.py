@@ -58,8 +58,7 @@ def _reencode_image(data: bytes, content_type: str, name: str) -> bytes:
             img.load()
             out = io.BytesIO()
             if content_type == "image/jpeg":
-                img = img.convert("RGB")
-                img.save(out, format="JPEG", quality=88)
+                img.convert("RGB").save(out, format="JPEG", quality=88)
             else:
                 img.save(out, format="PNG", optimize=True)
             return out.getvalue()

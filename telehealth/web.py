@@ -10,33 +10,30 @@ from typing import Any
 from flask import (
     Flask,
     current_app,
+    flash,
     has_request_context,
     jsonify,
+    make_response,
     render_template,
     request,
     session,
 )
-from flask_babel import format_datetime
+from flask_babel import format_datetime, get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
+from telehealth.accounts.models import User
+from telehealth.boundary import take_refusal_page
 from telehealth.errors import ServiceError
 from telehealth.extensions import db, login_manager
+from telehealth.i18n.services import LANGUAGE_NAMES, RTL_LANGUAGES, browser_language
 
 logger = logging.getLogger(__name__)
 
-LANGUAGE_NAMES = {
-    "en": "English",
-    "fr": "Français",
-    "es": "Español",
-    "pt": "Português",
-    "ar": "العربية",
-    "sw": "Kiswahili",
-}
-RTL_LANGUAGES = {"ar"}
 
 
 def select_locale() -> str | None:
@@ -47,8 +44,6 @@ def select_locale() -> str | None:
         return str(current_user.locale)
     if session.get("locale") in current_app.config["LANGUAGES"]:
         return str(session["locale"])  # chosen with the switcher before signing in
-    from telehealth.i18n.services import browser_language
-
     return browser_language(request.accept_languages, current_app.config["LANGUAGES"])
 
 
@@ -60,10 +55,7 @@ def select_timezone() -> str | None:
     return None
 
 
-@login_manager.user_loader
 def load_user(user_id: str) -> Any:
-    from telehealth.accounts.models import User
-
     # The cookie carries "id:token"; a token that no longer matches is a dead session.
     ident, _sep, token = user_id.partition(":")
     if not ident.isdigit():
@@ -74,9 +66,9 @@ def load_user(user_id: str) -> Any:
     return user
 
 
-login_manager.login_view = "accounts.login"
-login_manager.login_message = _l("Please sign in to see this page.")
-login_manager.login_message_category = "info"
+SAVE_FAILED = _l("This could not be saved because of a problem on our side. What you typed is "
+                 "still in the form below: please try again.")
+
 
 
 def role_label(role: Any) -> str:
@@ -104,13 +96,30 @@ def error_response(status: int, message: str, error_id: str | None = None) -> An
     return render_template("error.html", status=status, message=message, error_id=error_id), status
 
 
+def _refusal_page(message: str, status: int) -> Any | None:
+    """The page a view named with `boundary.on_refusal`, the refusal flashed on it."""
+    page = take_refusal_page()
+    if page is None or wants_json():
+        return None
+    flash(message, "error")
+    response = make_response(page())
+    if not 300 <= response.status_code < 400:  # a page that sends back elsewhere stays so
+        response.status_code = status
+    return response
+
+
 def init_app(app: Flask) -> None:
-    """Register error handlers and template helpers."""
+    """Register error handlers and template helpers: every refusal becomes a page here."""
+    login_manager.user_loader(load_user)
+    login_manager.login_view = "accounts.login"
+    login_manager.login_message = _l("Please sign in to see this page.")
+    login_manager.login_message_category = "info"
 
     @app.errorhandler(ServiceError)
     def handle_service_error(exc: ServiceError) -> Any:
         db.session.rollback()
-        return error_response(exc.status_code, exc.message)
+        return _refusal_page(exc.message, exc.status_code) or error_response(
+            exc.status_code, exc.message)
 
     @app.errorhandler(CSRFError)
     def handle_csrf(exc: CSRFError) -> Any:
@@ -120,6 +129,7 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def handle_http(exc: HTTPException) -> Any:
+        db.session.rollback()
         messages = {
             403: _("You do not have access to this page."),
             404: _("This page does not exist, or you do not have access to it."),
@@ -133,6 +143,10 @@ def init_app(app: Flask) -> None:
         db.session.rollback()
         error_id = uuid.uuid4().hex[:12]
         logger.exception("unhandled error %s on %s %s", error_id, request.method, request.path)
+        if isinstance(exc, SQLAlchemyError):  # the database failed the save, not the input
+            page = _refusal_page(str(SAVE_FAILED), 503)
+            if page is not None:
+                return page
         return error_response(
             500, _("Something went wrong on our side. Nothing you saved before was lost."),
             error_id,
@@ -140,17 +154,8 @@ def init_app(app: Flask) -> None:
 
     @app.context_processor
     def inject_helpers() -> dict[str, Any]:
-        from flask_babel import get_locale
-
-        from telehealth.consults import services as consults
-
         locale = str(get_locale() or "en")
         return {
-            "status_label": consults.status_label,
-            "outcome_label": consults.outcome_label,
-            "sex_label": consults.sex_label,
-            "urgency_label": consults.urgency_label,
-            "mode_label": consults.mode_label,
             "role_label": role_label,
             "LANGUAGE_NAMES": LANGUAGE_NAMES,
             "current_locale": locale,

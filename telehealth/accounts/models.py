@@ -20,9 +20,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from telehealth import clock
+from telehealth.crypto import Sealed
 from telehealth.db_types import EncryptedString, UTCDateTime, string_enum
-from telehealth.extensions import db
-from telehealth.security.crypto import Sealed
+from telehealth.extensions import Model, db
 
 if TYPE_CHECKING:
     from telehealth.clinics.models import Clinic
@@ -49,7 +49,7 @@ user_specialties = Table(
 )
 
 
-class Specialty(db.Model):
+class Specialty(Model):
     __tablename__ = "specialties"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -60,7 +60,7 @@ class Specialty(db.Model):
         return f"<Specialty {self.code}>"
 
 
-class UserLanguage(db.Model):
+class UserLanguage(Model):
     """A language a user reads and writes, with how well (1 basic .. 3 fluent/native)."""
 
     __tablename__ = "user_languages"
@@ -72,7 +72,7 @@ class UserLanguage(db.Model):
     level: Mapped[int] = mapped_column(default=3)
 
 
-class User(UserMixin, db.Model):
+class User(UserMixin, Model):
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
@@ -12,23 +11,12 @@ from werkzeug.wrappers import Response
 
 from telehealth.accounts import services
 from telehealth.accounts.forms import LoginForm, PasswordChangeForm
-from telehealth.errors import InvalidInput
-from telehealth.extensions import db
+from telehealth.boundary import on_refusal
 from telehealth.security import services as security
-from telehealth.security.views import too_many_attempts
+from telehealth.security.inputs import safe_next
+from telehealth.security.pages import too_many_attempts
 
 bp = Blueprint("accounts", __name__, template_folder="templates")
-
-
-def _safe_next(target: str | None) -> str:
-    """Follow next= only to a path on this site, never to another host."""
-    if not target:
-        return url_for("main.dashboard")
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") \
-            or "\\" in target:
-        return url_for("main.dashboard")
-    return target
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -41,10 +29,9 @@ def login() -> Any:
         # Checked before the password, so a blocked account and an unknown one look the same.
         if security.sign_in_blocked(email, ip):
             security.note_blocked(email)
-            db.session.commit()
             return too_many_attempts()
         user = services.authenticate(email, form.password.data or "")
-        next_url = _safe_next(request.args.get("next"))
+        next_url = safe_next(request.args.get("next"))
         remember = bool(form.remember.data)
         if user is None:
             security.note_attempt(email, ip, succeeded=False)
@@ -52,7 +39,6 @@ def login() -> Any:
             security.start_second_factor(user, next_url, remember)
         else:
             security.complete_sign_in(user, ip, remember=remember)
-        db.session.commit()  # the audit entry counts whether or not it worked
         if user is not None:
             return redirect(url_for("security.sign_in_code") if user.totp_secret else next_url)
         flash(_("Wrong e-mail or password."), "error")
@@ -64,7 +50,6 @@ def login() -> Any:
 @login_required
 def logout() -> Response:
     services.sign_out(current_user)
-    db.session.commit()
     logout_user()
     flash(_("You are signed out."), "info")
     return redirect(url_for("accounts.login"))
@@ -75,15 +60,10 @@ def logout() -> Response:
 def change_password() -> str | Response | tuple[str, int]:
     form = PasswordChangeForm()
     if form.validate_on_submit():
-        try:
-            services.change_password(
-                current_user, form.current_password.data or "", form.new_password.data or ""
-            )
-        except InvalidInput as exc:
-            db.session.rollback()
-            flash(exc.message, "error")
-            return render_template("accounts/password.html", form=form), 400
-        db.session.commit()
+        on_refusal(lambda: render_template("accounts/password.html", form=form))
+        services.change_password(
+            current_user, form.current_password.data or "", form.new_password.data or ""
+        )
         # Keep this session (the others ended with the old token). Pass the user itself, not
         # the proxy: a proxy stored as the current user would resolve to itself forever.
         login_user(current_user._get_current_object())

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from zoneinfo import available_timezones
-
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (
@@ -18,7 +16,8 @@ from wtforms import (
 from wtforms.validators import DataRequired, Length, Optional, Regexp, ValidationError
 
 from telehealth.accounts.models import Role
-from telehealth.web import LANGUAGE_NAMES
+from telehealth.i18n.formatting import is_timezone
+from telehealth.i18n.services import LANGUAGE_NAMES
 
 ROLE_CHOICES = [
     (Role.CLINICIAN.value, _l("Clinician")),
@@ -26,11 +25,10 @@ ROLE_CHOICES = [
     (Role.COORDINATOR.value, _l("Coordinator")),
     (Role.ADMIN.value, _l("Administrator")),
 ]
-_TIMEZONES = sorted(available_timezones())
 
 
 def _valid_timezone(form: FlaskForm, field: StringField) -> None:
-    if field.data not in _TIMEZONES:
+    if not is_timezone(field.data or ""):
         raise ValidationError(_l("Unknown time zone; use a name like Africa/Kinshasa."))
 
 

@@ -16,9 +16,10 @@ from telehealth import jobs
 from telehealth.accounts import services as accounts
 from telehealth.accounts.models import Role, Specialty, User
 from telehealth.admin.forms import ClinicForm, UserEditForm, UserForm
+from telehealth.boundary import on_refusal
 from telehealth.clinics import services as clinics
 from telehealth.clinics.models import Clinic
-from telehealth.errors import NotFound, PermissionDenied, ServiceError
+from telehealth.errors import NotFound, PermissionDenied
 from telehealth.extensions import db
 from telehealth.notifications import outbox
 from telehealth.notifications.models import OutboxStatus
@@ -63,23 +64,18 @@ def new_user() -> Any:
         (s.code, s.name) for s in db.session.scalars(select(Specialty).order_by(Specialty.name))
     ]
     if form.validate_on_submit():
-        try:
-            user = accounts.create_user(
-                email=form.email.data or "",
-                name=form.name.data or "",
-                password=form.password.data or "",
-                role=Role(form.role.data),
-                clinic=_clinic_from(form.clinic.data),
-                timezone=form.timezone.data or "UTC",
-                locale=form.locale.data,
-                specialties=accounts.specialties_by_code(list(form.specialties.data or [])),
-                languages={code: 3 for code in form.languages.data or []},
-            )
-        except ServiceError as exc:
-            db.session.rollback()
-            flash(exc.message, "error")
-            return render_template("admin/user_form.html", form=form), exc.status_code
-        db.session.commit()
+        on_refusal(lambda: render_template("admin/user_form.html", form=form))
+        user = accounts.create_user(
+            email=form.email.data or "",
+            name=form.name.data or "",
+            password=form.password.data or "",
+            role=Role(form.role.data),
+            clinic=_clinic_from(form.clinic.data),
+            timezone=form.timezone.data or "UTC",
+            locale=form.locale.data,
+            specialties=accounts.specialties_by_code(list(form.specialties.data or [])),
+            languages={code: 3 for code in form.languages.data or []},
+        )
         flash(_("%(name)s can now sign in.", name=user.name), "success")
         return redirect(url_for("admin.users"))
     return render_template("admin/user_form.html", form=form), 400 if form.is_submitted() else 200
@@ -101,14 +97,9 @@ def edit_user(user_id: int) -> Any:
                                            not form.active.data):
             flash(_("You cannot remove your own administrator access."), "error")
             return render_template("admin/user_edit.html", form=form, user=user), 409
-        try:
-            accounts.update_user(user, role=Role(form.role.data), active=bool(form.active.data),
-                                 clinic=_clinic_from(form.clinic.data))
-        except ServiceError as exc:
-            db.session.rollback()
-            flash(exc.message, "error")
-            return render_template("admin/user_edit.html", form=form, user=user), exc.status_code
-        db.session.commit()
+        on_refusal(lambda: render_template("admin/user_edit.html", form=form, user=user))
+        accounts.update_user(user, role=Role(form.role.data), active=bool(form.active.data),
+                             clinic=_clinic_from(form.clinic.data))
         flash(_("Saved."), "success")
         return redirect(url_for("admin.users"))
     return render_template("admin/user_edit.html", form=form, user=user), \
@@ -130,17 +121,12 @@ def clinic_list() -> str:
 def new_clinic() -> Any:
     form = ClinicForm()
     if form.validate_on_submit():
-        try:
-            clinic = clinics.create_clinic(
-                name=form.name.data or "", country=form.country.data or "",
-                city=form.city.data or "", timezone=form.timezone.data or "UTC",
-                languages=list(form.languages.data or []),
-            )
-        except ServiceError as exc:
-            db.session.rollback()
-            flash(exc.message, "error")
-            return render_template("admin/clinic_form.html", form=form), exc.status_code
-        db.session.commit()
+        on_refusal(lambda: render_template("admin/clinic_form.html", form=form))
+        clinic = clinics.create_clinic(
+            name=form.name.data or "", country=form.country.data or "",
+            city=form.city.data or "", timezone=form.timezone.data or "UTC",
+            languages=list(form.languages.data or []),
+        )
         flash(_("Clinic %(name)s created.", name=clinic.name), "success")
         return redirect(url_for("admin.clinic_list"))
     return render_template("admin/clinic_form.html", form=form), \

@@ -9,10 +9,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from telehealth import clock
 from telehealth.db_types import UTCDateTime
-from telehealth.extensions import db
+from telehealth.extensions import Model
 
 
-class AuditEvent(db.Model):
+class AuditEvent(Model):
     """One entry; `seq`, `prev_hash` and `hash` chain it to the entry before (see chain.py)."""
 
     __tablename__ = "audit_events"
@@ -32,7 +32,7 @@ class AuditEvent(db.Model):
     hash: Mapped[str | None] = mapped_column(String(64))
 
 
-class AuditChainHead(db.Model):
+class AuditChainHead(Model):
     """The newest link of the chain, so that deleting the last entries is noticed too."""
 
     __tablename__ = "audit_chain_head"

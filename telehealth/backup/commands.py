@@ -16,6 +16,7 @@ from telehealth.audit.checkpoints import (
 )
 from telehealth.audit.services import record
 from telehealth.backup.services import BackupError, read_backup, write_backup
+from telehealth.boundary import unit_of_work
 from telehealth.extensions import db
 
 
@@ -48,15 +49,16 @@ def restore_command(archive: Path) -> None:
     """Restore an archive into an empty database (run `db upgrade` first)."""
     settings = Settings.from_config(current_app.config)
     try:
-        summary = read_backup(db.session(), Path(current_app.config["UPLOAD_DIR"]), archive,
-                              check_checkpoint=lambda data: check_backup_statement(data,
-                                                                                   settings))
-        checkpoint = summary.checkpoint
-        # The chain goes on from the restored head; this entry's commit is checkpointed.
-        record("backup.restored", rows=sum(summary.tables.values()), files=len(summary.files),
-               checkpoint_seq=checkpoint.seq if checkpoint else None,
-               checkpoint_at=checkpoint.at if checkpoint else None)
-        db.session.commit()
+        with unit_of_work():
+            summary = read_backup(
+                db.session(), Path(current_app.config["UPLOAD_DIR"]), archive,
+                check_checkpoint=lambda data: check_backup_statement(data, settings))
+            checkpoint = summary.checkpoint
+            # The chain goes on from the restored head; this entry's commit is checkpointed.
+            record("backup.restored", rows=sum(summary.tables.values()),
+                   files=len(summary.files),
+                   checkpoint_seq=checkpoint.seq if checkpoint else None,
+                   checkpoint_at=checkpoint.at if checkpoint else None)
     except BackupError as exc:
         raise click.ClickException(str(exc)) from exc
     if summary.checkpoint is None:

@@ -46,9 +46,9 @@ from telehealth.audit.chain import HEAD_ID
 from telehealth.audit.checkpoints import Checkpoint, CheckpointError
 from telehealth.audit.models import AuditChainHead, AuditEvent
 from telehealth.consults.models import Attachment
+from telehealth.crypto import Sealed
 from telehealth.db_types import EncryptedString, UTCDateTime
 from telehealth.extensions import db
-from telehealth.security.crypto import Sealed
 
 FORMAT = 1
 CHECKPOINT_MEMBER = "audit_checkpoint.json"

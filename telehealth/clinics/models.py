@@ -9,10 +9,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from telehealth import clock
 from telehealth.db_types import UTCDateTime
-from telehealth.extensions import db
+from telehealth.extensions import Model
 
 
-class Clinic(db.Model):
+class Clinic(Model):
     __tablename__ = "clinics"
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -18,7 +18,7 @@ from wtforms.validators import DataRequired, InputRequired, Length, NumberRange,
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from telehealth.consults.models import ConsultMode, Outcome, Sex, Urgency
-from telehealth.web import LANGUAGE_NAMES
+from telehealth.i18n.services import LANGUAGE_NAMES
 
 SEX_CHOICES = [
     (Sex.FEMALE.value, _l("Female")),
@@ -88,8 +88,8 @@ class ConsultForm(FlaskForm):
     save_draft = SubmitField(_l("Save as draft"))
     submit = SubmitField(_l("Send to specialists"))
 
-    def validate(self, extra_validators: object = None) -> bool:  # type: ignore[override]
-        ok = super().validate(extra_validators)  # type: ignore[arg-type]
+    def validate(self, extra_validators: object = None) -> bool:
+        ok = super().validate(extra_validators)
         if self.patient_age_years.data is None and not self.patient_age_band.data:
             self.patient_age_years.errors = [*self.patient_age_years.errors,
                                              str(_l("Give the age or an age band."))]

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from telehealth import clock
 from telehealth.db_types import UTCDateTime, string_enum
-from telehealth.extensions import db
+from telehealth.extensions import Model
 
 if TYPE_CHECKING:
     from telehealth.accounts.models import Specialty, User
@@ -74,7 +74,7 @@ class Outcome(enum.StrEnum):
     UNKNOWN = "unknown"
 
 
-class Consult(db.Model):
+class Consult(Model):
     __tablename__ = "consults"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -135,7 +135,7 @@ class Consult(db.Model):
         return f"<Consult {self.id} {self.status}>"
 
 
-class Attachment(db.Model):
+class Attachment(Model):
     """A photo or document on a consult, stored on disk under a generated name."""
 
     __tablename__ = "attachments"

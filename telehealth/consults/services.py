@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import IO, Any
 
+from flask import current_app, has_request_context, url_for
 from flask_babel import gettext as _
-from sqlalchemy import Select, exists, select, update
+from sqlalchemy import Select, false, or_, select, update
 
-from telehealth import clock, uploads
+from telehealth import clock, signals, uploads
 from telehealth.accounts.models import Role, Specialty, User
 from telehealth.audit.services import record
 from telehealth.consults.models import (
@@ -22,9 +23,9 @@ from telehealth.consults.models import (
     Sex,
     Urgency,
 )
+from telehealth.db_types import rows_changed
 from telehealth.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from telehealth.extensions import db
-from telehealth.matching.models import Offer, OfferStatus
 
 # ---------------------------------------------------------------- access
 
@@ -36,13 +37,10 @@ def visible_consults_clause(user: User) -> Any:
     if user.role == Role.CLINICIAN and user.clinic_id is not None:
         return Consult.clinic_id == user.clinic_id
     if user.role == Role.SPECIALIST:
-        pending_offer = exists().where(
-            Offer.consult_id == Consult.id,
-            Offer.specialist_id == user.id,
-            Offer.status == OfferStatus.PENDING,
-        )
-        return (Consult.specialist_id == user.id) | pending_offer
-    return Consult.id.is_(None)
+        # Other features may widen this (matching: consults offered to them), never narrow it.
+        return or_(Consult.specialist_id == user.id,
+                   *signals.values_from(signals.consult_visibility, user))
+    return false()
 
 
 def get_visible_consult(user: User, consult_id: int) -> Consult:
@@ -64,6 +62,28 @@ def can_write_notes(user: User, consult: Consult) -> bool:
     if user.role == Role.SPECIALIST:
         return consult.specialist_id == user.id
     return False
+
+
+def consult_url(consult: Consult, external: bool = True) -> str:
+    """Link to a consult's page, also from the sweeper where there is no request."""
+    if has_request_context():
+        return url_for("consults.detail", consult_id=consult.id, _external=external)
+    base = current_app.config["PUBLIC_BASE_URL"].rstrip("/") if external else ""
+    return f"{base}/consults/{consult.id}"
+
+
+def consult_summary(consult: Consult) -> dict[str, object]:
+    """What a live notice about a consult shows (urgency_label in the reader's language)."""
+    return {
+        "consult_id": consult.id,
+        "reference": consult.reference,
+        "specialty": consult.specialty.name,
+        "urgency": consult.urgency.value,
+        "urgency_label": urgency_label(consult.urgency),
+        "clinic": consult.clinic.name,
+        "problem": consult.presenting_problem[:160],
+        "url": consult_url(consult, external=False),
+    }
 
 
 def is_requesting_clinician(user: User, consult: Consult) -> bool:
@@ -111,7 +131,7 @@ def transition(consult: Consult, to: ConsultStatus, **values: Any) -> None:
         .values(status=to, updated_at=now, **values)
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:
+    if rows_changed(result) != 1:
         db.session.refresh(consult)
         raise Conflict(_("Someone else changed this consult a moment ago; it is now %(status)s.",
                          status=status_label(consult.status)))
@@ -222,7 +242,7 @@ def add_attachment(
     consult: Consult, uploader: User, checked: uploads.CheckedFile, note_id: int | None = None
 ) -> Attachment:
     """Store a checked file and record it on the consult."""
-    stored_name, digest = uploads.store(db.session, checked)
+    stored_name, digest = uploads.store(db.session(), checked)
     attachment = Attachment(
         consult_id=consult.id,
         note_id=note_id,
@@ -258,23 +278,19 @@ def _require_requesting_clinician(user: User, consult: Consult) -> None:
 
 
 def submit_consult(consult: Consult, actor: User) -> None:
-    """Send a draft to the specialists: it is offered at once, or escalated if nobody fits."""
-    from telehealth.matching.services import offer_consult
-
+    """Send a draft to the specialists; matching, listening, offers or escalates it at once."""
     _require_requesting_clinician(actor, consult)
     transition(consult, ConsultStatus.SUBMITTED, submitted_at=clock.now())
-    offer_consult(consult)
+    signals.consult_submitted.send(consult)
 
 
 def cancel_consult(consult: Consult, actor: User, reason: str = "") -> None:
     """Cancel an open consult (its clinic or a coordinator); pending offers are withdrawn."""
-    from telehealth.matching.services import withdraw_pending_offers
-
     if not (is_requesting_clinician(actor, consult) or actor.role in (Role.COORDINATOR,
                                                                        Role.ADMIN)):
         raise PermissionDenied(_("Only the requesting clinic or a coordinator can cancel."))
     transition(consult, ConsultStatus.CANCELLED)
-    withdraw_pending_offers(consult)
+    signals.consult_cancelled.send(consult)
     record("consult.cancelled", consult_id=consult.id, obj=consult, reason=reason)
 
 

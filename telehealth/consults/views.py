@@ -11,19 +11,30 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from telehealth import uploads
+from telehealth import signals, uploads
 from telehealth.accounts.models import Role, Specialty
 from telehealth.audit.services import record
+from telehealth.boundary import on_refusal
 from telehealth.consults import services
-from telehealth.consults.forms import ActionForm, CloseForm, ConsultForm
+from telehealth.consults.forms import CloseForm, ConsultForm
 from telehealth.consults.models import Consult, ConsultMode, ConsultStatus, Outcome, Sex, Urgency
-from telehealth.errors import InvalidInput, PermissionDenied, ServiceError
+from telehealth.consults.pages import detail_context
+from telehealth.errors import InvalidInput, PermissionDenied
 from telehealth.extensions import db
-from telehealth.matching import services as matching
-from telehealth.notes.forms import AmendForm, NoteForm
-from telehealth.notes.services import notes_for
 
 bp = Blueprint("consults", __name__, template_folder="templates")
+
+
+@bp.app_context_processor
+def consult_labels() -> dict[str, Any]:
+    """Every page may name a consult's status, outcome, urgency, mode or patient's sex."""
+    return {
+        "status_label": services.status_label,
+        "outcome_label": services.outcome_label,
+        "sex_label": services.sex_label,
+        "urgency_label": services.urgency_label,
+        "mode_label": services.mode_label,
+    }
 
 
 def _specialty_choices() -> list[tuple[str, str]]:
@@ -57,15 +68,9 @@ def new() -> Any:
         )
         files = [services.Upload(f.stream, f.filename or "") for f in form.attachments.data or []
                  if f and f.filename]
-        try:
-            consult = services.create_consult(current_user, data, files,
-                                              submit=bool(form.submit.data))
-        except ServiceError as exc:
-            # Nothing is saved; the form comes back with what was typed (files must be re-chosen).
-            db.session.rollback()
-            flash(exc.message, "error")
-            return render_template("consults/new.html", form=form), exc.status_code
-        db.session.commit()
+        on_refusal(lambda: render_template("consults/new.html", form=form))
+        consult = services.create_consult(current_user, data, files,
+                                          submit=bool(form.submit.data))
         if consult.status == ConsultStatus.DRAFT:
             flash(_("The consult is saved as a draft."), "success")
         else:
@@ -75,33 +80,11 @@ def new() -> Any:
     return render_template("consults/new.html", form=form), status
 
 
-def detail_context(consult: Consult, **extra: Any) -> dict[str, Any]:
-    user = current_user
-    close_form = CloseForm()
-    return {
-        "consult": consult,
-        "notes": notes_for(consult),
-        "note_form": extra.pop("note_form", None) or NoteForm(),
-        "amend_form": AmendForm(),
-        "close_form": extra.pop("close_form", None) or close_form,
-        "action_form": ActionForm(),
-        "can_write": services.can_write_notes(user, consult),
-        "is_requester": services.is_requesting_clinician(user, consult),
-        "has_offer": user.role == Role.SPECIALIST and matching.has_pending_offer(consult, user),
-        "is_assigned": consult.specialist_id == user.id,
-        "is_coordinator": user.role in (Role.COORDINATOR, Role.ADMIN),
-        "status_label": services.status_label,
-        "Status": ConsultStatus,
-        **extra,
-    }
-
-
 @bp.route("/consults/<int:consult_id>")
 @login_required
 def detail(consult_id: int) -> Any:
     consult = services.get_visible_consult(current_user, consult_id)
     record("consult.viewed", consult_id=consult.id, obj=consult)
-    db.session.commit()
     return render_template("consults/detail.html", **detail_context(consult))
 
 
@@ -120,17 +103,18 @@ def _yes_no(payload: dict[str, Any], key: str) -> bool | None:
 def _act(consult_id: int, action: str, payload: dict[str, Any]) -> Consult:
     """Run one consult action for the current user; raises ServiceError when refused."""
     consult = services.get_visible_consult(current_user, consult_id)
+    # accept and decline belong to matching, which adds them through the signal.
+    added = {name: run for actions in signals.values_from(signals.consult_actions)
+             for name, run in actions.items()}
     if action == "submit":
         services.submit_consult(consult, current_user)
-    elif action == "accept":
-        matching.accept_consult(consult, current_user)
-    elif action == "decline":
-        matching.decline_consult(consult, current_user)
+    elif action in added:
+        added[action](consult, current_user)
     elif action == "cancel":
         services.cancel_consult(consult, current_user, str(payload.get("reason", "")))
     elif action == "close":
         try:
-            outcome = Outcome(payload.get("outcome"))
+            outcome = Outcome(str(payload.get("outcome")))
             rating = int(payload["rating"]) if payload.get("rating") not in (None, "") else None
         except (ValueError, TypeError) as exc:
             raise InvalidInput(_("Choose an outcome, and a rating from 1 to 5.")) from exc
@@ -157,7 +141,6 @@ ACTION_MESSAGES = {
 @login_required
 def act(consult_id: int, action: str) -> Response:
     _act(consult_id, action, request.form.to_dict())
-    db.session.commit()
     flash(str(ACTION_MESSAGES[action]), "success")
     if action == "decline":
         return redirect(url_for("main.dashboard"))
@@ -174,7 +157,6 @@ def close(consult_id: int) -> Any:
         return render_template("consults/detail.html",
                                **detail_context(consult, close_form=form)), 400
     _act(consult_id, "close", request.form.to_dict())
-    db.session.commit()
     flash(str(ACTION_MESSAGES["close"]), "success")
     return redirect(url_for("consults.detail", consult_id=consult_id))
 
@@ -183,7 +165,6 @@ def close(consult_id: int) -> Any:
 @login_required
 def attachment(attachment_id: int) -> Response:
     item = services.get_visible_attachment(current_user, attachment_id)
-    db.session.commit()
     # Always "attachment": never rendered as a page of ours (an <img> still shows it).
     response = send_file(
         uploads.stored_path(item.stored_name),
@@ -230,7 +211,6 @@ def api_list() -> Response:
 def api_detail(consult_id: int) -> Response:
     consult = services.get_visible_consult(current_user, consult_id)
     record("consult.viewed", consult_id=consult.id, obj=consult)
-    db.session.commit()
     return jsonify(consult_json(consult))
 
 
@@ -244,5 +224,4 @@ def api_act(consult_id: int, action: str) -> Response:
     if not isinstance(payload, dict):
         raise InvalidInput(_("The request body must be a JSON object."))
     consult = _act(consult_id, action, payload)
-    db.session.commit()
     return jsonify(consult_json(consult))

@@ -10,13 +10,13 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from telehealth import clock
 from telehealth.db_types import UTCDateTime
-from telehealth.extensions import db
+from telehealth.extensions import Model
 
 if TYPE_CHECKING:
     from telehealth.accounts.models import User
 
 
-class ConsultDiagnosis(db.Model):
+class ConsultDiagnosis(Model):
     __tablename__ = "consult_diagnoses"
     __table_args__ = (UniqueConstraint("consult_id", "code"),)
 

@@ -13,7 +13,6 @@ from telehealth.consults.models import Consult
 from telehealth.consults.services import get_visible_consult
 from telehealth.diagnoses import services
 from telehealth.errors import InvalidInput
-from telehealth.extensions import db
 
 bp = Blueprint("diagnoses", __name__, template_folder="templates")
 
@@ -39,7 +38,6 @@ def consult_diagnoses(consult_id: int) -> Any:
     consult = get_visible_consult(current_user, consult_id)
     if request.method == "POST":
         services.add_diagnosis(consult, current_user, request.form.get("code", ""))
-        db.session.commit()
         flash(_("Diagnosis added."), "success")
         return redirect(url_for("consults.detail", consult_id=consult.id, _anchor="diagnoses"))
     query = _query()
@@ -53,7 +51,6 @@ def consult_diagnoses(consult_id: int) -> Any:
 def remove(consult_id: int, diagnosis_id: int) -> Response:
     consult = get_visible_consult(current_user, consult_id)
     services.remove_diagnosis(consult, current_user, diagnosis_id)
-    db.session.commit()
     flash(_("Diagnosis removed."), "success")
     return redirect(url_for("consults.detail", consult_id=consult.id, _anchor="diagnoses"))
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from functools import cache
+from functools import cache, lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from babel import Locale, UnknownLocaleError
@@ -67,12 +67,17 @@ def language_name(code: str, in_locale: str) -> str:
     return name or code
 
 
-def is_timezone(name: str) -> bool:
+@lru_cache(maxsize=1024)
+def zone_or_none(name: str) -> ZoneInfo | None:
+    """The zone of that IANA name, None when there is no such zone (the one validator)."""
     try:
-        ZoneInfo(name)
+        return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        return False
-    return True
+        return None
+
+
+def is_timezone(name: str) -> bool:
+    return zone_or_none(name) is not None
 
 
 def timezone_names() -> list[str]:

@@ -7,7 +7,7 @@ from flask_wtf import FlaskForm
 from wtforms import HiddenField, SelectField, SubmitField
 from wtforms.validators import DataRequired
 
-from telehealth.web import LANGUAGE_NAMES
+from telehealth.i18n.services import LANGUAGE_NAMES
 
 
 def language_choices() -> list[tuple[str, str]]:

@@ -12,6 +12,17 @@ from telehealth.audit.services import record
 from telehealth.errors import InvalidInput
 from telehealth.i18n.formatting import is_timezone
 
+# Each language named in itself, for the switcher and the language fields of forms.
+LANGUAGE_NAMES = {
+    "en": "English",
+    "fr": "Français",
+    "es": "Español",
+    "pt": "Português",
+    "ar": "العربية",
+    "sw": "Kiswahili",
+}
+RTL_LANGUAGES = {"ar"}
+
 
 def check_language(language: str) -> str:
     if language not in current_app.config["LANGUAGES"]:
@@ -19,13 +30,20 @@ def check_language(language: str) -> str:
     return language
 
 
+def check_timezone(name: str) -> str:
+    """The IANA zone name, stripped; InvalidInput when there is no such zone."""
+    name = name.strip()
+    if not is_timezone(name):
+        raise InvalidInput(_("%(zone)s is not a known time zone (use e.g. Europe/Paris).",
+                             zone=name or "—"))
+    return name
+
+
 def set_preferences(user: User, language: str, timezone: str | None = None) -> None:
     """Store the interface language (and the time zone, when given) in the user's profile."""
     user.locale = check_language(language)
     if timezone is not None:
-        if not is_timezone(timezone):
-            raise InvalidInput(_("Unknown time zone."))
-        user.timezone = timezone
+        user.timezone = check_timezone(timezone)
     record("account.preferences", obj=user, locale=user.locale, timezone=user.timezone)
 
 

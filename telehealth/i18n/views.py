@@ -13,12 +13,11 @@ from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
 from telehealth import clock
-from telehealth.accounts.views import _safe_next
-from telehealth.errors import ServiceError
-from telehealth.extensions import db
+from telehealth.boundary import on_refusal
 from telehealth.i18n import formatting, services
 from telehealth.i18n.form_messages import install_form_messages
 from telehealth.i18n.forms import LanguageForm, PreferencesForm
+from telehealth.security.inputs import safe_next
 
 bp = Blueprint("i18n", __name__, template_folder="templates")
 bp.before_app_request(install_form_messages)
@@ -32,13 +31,12 @@ def _reader_locale() -> str:
 def switch_language() -> Response:
     """Anyone may switch: signed in, the choice goes to the profile, otherwise the session."""
     form = LanguageForm()
-    target = _safe_next(form.next.data or _path_of(request.referrer))
+    target = safe_next(form.next.data or _path_of(request.referrer))
     if not form.validate_on_submit():
         flash(_("This language is not available."), "error")
         return redirect(target)
     if current_user.is_authenticated:
         services.set_preferences(current_user, form.language.data or "")
-        db.session.commit()
     else:
         session["locale"] = services.check_language(form.language.data or "")
     return redirect(target)
@@ -61,14 +59,9 @@ def preferences() -> Any:
         form.language.data = current_user.locale or _reader_locale()
         form.timezone.data = current_user.timezone
     if form.validate_on_submit():
-        try:
-            services.set_preferences(current_user, form.language.data or "",
-                                     form.timezone.data or "")
-        except ServiceError as exc:
-            db.session.rollback()
-            flash(exc.message, "error")
-            return _preferences_page(form), exc.status_code
-        db.session.commit()
+        on_refusal(lambda: _preferences_page(form))
+        services.set_preferences(current_user, form.language.data or "",
+                                 form.timezone.data or "")
         flash(_("Your preferences are saved."), "success")
         return redirect(url_for("i18n.preferences"))
     status = 400 if form.is_submitted() else 200

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from telehealth import clock
 from telehealth.consults.models import Consult
 from telehealth.db_types import UTCDateTime, string_enum
-from telehealth.extensions import db
+from telehealth.extensions import Model
 
 if TYPE_CHECKING:
     from telehealth.accounts.models import User
@@ -26,7 +26,7 @@ class OfferStatus(enum.StrEnum):
     WITHDRAWN = "withdrawn"  # somebody else took the consult, or it was cancelled
 
 
-class Offer(db.Model):
+class Offer(Model):
     __tablename__ = "offers"
     __table_args__ = (UniqueConstraint("consult_id", "specialist_id"),)
 

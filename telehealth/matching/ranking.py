@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_time
@@ -30,6 +29,7 @@ from telehealth.accounts.models import Role, User, UserLanguage, user_specialtie
 from telehealth.consults.models import Consult, ConsultStatus, Urgency
 from telehealth.db_types import UTCDateTime
 from telehealth.extensions import db
+from telehealth.i18n.formatting import zone_or_none
 from telehealth.matching.models import Offer
 from telehealth.roster.models import (
     AvailabilityWindow,
@@ -52,14 +52,6 @@ def offer_expiry(urgency: Urgency) -> timedelta:
 def offer_fanout(urgency: Urgency) -> int:
     """How many specialists get the offer at once: several for emergencies, else one."""
     return int(current_app.config["OFFER_FANOUT_BY_URGENCY"][urgency.value])
-
-
-@lru_cache(maxsize=1024)
-def zone_or_none(name: str) -> ZoneInfo | None:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return None
 
 
 def utc_offset_minutes(zone_name: str, moment: datetime) -> int | None:
@@ -216,7 +208,7 @@ def _ranking_statement(zones: tuple[str, ...], dialect: str) -> Any:
     recent = per_user(select(func.count(Consult.id)).where(
         Consult.specialist_id == User.id,
         Consult.accepted_at >= bindparam("since_30_days", type_=UTCDateTime())))
-    languages = bindparam("languages", expanding=True)
+    languages: Any = bindparam("languages", expanding=True)
     level = per_user(select(func.max(UserLanguage.level)).where(
         UserLanguage.user_id == User.id, UserLanguage.language.in_(languages)))
     best_language = per_user(

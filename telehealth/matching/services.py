@@ -9,52 +9,40 @@ two sweepers or a sweeper and a decline never both advance the same consult.
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
+from typing import Any
 
-from flask import current_app, has_request_context, url_for
+from flask import current_app
 from flask_babel import force_locale
 from flask_babel import gettext as _
-from sqlalchemy import case, func, select, update
+from sqlalchemy import case, exists, func, select, update
 
-from telehealth import clock
+from telehealth import clock, signals
 from telehealth.accounts.models import Role, User
 from telehealth.audit.services import record
 from telehealth.consults.models import TAKEABLE_STATUSES, Consult, ConsultStatus, Urgency
-from telehealth.consults.services import transition, urgency_label
+from telehealth.consults.services import (
+    consult_summary,
+    consult_url,
+    transition,
+    urgency_label,
+)
+from telehealth.db_types import rows_changed
 from telehealth.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from telehealth.extensions import db
 from telehealth.i18n.formatting import local_deadline
 from telehealth.matching.models import Offer, OfferStatus
 from telehealth.matching.ranking import Candidate, offer_expiry, offer_fanout, rank_specialists
-from telehealth.notifications.services import coordinators, in_language_of, notify
+from telehealth.notifications.services import coordinators, notify
 from telehealth.roster.models import SpecialistProfile
 
 __all__ = [
     "Candidate", "accept_consult", "advance_consult", "answer_by", "assign_consult",
-    "decline_consult", "escalated_consult_ids", "expire_due_offers", "has_pending_offer",
+    "connect_signals", "consult_url", "decline_consult", "escalated_consult_ids",
+    "expire_due_offers", "has_pending_offer",
     "offer_consult", "pending_offers_for", "rank_specialists", "reoffer_for_specialist",
     "reoffer_if_candidate", "stalled_consult_ids", "withdraw_pending_offers",
 ]
-
-
-def _consult_payload(consult: Consult) -> dict[str, object]:
-    return {
-        "consult_id": consult.id,
-        "reference": consult.reference,
-        "specialty": consult.specialty.name,
-        "urgency": consult.urgency.value,
-        "urgency_label": urgency_label(consult.urgency),
-        "clinic": consult.clinic.name,
-        "problem": consult.presenting_problem[:160],
-        "url": consult_url(consult, external=False),
-    }
-
-
-def consult_url(consult: Consult, external: bool = True) -> str:
-    """Link to a consult's page, also from the sweeper where there is no request."""
-    if has_request_context():
-        return url_for("consults.detail", consult_id=consult.id, _external=external)
-    base = current_app.config["PUBLIC_BASE_URL"].rstrip("/") if external else ""
-    return f"{base}/consults/{consult.id}"
 
 
 def answer_by(deadline: datetime, locale: str, timezone: str) -> str:
@@ -105,15 +93,18 @@ def advance_consult(consult: Consult, reason: str = "no candidate") -> list[Offe
             continue
         locale = specialist.locale or current_app.config["BABEL_DEFAULT_LOCALE"]
         deadline = answer_by(expires_at, locale, specialist.timezone)
-        with in_language_of(specialist):
-            notify(specialist, "offer.new", _consult_payload(consult) | {"deadline": deadline},
-                   subject=_("New consult offered to you: %(ref)s", ref=consult.reference),
-                   body=_("A %(urgency)s consult in %(specialty)s from %(clinic)s is "
-                          "waiting for your answer: %(url)s",
-                          urgency=urgency_label(consult.urgency),
-                          specialty=consult.specialty.name, clinic=consult.clinic.name,
-                          url=consult_url(consult)))
+        notify(specialist, "offer.new", partial(_offer_summary, consult, deadline),
+               subject=lambda: _("New consult offered to you: %(ref)s", ref=consult.reference),
+               body=lambda: _("A %(urgency)s consult in %(specialty)s from %(clinic)s is "
+                              "waiting for your answer: %(url)s",
+                              urgency=urgency_label(consult.urgency),
+                              specialty=consult.specialty.name, clinic=consult.clinic.name,
+                              url=consult_url(consult)))
     return offers
+
+
+def _offer_summary(consult: Consult, deadline: str) -> dict[str, object]:
+    return consult_summary(consult) | {"deadline": deadline}
 
 
 def _escalate(consult: Consult, reason: str) -> None:
@@ -122,14 +113,13 @@ def _escalate(consult: Consult, reason: str) -> None:
     transition(consult, ConsultStatus.ESCALATED)
     record("consult.escalated", consult_id=consult.id, obj=consult, reason=reason)
     for person in coordinators():
-        with in_language_of(person):
-            notify(person, "consult.escalated", _consult_payload(consult),
-                   subject=_("Consult %(ref)s needs a specialist", ref=consult.reference),
-                   body=_("Nobody on the roster could take consult %(ref)s (%(specialty)s, "
-                          "%(urgency)s). Please assign it: %(url)s",
-                          ref=consult.reference, specialty=consult.specialty.name,
-                          urgency=urgency_label(consult.urgency),
-                          url=consult_url(consult)))
+        notify(person, "consult.escalated", lambda: consult_summary(consult),
+               subject=lambda: _("Consult %(ref)s needs a specialist", ref=consult.reference),
+               body=lambda: _("Nobody on the roster could take consult %(ref)s (%(specialty)s, "
+                              "%(urgency)s). Please assign it: %(url)s",
+                              ref=consult.reference, specialty=consult.specialty.name,
+                              urgency=urgency_label(consult.urgency),
+                              url=consult_url(consult)))
 
 
 def pending_offers_for(specialist: User) -> list[Offer]:
@@ -184,13 +174,13 @@ def accept_consult(consult: Consult, specialist: User) -> None:
     _set_offer_status(offer, OfferStatus.ACCEPTED)
     _record_response_time(specialist.id, offer, now)
     withdraw_pending_offers(consult)
-    with in_language_of(consult.created_by):
-        notify(consult.created_by, "consult.accepted",
-               _consult_payload(consult) | {"specialist": specialist.name},
-               subject=_("%(name)s has taken consult %(ref)s", name=specialist.name,
-                         ref=consult.reference),
-               body=_("%(name)s will answer your consult %(ref)s: %(url)s",
-                      name=specialist.name, ref=consult.reference, url=consult_url(consult)))
+    notify(consult.created_by, "consult.accepted",
+           lambda: consult_summary(consult) | {"specialist": specialist.name},
+           subject=lambda: _("%(name)s has taken consult %(ref)s", name=specialist.name,
+                             ref=consult.reference),
+           body=lambda: _("%(name)s will answer your consult %(ref)s: %(url)s",
+                          name=specialist.name, ref=consult.reference,
+                          url=consult_url(consult)))
 
 
 def decline_consult(consult: Consult, specialist: User) -> None:
@@ -208,7 +198,7 @@ def _set_offer_status(offer: Offer, status: OfferStatus) -> None:
         .values(status=status, responded_at=clock.now())
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:
+    if rows_changed(result) != 1:
         raise Conflict(_("This offer has already been answered."))
     db.session.refresh(offer)
     record(f"offer.{status.value}", consult_id=offer.consult_id, obj=offer)
@@ -331,8 +321,7 @@ def reoffer_if_candidate(consult_id: int, reason: str = "a specialist became ava
            specialist_ids=[o.specialist_id for o in offers])
     # No e-mail: the page of a coordinator who was alerted drops it from the escalated list.
     for person in coordinators():
-        with in_language_of(person):
-            notify(person, "consult.reoffered", _consult_payload(consult))
+        notify(person, "consult.reoffered", lambda: consult_summary(consult))
     return True
 
 
@@ -366,11 +355,41 @@ def assign_consult(consult: Consult, specialist: User, coordinator: User, note: 
     withdraw_pending_offers(consult)
     record("consult.assigned", consult_id=consult.id, obj=consult, actor_id=coordinator.id,
            specialist_id=specialist.id, note=note.strip()[:500])
-    with in_language_of(specialist):
-        notify(specialist, "consult.assigned", _consult_payload(consult),
-               subject=_("Consult %(ref)s has been assigned to you", ref=consult.reference),
-               body=_("A coordinator assigned consult %(ref)s to you: %(url)s",
-                      ref=consult.reference, url=consult_url(consult)))
-    with in_language_of(consult.created_by):
-        notify(consult.created_by, "consult.accepted",
-               _consult_payload(consult) | {"specialist": specialist.name})
+    notify(specialist, "consult.assigned", lambda: consult_summary(consult),
+           subject=lambda: _("Consult %(ref)s has been assigned to you", ref=consult.reference),
+           body=lambda: _("A coordinator assigned consult %(ref)s to you: %(url)s",
+                          ref=consult.reference,
+                          url=consult_url(consult)))
+    notify(consult.created_by, "consult.accepted",
+           lambda: consult_summary(consult) | {"specialist": specialist.name})
+
+
+# ---------------------------------------------------------------- reacting to other features
+
+
+def _offered_to(user: User) -> Any:
+    """A specialist also reads the consults offered to them while the offer waits."""
+    return exists().where(Offer.consult_id == Consult.id, Offer.specialist_id == user.id,
+                          Offer.status == OfferStatus.PENDING)
+
+
+def _consult_page(consult: Consult, user: User) -> dict[str, Any]:
+    return {"has_offer": user.role == Role.SPECIALIST and has_pending_offer(consult, user)}
+
+
+def _consult_actions(_sender: object) -> dict[str, Any]:
+    return {"accept": accept_consult, "decline": decline_consult}
+
+
+def _reoffer_for_specialist(user_id: int, reason: str) -> None:
+    reoffer_for_specialist(user_id, reason=reason)
+
+
+def connect_signals() -> None:
+    """Matching reacts to consults being submitted or cancelled and to roster changes."""
+    signals.consult_submitted.connect(offer_consult)
+    signals.consult_cancelled.connect(withdraw_pending_offers)
+    signals.specialist_changed.connect(_reoffer_for_specialist)
+    signals.consult_visibility.connect(_offered_to)
+    signals.consult_page.connect(_consult_page)
+    signals.consult_actions.connect(_consult_actions)

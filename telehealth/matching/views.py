@@ -48,7 +48,6 @@ def assign(consult_id: int) -> Any:
         raise InvalidInput(_("Choose a specialist."))
     specialist = get_specialist(int(form.specialist_id.data or 0))
     services.assign_consult(consult, specialist, current_user, note=form.note.data or "")
-    db.session.commit()
     flash(_("The consult is assigned to %(name)s.", name=specialist.name), "success")
     return redirect(url_for("consults.detail", consult_id=consult.id))
 

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from telehealth import clock
 from telehealth.db_types import UTCDateTime, string_enum
-from telehealth.extensions import db
+from telehealth.extensions import Model
 
 if TYPE_CHECKING:
     from telehealth.accounts.models import User
@@ -23,7 +23,7 @@ class NoteKind(enum.StrEnum):
     ANSWER = "answer"  # the specialist's written answer to the clinician's question
 
 
-class Note(db.Model):
+class Note(Model):
     __tablename__ = "notes"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -50,7 +50,7 @@ class Note(db.Model):
         return len(self.revisions) > 1
 
 
-class NoteRevision(db.Model):
+class NoteRevision(Model):
     """One version of a note's text; the newest is current, the older stay readable."""
 
     __tablename__ = "note_revisions"

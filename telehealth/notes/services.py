@@ -9,13 +9,19 @@ from telehealth import clock, uploads
 from telehealth.accounts.models import Role, User
 from telehealth.audit.services import record
 from telehealth.consults.models import Consult, ConsultStatus
-from telehealth.consults.services import Upload, add_attachment, can_write_notes, transition
+from telehealth.consults.services import (
+    Upload,
+    add_attachment,
+    can_write_notes,
+    consult_url,
+    transition,
+)
 from telehealth.errors import InvalidInput, NotFound, PermissionDenied
 from telehealth.extensions import db
-from telehealth.matching.services import consult_url
+from telehealth.i18n.detection import detect_language
+from telehealth.i18n.services import check_language
 from telehealth.notes.models import Note, NoteKind, NoteRevision
 from telehealth.notifications.services import in_language_of, notify
-from telehealth.translation.services import language_for_new_note
 
 MAX_NOTE_LENGTH = 20_000
 
@@ -51,6 +57,13 @@ def notes_for(consult: Consult) -> list[Note]:
             select(Note).where(Note.consult_id == consult.id).order_by(Note.created_at, Note.id)
         )
     )
+
+
+def language_for_new_note(body: str, chosen: str | None) -> tuple[str, bool]:
+    """The author's choice, else detected: (BCP 47 code, detected?)."""
+    if chosen:
+        return check_language(chosen), False
+    return detect_language(body), True
 
 
 def add_note(

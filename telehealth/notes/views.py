@@ -7,24 +7,31 @@ from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, url_for
 from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
-from sqlalchemy.exc import SQLAlchemyError
 
+from telehealth import signals
+from telehealth.boundary import on_refusal
 from telehealth.consults import services as consults
-from telehealth.consults.views import detail_context
-from telehealth.errors import NotFound, ServiceError
+from telehealth.consults.models import Consult
+from telehealth.consults.pages import detail_context
+from telehealth.errors import NotFound
 from telehealth.extensions import db
 from telehealth.notes import services
 from telehealth.notes.forms import AmendForm, NoteForm
 from telehealth.notes.models import Note
 
 bp = Blueprint("notes", __name__, template_folder="templates")
+
+
+def _consult_page(consult: Consult, user: Any) -> dict[str, Any]:
+    return {"notes": services.notes_for(consult), "note_form": NoteForm(),
+            "amend_form": AmendForm()}
+
+
+def connect_signals() -> None:
+    """The consult page shows the thread of notes and the forms to write one."""
+    signals.consult_page.connect(_consult_page)
 logger = logging.getLogger(__name__)
-SAVE_FAILED = _l("Your note could not be saved because of a problem on our side. Your text is "
-                "still in the form below: please try again.")
-
-
 @bp.route("/consults/<int:consult_id>/notes", methods=["POST"])
 @login_required
 def add(consult_id: int) -> Any:
@@ -33,23 +40,12 @@ def add(consult_id: int) -> Any:
     if form.validate_on_submit():
         files = [consults.Upload(f.stream, f.filename or "") for f in form.attachments.data or []
                  if f and f.filename]
-        try:
-            services.add_note(consult, current_user, form.body.data or "", files,
-                              answer=bool(form.answer.data), language=form.language.data or None)
-            db.session.commit()
-        except (ServiceError, SQLAlchemyError) as exc:
-            # The author's text comes back in the form; nothing half-saved stays behind
-            # (the rollback also deletes the files this note had stored).
-            db.session.rollback()
-            if isinstance(exc, SQLAlchemyError):
-                logger.exception("note on consult %s not saved", consult_id)
-                message, status = str(SAVE_FAILED), 503
-            else:
-                message, status = exc.message, exc.status_code
-            consult = consults.get_visible_consult(current_user, consult_id)
-            flash(message, "error")
-            return render_template("consults/detail.html",
-                                   **detail_context(consult, note_form=form)), status
+        # Refused or not saved: the author's text comes back in the form, and nothing
+        # half-saved stays behind (the rollback also deletes the files this note stored).
+        on_refusal(lambda: render_template("consults/detail.html", **detail_context(
+            consults.get_visible_consult(current_user, consult_id), note_form=form)))
+        services.add_note(consult, current_user, form.body.data or "", files,
+                          answer=bool(form.answer.data), language=form.language.data or None)
         flash(_("Your note is saved."), "success")
         return redirect(url_for("consults.detail", consult_id=consult_id, _anchor="notes"))
     flash(_("Write something before saving the note."), "error")
@@ -69,7 +65,6 @@ def amend(note_id: int) -> Any:
         flash(_("Write the amended text."), "error")
         return redirect(url_for("consults.detail", consult_id=consult.id, _anchor="notes"))
     services.amend_note(note, current_user, form.body.data or "")
-    db.session.commit()
     flash(_("The note is amended; the earlier text stays visible."), "success")
     return redirect(url_for("consults.detail", consult_id=consult.id,
                             _anchor=f"note-{note.id}"))

@@ -8,7 +8,7 @@ rendered in the recipient's language (`in_language_of(user)`) and a JSON payload
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -46,18 +46,26 @@ def mail_configured() -> bool:
     return bool(current_app.config.get("MAIL_SERVER"))
 
 
-def notify(user: User, event: str, payload: dict[str, Any], subject: str = "",
-           body: str = "") -> None:
+def notify(user: User, event: str,
+           payload: dict[str, Any] | Callable[[], dict[str, Any]],
+           subject: Any = "", body: Any = "") -> None:
     """Write a live event for one user, and an e-mail when a subject and body are given.
 
-    Both are delivered once the caller's transaction commits, and never if it rolls back.
+    Texts and a callable payload are rendered in the recipient's language here (callers
+    may pass lazy strings or callables); notifications knows nothing of consults. Both
+    are delivered once the caller's transaction commits, and never if it rolls back.
     """
+    with in_language_of(user):
+        if callable(payload):
+            payload = payload()
+        subject_text = str((subject() if callable(subject) else subject) or "")
+        body_text = str((body() if callable(body) else body) or "")
     at = now()
     rows = [OutboxMessage(kind=OutboxKind.EVENT, user_id=user.id, event=event,
                           payload=dict(payload), next_attempt_at=at, created_at=at)]
-    if subject and body and user.email and mail_configured():
+    if subject_text and body_text and user.email and mail_configured():
         rows.append(OutboxMessage(kind=OutboxKind.EMAIL, user_id=user.id, event=event,
-                                  recipient=user.email, subject=str(subject), body=str(body),
+                                  recipient=user.email, subject=subject_text, body=body_text,
                                   payload={}, next_attempt_at=at, created_at=at))
     db.session.add_all(rows)
     transaction.after_commit(_announce_commit, key="outbox")

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from telehealth import clock
 from telehealth.accounts.models import user_specialties
 from telehealth.db_types import UTCDateTime, string_enum
-from telehealth.extensions import db
+from telehealth.extensions import Model
 
 if TYPE_CHECKING:
     from telehealth.accounts.models import User
@@ -41,7 +41,7 @@ class CredentialStatus(enum.StrEnum):
     REJECTED = "rejected"
 
 
-class SpecialistProfile(db.Model):
+class SpecialistProfile(Model):
     """What the roster knows about one volunteer specialist (one row per specialist user)."""
 
     __tablename__ = "specialist_profiles"
@@ -95,7 +95,7 @@ class SpecialistProfile(db.Model):
         return (self.licence_expires_on - today).days
 
 
-class AvailabilityWindow(db.Model):
+class AvailabilityWindow(Model):
     """A weekly slot in the specialist's own local time (weekday 0 = Monday, minutes 0..1440)."""
 
     __tablename__ = "availability_windows"
@@ -112,7 +112,7 @@ class AvailabilityWindow(db.Model):
     end_minute: Mapped[int]
 
 
-class LeavePeriod(db.Model):
+class LeavePeriod(Model):
     """A stretch of time the specialist takes no new consults (UTC, end exclusive)."""
 
     __tablename__ = "leave_periods"
@@ -124,7 +124,7 @@ class LeavePeriod(db.Model):
     reason: Mapped[str] = mapped_column(String(200), default="")
 
 
-class Invite(db.Model):
+class Invite(Model):
     """A one-time, expiring sign-up link for a new specialist; only its hash is stored."""
 
     __tablename__ = "specialist_invites"

@@ -23,7 +23,8 @@ from sqlalchemy import select
 
 from telehealth import clock, uploads
 from telehealth.accounts.models import Specialty
-from telehealth.errors import InvalidInput, NotFound, PermissionDenied, ServiceError
+from telehealth.boundary import on_refusal
+from telehealth.errors import InvalidInput, NotFound, PermissionDenied
 from telehealth.extensions import db
 from telehealth.roster import csvio, services
 from telehealth.roster.forms import (
@@ -58,7 +59,6 @@ def _can_see_profile(user_id: int) -> None:
 def index() -> str:
     services.require_roster_manager(current_user)
     services.ensure_profiles()
-    db.session.commit()
     args = request.args
     try:
         specialty_id = int(args["specialty"]) if args.get("specialty") else None
@@ -106,7 +106,6 @@ def _profile_page(user_id: int, status: int = 200, **forms: Any) -> Any:
 def profile(user_id: int) -> Any:
     _can_see_profile(user_id)
     response = _profile_page(user_id)
-    db.session.commit()
     return response
 
 
@@ -120,21 +119,16 @@ def save_profile(user_id: int) -> Any:
     if not form.validate_on_submit():
         flash(_("Please correct the marked fields."), "error")
         return _profile_page(user_id, 400, profile_form=form)
-    try:
-        chosen = {int(v) for v in form.specialties.data or []}
-        data = services.ProfileInput(
-            name=form.name.data or "", timezone=form.timezone.data or "",
-            subspecialty=form.subspecialty.data or "", capacity=int(form.capacity.data or 0),
-            specialties=[s for s in _specialties() if s.id in chosen],
-            languages=services.parse_languages(form.languages.data or ""))
-        windows = services.parse_windows(form.availability.data or "")
-        services.update_profile(user, data, current_user)
-        services.set_windows(user, windows, current_user)
-    except ServiceError as exc:
-        db.session.rollback()
-        flash(exc.message, "error")
-        return _profile_page(user_id, exc.status_code, profile_form=form)
-    db.session.commit()
+    on_refusal(lambda: _profile_page(user_id, profile_form=form))
+    chosen = {int(v) for v in form.specialties.data or []}
+    data = services.ProfileInput(
+        name=form.name.data or "", timezone=form.timezone.data or "",
+        subspecialty=form.subspecialty.data or "", capacity=int(form.capacity.data or 0),
+        specialties=[s for s in _specialties() if s.id in chosen],
+        languages=services.parse_languages(form.languages.data or ""))
+    windows = services.parse_windows(form.availability.data or "")
+    services.update_profile(user, data, current_user)
+    services.set_windows(user, windows, current_user)
     flash(_("The profile is saved."), "success")
     return redirect(url_for("roster.profile", user_id=user_id))
 
@@ -149,20 +143,15 @@ def save_credential(user_id: int) -> Any:
         flash(_("Please correct the marked fields."), "error")
         return _profile_page(user_id, 400, credential_form=form)
     upload = form.document.data
-    try:
-        services.update_credential(
-            user, services.CredentialInput(
-                licence_number=form.licence_number.data or "",
-                licence_body=form.licence_body.data or "",
-                licence_country=form.licence_country.data or "",
-                expires_on=form.expires_on.data),  # type: ignore[arg-type]  # DataRequired
-            upload.stream if upload and upload.filename else None,
-            (upload.filename or "") if upload else "", current_user)
-    except ServiceError as exc:
-        db.session.rollback()
-        flash(exc.message, "error")
-        return _profile_page(user_id, exc.status_code, credential_form=form)
-    db.session.commit()
+    on_refusal(lambda: _profile_page(user_id, credential_form=form))
+    services.update_credential(
+        user, services.CredentialInput(
+            licence_number=form.licence_number.data or "",
+            licence_body=form.licence_body.data or "",
+            licence_country=form.licence_country.data or "",
+            expires_on=form.expires_on.data),
+        upload.stream if upload and upload.filename else None,
+        (upload.filename or "") if upload else "", current_user)
     flash(_("The licence is saved; a coordinator will verify it."), "success")
     return redirect(url_for("roster.profile", user_id=user_id))
 
@@ -187,7 +176,6 @@ def verify_credential(user_id: int, decision: str) -> Any:
     services.require_roster_manager(current_user)
     profile = services.get_profile(services.get_specialist(user_id))
     services.verify_credential(profile, current_user, accept=decision == "verify")
-    db.session.commit()
     flash(_("The licence is verified.") if decision == "verify" else
           _("The licence is rejected."), "success")
     return redirect(url_for("roster.profile", user_id=user_id))
@@ -199,7 +187,6 @@ def change_status(user_id: int, action: str) -> Any:
     services.require_roster_manager(current_user)
     profile = services.get_profile(services.get_specialist(user_id))
     services.apply_status_action(profile, action, current_user)
-    db.session.commit()
     flash(str(STATUS_MESSAGES[action]), "success")
     return redirect(url_for("roster.profile", user_id=user_id))
 
@@ -213,9 +200,8 @@ def add_leave(user_id: int) -> Any:
     if not form.validate_on_submit():
         flash(_("Give the first and last day of the leave."), "error")
         return _profile_page(user_id, 400, leave_form=form)
-    services.add_leave(user, form.first_day.data, form.last_day.data,  # type: ignore[arg-type]
+    services.add_leave(user, form.first_day.data, form.last_day.data,
                        form.reason.data or "", current_user)
-    db.session.commit()
     flash(_("The leave is recorded."), "success")
     return redirect(url_for("roster.profile", user_id=user_id))
 
@@ -224,7 +210,6 @@ def add_leave(user_id: int) -> Any:
 @login_required
 def remove_leave(leave_id: int) -> Any:
     user_id = services.remove_leave(leave_id, current_user)
-    db.session.commit()
     flash(_("The leave is removed."), "success")
     return redirect(url_for("roster.profile", user_id=user_id))
 
@@ -236,13 +221,8 @@ def invite() -> Any:
     form = InviteForm()
     link = None
     if form.validate_on_submit():
-        try:
-            invitation, token = services.invite_specialist(form.email.data or "", current_user)
-        except ServiceError as exc:
-            db.session.rollback()
-            flash(exc.message, "error")
-            return render_template("roster/invite.html", form=form, link=None), exc.status_code
-        db.session.commit()
+        on_refusal(lambda: render_template("roster/invite.html", form=form, link=None))
+        invitation, token = services.invite_specialist(form.email.data or "", current_user)
         link = url_for("roster.sign_up", token=token, _external=True)
         flash(_("Send this link to %(email)s; it works once, until %(when)s.",
                 email=invitation.email, when=invitation.expires_at.strftime("%Y-%m-%d %H:%M UTC")),
@@ -262,17 +242,11 @@ def sign_up(token: str) -> Any:
     form.specialties.choices = [(str(s.id), s.name) for s in _specialties()]
     if form.validate_on_submit():
         chosen = {int(v) for v in form.specialties.data or []}
-        try:
-            services.sign_up(token, form.name.data or "", form.password.data or "",
-                             form.timezone.data or "",
-                             services.parse_languages(form.languages.data or ""),
-                             [s for s in _specialties() if s.id in chosen])
-        except ServiceError as exc:
-            db.session.rollback()
-            flash(exc.message, "error")
-            return render_template("roster/signup.html", form=form,
-                                   invite=invitation), exc.status_code
-        db.session.commit()
+        on_refusal(lambda: render_template("roster/signup.html", form=form, invite=invitation))
+        services.sign_up(token, form.name.data or "", form.password.data or "",
+                         form.timezone.data or "",
+                         services.parse_languages(form.languages.data or ""),
+                         [s for s in _specialties() if s.id in chosen])
         flash(_("Your account is created. A coordinator will approve it; you can sign in now "
                 "to add your licence and availability."), "success")
         return redirect(url_for("accounts.login"))
@@ -285,15 +259,9 @@ def _set_password(token: str, invitation: Invite) -> Any:
     user = services.get_specialist(invitation.user_id or 0)
     form = SetPasswordForm(data={"name": user.name, "timezone": user.timezone})
     if form.validate_on_submit():
-        try:
-            services.set_password(token, form.name.data or "", form.password.data or "",
-                                  form.timezone.data or "")
-        except ServiceError as exc:
-            db.session.rollback()
-            flash(exc.message, "error")
-            return render_template("roster/set_password.html", form=form,
-                                   user=user), exc.status_code
-        db.session.commit()
+        on_refusal(lambda: render_template("roster/set_password.html", form=form, user=user))
+        services.set_password(token, form.name.data or "", form.password.data or "",
+                              form.timezone.data or "")
         flash(_("Your password is set; sign in with %(email)s.", email=user.email), "success")
         return redirect(url_for("accounts.login"))
     status = 400 if form.is_submitted() else 200
@@ -322,13 +290,8 @@ def password_link(user_id: int) -> Any:
     services.require_roster_manager(current_user)
     user = services.get_specialist(user_id)
     back = url_for("roster.profile", user_id=user_id)
-    try:
-        link = services.create_password_link(user, current_user, _link_for)
-    except ServiceError as exc:
-        db.session.rollback()
-        flash(exc.message, "error")
-        return redirect(back)
-    db.session.commit()
+    on_refusal(lambda: redirect(back))
+    link = services.create_password_link(user, current_user, _link_for)
     return _handed_out([link], back)
 
 
@@ -341,7 +304,6 @@ def password_links() -> Any:
         flash(_("Every specialist has a password or an unused link to set one."), "success")
         return redirect(url_for("roster.index"))
     links = [services.create_password_link(user, current_user, _link_for) for user in waiting]
-    db.session.commit()
     return _handed_out(links, url_for("roster.index"))
 
 
@@ -350,7 +312,6 @@ def password_links() -> Any:
 def export() -> Response:
     services.require_roster_manager(current_user)
     services.ensure_profiles()
-    db.session.commit()
     return Response(csvio.export_csv(), mimetype="text/csv",
                     headers={"Content-Disposition": "attachment; filename=roster.csv"})
 
@@ -374,10 +335,10 @@ def import_roster() -> Any:
     try:
         created, updated = csvio.import_csv(text, current_user)
     except csvio.ImportFailed as exc:
+        # Not on_refusal: this page lists every bad line, which only this refusal carries.
         db.session.rollback()
         flash(exc.message, "error")
         return render_template("roster/import.html", form=form, errors=exc.errors), 400
-    db.session.commit()
     flash(_("Imported: %(created)d new, %(updated)d updated.", created=created, updated=updated),
           "success")
     return redirect(url_for("roster.index"))

@@ -5,6 +5,9 @@ from __future__ import annotations
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from telehealth import crypto
+from telehealth.security import commands, headers, inputs, sessions, views
+
 
 def trust_proxies(app: Flask, hops: int) -> None:
     """Take the client address and scheme from the last `hops` reverse proxies' headers."""
@@ -14,8 +17,6 @@ def trust_proxies(app: Flask, hops: int) -> None:
 
 def init_app(app: Flask) -> None:
     """Register the security blueprint and the request hooks."""
-    from telehealth.security import commands, crypto, headers, inputs, sessions, views
-
     crypto.ring_for(app.config)  # a malformed TELEHEALTH_DATA_KEY stops the start, clearly
 
     app.request_class = inputs.CleanRequest

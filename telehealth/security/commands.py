@@ -6,8 +6,9 @@ import click
 from flask import Flask
 from flask.cli import AppGroup
 
-from telehealth.extensions import db
-from telehealth.security import crypto, services
+from telehealth import crypto
+from telehealth.boundary import unit_of_work
+from telehealth.security import services
 
 security_cli = AppGroup("security", help="Keys for the secrets kept encrypted at rest.")
 
@@ -15,8 +16,8 @@ security_cli = AppGroup("security", help="Keys for the secrets kept encrypted at
 @security_cli.command("rotate-secrets")
 def rotate_secrets_command() -> None:
     """Re-encrypt every stored secret under the current data key."""
-    result = services.rotate_secrets()
-    db.session.commit()
+    with unit_of_work():  # what could be re-encrypted is kept even if some could not
+        result = services.rotate_secrets()
     click.echo(f"Re-encrypted {result.resealed} secrets under the current data key.")
     if result.unreadable:
         raise click.ClickException(

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
-from flask import Request, json
+from flask import Request, json, url_for
 from werkzeug.datastructures import ImmutableMultiDict
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -51,3 +52,14 @@ class CleanRequest(Request):
             self.__dict__["form"] = ImmutableMultiDict(
                 [(strip_controls(k), strip_controls(v)) for k, v in form.items(multi=True)]
             )
+
+
+def safe_next(target: str | None) -> str:
+    """Follow next= only to a path on this site, never to another host."""
+    if not target:
+        return url_for("main.dashboard")
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") \
+            or "\\" in target:
+        return url_for("main.dashboard")
+    return target

@@ -9,10 +9,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from telehealth import clock
 from telehealth.db_types import UTCDateTime
-from telehealth.extensions import db
+from telehealth.extensions import Model
 
 
-class SignInAttempt(db.Model):
+class SignInAttempt(Model):
     __tablename__ = "sign_in_attempts"
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -13,13 +13,12 @@ from flask_babel import gettext as _
 from flask_login import login_user
 from sqlalchemy import and_, delete, func, select, update
 
-from telehealth import clock
+from telehealth import clock, crypto
 from telehealth.accounts.models import User
 from telehealth.audit.services import record
 from telehealth.db_types import EncryptedString
 from telehealth.errors import Unavailable
 from telehealth.extensions import db
-from telehealth.security import crypto
 from telehealth.security.models import SignInAttempt
 from telehealth.security.sessions import mark_active
 
@@ -85,11 +84,6 @@ def complete_sign_in(user: User, ip: str, remember: bool = False) -> None:
 
 
 # ---------------------------------------------------------------- second factor
-
-
-def second_factor_required(user: User) -> bool:
-    """Whether this user's role must use a second factor in this deployment."""
-    return user.role.value in current_app.config["TOTP_REQUIRED_ROLES"]
 
 
 def start_second_factor(user: User, next_url: str, remember: bool) -> None:

@@ -27,9 +27,12 @@ from flask import current_app, flash, g, jsonify, redirect, request, session, ur
 from flask_babel import gettext as _
 from flask_login import current_user, logout_user
 from sqlalchemy import event
+from sqlalchemy.orm import object_session
 
 from telehealth import clock, transaction
 from telehealth.accounts.models import User
+from telehealth.audit.services import record
+from telehealth.extensions import socketio
 
 SEEN_KEY = "_seen"
 _ENDED = "sessions_ended"
@@ -54,11 +57,7 @@ def is_idle() -> bool:
 
 
 def _end_idle_session() -> None:
-    from telehealth.audit.services import record
-    from telehealth.extensions import db
-
-    record("session.timed_out", actor_id=current_user.id)
-    db.session.commit()
+    record("session.timed_out", actor_id=current_user.id)  # the request's boundary commits
     logout_user()
     session.clear()
 
@@ -88,8 +87,6 @@ def socket_session_alive() -> bool:
 
     The user is loaded afresh, so a session token rotated since the last event counts.
     """
-    from telehealth.security.services import second_factor_required
-
     g.pop("_login_user", None)
     if not current_user.is_authenticated or is_idle():
         return False
@@ -99,6 +96,11 @@ def socket_session_alive() -> bool:
     return True
 
 
+def second_factor_required(user: User) -> bool:
+    """Whether this user's role must use a second factor in this deployment."""
+    return user.role.value in current_app.config["TOTP_REQUIRED_ROLES"]
+
+
 def user_room(user_id: int) -> str:
     """The Socket.IO room every connection of one user joins."""
     return f"user:{user_id}"
@@ -106,8 +108,6 @@ def user_room(user_id: int) -> str:
 
 def disconnect_user_sockets(user_ids: Iterable[int]) -> int:
     """Disconnect this process's sockets of these users, in every namespace."""
-    from telehealth.extensions import socketio
-
     server = getattr(socketio, "server", None)
     if server is None:
         return 0
@@ -125,8 +125,6 @@ def disconnect_user_sockets(user_ids: Iterable[int]) -> int:
 def _note_rotation(target: User, value: str, old: Any, initiator: Any) -> None:
     if target.id is None or old is value:
         return
-    from sqlalchemy.orm import object_session
-
     owner = object_session(target)
     if owner is not None:
         ended = transaction.collected(_ENDED, owner)

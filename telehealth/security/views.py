@@ -11,8 +11,9 @@ from flask_login import current_user, login_required
 from telehealth.accounts.models import Role, User
 from telehealth.errors import NotFound, PermissionDenied
 from telehealth.extensions import db
-from telehealth.security import services
+from telehealth.security import services, sessions
 from telehealth.security.forms import CodeForm
+from telehealth.security.pages import too_many_attempts
 
 bp = Blueprint("security", __name__, template_folder="templates")
 
@@ -29,14 +30,6 @@ def session_alive() -> Any:
     return "", 204, {"Cache-Control": "no-store"}
 
 
-def too_many_attempts() -> tuple[str, int, dict[str, str]]:
-    """The 429 page for sign-in attempts, the same whoever the account is."""
-    message = _("Too many sign-in attempts. Please wait %(n)d minutes and try again.",
-                n=services.retry_after_seconds() // 60)
-    return render_template("security/blocked.html", message=message), 429, {
-        "Retry-After": str(services.retry_after_seconds())}
-
-
 @bp.route("/login/code", methods=["GET", "POST"])
 def sign_in_code() -> Any:
     pending = services.pending_second_factor_user()
@@ -51,14 +44,11 @@ def sign_in_code() -> Any:
     if form.validate_on_submit():
         if services.sign_in_blocked(user.email, ip):
             services.note_blocked(user.email)
-            db.session.commit()
             return too_many_attempts()
         if services.check_code(user, form.code.data or ""):
             services.complete_sign_in(user, ip, remember=bool(state.get("remember")))
-            db.session.commit()
             return redirect(state.get("next") or url_for("main.dashboard"))
         services.note_attempt(user.email, ip, succeeded=False)
-        db.session.commit()
         flash(_("This code is not right. Use the newest code of your app."), "error")
         return render_template("security/code.html", form=form), 401
     return render_template("security/code.html", form=form)
@@ -74,7 +64,6 @@ def two_factor() -> Any:
     form = CodeForm()
     if form.validate_on_submit():
         if services.enable_totp(current_user, secret, form.code.data or ""):
-            db.session.commit()
             session.pop(ENROLMENT_FIELD, None)
             flash(_("Two-step sign-in is on."), "success")
             return redirect(url_for("main.dashboard"))
@@ -95,7 +84,6 @@ def reset_two_factor(user_id: int) -> Any:
     if user is None:
         raise NotFound(_("No such user."))
     services.reset_totp(user)
-    db.session.commit()
     if user.id == current_user.id:
         return redirect(url_for("accounts.login"))
     flash(_("Two-step sign-in is off for %(name)s; they can turn it on again.", name=user.name),
@@ -107,7 +95,7 @@ def require_second_factor() -> Any:
     """before_request: roles that must use a second factor turn it on before anything else."""
     if not current_user.is_authenticated or request.endpoint in OPEN_WITHOUT_SECOND_FACTOR:
         return None
-    if current_user.totp_secret or not services.second_factor_required(current_user):
+    if current_user.totp_secret or not sessions.second_factor_required(current_user):
         return None
     message = _("Your role needs two-step sign-in. Please turn it on to continue.")
     if request.path.startswith("/api/"):

@@ -56,7 +56,7 @@ def get_provider() -> MachineTranslator | None:
     """The configured provider, or None: then machine translation is absent from the pages."""
     provider = current_app.extensions.get("machine_translator")
     if provider is not None:
-        return provider  # type: ignore[no-any-return]
+        return provider
     url = current_app.config.get("MACHINE_TRANSLATION_URL")
     if not url:
         return None

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from telehealth import clock
 from telehealth.db_types import UTCDateTime, string_enum
-from telehealth.extensions import db
+from telehealth.extensions import Model
 
 if TYPE_CHECKING:
     from telehealth.accounts.models import User
@@ -35,7 +35,7 @@ ALLOWED_TRANSITIONS: dict[TranslationState, frozenset[TranslationState]] = {
 }
 
 
-class NoteTranslation(db.Model):
+class NoteTranslation(Model):
     """One note revision's text in another language, by a person or a machine."""
 
     __tablename__ = "note_translations"
@@ -59,7 +59,7 @@ class NoteTranslation(db.Model):
     verified_by: Mapped[User | None] = relationship(foreign_keys=[verified_by_id])
 
 
-class TranslationRequest(db.Model):
+class TranslationRequest(Model):
     """'This note needs translating into X': shown in the queue of volunteers who read X."""
 
     __tablename__ = "translation_requests"

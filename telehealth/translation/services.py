@@ -15,9 +15,9 @@ from telehealth.consults.models import Consult
 from telehealth.consults.services import visible_consults_clause
 from telehealth.errors import Conflict, InvalidInput, PermissionDenied, ServiceError
 from telehealth.extensions import db
+from telehealth.i18n.services import check_language
 from telehealth.notes.models import Note
 from telehealth.translation import machine
-from telehealth.translation.detection import detect_language
 from telehealth.translation.models import (
     ALLOWED_TRANSITIONS,
     NoteTranslation,
@@ -42,25 +42,12 @@ def note_languages() -> list[str]:
     return list(current_app.config["LANGUAGES"])
 
 
-def check_language(code: str) -> str:
-    if code not in note_languages():
-        raise InvalidInput(_("Choose one of the listed languages."))
-    return code
-
-
 def knows(user: User, language: str | None) -> bool:
     """The user reads and writes the language (from their profile's languages)."""
     return bool(language) and primary(language) in {primary(c) for c in user.language_codes}
 
 
 # ---------------------------------------------------------------- the note's own language
-
-
-def language_for_new_note(body: str, chosen: str | None) -> tuple[str, bool]:
-    """The author's choice, else detected: (BCP 47 code, detected?)."""
-    if chosen:
-        return check_language(chosen), False
-    return detect_language(body), True
 
 
 def set_note_language(note: Note, user: User, language: str) -> None:

@@ -50,7 +50,6 @@ def correct_language(note_id: int) -> Response:
     if not form.validate_on_submit():
         raise InvalidInput(_("Choose one of the listed languages."))
     services.set_note_language(note, current_user, form.language.data or "")
-    db.session.commit()
     flash(_("The language of the note is corrected."), "success")
     return _back_to(note)
 
@@ -64,7 +63,6 @@ def add(note_id: int) -> Any:
         raise InvalidInput(_("Write the translation and choose its language.") + " "
                            + _form_errors(form))
     services.add_translation(note, current_user, form.language.data or "", form.text.data or "")
-    db.session.commit()
     flash(_("Your translation is saved. Someone else who knows both languages can verify it."),
           "success")
     return _back_to(note)
@@ -77,7 +75,6 @@ def verify(translation_id: int) -> Response:
     if translation is None or not services.can_read_note(current_user, translation.note):
         raise NotFound(_("No such translation."))
     services.verify_translation(translation, current_user)
-    db.session.commit()
     flash(_("The translation is marked as verified."), "success")
     return _back_to(translation.note)
 
@@ -94,7 +91,6 @@ def _chosen_language() -> str:
 def ask(note_id: int) -> Response:
     note = _readable_note(note_id)
     services.request_translation(note, current_user, _chosen_language())
-    db.session.commit()
     flash(_("Asked for a translation. Volunteers who read both languages will see it."),
           "success")
     return _back_to(note)
@@ -132,7 +128,6 @@ def translators() -> Any:
             raise NotFound(_("No such user."))
         granted = request.form.get("granted") == "1"
         services.set_translator(target, current_user, granted)
-        db.session.commit()
         flash(_("%(name)s is now a translator.", name=target.name) if granted
               else _("%(name)s is no longer a translator.", name=target.name), "success")
         return redirect(url_for("translation.translators"))

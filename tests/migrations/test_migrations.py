@@ -13,8 +13,8 @@ from flask_migrate import downgrade, upgrade
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
+from telehealth.crypto import Sealed, open_secret
 from telehealth.extensions import db
-from telehealth.security.crypto import Sealed, open_secret
 from tests.conftest import TEST_DATABASE_URL, another_app, need_service
 
 

@@ -9,9 +9,8 @@ import pyotp
 import pytest
 from sqlalchemy import text
 
-from telehealth import clock
+from telehealth import clock, crypto
 from telehealth.extensions import db
-from telehealth.security import crypto
 from tests.conftest import PASSWORD, another_app
 
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)

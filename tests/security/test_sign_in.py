@@ -11,8 +11,8 @@ from telehealth import clock
 from telehealth.accounts import services as accounts
 from telehealth.accounts.models import Role
 from telehealth.audit.models import AuditEvent
+from telehealth.crypto import open_secret
 from telehealth.extensions import db
-from telehealth.security.crypto import open_secret
 from tests.conftest import PASSWORD
 
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from telehealth.translation.detection import detect_language
+from telehealth.i18n.detection import detect_language
 
 SENTENCES = {
     "fr": [

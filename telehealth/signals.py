@@ -1,0 +1,48 @@
+"""Named signals: how one feature reacts to another's change without importing it.
+
+The feature that changes something sends; features above it in the layers (see
+`.importlinter`) connect in their `connect_signals()`, called once from `create_app`.
+Senders never know who listens, so a lower feature never imports a higher one. Signals
+whose docstring says "return" are asked for values (`values_from()`), like Indico's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from blinker import Namespace
+
+_signals = Namespace()
+
+consult_submitted = _signals.signal("consult-submitted", doc="""
+A clinic sent a consult to the specialists; sender: the consult. Matching offers it.
+""")
+
+consult_cancelled = _signals.signal("consult-cancelled", doc="""
+A consult was cancelled; sender: the consult. Matching withdraws its pending offers.
+""")
+
+specialist_changed = _signals.signal("specialist-changed", doc="""
+A roster change may make a specialist eligible for consults (approved, profile, hours,
+leave, credential); sender: the user id, `reason`: why. Matching re-offers what waits.
+""")
+
+consult_visibility = _signals.signal("consult-visibility", doc="""
+Return an SQL condition on Consult under which `user` may also read a consult (besides
+what consults itself grants); sender: the user. Matching adds "offered to you".
+""")
+
+consult_page = _signals.signal("consult-page", doc="""
+Return a dict of template values the consult page needs from another feature; sender:
+the consult, `user`: the reader. Notes adds the thread, matching whether an offer waits.
+""")
+
+consult_actions = _signals.signal("consult-actions", doc="""
+Return {action name: callable(consult, user)} for the actions another feature adds to a
+consult's page and API; sender: None. Matching adds accept and decline.
+""")
+
+
+def values_from(signal: Any, sender: Any = None, **kwargs: Any) -> list[Any]:
+    """The non-None values every receiver of `signal` returned, in connection order."""
+    return [value for _receiver, value in signal.send(sender, **kwargs) if value is not None]
