@@ -43,6 +43,12 @@ consult's page and API; sender: None. Matching adds accept and decline.
 """)
 
 
+machine_translation_requested = _signals.signal("machine-translation-requested", doc="""
+Someone asked for a machine translation of a note; sender: the note id, `user_id`,
+`language`. The job engine runs it off the request.
+""")
+
+
 def values_from(signal: Any, sender: Any = None, **kwargs: Any) -> list[Any]:
     """The non-None values every receiver of `signal` returned, in connection order."""
     return [value for _receiver, value in signal.send(sender, **kwargs) if value is not None]

@@ -15,6 +15,7 @@ from celery import Celery
 from celery.signals import worker_process_init
 from flask import Flask, current_app
 
+from telehealth import signals
 from telehealth.extensions import db
 from telehealth.jobs import tasks
 from telehealth.jobs.runner import InProcessRunner, periodic_jobs, run_logged
@@ -97,6 +98,10 @@ def _deliver_soon(app: Flask, **_: Any) -> None:
     enqueue("deliver_outbox", app=app)
 
 
+def _translate_soon(note_id: int, user_id: int, language: str, **_: Any) -> None:
+    enqueue("machine_translate", note_id, user_id, language)
+
+
 def init_app(app: Flask) -> None:
     """Bind the job engine; start the in-process runner when this app runs its own jobs."""
     if app.config.get("JOBS_BROKER_URL"):
@@ -104,6 +109,7 @@ def init_app(app: Flask) -> None:
     elif not eager(app) and app.config.get("JOBS_IN_PROCESS", True):
         runner(app).start()
     outbox_committed.connect(_deliver_soon)
+    signals.machine_translation_requested.connect(_translate_soon)
 
     @app.cli.group("jobs")
     def jobs_group() -> None:

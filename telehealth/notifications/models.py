@@ -10,7 +10,7 @@ from sqlalchemy import JSON, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from telehealth.db_types import UTCDateTime, string_enum
-from telehealth.extensions import db
+from telehealth.extensions import Model
 
 
 class OutboxKind(enum.StrEnum):
@@ -24,7 +24,7 @@ class OutboxStatus(enum.StrEnum):
     FAILED = "failed"  # gave up after the last attempt; an admin may retry it
 
 
-class OutboxMessage(db.Model):
+class OutboxMessage(Model):
     """One message to one person, delivered by a worker after the transaction commits."""
 
     __tablename__ = "outbox_messages"

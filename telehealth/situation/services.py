@@ -847,4 +847,4 @@ def one_table(key: str, filters: Filters) -> Table:
         raise InvalidInput(_("Unknown figure."))
     if cache_seconds() > 0:
         return room(filters).tables[key]
-    return builders[key](filters)  # type: ignore[no-any-return]
+    return builders[key](filters)

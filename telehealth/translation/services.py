@@ -152,7 +152,8 @@ def machine_translate(note: Note, user: User, language: str) -> NoteTranslation:
     """Ask the configured machine for a translation; it stays marked unverified."""
     provider = check_machine_translation(note, user, language)
     try:
-        text = provider.translate(note.current.body, note.language, language)
+        # check_machine_translation refused a note without a language.
+        text = provider.translate(note.current.body, note.language or "", language)
     except machine.MachineTranslationError as exc:
         raise TranslationUnavailable(
             _("The machine translation service did not answer. Try again later.")) from exc

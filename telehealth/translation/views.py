@@ -11,7 +11,7 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from telehealth import jobs
+from telehealth import signals
 from telehealth.accounts.models import Role, User
 from telehealth.errors import InvalidInput, NotFound, PermissionDenied
 from telehealth.extensions import db
@@ -103,7 +103,8 @@ def machine(note_id: int) -> Response:
     language = _chosen_language()
     services.check_machine_translation(note, current_user, language)
     # The service may take its time: a job asks it, the page does not wait.
-    jobs.enqueue("machine_translate", note.id, current_user.id, language)
+    signals.machine_translation_requested.send(note.id, user_id=current_user.id,
+                                               language=language)
     flash(_("Machine translation requested: it appears on the note in a moment. It is "
             "unverified: check anything that matters."), "success")
     return _back_to(note)
