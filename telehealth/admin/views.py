@@ -13,11 +13,13 @@ from sqlalchemy import select
 
 from telehealth.accounts import services as accounts
 from telehealth.accounts.models import Role, Specialty, User
+from telehealth.admin import services
 from telehealth.admin.forms import ClinicForm, UserEditForm, UserForm
 from telehealth.clinics import services as clinics
 from telehealth.clinics.models import Clinic
-from telehealth.errors import NotFound, PermissionDenied, ServiceError
+from telehealth.errors import InvalidInput, NotFound, PermissionDenied, ServiceError
 from telehealth.extensions import db
+from telehealth.pagination import page_size_from_request
 
 bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates")
 
@@ -46,8 +48,15 @@ def _clinic_from(value: str | None) -> Clinic | None:
 @bp.route("/users")
 @admin_required
 def users() -> str:
-    people = db.session.scalars(select(User).order_by(User.role, User.name)).all()
-    return render_template("admin/users.html", users=people)
+    raw_role = request.args.get("role", "")
+    try:
+        role = Role(raw_role) if raw_role else None
+    except ValueError as exc:
+        raise InvalidInput(_("Unknown role.")) from exc
+    text = request.args.get("q", "")[:100]
+    page = services.users_page(role, text, request.args.get("cursor"), page_size_from_request())
+    return render_template("admin/users.html", users=page.items, page=page, role=role,
+                           text=text, roles=list(Role))
 
 
 @bp.route("/users/new", methods=["GET", "POST"])
@@ -118,7 +127,8 @@ def _is_post() -> bool:
 @bp.route("/clinics")
 @admin_required
 def clinic_list() -> str:
-    return render_template("admin/clinics.html", clinics=clinics.all_clinics())
+    page = services.clinics_page(request.args.get("cursor"), page_size_from_request())
+    return render_template("admin/clinics.html", clinics=page.items, page=page)
 
 
 @bp.route("/clinics/new", methods=["GET", "POST"])

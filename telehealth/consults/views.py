@@ -17,11 +17,12 @@ from telehealth.audit.services import record
 from telehealth.consults import services
 from telehealth.consults.forms import ActionForm, CloseForm, ConsultForm
 from telehealth.consults.models import Consult, ConsultMode, ConsultStatus, Outcome, Sex, Urgency
-from telehealth.errors import InvalidInput, PermissionDenied, ServiceError
+from telehealth.errors import InvalidInput, NotFound, PermissionDenied, ServiceError
 from telehealth.extensions import db
 from telehealth.matching import services as matching
 from telehealth.notes.forms import AmendForm, NoteForm
 from telehealth.notes.services import notes_for
+from telehealth.pagination import page_size_from_request
 
 bp = Blueprint("consults", __name__, template_folder="templates")
 
@@ -107,7 +108,13 @@ def detail(consult_id: int) -> Any:
 
 def _act(consult_id: int, action: str, payload: dict[str, Any]) -> Consult:
     """Run one consult action for the current user; raises ServiceError when refused."""
-    consult = services.get_visible_consult(current_user, consult_id)
+    try:
+        consult = services.get_visible_consult(current_user, consult_id)
+    except NotFound:
+        # The winner's accept withdrew this specialist's offer, which hid the consult.
+        if action == "accept" and matching.lost_race(consult_id, current_user):
+            raise matching.taken_error() from None
+        raise
     if action == "submit":
         services.submit_consult(consult, current_user)
     elif action == "accept":
@@ -142,7 +149,13 @@ ACTION_MESSAGES = {
           methods=["POST"])
 @login_required
 def act(consult_id: int, action: str) -> Response:
-    _act(consult_id, action, request.form.to_dict())
+    try:
+        _act(consult_id, action, request.form.to_dict())
+    except matching.ConsultTaken as exc:
+        # Lost the race: nothing to do on that consult any more, back to what is left.
+        db.session.rollback()
+        flash(exc.message, "error")
+        return redirect(url_for("main.dashboard"))
     db.session.commit()
     flash(str(ACTION_MESSAGES[action]), "success")
     if action == "decline":
@@ -205,7 +218,11 @@ def consult_json(consult: Consult) -> dict[str, Any]:
 @bp.route("/api/consults")
 @login_required
 def api_list() -> Response:
-    return jsonify([consult_json(c) for c in services.list_for_dashboard(current_user)])
+    """One page of the consults the user's dashboard lists; `next_cursor` asks for the next."""
+    page = services.list_consults(current_user, services.parse_consult_filters(request.args),
+                                  request.args.get("cursor"), page_size_from_request())
+    return jsonify({"items": [consult_json(c) for c in page.items],
+                    "next_cursor": page.next_cursor, "size": page.size})
 
 
 @bp.route("/api/consults/<int:consult_id>")

@@ -13,7 +13,8 @@ from datetime import datetime
 from flask import current_app, has_request_context, url_for
 from flask_babel import force_locale
 from flask_babel import gettext as _
-from sqlalchemy import case, func, select, update
+from sqlalchemy import Select, case, func, select, update
+from sqlalchemy.orm import joinedload
 
 from telehealth import clock
 from telehealth.accounts.models import Role, User
@@ -26,11 +27,13 @@ from telehealth.i18n.formatting import local_deadline
 from telehealth.matching.models import Offer, OfferStatus
 from telehealth.matching.ranking import Candidate, offer_expiry, offer_fanout, rank_specialists
 from telehealth.notifications.services import coordinators, notify
+from telehealth.pagination import DEFAULT_PAGE_SIZE, Page, keyset_page
 from telehealth.roster.models import SpecialistProfile
 
 __all__ = [
-    "Candidate", "accept_consult", "advance_consult", "answer_by", "assign_consult",
-    "decline_consult", "escalated_consult_ids", "expire_due_offers", "has_pending_offer",
+    "Candidate", "ConsultTaken", "accept_consult", "advance_consult", "answer_by", "assign_consult",
+    "decline_consult", "escalated_consult_ids", "escalated_count", "escalation_queue",
+    "lost_race", "pending_offers_page", "expire_due_offers", "has_pending_offer",
     "offer_consult", "pending_offers_for", "rank_specialists", "reoffer_for_specialist",
     "reoffer_if_candidate", "stalled_consult_ids", "withdraw_pending_offers",
 ]
@@ -132,14 +135,42 @@ def _escalate(consult: Consult, reason: str) -> None:
                               url=consult_url(consult)))
 
 
+def _pending_offers_query(specialist: User) -> Select[tuple[Offer]]:
+    return select(Offer).where(Offer.specialist_id == specialist.id,
+                               Offer.status == OfferStatus.PENDING)
+
+
 def pending_offers_for(specialist: User) -> list[Offer]:
     """The offers waiting for this specialist's answer, oldest first."""
-    query = (
-        select(Offer)
-        .where(Offer.specialist_id == specialist.id, Offer.status == OfferStatus.PENDING)
-        .order_by(Offer.created_at)
-    )
-    return list(db.session.scalars(query))
+    return list(db.session.scalars(
+        _pending_offers_query(specialist).order_by(Offer.created_at, Offer.id)))
+
+
+def pending_offers_page(specialist: User, cursor: str | None = None,
+                        size: int = DEFAULT_PAGE_SIZE) -> Page[Offer]:
+    """One page of the offers waiting for this specialist, oldest first, with their consults."""
+    query = _pending_offers_query(specialist).options(
+        joinedload(Offer.consult).joinedload(Consult.specialty),
+        joinedload(Offer.consult).joinedload(Consult.clinic))
+    return keyset_page(query, (Offer.created_at, Offer.id), cursor, size)
+
+
+class ConsultTaken(Conflict):
+    """A specialist tried to take a consult somebody else took first."""
+
+
+def lost_race(consult_id: int, specialist: User) -> bool:
+    """True when this specialist's offer was withdrawn because someone else took the consult."""
+    return db.session.scalar(
+        select(Offer.id).join(Consult, Consult.id == Offer.consult_id)
+        .where(Offer.consult_id == consult_id, Offer.specialist_id == specialist.id,
+               Offer.status == OfferStatus.WITHDRAWN, Consult.specialist_id.is_not(None),
+               Consult.specialist_id != specialist.id)
+    ) is not None
+
+
+def taken_error() -> ConsultTaken:
+    return ConsultTaken(_("This consult has already been taken."))
 
 
 def _pending_offer(consult: Consult, specialist: User) -> Offer:
@@ -171,8 +202,10 @@ def accept_consult(consult: Consult, specialist: User) -> None:
     """Take an offered consult; when several accept at once exactly one gets it."""
     if specialist.role != Role.SPECIALIST:
         raise PermissionDenied(_("Only specialists take consults."))
+    if lost_race(consult.id, specialist):
+        raise taken_error()
     offer = _pending_offer(consult, specialist)
-    taken = Conflict(_("This consult has already been taken."))
+    taken = taken_error()
     if consult.status not in TAKEABLE_STATUSES:
         raise taken
     now = clock.now()
@@ -303,6 +336,29 @@ def escalated_consult_ids(limit: int = 500, specialty_ids: list[int] | None = No
         query = query.where(Consult.specialty_id.in_(specialty_ids))
     return list(db.session.scalars(
         query.order_by(_URGENCY_ORDER, Consult.submitted_at, Consult.id).limit(limit)))
+
+
+def urgency_rank(urgency: Urgency) -> int:
+    """The position _URGENCY_ORDER gives an urgency in SQL, computed in Python (cursors)."""
+    return {Urgency.EMERGENCY: 0, Urgency.URGENT: 1}.get(urgency, 2)
+
+
+def escalation_queue(specialty_id: int | None = None, cursor: str | None = None,
+                     size: int = DEFAULT_PAGE_SIZE) -> Page[Consult]:
+    """One page of the escalated consults nobody has taken, most pressing first."""
+    query = (select(Consult).where(Consult.status == ConsultStatus.ESCALATED,
+                                   Consult.specialist_id.is_(None))
+             .options(joinedload(Consult.specialty), joinedload(Consult.clinic)))
+    if specialty_id is not None:
+        query = query.where(Consult.specialty_id == specialty_id)
+    return keyset_page(query, (_URGENCY_ORDER, Consult.submitted_at, Consult.id), cursor, size,
+                       key_of=lambda c: (urgency_rank(c.urgency), c.submitted_at, c.id))
+
+
+def escalated_count() -> int:
+    """How many escalated consults wait for a coordinator (one aggregate)."""
+    return db.session.scalar(select(func.count(Consult.id)).where(
+        Consult.status == ConsultStatus.ESCALATED, Consult.specialist_id.is_(None))) or 0
 
 
 def reoffer_if_candidate(consult_id: int, reason: str = "a specialist became available",

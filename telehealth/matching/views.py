@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from flask import Blueprint, flash, redirect, render_template, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import get_locale, get_timezone
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
@@ -13,15 +13,32 @@ from sqlalchemy import select
 
 from telehealth import clock
 from telehealth.accounts.models import User
-from telehealth.consults.services import get_visible_consult
+from telehealth.consults.services import filter_choices, get_visible_consult
 from telehealth.errors import InvalidInput
 from telehealth.extensions import db
 from telehealth.matching import services
 from telehealth.matching.models import Offer
+from telehealth.pagination import page_size_from_request
 from telehealth.roster.forms import AssignForm
 from telehealth.roster.services import get_specialist, require_roster_manager
 
 bp = Blueprint("matching", __name__, template_folder="templates")
+
+
+@bp.route("/escalations")
+@login_required
+def escalations() -> Any:
+    """The escalation queue: every escalated consult, most pressing first, by specialty."""
+    require_roster_manager(current_user)
+    try:
+        specialty_id = int(request.args["specialty"]) if request.args.get("specialty") else None
+    except ValueError as exc:
+        raise InvalidInput(_("Choose a specialty from the list.")) from exc
+    page = services.escalation_queue(specialty_id, request.args.get("cursor"),
+                                     page_size_from_request())
+    return render_template("matching/escalations.html", page=page, specialty_id=specialty_id,
+                           total=services.escalated_count(),
+                           **filter_choices(current_user))
 
 
 @bp.route("/consults/<int:consult_id>/matching")

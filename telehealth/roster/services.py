@@ -15,6 +15,7 @@ from flask import current_app
 from flask_babel import force_locale
 from flask_babel import gettext as _
 from sqlalchemy import Select, delete, func, or_, select, update
+from sqlalchemy.orm import selectinload
 
 from telehealth import clock, uploads
 from telehealth.accounts.models import Role, Specialty, User, UserLanguage, user_specialties
@@ -31,6 +32,7 @@ from telehealth.extensions import db
 from telehealth.i18n.formatting import local_datetime
 from telehealth.matching.ranking import zone_or_none
 from telehealth.matching.services import reoffer_for_specialist
+from telehealth.pagination import DEFAULT_PAGE_SIZE, Page, keyset_page
 from telehealth.roster.models import (
     EXPIRY_WARNING_DAYS,
     PROFILE_TRANSITIONS,
@@ -414,6 +416,14 @@ def specialists_waiting_for_a_link() -> list[User]:
         .order_by(User.name, User.id)))
 
 
+def count_waiting_for_a_link() -> int:
+    """How many specialists_waiting_for_a_link() would return, as one aggregate."""
+    return db.session.scalar(
+        select(func.count(User.id)).where(
+            User.role == Role.SPECIALIST, User.active.is_(True),
+            User.password_hash.not_like(f"{_PASSWORD_PREFIX}%"), ~_live_link_exists())) or 0
+
+
 def live_password_link(user: User) -> Invite | None:
     """The newest unused, unexpired set-password link of this specialist, if any."""
     return db.session.scalar(
@@ -608,7 +618,17 @@ def roster_query(filters: RosterFilters) -> Select[Any]:
         query = query.where(raw_load > 0, raw_load < SpecialistProfile.capacity)
     elif filters.load == "full":
         query = query.where(raw_load >= SpecialistProfile.capacity)
-    return query.order_by(User.name, User.id)
+    return query
+
+
+def roster_page(filters: RosterFilters, cursor: str | None = None,
+                size: int = DEFAULT_PAGE_SIZE) -> Page[Any]:
+    """One page of the roster by name: (user, profile, open consults) rows, with each user's
+    specialties and languages loaded in one statement each."""
+    query = roster_query(filters).options(selectinload(User.specialties),
+                                          selectinload(User.languages))
+    return keyset_page(query, (User.name, User.id), cursor, size, scalars=False,
+                       key_of=lambda row: (row[0].name, row[0].id))
 
 
 def ensure_profiles() -> None:
@@ -637,13 +657,14 @@ class LoadReport:
     total_90: int
     busiest_count: int
     busiest_share: float  # 0..1 of the last 90 days' consults done by the busiest 10%
+    next_cursor: str | None = None
 
 
-def load_report() -> LoadReport:
-    """Each specialist's consults in the last 30 and 90 days, and the busiest 10%'s share."""
+def _load_counts() -> Any:
+    """Consults accepted per specialist in the last 30 and 90 days (only those with some)."""
     now = clock.now()
     since_30, since_90 = now - timedelta(days=30), now - timedelta(days=90)
-    counts = (
+    return (
         select(Consult.specialist_id.label("user_id"),
                func.count(Consult.id).filter(Consult.accepted_at >= since_30).label("last_30"),
                func.count(Consult.id).label("last_90"))
@@ -651,17 +672,30 @@ def load_report() -> LoadReport:
         .group_by(Consult.specialist_id)
         .subquery()
     )
-    rows = [
-        LoadRow(user_id=r.id, name=r.name, last_30=int(r.last_30 or 0),
-                last_90=int(r.last_90 or 0))
-        for r in db.session.execute(
-            select(User.id, User.name, counts.c.last_30, counts.c.last_90)
-            .outerjoin(counts, counts.c.user_id == User.id)
-            .where(User.role == Role.SPECIALIST)
-            .order_by(func.coalesce(counts.c.last_90, 0).desc(), User.name)
-        )
-    ]
-    total = sum(r.last_90 for r in rows)
-    busiest = max(1, -(-len(rows) // 10)) if rows else 0  # ceil(10%)
-    share = (sum(r.last_90 for r in rows[:busiest]) / total) if total else 0.0
-    return LoadReport(rows=rows, total_90=total, busiest_count=busiest, busiest_share=share)
+
+
+def load_report(cursor: str | None = None, size: int = DEFAULT_PAGE_SIZE) -> LoadReport:
+    """Each specialist's consults in the last 30 and 90 days, busiest first, one page at a
+    time, and the busiest 10%'s share of the 90 days computed in SQL.
+
+    Specialists without a consult in 90 days are counted (for the 10%) but not listed.
+    """
+    counts = _load_counts()
+    specialists = db.session.scalar(select(func.count(User.id)).where(
+        User.role == Role.SPECIALIST)) or 0
+    busiest = max(1, -(-specialists // 10)) if specialists else 0  # ceil(10%)
+    ranked = select(counts.c.last_90).order_by(counts.c.last_90.desc()).limit(busiest)
+    total, top = db.session.execute(select(
+        select(func.coalesce(func.sum(counts.c.last_90), 0)).scalar_subquery(),
+        select(func.coalesce(func.sum(ranked.subquery().c.last_90), 0)).scalar_subquery(),
+    )).one()
+    page = keyset_page(
+        select(User.id, User.name, counts.c.last_30, counts.c.last_90)
+        .join(counts, counts.c.user_id == User.id),
+        (counts.c.last_90, User.id), cursor, size, descending=True, scalars=False,
+        key_of=lambda r: (r.last_90, r.id))
+    rows = [LoadRow(user_id=r.id, name=r.name, last_30=int(r.last_30 or 0),
+                    last_90=int(r.last_90 or 0)) for r in page.items]
+    return LoadReport(rows=rows, total_90=int(total), busiest_count=busiest,
+                      busiest_share=(int(top) / int(total)) if total else 0.0,
+                      next_cursor=page.next_cursor)
