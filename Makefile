@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 FLASK := $(VENV)/bin/flask --app wsgi
 
-.PHONY: run test lint security bench-matching translations translations-update translations-check clean
+.PHONY: run serve test lint security bench-matching translations translations-update translations-check clean
 
 $(VENV)/bin/python:
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed (set PYTHON=...)"; exit 1; }
@@ -50,3 +50,11 @@ clean:
 
 bench-matching: $(VENV)/.dev
 	$(PY) bench/matching.py $(if $(PG),--postgres $(PG))
+
+# The production server of the README (one gunicorn worker, threads for Flask-SocketIO's
+# threading mode) against the default database; TELEHEALTH_THREADS sets threads and pool.
+THREADS ?= $(or $(TELEHEALTH_THREADS),32)
+serve: $(VENV)/.runtime translations
+	$(FLASK) db upgrade
+	$(FLASK) seed-demo --if-empty
+	TELEHEALTH_THREADS=$(THREADS) $(VENV)/bin/gunicorn -w 1 --threads $(THREADS) -b 127.0.0.1:5000 wsgi:app
