@@ -14,7 +14,7 @@ from flask import current_app, has_request_context, url_for
 from flask_babel import force_locale
 from flask_babel import gettext as _
 from sqlalchemy import Select, case, func, select, update
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import joinedload, selectinload
 
 from telehealth import clock
 from telehealth.accounts.models import Role, User
@@ -31,11 +31,12 @@ from telehealth.pagination import DEFAULT_PAGE_SIZE, Page, keyset_page
 from telehealth.roster.models import SpecialistProfile
 
 __all__ = [
-    "Candidate", "ConsultTaken", "accept_consult", "advance_consult", "answer_by", "assign_consult",
-    "decline_consult", "escalated_consult_ids", "escalated_count", "escalation_queue",
-    "lost_race", "pending_offers_page", "expire_due_offers", "has_pending_offer",
-    "offer_consult", "pending_offers_for", "rank_specialists", "reoffer_for_specialist",
-    "reoffer_if_candidate", "stalled_consult_ids", "withdraw_pending_offers",
+    "Candidate", "ConsultTaken", "accept_consult", "advance_consult", "advance_stalled",
+    "answer_by", "assign_consult", "decline_consult", "escalated_consult_ids",
+    "escalated_count", "escalation_queue", "expire_due_offers", "has_pending_offer",
+    "lost_race", "offer_consult", "pending_offers_for", "pending_offers_page",
+    "rank_specialists", "reoffer_candidates", "reoffer_for_specialist", "reoffer_if_candidate",
+    "stalled_consult_ids", "taken_error", "withdraw_pending_offers",
 ]
 
 
@@ -319,6 +320,44 @@ def advance_if_stalled(consult_id: int, reason: str = "offers expired",
         return False
     advance_consult(consult, reason=reason)
     return True
+
+
+def _lock_consults(consult_ids: list[int]) -> list[Consult]:
+    """Lock a batch of consults' rows in one statement, skipping those another transaction
+    holds, and load their specialty and clinic in one statement each (the cards need them)."""
+    return list(db.session.scalars(
+        select(Consult).where(Consult.id.in_(consult_ids)).order_by(Consult.id)
+        .with_for_update(skip_locked=True, of=Consult)
+        .options(selectinload(Consult.specialty), selectinload(Consult.clinic))
+        .execution_options(populate_existing=True)))
+
+
+def advance_stalled(consult_ids: list[int], reason: str = "offers expired") -> int:
+    """advance_if_stalled() for a batch, in the caller's one transaction: one statement locks
+    the batch, one finds which still have an offer waiting, then each stalled consult costs
+    its ranking plus the writes of its new offers. Returns how many this call moved."""
+    consults = [c for c in _lock_consults(consult_ids) if c.status == ConsultStatus.OFFERED]
+    if not consults:
+        return 0
+    waiting = set(db.session.scalars(
+        select(Offer.consult_id).distinct()
+        .where(Offer.consult_id.in_([c.id for c in consults]),
+               Offer.status == OfferStatus.PENDING)))
+    stalled = [c for c in consults if c.id not in waiting]
+    for consult in stalled:
+        advance_consult(consult, reason=reason)
+    return len(stalled)
+
+
+def reoffer_candidates(consult_ids: list[int],
+                       reason: str = "a specialist became available") -> int:
+    """reoffer_if_candidate() for a batch: the consults are read in one statement, then each
+    costs one ranking (and, rarely, the re-offer). Returns how many were offered again."""
+    db.session.scalars(select(Consult).where(Consult.id.in_(consult_ids))
+                       .options(selectinload(Consult.specialty),
+                                selectinload(Consult.clinic))).all()
+    return sum(reoffer_if_candidate(consult_id, reason=reason, skip_locked=True)
+               for consult_id in consult_ids)
 
 
 # Emergencies first, then the longest waiting: when one specialist comes back, the most
