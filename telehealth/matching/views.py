@@ -10,9 +10,9 @@ from flask_babel import get_locale, get_timezone
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from telehealth import clock
-from telehealth.accounts.models import User
 from telehealth.consults.services import filter_choices, get_visible_consult
 from telehealth.errors import InvalidInput
 from telehealth.extensions import db
@@ -48,9 +48,9 @@ def candidates(consult_id: int) -> Any:
     consult = get_visible_consult(current_user, consult_id)
     ranked = services.rank_specialists(consult, limit=20)
     offers = list(db.session.scalars(select(Offer).where(Offer.consult_id == consult.id)
+                                     .options(joinedload(Offer.specialist))
                                      .order_by(Offer.created_at, Offer.id)))
-    names: dict[int, str] = {user_id: name for user_id, name in db.session.execute(
-        select(User.id, User.name).where(User.id.in_([o.specialist_id for o in offers])))}
+    names = {offer.specialist_id: offer.specialist.name for offer in offers}
     return render_template("matching/candidates.html", consult=consult, ranked=ranked,
                            offers=offers, names=names, now=clock.now(), form=AssignForm())
 

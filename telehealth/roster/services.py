@@ -689,13 +689,14 @@ def load_report(cursor: str | None = None, size: int = DEFAULT_PAGE_SIZE) -> Loa
         select(func.coalesce(func.sum(counts.c.last_90), 0)).scalar_subquery(),
         select(func.coalesce(func.sum(ranked.subquery().c.last_90), 0)).scalar_subquery(),
     )).one()
-    page = keyset_page(
-        select(User.id, User.name, counts.c.last_30, counts.c.last_90)
-        .join(counts, counts.c.user_id == User.id),
-        (counts.c.last_90, User.id), cursor, size, descending=True, scalars=False,
-        key_of=lambda r: (r.last_90, r.id))
-    rows = [LoadRow(user_id=r.id, name=r.name, last_30=int(r.last_30 or 0),
-                    last_90=int(r.last_90 or 0)) for r in page.items]
+    # The page of counts first, then the names of its specialists only (by primary key).
+    page = keyset_page(select(counts), (counts.c.last_90, counts.c.user_id), cursor, size,
+                       descending=True, scalars=False)
+    names = dict(db.session.execute(select(User.id, User.name).where(
+        User.id.in_([r.user_id for r in page.items]))).tuples().all())
+    rows = [LoadRow(user_id=r.user_id, name=names.get(r.user_id, ""),
+                    last_30=int(r.last_30 or 0), last_90=int(r.last_90 or 0))
+            for r in page.items]
     return LoadReport(rows=rows, total_90=int(total), busiest_count=busiest,
                       busiest_share=(int(top) / int(total)) if total else 0.0,
                       next_cursor=page.next_cursor)
