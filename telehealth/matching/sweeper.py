@@ -44,12 +44,16 @@ def sweep_once(batch: int = 200) -> SweepResult:
         if not expired:
             break
         result.expired += expired
-    result.advanced = _in_batches(services.stalled_consult_ids(limit=100_000), batch,
-                                  services.advance_stalled, services.advance_if_stalled,
-                                  "advanced")
+    stalled = services.stalled_consult_ids(limit=100_000)
+    result.advanced = _in_batches(stalled, batch, services.advance_stalled,
+                                  services.advance_if_stalled, "advanced")
     # Escalated consults wait for a coordinator, but someone back from leave, whose window
-    # opened, just verified or new on the roster can still take them.
-    result.reoffered = _in_batches(services.escalated_consult_ids(limit=100_000), batch,
+    # opened, just verified or new on the roster can still take them. Those this sweep has
+    # just ranked and escalated are not ranked twice.
+    just_ranked = set(stalled)
+    escalated = [i for i in services.escalated_consult_ids(limit=100_000)
+                 if i not in just_ranked]
+    result.reoffered = _in_batches(escalated, batch,
                                    services.reoffer_candidates, services.reoffer_if_candidate,
                                    "offered again")
     return result
