@@ -25,7 +25,7 @@ from telehealth.extensions import db
 
 T = TypeVar("T")
 
-DEFAULT_PAGE_SIZE = 50
+DEFAULT_PAGE_SIZE = 25
 MAX_PAGE_SIZE = 200
 
 
