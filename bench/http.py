@@ -76,7 +76,8 @@ class Stats:
     times: list[float] = field(default_factory=list)
     sizes: list[int] = field(default_factory=list)
     statements: list[int] = field(default_factory=list)
-    errors: int = 0  # 5xx or refused
+    errors: int = 0  # 5xx
+    refused: int = 0  # no answer: connection refused, reset or timed out
     other: int = 0  # any other non-200
     elapsed: float = 0.0
 
@@ -195,7 +196,7 @@ def drive(base: str, data: dict[str, object], clients: int, rounds: int, think: 
                     response = session.get(base + page.path.format(**values), timeout=60)
                 except requests.RequestException:
                     with lock:
-                        stats[page.name].errors += 1
+                        stats[page.name].refused += 1
                     continue
                 took = time.perf_counter() - started
                 with lock:
@@ -246,7 +247,9 @@ def report(results: dict[int, dict[str, Stats]]) -> None:
             cells += [f"{s.pct(.5):.0f} / {s.pct(.95):.0f} / {s.pct(.99):.0f}", f"{rate:.1f}",
                       f"{size_kb:.1f}", str(sql)]
             if s.errors:
-                failures.append(f"{page.name} @{size}: {s.errors} 5xx/refused")
+                failures.append(f"{page.name} @{size}: {s.errors} 5xx")
+            if s.refused:
+                failures.append(f"{page.name} @{size}: {s.refused} without an answer")
             if s.other:
                 failures.append(f"{page.name} @{size}: {s.other} non-200")
             if sql > TARGETS["statements"]:
