@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 FLASK := $(VENV)/bin/flask --app wsgi
 
-.PHONY: run test check lint security bench-matching translations translations-update translations-check clean
+.PHONY: run serve test check lint security bench-matching translations translations-update translations-check clean
 
 $(VENV)/bin/python:
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed (set PYTHON=...)"; exit 1; }
@@ -58,3 +58,11 @@ check: $(VENV)/.dev
 	$(VENV)/bin/mypy telehealth
 	$(VENV)/bin/bandit -q -r telehealth --severity-level high
 	$(VENV)/bin/lint-imports
+
+# The production server of the README (one gunicorn worker, threads for Flask-SocketIO's
+# threading mode) against the default database; TELEHEALTH_THREADS sets threads and pool.
+THREADS ?= $(or $(TELEHEALTH_THREADS),32)
+serve: $(VENV)/.runtime translations
+	$(FLASK) db upgrade
+	$(FLASK) seed-demo --if-empty
+	TELEHEALTH_THREADS=$(THREADS) $(VENV)/bin/gunicorn -w 1 --threads $(THREADS) -b 127.0.0.1:5000 wsgi:app

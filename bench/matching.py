@@ -21,6 +21,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+# bench/http.py would shadow the standard library's http: keep this folder off the path.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TELEHEALTH_INSTANCE_DIR", tempfile.mkdtemp(prefix="bench-matching-"))
 os.environ.setdefault("TELEHEALTH_SECRET_KEY", "bench")
@@ -168,6 +170,62 @@ def measure(url: str, size: int) -> dict[str, float]:
             "build_s": built, "found": statistics.mean(candidates)}
 
 
+def measure_sweep(url: str, roster: int, due: int, seed: int = 5) -> dict[str, float]:
+    """Time one sweep of `due` offered consults whose only offer is past its deadline, and
+    one ranking call on the same consults (the mean of 200), in the same run."""
+    from telehealth.matching.models import Offer, OfferStatus
+    from telehealth.matching.ranking import offer_fanout
+    from telehealth.matching.sweeper import sweep_once
+
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "TESTING": True,
+                      "SWEEPER_INTERVAL_SECONDS": 0})
+    rnd = random.Random(seed)
+    with app.app_context():
+        upgrade()
+        build(roster)
+        first = db.session.scalar(text("SELECT max(id) FROM consults")) or 0
+        created = NOW - timedelta(hours=30)
+        rows = [{"id": first + 1 + n, "clinic_id": 1, "created_by_id": 1,
+                 "status": ConsultStatus.OFFERED, "patient_ref": f"D{n}",
+                 "patient_sex": Sex.FEMALE, "presenting_problem": "-", "question": "-",
+                 "specialty_id": rnd.randint(1, SPECIALTIES),
+                 "urgency": rnd.choices(list(Urgency), [70, 25, 5])[0],
+                 "mode": ConsultMode.WRITTEN, "languages": ",".join(rnd.sample(LANGUAGES[:6], 2)),
+                 "created_at": created, "updated_at": created, "submitted_at": created}
+                for n in range(due)]
+        db.session.execute(insert(Consult), rows)
+        db.session.execute(insert(Offer), [{
+            "consult_id": r["id"], "specialist_id": rnd.randint(2, roster + 1),
+            "status": OfferStatus.PENDING, "created_at": created,
+            "expires_at": NOW - timedelta(minutes=5)} for r in rows])
+        if db.session.get_bind().dialect.name == "postgresql":
+            db.session.execute(text("SELECT setval(pg_get_serial_sequence('consults', 'id'), "
+                                    "(SELECT max(id) FROM consults))"))
+        db.session.commit()
+        db.session.execute(text("ANALYZE"))
+        db.session.commit()
+        clock.freeze(NOW)
+        sample = [db.session.get(Consult, r["id"]) for r in rows[:200]]
+        for consult in sample[:10]:
+            rank_specialists(consult, limit=offer_fanout(consult.urgency))
+        t0 = time.perf_counter()
+        for consult in sample:
+            rank_specialists(consult, limit=offer_fanout(consult.urgency))
+        ranking_ms = (time.perf_counter() - t0) * 1000 / len(sample)
+        db.session.rollback()
+        db.session.expunge_all()
+        t0 = time.perf_counter()
+        result = sweep_once()
+        sweep_s = time.perf_counter() - t0
+        clock.freeze(None)
+        db.session.remove()
+        db.engine.dispose()
+    per_consult = sweep_s * 1000 / due
+    return {"sweep_s": sweep_s, "per_consult_ms": per_consult, "ranking_ms": ranking_ms,
+            "ratio": per_consult / ranking_ms, "advanced": result.advanced,
+            "expired": result.expired, "reoffered": result.reoffered}
+
+
 def reset_postgres(url: str) -> None:
     engine = create_engine(url, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
@@ -181,6 +239,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--postgres", help="SQLAlchemy URL of a PostgreSQL database to empty")
     parser.add_argument("--no-sqlite", action="store_true")
+    parser.add_argument("--sweep-due", type=int, default=3000,
+                        help="due consults in the sweep measurement (0: skip it)")
+    parser.add_argument("--sweep-roster", type=int, default=10_000)
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     targets = []
@@ -205,6 +266,19 @@ def main() -> None:
             print(f"{size:>8} {result['p50']:>8.1f} {result['p99']:>8.1f} {result['found']:>6.1f} "
                   f"{result['build_s']:>8.1f} {size / first['size']:>9.0f} "
                   f"{result['p50'] / first['p50']:>7.1f}", flush=True)
+        if args.sweep_due:
+            if target == "sqlite":
+                url = f"sqlite:///{tempfile.mkdtemp(prefix='bench-sweep-')}/bench.sqlite"
+            else:
+                url = args.postgres
+                reset_postgres(url)
+            sweep = measure_sweep(url, args.sweep_roster, args.sweep_due)
+            print(f"{target}: one sweep of {args.sweep_due:,} due consults, roster "
+                  f"{args.sweep_roster:,}: {sweep['sweep_s']:.1f} s, "
+                  f"{sweep['per_consult_ms']:.1f} ms per due consult; one ranking call "
+                  f"{sweep['ranking_ms']:.1f} ms; ratio {sweep['ratio']:.2f}x (target <= 2x); "
+                  f"expired {sweep['expired']}, advanced {sweep['advanced']}, "
+                  f"offered again {sweep['reoffered']}", flush=True)
 
 
 if __name__ == "__main__":

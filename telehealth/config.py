@@ -37,7 +37,16 @@ class Config:
     SQLALCHEMY_DATABASE_URI = os.environ.get(
         "TELEHEALTH_DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'telehealth.sqlite'}"
     )
-    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+    # Threads of the one gunicorn worker (README, Production). Each may hold a database
+    # connection, so the pool has one per thread (plus a few for the sweeper and sockets'
+    # bursts) and no request waits for another's connection.
+    SERVER_THREADS = _env_int("TELEHEALTH_THREADS", 32)
+    SQLALCHEMY_ENGINE_OPTIONS = {
+        "pool_pre_ping": True,
+        "pool_size": _env_int("TELEHEALTH_DB_POOL_SIZE", SERVER_THREADS),
+        "max_overflow": _env_int("TELEHEALTH_DB_MAX_OVERFLOW", 8),
+        "pool_timeout": _env_int("TELEHEALTH_DB_POOL_TIMEOUT", 30),
+    }
     UPLOAD_DIR = os.environ.get("TELEHEALTH_UPLOAD_DIR", str(INSTANCE_DIR / "uploads"))
     # One attachment at most; a whole request may carry a few of them plus the form.
     MAX_ATTACHMENT_BYTES = _env_int("TELEHEALTH_MAX_ATTACHMENT_BYTES", 8 * 1024 * 1024)

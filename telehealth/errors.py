@@ -31,6 +31,11 @@ class Conflict(ServiceError):
     status_code = 409
 
 
+class Superseded(Conflict):
+    """Somebody else acted first and the object has left this person's hands (a consult
+    another specialist took): pages send them back to their dashboard with the message."""
+
+
 class TooLarge(ServiceError):
     status_code = 413
 

@@ -49,6 +49,12 @@ Someone asked for a machine translation of a note; sender: the note id, `user_id
 """)
 
 
+consult_hidden = _signals.signal("consult-hidden", doc="""
+Return a ServiceError that explains why `user` no longer sees a consult, or None; sender:
+the consult id, `action`: what they tried. Matching tells a race loser it was taken.
+""")
+
+
 def values_from(signal: Any, sender: Any = None, **kwargs: Any) -> list[Any]:
     """The non-None values every receiver of `signal` returned, in connection order."""
     return [value for _receiver, value in signal.send(sender, **kwargs) if value is not None]

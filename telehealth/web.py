@@ -83,7 +83,10 @@ def role_label(role: Any) -> str:
 
 def wants_json() -> bool:
     # A request that sent JSON (fetch() from a page) reads its errors as JSON too.
-    return (request.path.startswith("/api/") or request.is_json
+    # Feature APIs live under /api/ or /<feature>/api/ (the situation room's figures).
+    path = request.path
+    return (path.startswith("/api/") or "/api/" in path or path.endswith("/api")
+            or request.is_json
             or request.accept_mimetypes.best == "application/json")
 
 

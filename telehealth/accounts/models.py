@@ -11,6 +11,7 @@ from flask_login import UserMixin
 from sqlalchemy import (
     Column,
     ForeignKey,
+    Index,
     Integer,
     String,
     Table,
@@ -123,3 +124,8 @@ class User(UserMixin, Model):
 
     def __repr__(self) -> str:
         return f"<User {self.email} {self.role}>"
+
+
+# Keyset pages of people by name (admin users, the roster), of all roles or one.
+Index("ix_users_name_id", User.name, User.id)
+Index("ix_users_role_name_id", User.role, User.name, User.id)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import wraps
+from functools import partial, wraps
 from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
@@ -12,17 +12,19 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from telehealth import jobs
+from telehealth import jobs, transaction
 from telehealth.accounts import services as accounts
 from telehealth.accounts.models import Role, Specialty, User
+from telehealth.admin import services
 from telehealth.admin.forms import ClinicForm, UserEditForm, UserForm
 from telehealth.boundary import on_refusal
 from telehealth.clinics import services as clinics
 from telehealth.clinics.models import Clinic
-from telehealth.errors import NotFound, PermissionDenied
+from telehealth.errors import InvalidInput, NotFound, PermissionDenied
 from telehealth.extensions import db
 from telehealth.notifications import outbox
 from telehealth.notifications.models import OutboxStatus
+from telehealth.pagination import page_size_from_request
 
 bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates")
 
@@ -51,8 +53,15 @@ def _clinic_from(value: str | None) -> Clinic | None:
 @bp.route("/users")
 @admin_required
 def users() -> str:
-    people = db.session.scalars(select(User).order_by(User.role, User.name)).all()
-    return render_template("admin/users.html", users=people)
+    raw_role = request.args.get("role", "")
+    try:
+        role = Role(raw_role) if raw_role else None
+    except ValueError as exc:
+        raise InvalidInput(_("Unknown role.")) from exc
+    text = request.args.get("q", "")[:100]
+    page = services.users_page(role, text, request.args.get("cursor"), page_size_from_request())
+    return render_template("admin/users.html", users=page.items, page=page, role=role,
+                           text=text, roles=list(Role))
 
 
 @bp.route("/users/new", methods=["GET", "POST"])
@@ -113,7 +122,8 @@ def _is_post() -> bool:
 @bp.route("/clinics")
 @admin_required
 def clinic_list() -> str:
-    return render_template("admin/clinics.html", clinics=clinics.all_clinics())
+    page = services.clinics_page(request.args.get("cursor"), page_size_from_request())
+    return render_template("admin/clinics.html", clinics=page.items, page=page)
 
 
 @bp.route("/clinics/new", methods=["GET", "POST"])
@@ -144,8 +154,8 @@ def outbox_list() -> str:
 @admin_required
 def outbox_retry(message_id: int) -> Response:
     if outbox.retry(message_id):
-        db.session.commit()
-        jobs.enqueue("deliver_outbox")
+        # Delivered by a job once the request has committed the retry.
+        transaction.after_commit(partial(jobs.enqueue, "deliver_outbox"))
         flash(_("The message will be sent again."), "success")
     else:
         flash(_("This message is not waiting for a retry."), "info")

@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from telehealth import clock
@@ -157,3 +157,17 @@ class Attachment(Model):
     @property
     def is_image(self) -> bool:
         return self.content_type.startswith("image/")
+
+
+# Keyset pages of consults: each list's filter column first, then its sort key (see
+# consults.services.CONSULT_SORTS), so a page is one index range scan at any table size.
+Index("ix_consults_created_at_id", Consult.created_at, Consult.id)
+Index("ix_consults_updated_at_id", Consult.updated_at, Consult.id)
+Index("ix_consults_status_created_at_id", Consult.status, Consult.created_at, Consult.id)
+Index("ix_consults_clinic_id_updated_at_id", Consult.clinic_id, Consult.updated_at, Consult.id)
+Index("ix_consults_specialist_id_updated_at_id", Consult.specialist_id, Consult.updated_at,
+      Consult.id)
+Index("ix_consults_specialty_id_created_at_id", Consult.specialty_id, Consult.created_at,
+      Consult.id)
+# The load report counts the consults accepted in the last 90 days.
+Index("ix_consults_accepted_at_specialist_id", Consult.accepted_at, Consult.specialist_id)

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, time, timedelta
 from typing import IO, Any
 
 from flask import current_app, has_request_context, url_for
 from flask_babel import gettext as _
-from sqlalchemy import Select, false, or_, select, update
+from sqlalchemy import Select, false, func, or_, select, update
+from sqlalchemy.orm import joinedload
 
 from telehealth import clock, signals, uploads
 from telehealth.accounts.models import Role, Specialty, User
 from telehealth.audit.services import record
+from telehealth.clinics.models import Clinic
 from telehealth.consults.models import (
     ALLOWED_TRANSITIONS,
     OPEN_STATUSES,
@@ -26,6 +30,7 @@ from telehealth.consults.models import (
 from telehealth.db_types import rows_changed
 from telehealth.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from telehealth.extensions import db
+from telehealth.pagination import DEFAULT_PAGE_SIZE, Page, keyset_page
 
 # ---------------------------------------------------------------- access
 
@@ -94,16 +99,133 @@ def consults_query(user: User) -> Select[tuple[Consult]]:
     return select(Consult).where(visible_consults_clause(user))
 
 
-def list_for_dashboard(user: User) -> list[Consult]:
-    """The consults a user's dashboard lists: open ones oldest first for coordinators."""
-    query = consults_query(user)
+@dataclass(frozen=True)
+class ConsultFilters:
+    """What a consult list is narrowed to; None means any."""
+
+    status: str | None = None  # a ConsultStatus value, "open" or "all"
+    urgency: Urgency | None = None
+    specialty_id: int | None = None
+    clinic_id: int | None = None
+    created_from: date | None = None
+    created_to: date | None = None  # inclusive
+    sort: str = ""  # a key of CONSULT_SORTS; "" is the role's default
+
+
+# Each sort is keys (the last unique) and a direction, with an index in the migration behind
+# each combination the lists use.
+CONSULT_SORTS: dict[str, tuple[tuple[Any, ...], bool]] = {
+    "oldest": ((Consult.created_at, Consult.id), False),
+    "newest": ((Consult.created_at, Consult.id), True),
+    "updated": ((Consult.updated_at, Consult.id), True),
+}
+LIST_STATUS_CHOICES = ("open", "all", *[s.value for s in ConsultStatus])
+
+
+def _optional_int(args: Mapping[str, str], name: str, message: str) -> int | None:
+    raw = args.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise InvalidInput(message) from exc
+
+
+def _optional_date(args: Mapping[str, str], name: str) -> date | None:
+    raw = args.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError as exc:
+        raise InvalidInput(_("Dates are written YYYY-MM-DD.")) from exc
+
+
+def parse_consult_filters(args: Mapping[str, str]) -> ConsultFilters:
+    """Filters from a query string; a clear InvalidInput (400) for any value we do not know."""
+    status = args.get("status", "").strip() or None
+    if status is not None and status not in LIST_STATUS_CHOICES:
+        raise InvalidInput(_("Unknown status."))
+    urgency_raw = args.get("urgency", "").strip()
+    try:
+        urgency = Urgency(urgency_raw) if urgency_raw else None
+    except ValueError as exc:
+        raise InvalidInput(_("Unknown urgency.")) from exc
+    sort = args.get("sort", "").strip()
+    if sort and sort not in CONSULT_SORTS:
+        raise InvalidInput(_("Unknown sort order."))
+    return ConsultFilters(
+        status=status, urgency=urgency,
+        specialty_id=_optional_int(args, "specialty", _("Choose a specialty from the list.")),
+        clinic_id=_optional_int(args, "clinic", _("Choose a clinic from the list.")),
+        created_from=_optional_date(args, "from"), created_to=_optional_date(args, "to"),
+        sort=sort)
+
+
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+def _filtered(query: Select[Any], filters: ConsultFilters) -> Select[Any]:
+    if filters.status == "open":
+        query = query.where(Consult.status.in_(OPEN_STATUSES))
+    elif filters.status not in (None, "all"):
+        query = query.where(Consult.status == ConsultStatus(filters.status))
+    if filters.urgency is not None:
+        query = query.where(Consult.urgency == filters.urgency)
+    if filters.specialty_id is not None:
+        query = query.where(Consult.specialty_id == filters.specialty_id)
+    if filters.clinic_id is not None:
+        query = query.where(Consult.clinic_id == filters.clinic_id)
+    if filters.created_from is not None:
+        query = query.where(Consult.created_at >= _day_start(filters.created_from))
+    if filters.created_to is not None:
+        query = query.where(Consult.created_at < _day_start(filters.created_to)
+                            + timedelta(days=1))
+    return query
+
+
+def default_filters(user: User, filters: ConsultFilters) -> ConsultFilters:
+    """Coordinators start on the open consults, oldest first; the others on the latest news."""
+    coordinator = user.role in (Role.COORDINATOR, Role.ADMIN)
+    return replace(filters, status=filters.status or ("open" if coordinator else None),
+                   sort=filters.sort or ("oldest" if coordinator else "updated"))
+
+
+def list_consults(user: User, filters: ConsultFilters, cursor: str | None = None,
+                  size: int = DEFAULT_PAGE_SIZE) -> Page[Consult]:
+    """One page of the consults this user's lists show (a specialist's offers are apart)."""
+    filters = default_filters(user, filters)
+    query = _filtered(consults_query(user), filters).options(
+        joinedload(Consult.clinic), joinedload(Consult.specialty))
+    if user.role == Role.SPECIALIST:
+        query = query.where(Consult.specialist_id == user.id)
+    keys, descending = CONSULT_SORTS[filters.sort]
+    return keyset_page(query, keys, cursor, size, descending=descending)
+
+
+def filter_choices(user: User) -> dict[str, list[Any]]:
+    """The specialties (and, for coordinators, clinics) a consult list can be filtered by."""
+    specialties = list(db.session.execute(select(Specialty.id, Specialty.name)
+                                          .order_by(Specialty.name, Specialty.id)))
+    clinics: list[Any] = []
     if user.role in (Role.COORDINATOR, Role.ADMIN):
-        query = query.where(Consult.status.in_(OPEN_STATUSES)).order_by(Consult.created_at)
-    else:
-        if user.role == Role.SPECIALIST:  # offers are listed apart from assigned cases
-            query = query.where(Consult.specialist_id == user.id)
-        query = query.order_by(Consult.updated_at.desc())
-    return list(db.session.scalars(query))
+        clinics = list(db.session.execute(select(Clinic.id, Clinic.name)
+                                          .order_by(Clinic.name, Clinic.id)))
+    return {"specialty_choices": specialties, "clinic_choices": clinics}
+
+
+def status_counts(user: User) -> dict[ConsultStatus, int]:
+    """How many consults of each status the user's dashboard shows, in one aggregate."""
+    query = select(Consult.status, func.count(Consult.id)).where(visible_consults_clause(user))
+    if user.role in (Role.COORDINATOR, Role.ADMIN):
+        # Closed history grows for ever; the dashboard counts what still needs someone.
+        query = query.where(Consult.status.in_(OPEN_STATUSES))
+    elif user.role == Role.SPECIALIST:
+        query = query.where(Consult.specialist_id == user.id)
+    counts = dict(db.session.execute(query.group_by(Consult.status)).tuples().all())
+    return {status: counts[status] for status in ConsultStatus if status in counts}
 
 
 # ---------------------------------------------------------------- state machine

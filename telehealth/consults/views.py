@@ -19,8 +19,9 @@ from telehealth.consults import services
 from telehealth.consults.forms import CloseForm, ConsultForm
 from telehealth.consults.models import Consult, ConsultMode, ConsultStatus, Outcome, Sex, Urgency
 from telehealth.consults.pages import detail_context
-from telehealth.errors import InvalidInput, PermissionDenied
+from telehealth.errors import InvalidInput, NotFound, PermissionDenied, Superseded
 from telehealth.extensions import db
+from telehealth.pagination import page_size_from_request
 
 bp = Blueprint("consults", __name__, template_folder="templates")
 
@@ -102,7 +103,15 @@ def _yes_no(payload: dict[str, Any], key: str) -> bool | None:
 
 def _act(consult_id: int, action: str, payload: dict[str, Any]) -> Consult:
     """Run one consult action for the current user; raises ServiceError when refused."""
-    consult = services.get_visible_consult(current_user, consult_id)
+    try:
+        consult = services.get_visible_consult(current_user, consult_id)
+    except NotFound:
+        # The winner's accept withdrew this specialist's offer, which hid the consult: the
+        # feature that hid it says why (matching: "already taken").
+        for error in signals.values_from(signals.consult_hidden, consult_id,
+                                         user=current_user, action=action):
+            raise error from None
+        raise
     # accept and decline belong to matching, which adds them through the signal.
     added = {name: run for actions in signals.values_from(signals.consult_actions)
              for name, run in actions.items()}
@@ -140,7 +149,13 @@ ACTION_MESSAGES = {
           methods=["POST"])
 @login_required
 def act(consult_id: int, action: str) -> Response:
-    _act(consult_id, action, request.form.to_dict())
+    try:
+        _act(consult_id, action, request.form.to_dict())
+    except Superseded as exc:
+        # Lost the race: nothing to do on that consult any more, back to what is left.
+        db.session.rollback()
+        flash(exc.message, "error")
+        return redirect(url_for("main.dashboard"))
     flash(str(ACTION_MESSAGES[action]), "success")
     if action == "decline":
         return redirect(url_for("main.dashboard"))
@@ -203,7 +218,11 @@ def consult_json(consult: Consult) -> dict[str, Any]:
 @bp.route("/api/consults")
 @login_required
 def api_list() -> Response:
-    return jsonify([consult_json(c) for c in services.list_for_dashboard(current_user)])
+    """One page of the consults the user's dashboard lists; `next_cursor` asks for the next."""
+    page = services.list_consults(current_user, services.parse_consult_filters(request.args),
+                                  request.args.get("cursor"), page_size_from_request())
+    return jsonify({"items": [consult_json(c) for c in page.items],
+                    "next_cursor": page.next_cursor, "size": page.size})
 
 
 @bp.route("/api/consults/<int:consult_id>")

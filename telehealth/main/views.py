@@ -2,32 +2,51 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
+from flask import Blueprint, render_template, request
 from flask_login import current_user, login_required
 
 from telehealth.accounts.models import Role
 from telehealth.consults.models import ConsultStatus
-from telehealth.consults.services import list_for_dashboard, status_label
-from telehealth.matching.services import pending_offers_for
+from telehealth.consults.services import (
+    filter_choices,
+    list_consults,
+    parse_consult_filters,
+    status_counts,
+    status_label,
+)
+from telehealth.matching.services import escalated_count, escalation_queue, pending_offers_page
+from telehealth.pagination import page_size_from_request, page_url
 
 bp = Blueprint("main", __name__, template_folder="templates")
+
+# The coordinator's dashboard shows the most pressing escalations; the queue has them all.
+ESCALATIONS_ON_DASHBOARD = 10
+
+
+bp.add_app_template_global(page_url)
 
 
 @bp.route("/")
 @login_required
 def dashboard() -> str:
-    consults = list_for_dashboard(current_user)
-    offers = pending_offers_for(current_user) if current_user.role == Role.SPECIALIST else []
-    by_status: dict[ConsultStatus, list] = {}
-    for consult in consults:
-        by_status.setdefault(consult.status, []).append(consult)
-    order = [s for s in ConsultStatus if s in by_status]
+    filters = parse_consult_filters(request.args)
+    size = page_size_from_request()
+    page = list_consults(current_user, filters, request.args.get("cursor"), size)
+    is_specialist = current_user.role == Role.SPECIALIST
+    is_coordinator = current_user.role in (Role.COORDINATOR, Role.ADMIN)
+    offers = pending_offers_page(current_user, request.args.get("offers_cursor"), size) \
+        if is_specialist else None
+    escalated = escalation_queue(size=ESCALATIONS_ON_DASHBOARD) if is_coordinator else None
     return render_template(
         "main/dashboard.html",
-        consults=consults,
+        page=page,
         offers=offers,
-        by_status=by_status,
-        status_order=order,
+        escalated=escalated,
+        escalated_total=escalated_count() if is_coordinator else 0,
+        counts=status_counts(current_user),
+        filters=filters,
         status_label=status_label,
+        Status=ConsultStatus,
         Role=Role,
+        **filter_choices(current_user),
     )

@@ -46,3 +46,8 @@ class Offer(Model):
 
 # Matching counts each candidate's open consults: by specialist, then status, from one index.
 Index("ix_consults_specialist_id_status", Consult.specialist_id, Consult.status)
+# A specialist's waiting offers, oldest first (the dashboard's keyset pages).
+Index("ix_offers_specialist_id_status_created_at_id", Offer.specialist_id, Offer.status,
+      Offer.created_at, Offer.id)
+# The sweeper's due offers: pending ones by deadline.
+Index("ix_offers_status_expires_at", Offer.status, Offer.expires_at)

@@ -15,7 +15,8 @@ from typing import Any
 from flask import current_app
 from flask_babel import force_locale
 from flask_babel import gettext as _
-from sqlalchemy import case, exists, func, select, update
+from sqlalchemy import Select, case, exists, func, select, update
+from sqlalchemy.orm import joinedload, selectinload
 
 from telehealth import clock, signals
 from telehealth.accounts.models import Role, User
@@ -28,20 +29,22 @@ from telehealth.consults.services import (
     urgency_label,
 )
 from telehealth.db_types import rows_changed
-from telehealth.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from telehealth.errors import Conflict, InvalidInput, NotFound, PermissionDenied, Superseded
 from telehealth.extensions import db
 from telehealth.i18n.formatting import local_deadline
 from telehealth.matching.models import Offer, OfferStatus
 from telehealth.matching.ranking import Candidate, offer_expiry, offer_fanout, rank_specialists
 from telehealth.notifications.services import coordinators, notify
+from telehealth.pagination import DEFAULT_PAGE_SIZE, Page, keyset_page
 from telehealth.roster.models import SpecialistProfile
 
 __all__ = [
-    "Candidate", "accept_consult", "advance_consult", "answer_by", "assign_consult",
-    "connect_signals", "consult_url", "decline_consult", "escalated_consult_ids",
-    "expire_due_offers", "has_pending_offer",
-    "offer_consult", "pending_offers_for", "rank_specialists", "reoffer_for_specialist",
-    "reoffer_if_candidate", "stalled_consult_ids", "withdraw_pending_offers",
+    "Candidate", "ConsultTaken", "accept_consult", "advance_consult", "advance_stalled",
+    "answer_by", "assign_consult", "connect_signals", "consult_url", "decline_consult",
+    "escalated_consult_ids", "escalated_count", "escalation_queue", "expire_due_offers",
+    "has_pending_offer", "lost_race", "offer_consult", "pending_offers_for",
+    "pending_offers_page", "rank_specialists", "reoffer_candidates", "reoffer_for_specialist",
+    "reoffer_if_candidate", "stalled_consult_ids", "taken_error", "withdraw_pending_offers",
 ]
 
 
@@ -122,14 +125,50 @@ def _escalate(consult: Consult, reason: str) -> None:
                               url=consult_url(consult)))
 
 
+def _pending_offers_query(specialist: User) -> Select[tuple[Offer]]:
+    return select(Offer).where(Offer.specialist_id == specialist.id,
+                               Offer.status == OfferStatus.PENDING)
+
+
 def pending_offers_for(specialist: User) -> list[Offer]:
     """The offers waiting for this specialist's answer, oldest first."""
-    query = (
-        select(Offer)
-        .where(Offer.specialist_id == specialist.id, Offer.status == OfferStatus.PENDING)
-        .order_by(Offer.created_at)
-    )
-    return list(db.session.scalars(query))
+    return list(db.session.scalars(
+        _pending_offers_query(specialist).order_by(Offer.created_at, Offer.id)))
+
+
+def pending_offers_page(specialist: User, cursor: str | None = None,
+                        size: int = DEFAULT_PAGE_SIZE) -> Page[Offer]:
+    """One page of the offers waiting for this specialist, oldest first, with their consults."""
+    query = _pending_offers_query(specialist).options(
+        joinedload(Offer.consult).joinedload(Consult.specialty),
+        joinedload(Offer.consult).joinedload(Consult.clinic))
+    return keyset_page(query, (Offer.created_at, Offer.id), cursor, size)
+
+
+class ConsultTaken(Superseded):
+    """A specialist tried to take a consult somebody else took first."""
+
+
+def lost_race(consult_id: int, specialist: User) -> bool:
+    """True when this specialist's offer was withdrawn because someone else took the consult."""
+    return db.session.scalar(
+        select(Offer.id).join(Consult, Consult.id == Offer.consult_id)
+        .where(Offer.consult_id == consult_id, Offer.specialist_id == specialist.id,
+               Offer.status == OfferStatus.WITHDRAWN, Consult.specialist_id.is_not(None),
+               Consult.specialist_id != specialist.id)
+    ) is not None
+
+
+def taken_error() -> ConsultTaken:
+    return ConsultTaken(_("This consult has already been taken."))
+
+
+def _why_hidden(consult_id: int, user: User, action: str = "",
+                **kwargs: Any) -> ConsultTaken | None:
+    """A specialist whose accept lost the race no longer sees the consult: say it was taken."""
+    if action == "accept" and lost_race(consult_id, user):
+        return taken_error()
+    return None
 
 
 def _pending_offer(consult: Consult, specialist: User) -> Offer:
@@ -161,8 +200,10 @@ def accept_consult(consult: Consult, specialist: User) -> None:
     """Take an offered consult; when several accept at once exactly one gets it."""
     if specialist.role != Role.SPECIALIST:
         raise PermissionDenied(_("Only specialists take consults."))
+    if lost_race(consult.id, specialist):
+        raise taken_error()
     offer = _pending_offer(consult, specialist)
-    taken = Conflict(_("This consult has already been taken."))
+    taken = taken_error()
     if consult.status not in TAKEABLE_STATUSES:
         raise taken
     now = clock.now()
@@ -278,6 +319,44 @@ def advance_if_stalled(consult_id: int, reason: str = "offers expired",
     return True
 
 
+def _lock_consults(consult_ids: list[int]) -> list[Consult]:
+    """Lock a batch of consults' rows in one statement, skipping those another transaction
+    holds, and load their specialty and clinic in one statement each (the cards need them)."""
+    return list(db.session.scalars(
+        select(Consult).where(Consult.id.in_(consult_ids)).order_by(Consult.id)
+        .with_for_update(skip_locked=True, of=Consult)
+        .options(selectinload(Consult.specialty), selectinload(Consult.clinic))
+        .execution_options(populate_existing=True)))
+
+
+def advance_stalled(consult_ids: list[int], reason: str = "offers expired") -> int:
+    """advance_if_stalled() for a batch, in the caller's one transaction: one statement locks
+    the batch, one finds which still have an offer waiting, then each stalled consult costs
+    its ranking plus the writes of its new offers. Returns how many this call moved."""
+    consults = [c for c in _lock_consults(consult_ids) if c.status == ConsultStatus.OFFERED]
+    if not consults:
+        return 0
+    waiting = set(db.session.scalars(
+        select(Offer.consult_id).distinct()
+        .where(Offer.consult_id.in_([c.id for c in consults]),
+               Offer.status == OfferStatus.PENDING)))
+    stalled = [c for c in consults if c.id not in waiting]
+    for consult in stalled:
+        advance_consult(consult, reason=reason)
+    return len(stalled)
+
+
+def reoffer_candidates(consult_ids: list[int],
+                       reason: str = "a specialist became available") -> int:
+    """reoffer_if_candidate() for a batch: the consults are read in one statement, then each
+    costs one ranking (and, rarely, the re-offer). Returns how many were offered again."""
+    db.session.scalars(select(Consult).where(Consult.id.in_(consult_ids))
+                       .options(selectinload(Consult.specialty),
+                                selectinload(Consult.clinic))).all()
+    return sum(reoffer_if_candidate(consult_id, reason=reason, skip_locked=True)
+               for consult_id in consult_ids)
+
+
 # Emergencies first, then the longest waiting: when one specialist comes back, the most
 # pressing consults reach them first.
 _URGENCY_ORDER = case((Consult.urgency == Urgency.EMERGENCY, 0),
@@ -293,6 +372,29 @@ def escalated_consult_ids(limit: int = 500, specialty_ids: list[int] | None = No
         query = query.where(Consult.specialty_id.in_(specialty_ids))
     return list(db.session.scalars(
         query.order_by(_URGENCY_ORDER, Consult.submitted_at, Consult.id).limit(limit)))
+
+
+def urgency_rank(urgency: Urgency) -> int:
+    """The position _URGENCY_ORDER gives an urgency in SQL, computed in Python (cursors)."""
+    return {Urgency.EMERGENCY: 0, Urgency.URGENT: 1}.get(urgency, 2)
+
+
+def escalation_queue(specialty_id: int | None = None, cursor: str | None = None,
+                     size: int = DEFAULT_PAGE_SIZE) -> Page[Consult]:
+    """One page of the escalated consults nobody has taken, most pressing first."""
+    query = (select(Consult).where(Consult.status == ConsultStatus.ESCALATED,
+                                   Consult.specialist_id.is_(None))
+             .options(joinedload(Consult.specialty), joinedload(Consult.clinic)))
+    if specialty_id is not None:
+        query = query.where(Consult.specialty_id == specialty_id)
+    return keyset_page(query, (_URGENCY_ORDER, Consult.submitted_at, Consult.id), cursor, size,
+                       key_of=lambda c: (urgency_rank(c.urgency), c.submitted_at, c.id))
+
+
+def escalated_count() -> int:
+    """How many escalated consults wait for a coordinator (one aggregate)."""
+    return db.session.scalar(select(func.count(Consult.id)).where(
+        Consult.status == ConsultStatus.ESCALATED, Consult.specialist_id.is_(None))) or 0
 
 
 def reoffer_if_candidate(consult_id: int, reason: str = "a specialist became available",
@@ -393,3 +495,4 @@ def connect_signals() -> None:
     signals.consult_visibility.connect(_offered_to)
     signals.consult_page.connect(_consult_page)
     signals.consult_actions.connect(_consult_actions)
+    signals.consult_hidden.connect(_why_hidden)

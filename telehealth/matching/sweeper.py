@@ -28,23 +28,52 @@ class SweepResult:
     reoffered: int = 0
 
 
-def sweep_once(batch: int = 500) -> SweepResult:
+def sweep_once(batch: int = 200) -> SweepResult:
     """Expire due offers, advance every consult left with no offer waiting, then re-offer
-    escalated consults that someone not asked before can now take."""
+    escalated consults that someone not asked before can now take.
+
+    Consults are handled `batch` at a time, one transaction per batch: the set-based
+    statements (expire, lock, who still has an offer waiting) run once per batch, so a due
+    consult costs about its ranking call. A batch that fails is retried one consult at a time,
+    so one bad consult is logged and does not stop the others.
+    """
     result = SweepResult()
     while True:
-        expired = services.expire_due_offers(limit=batch)
+        expired = services.expire_due_offers(limit=max(batch, 500))
         db.session.commit()
         if not expired:
             break
         result.expired += expired
-    result.advanced = _each_consult(services.stalled_consult_ids(limit=100_000),
-                                    services.advance_if_stalled, "advanced")
+    stalled = services.stalled_consult_ids(limit=100_000)
+    result.advanced = _in_batches(stalled, batch, services.advance_stalled,
+                                  services.advance_if_stalled, "advanced")
     # Escalated consults wait for a coordinator, but someone back from leave, whose window
-    # opened, just verified or new on the roster can still take them.
-    result.reoffered = _each_consult(services.escalated_consult_ids(limit=100_000),
-                                     services.reoffer_if_candidate, "offered again")
+    # opened, just verified or new on the roster can still take them. Those this sweep has
+    # just ranked and escalated are not ranked twice.
+    just_ranked = set(stalled)
+    escalated = [i for i in services.escalated_consult_ids(limit=100_000)
+                 if i not in just_ranked]
+    result.reoffered = _in_batches(escalated, batch,
+                                   services.reoffer_candidates, services.reoffer_if_candidate,
+                                   "offered again")
     return result
+
+
+def _in_batches(consult_ids: list[int], batch: int, step_many: Callable[[list[int]], int],
+                step_one: Callable[..., bool], what: str) -> int:
+    """Run `step_many` on each batch in a transaction of its own; a failed batch is rolled
+    back and done again consult by consult."""
+    done = 0
+    for start in range(0, len(consult_ids), batch):
+        chunk = consult_ids[start:start + batch]
+        try:
+            done += step_many(chunk)
+            db.session.commit()
+        except Exception:
+            db.session.rollback()
+            logger.warning("sweeper: a batch could not be %s; one consult at a time", what)
+            done += _each_consult(chunk, step_one, what)
+    return done
 
 
 def _each_consult(consult_ids: Iterable[int], step: Callable[..., bool], what: str) -> int:

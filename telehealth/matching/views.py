@@ -5,23 +5,40 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from flask import Blueprint, flash, redirect, render_template, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import get_locale, get_timezone
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from telehealth import clock
-from telehealth.accounts.models import User
-from telehealth.consults.services import get_visible_consult
+from telehealth.consults.services import filter_choices, get_visible_consult
 from telehealth.errors import InvalidInput
 from telehealth.extensions import db
 from telehealth.matching import services
 from telehealth.matching.models import Offer
+from telehealth.pagination import page_size_from_request
 from telehealth.roster.forms import AssignForm
 from telehealth.roster.services import get_specialist, require_roster_manager
 
 bp = Blueprint("matching", __name__, template_folder="templates")
+
+
+@bp.route("/escalations")
+@login_required
+def escalations() -> Any:
+    """The escalation queue: every escalated consult, most pressing first, by specialty."""
+    require_roster_manager(current_user)
+    try:
+        specialty_id = int(request.args["specialty"]) if request.args.get("specialty") else None
+    except ValueError as exc:
+        raise InvalidInput(_("Choose a specialty from the list.")) from exc
+    page = services.escalation_queue(specialty_id, request.args.get("cursor"),
+                                     page_size_from_request())
+    return render_template("matching/escalations.html", page=page, specialty_id=specialty_id,
+                           total=services.escalated_count(),
+                           **filter_choices(current_user))
 
 
 @bp.route("/consults/<int:consult_id>/matching")
@@ -31,9 +48,9 @@ def candidates(consult_id: int) -> Any:
     consult = get_visible_consult(current_user, consult_id)
     ranked = services.rank_specialists(consult, limit=20)
     offers = list(db.session.scalars(select(Offer).where(Offer.consult_id == consult.id)
+                                     .options(joinedload(Offer.specialist))
                                      .order_by(Offer.created_at, Offer.id)))
-    names: dict[int, str] = {user_id: name for user_id, name in db.session.execute(
-        select(User.id, User.name).where(User.id.in_([o.specialist_id for o in offers])))}
+    names = {offer.specialist_id: offer.specialist.name for offer in offers}
     return render_template("matching/candidates.html", consult=consult, ranked=ranked,
                            offers=offers, names=names, now=clock.now(), form=AssignForm())
 

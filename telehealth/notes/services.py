@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask_babel import gettext as _
 from sqlalchemy import func, select
+from sqlalchemy.orm import joinedload, selectinload
 
 from telehealth import clock, uploads
 from telehealth.accounts.models import Role, User
@@ -54,7 +55,10 @@ def _check_body(body: str) -> str:
 def notes_for(consult: Consult) -> list[Note]:
     return list(
         db.session.scalars(
+            # The thread's revisions, authors and files in a fixed number of statements.
             select(Note).where(Note.consult_id == consult.id).order_by(Note.created_at, Note.id)
+            .options(selectinload(Note.revisions).joinedload(NoteRevision.author),
+                     joinedload(Note.author), selectinload(Note.attachments))
         )
     )
 

@@ -12,7 +12,7 @@ from typing import Any
 from flask import current_app
 from flask_babel import force_locale
 from flask_babel import gettext as _
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from telehealth import clock
 from telehealth.accounts.models import Role, Specialty, User
@@ -80,6 +80,14 @@ def specialists_waiting_for_a_link() -> list[User]:
                            User.password_hash.not_like(f"{_PASSWORD_PREFIX}%"),
                            ~_live_link_exists())
         .order_by(User.name, User.id)))
+
+
+def count_waiting_for_a_link() -> int:
+    """How many specialists_waiting_for_a_link() would return, as one aggregate."""
+    return db.session.scalar(
+        select(func.count(User.id)).where(
+            User.role == Role.SPECIALIST, User.active.is_(True),
+            User.password_hash.not_like(f"{_PASSWORD_PREFIX}%"), ~_live_link_exists())) or 0
 
 
 def live_password_link(user: User) -> Invite | None:

@@ -7,11 +7,13 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Select, func, or_, select
+from sqlalchemy.orm import selectinload
 
 from telehealth import clock
 from telehealth.accounts.models import Role, User, UserLanguage, user_specialties
 from telehealth.consults.models import Consult, ConsultStatus
 from telehealth.extensions import db
+from telehealth.pagination import DEFAULT_PAGE_SIZE, Page, keyset_page
 from telehealth.roster.models import (
     EXPIRY_WARNING_DAYS,
     ProfileStatus,
@@ -70,7 +72,17 @@ def roster_query(filters: RosterFilters) -> Select[Any]:
         query = query.where(raw_load > 0, raw_load < SpecialistProfile.capacity)
     elif filters.load == "full":
         query = query.where(raw_load >= SpecialistProfile.capacity)
-    return query.order_by(User.name, User.id)
+    return query
+
+
+def roster_page(filters: RosterFilters, cursor: str | None = None,
+                size: int = DEFAULT_PAGE_SIZE) -> Page[Any]:
+    """One page of the roster by name: (user, profile, open consults) rows, with each user's
+    specialties and languages loaded in one statement each."""
+    query = roster_query(filters).options(selectinload(User.specialties),
+                                          selectinload(User.languages))
+    return keyset_page(query, (User.name, User.id), cursor, size, scalars=False,
+                       key_of=lambda row: (row[0].name, row[0].id))
 
 
 def ensure_profiles() -> None:
@@ -99,31 +111,47 @@ class LoadReport:
     total_90: int
     busiest_count: int
     busiest_share: float  # 0..1 of the last 90 days' consults done by the busiest 10%
+    next_cursor: str | None = None
 
 
-def load_report() -> LoadReport:
-    """Each specialist's consults in the last 30 and 90 days, and the busiest 10%'s share."""
+def _load_counts_query() -> Any:
+    """Consults accepted per specialist in the last 30 and 90 days (only those with some)."""
     now = clock.now()
     since_30, since_90 = now - timedelta(days=30), now - timedelta(days=90)
-    counts = (
+    return (
         select(Consult.specialist_id.label("user_id"),
                func.count(Consult.id).filter(Consult.accepted_at >= since_30).label("last_30"),
                func.count(Consult.id).label("last_90"))
         .where(Consult.specialist_id.is_not(None), Consult.accepted_at >= since_90)
         .group_by(Consult.specialist_id)
-        .subquery()
     )
-    rows = [
-        LoadRow(user_id=r.id, name=r.name, last_30=int(r.last_30 or 0),
-                last_90=int(r.last_90 or 0))
-        for r in db.session.execute(
-            select(User.id, User.name, counts.c.last_30, counts.c.last_90)
-            .outerjoin(counts, counts.c.user_id == User.id)
-            .where(User.role == Role.SPECIALIST)
-            .order_by(func.coalesce(counts.c.last_90, 0).desc(), User.name)
-        )
-    ]
-    total = sum(r.last_90 for r in rows)
-    busiest = max(1, -(-len(rows) // 10)) if rows else 0  # ceil(10%)
-    share = (sum(r.last_90 for r in rows[:busiest]) / total) if total else 0.0
-    return LoadReport(rows=rows, total_90=total, busiest_count=busiest, busiest_share=share)
+
+
+def load_report(cursor: str | None = None, size: int = DEFAULT_PAGE_SIZE) -> LoadReport:
+    """Each specialist's consults in the last 30 and 90 days, busiest first, one page at a
+    time, and the busiest 10%'s share of the 90 days computed in SQL.
+
+    Specialists without a consult in 90 days are counted (for the 10%) but not listed.
+    """
+    specialists = db.session.scalar(select(func.count(User.id)).where(
+        User.role == Role.SPECIALIST)) or 0
+    busiest = max(1, -(-specialists // 10)) if specialists else 0  # ceil(10%)
+    # A CTE read twice: PostgreSQL aggregates the 90 days once for both sums.
+    summary = _load_counts_query().cte("load_counts")
+    ranked = select(summary.c.last_90).order_by(summary.c.last_90.desc()).limit(busiest)
+    total, top = db.session.execute(select(
+        select(func.coalesce(func.sum(summary.c.last_90), 0)).scalar_subquery(),
+        select(func.coalesce(func.sum(ranked.subquery().c.last_90), 0)).scalar_subquery(),
+    )).one()
+    counts = _load_counts_query().subquery()
+    # The page of counts first, then the names of its specialists only (by primary key).
+    page = keyset_page(select(counts), (counts.c.last_90, counts.c.user_id), cursor, size,
+                       descending=True, scalars=False)
+    names = dict(db.session.execute(select(User.id, User.name).where(
+        User.id.in_([r.user_id for r in page.items]))).tuples().all())
+    rows = [LoadRow(user_id=r.user_id, name=names.get(r.user_id, ""),
+                    last_30=int(r.last_30 or 0), last_90=int(r.last_90 or 0))
+            for r in page.items]
+    return LoadReport(rows=rows, total_90=int(total), busiest_count=busiest,
+                      busiest_share=(int(top) / int(total)) if total else 0.0,
+                      next_cursor=page.next_cursor)

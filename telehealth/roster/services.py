@@ -27,6 +27,7 @@ from telehealth.roster.credentials import (
 )
 from telehealth.roster.invitations import (
     PasswordLink,
+    count_waiting_for_a_link,
     create_password_link,
     find_invite,
     has_password,
@@ -57,6 +58,7 @@ from telehealth.roster.reports import (
     ensure_profiles,
     load_report,
     open_load_subquery,
+    roster_page,
     roster_query,
 )
 
@@ -71,6 +73,7 @@ __all__ = [
     "add_leave",
     "apply_status_action",
     "check_timezone",
+    "count_waiting_for_a_link",
     "create_password_link",
     "credential_flag",
     "credential_status_label",
@@ -93,6 +96,7 @@ __all__ = [
     "recipient_language",
     "remove_leave",
     "require_roster_manager",
+    "roster_page",
     "roster_query",
     "set_password",
     "set_status",

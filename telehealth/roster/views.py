@@ -26,6 +26,7 @@ from telehealth.accounts.models import Specialty
 from telehealth.boundary import on_refusal
 from telehealth.errors import InvalidInput, NotFound, PermissionDenied
 from telehealth.extensions import db
+from telehealth.pagination import page_size_from_request
 from telehealth.roster import csvio, services
 from telehealth.roster.forms import (
     CredentialForm,
@@ -67,9 +68,9 @@ def index() -> str:
     filters = services.RosterFilters(text=args.get("q", "")[:100], specialty_id=specialty_id,
                                      language=args.get("language", "")[:12],
                                      status=args.get("status", ""), load=args.get("load", ""))
-    rows = db.session.execute(services.roster_query(filters).limit(1000)).all()
-    return render_template("roster/index.html", rows=rows, filters=filters,
-                           waiting=len(services.specialists_waiting_for_a_link()),
+    page = services.roster_page(filters, args.get("cursor"), page_size_from_request())
+    return render_template("roster/index.html", rows=page.items, page=page, filters=filters,
+                           waiting=services.count_waiting_for_a_link(),
                            specialties=_specialties(), flag=services.credential_flag,
                            status_label=services.profile_status_label,
                            credential_label=services.credential_status_label,
@@ -348,4 +349,5 @@ def import_roster() -> Any:
 @login_required
 def load() -> str:
     services.require_roster_manager(current_user)
-    return render_template("roster/load.html", report=services.load_report())
+    return render_template("roster/load.html", report=services.load_report(
+        request.args.get("cursor"), page_size_from_request()))

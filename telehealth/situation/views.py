@@ -15,11 +15,10 @@ from werkzeug.wrappers import Response
 from telehealth.accounts.models import Role
 from telehealth.consults.models import Urgency
 from telehealth.consults.services import urgency_label
-from telehealth.errors import NotFound, ServiceError
-from telehealth.extensions import db
+from telehealth.errors import NotFound
 from telehealth.situation import charts, services
 from telehealth.situation.services import Filters, Room, Table
-from telehealth.web import LANGUAGE_NAMES, RTL_LANGUAGES, error_response
+from telehealth.web import LANGUAGE_NAMES, RTL_LANGUAGES
 
 bp = Blueprint("situation", __name__, template_folder="templates", static_folder="static",
                static_url_path="/static/situation")
@@ -45,14 +44,6 @@ def _require_staff() -> None:
     """Coordinators and administrators only; anybody else is told the room does not exist."""
     if current_user.role not in STAFF:
         raise NotFound(_("This page does not exist, or you do not have access to it."))
-
-
-@bp.errorhandler(ServiceError)
-def _refused(exc: ServiceError) -> Any:
-    db.session.rollback()
-    if request.path.startswith("/situation/api"):
-        return jsonify({"error": exc.message, "status": exc.status_code}), exc.status_code
-    return error_response(exc.status_code, exc.message)
 
 
 def _filters() -> Filters:

@@ -61,7 +61,7 @@ def test_other_clinic_sees_nothing_walking_ids(client, auth, world, cases):
     for note_id in range(1, 10):
         response = client.post(f"/notes/{note_id}/amend", data={"body": "changed"})
         assert response.status_code in (403, 404)
-    assert client.get("/api/consults").json == []
+    assert client.get("/api/consults").json["items"] == []
     assert "C-0" not in client.get("/").text
     assert _snapshot() == before
 
@@ -106,7 +106,7 @@ def test_offered_specialist_cannot_write_before_accepting(client, auth, world, c
 
 def test_coordinator_sees_all_open_consults_oldest_first(client, auth, world, cases):
     auth.login(world["coordinator"])
-    rows = client.get("/api/consults").json
+    rows = client.get("/api/consults").json["items"]
     assert [r["id"] for r in rows] == sorted(r["id"] for r in rows)
     assert {r["status"] for r in rows} <= {"submitted", "offered", "escalated", "accepted",
                                              "answered"}

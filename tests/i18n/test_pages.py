@@ -41,6 +41,7 @@ PAGE_RULES = {
     "/roster/invite": "coordinator",
     "/roster/import": "coordinator",
     "/roster/load": "coordinator",
+    "/escalations": "coordinator",
     "/signup/<token>": None,
     "/consults/<int:consult_id>/call": "clinician",
     "/call/check": "specialist",

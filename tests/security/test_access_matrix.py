@@ -148,6 +148,7 @@ RULES: dict[str, list[R]] = {
     "matching.candidates": [R("GET", "/consults/{consult}/matching", STAFF, "offered")],
     "matching.assign": [R("POST", "/consults/{consult}/assign", STAFF, "offered",
                           data={"specialist_id": "{specialist}"})],
+    "matching.escalations": [R("GET", "/escalations", STAFF)],
     "video.static": [R("GET", "/static/video/call.js", PUBLIC)],
     # No call before a specialist has accepted the case, not even for the one it is offered to.
     "video.call": [R("GET", "/consults/{consult}/call", CALLERS),

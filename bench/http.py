@@ -1,0 +1,304 @@
+"""Benchmark: every list page through the served app, at 1,000 and 100,000 consults.
+
+    .venv/bin/python bench/http.py --postgres postgresql+psycopg://postgres@127.0.0.1:5432/bench_http
+
+For each size the PostgreSQL database given is emptied (DROP SCHEMA public CASCADE),
+migrated and filled through the models' tables (bench/fill.py: 10,000 specialists, 200
+clinics, consults over two years with notes and offers). The app is then served with the
+README's production command (gunicorn, one worker, threads) plus a config file that only adds
+an `X-SQL-Statements` header (bench/gunicorn_count.py), and for each role CLIENTS signed-in
+clients at once walk that role's pages (PAGES below: one line per page). Printed per page:
+p50/p95/p99, requests/s, bytes and SQL statements per request, both sizes side by side with
+the growth of p50, and the issue's targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# This file is named like the standard library's `http`: keep its folder off the path.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TELEHEALTH_INSTANCE_DIR", tempfile.mkdtemp(prefix="bench-http-"))
+os.environ.setdefault("TELEHEALTH_SECRET_KEY", "bench-http")
+
+import requests  # noqa: E402
+from sqlalchemy import create_engine, select, text  # noqa: E402
+
+PASSWORD = "bench password 2026"
+
+
+@dataclass(frozen=True)
+class Page:
+    name: str
+    role: str  # coordinator, admin, clinician, specialist
+    path: str  # {consult} and {escalated} are filled from the data
+
+
+# Every dashboard, list, API list, the roster, load report, admin users and a consult page.
+# Another page is one more line here.
+PAGES = [
+    Page("coordinator dashboard", "coordinator", "/"),
+    Page("coordinator dashboard, filtered", "coordinator", "/?status=all&specialty=3&sort=newest"),
+    Page("escalation queue", "coordinator", "/escalations"),
+    Page("/api/consults (coordinator)", "coordinator", "/api/consults"),
+    Page("/roster", "coordinator", "/roster"),
+    Page("/roster/load", "coordinator", "/roster/load"),
+    Page("matching (candidates)", "coordinator", "/consults/{escalated}/matching"),
+    Page("consult page (coordinator)", "coordinator", "/consults/{consult}"),
+    Page("admin dashboard", "admin", "/"),
+    Page("/admin/users", "admin", "/admin/users"),
+    Page("/admin/clinics", "admin", "/admin/clinics"),
+    Page("clinician dashboard", "clinician", "/"),
+    Page("/api/consults (clinician)", "clinician", "/api/consults"),
+    Page("consult page (clinician)", "clinician", "/consults/{consult}"),
+    Page("specialist dashboard (busiest)", "specialist", "/"),
+    Page("/api/consults (specialist)", "specialist", "/api/consults"),
+]
+TARGETS = {"growth": 1.5, "statements": 25, "bytes": 100 * 1024, "p99_ms": 300.0}
+
+
+@dataclass
+class Stats:
+    times: list[float] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)
+    statements: list[int] = field(default_factory=list)
+    errors: int = 0  # 5xx
+    refused: int = 0  # no answer: connection refused, reset or timed out
+    other: int = 0  # any other non-200
+    elapsed: float = 0.0
+
+    def pct(self, q: float) -> float:
+        if not self.times:
+            return float("nan")
+        ordered = sorted(self.times)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+# ---------------------------------------------------------------- the data
+
+
+def fill(url: str, consults: int, specialists: int, clinics: int) -> dict[str, object]:
+    """Empty, migrate and fill the database; return who to sign in as and what to open."""
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    from flask_migrate import upgrade
+
+    from bench.fill import fill_consults, fill_roster, reset_sequences
+    from telehealth import create_app
+    from telehealth.accounts.services import hash_password
+    from telehealth.consults.models import Consult, ConsultStatus
+    from telehealth.extensions import db
+
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SWEEPER_INTERVAL_SECONDS": 0})
+    with app.app_context():
+        upgrade()
+        started = time.perf_counter()
+        net = fill_roster(specialists, clinics, hash_password(PASSWORD))
+        fill_consults(net, consults)
+        reset_sequences()
+        db.session.commit()
+        escalated = db.session.scalar(select(Consult.id).where(
+            Consult.status == ConsultStatus.ESCALATED).order_by(Consult.id.desc()).limit(1))
+        took = time.perf_counter() - started
+        db.session.remove()
+        db.engine.dispose()
+    with engine.connect() as conn:
+        conn.execute(text("VACUUM ANALYZE"))
+    engine.dispose()
+    print(f"  filled {consults:,} consults, {specialists:,} specialists, {clinics} clinics "
+          f"in {took:.0f} s", flush=True)
+    return {"net": net, "escalated": escalated or net.consult_ids[0]}
+
+
+# ---------------------------------------------------------------- the server
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def serve(url: str, threads: int) -> tuple[subprocess.Popen[bytes], str]:
+    """The README's production command (plus the statement-count header)."""
+    port = free_port()
+    env = os.environ | {"TELEHEALTH_DATABASE_URL": url, "TELEHEALTH_THREADS": str(threads),
+                        "TELEHEALTH_SWEEPER_INTERVAL": "0"}
+    command = [str(ROOT / ".venv/bin/gunicorn"), "-c", str(ROOT / "bench/gunicorn_count.py"),
+               "-w", "1", "--threads", str(threads), "-b", f"127.0.0.1:{port}",
+               "--log-level", "warning", "wsgi:app"]
+    process = subprocess.Popen(command, cwd=ROOT, env=env)
+    base = f"http://127.0.0.1:{port}"
+    for _attempt in range(600):
+        try:  # the port opens before the worker has loaded the app
+            requests.get(f"{base}/login", timeout=60)
+            return process, base
+        except requests.RequestException:
+            time.sleep(0.1)
+    process.kill()
+    raise SystemExit("the server did not start")
+
+
+def sign_in(base: str, email: str) -> requests.Session:
+    session = requests.Session()
+    form = session.get(f"{base}/login").text
+    match = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', form)
+    data = {"email": email, "password": PASSWORD, "csrf_token": match.group(1) if match else ""}
+    response = session.post(f"{base}/login", data=data, allow_redirects=False)
+    if response.status_code != 302:
+        raise SystemExit(f"cannot sign in as {email}: {response.status_code}")
+    return session
+
+
+# ---------------------------------------------------------------- the load
+
+
+def drive(base: str, data: dict[str, object], clients: int, rounds: int, think: float
+          ) -> dict[str, Stats]:
+    """Role after role, `clients` signed-in clients at once walk the role's pages `rounds`
+    times (after one unmeasured warm-up round)."""
+    net = data["net"]
+    emails = {"coordinator": net.coordinator_emails[0],  # type: ignore[attr-defined]
+              "admin": net.admin_email,  # type: ignore[attr-defined]
+              "clinician": net.clinician_emails[0],  # type: ignore[attr-defined]
+              "specialist": net.specialist_emails[0]}  # type: ignore[attr-defined]
+    values = {"consult": net.consult_ids[0], "escalated": data["escalated"]}  # type: ignore
+    stats = {page.name: Stats() for page in PAGES}
+    lock = threading.Lock()
+    for role in emails:
+        pages = [p for p in PAGES if p.role == role]
+        sessions = [sign_in(base, emails[role]) for _n in range(clients)]
+        for session in sessions[:1]:
+            for page in pages:  # warm-up: caches, prepared plans
+                session.get(base + page.path.format(**values))
+
+        def client(session: requests.Session, offset: int, pages: list[Page] = pages) -> None:
+            for n in range(rounds * len(pages)):
+                page = pages[(n + offset) % len(pages)]
+                started = time.perf_counter()
+                try:
+                    response = session.get(base + page.path.format(**values), timeout=60)
+                except requests.RequestException:
+                    with lock:
+                        stats[page.name].refused += 1
+                    continue
+                took = time.perf_counter() - started
+                with lock:
+                    s = stats[page.name]
+                    s.times.append(took)
+                    s.sizes.append(len(response.content))
+                    s.statements.append(int(response.headers.get("X-SQL-Statements", -1)))
+                    if response.status_code >= 500:
+                        s.errors += 1
+                    elif response.status_code != 200:
+                        s.other += 1
+                if think:
+                    time.sleep(think)
+
+        started = time.perf_counter()
+        threads = [threading.Thread(target=client, args=(s, i)) for i, s in enumerate(sessions)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        elapsed = time.perf_counter() - started
+        for page in pages:
+            stats[page.name].elapsed = elapsed
+    return stats
+
+
+# ---------------------------------------------------------------- the report
+
+
+def report(results: dict[int, dict[str, Stats]]) -> None:
+    sizes = sorted(results)
+    small, large = sizes[0], sizes[-1]
+    head = ["page"]
+    for size in sizes:
+        head += [f"p50/p95/p99 ms @{size:,}", f"req/s @{size:,}", f"KB @{size:,}",
+                 f"SQL @{size:,}"]
+    head += ["p50 growth"]
+    print("\n| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    failures = []
+    for page in PAGES:
+        cells = [page.name]
+        for size in sizes:
+            s = results[size][page.name]
+            rate = len(s.times) / s.elapsed if s.elapsed else 0.0
+            size_kb = statistics.mean(s.sizes) / 1024 if s.sizes else 0.0
+            sql = max(s.statements) if s.statements else -1
+            cells += [f"{s.pct(.5):.0f} / {s.pct(.95):.0f} / {s.pct(.99):.0f}", f"{rate:.1f}",
+                      f"{size_kb:.1f}", str(sql)]
+            if s.errors:
+                failures.append(f"{page.name} @{size}: {s.errors} 5xx")
+            if s.refused:
+                failures.append(f"{page.name} @{size}: {s.refused} without an answer")
+            if s.other:
+                failures.append(f"{page.name} @{size}: {s.other} non-200")
+            if sql > TARGETS["statements"]:
+                failures.append(f"{page.name} @{size}: {sql} statements")
+            if s.sizes and max(s.sizes) > TARGETS["bytes"]:
+                failures.append(f"{page.name} @{size}: {max(s.sizes)} bytes")
+            if s.pct(.99) > TARGETS["p99_ms"]:
+                failures.append(f"{page.name} @{size}: p99 {s.pct(.99):.0f} ms")
+        growth = results[large][page.name].pct(.5) / max(results[small][page.name].pct(.5), 1e-9)
+        cells.append(f"{growth:.2f}×")
+        if growth > TARGETS["growth"]:
+            failures.append(f"{page.name}: p50 grew {growth:.2f}×")
+        print("| " + " | ".join(cells) + " |")
+    print("\nTargets: p50 growth ≤ 1.5×, ≤ 25 statements, ≤ 100 KB, p99 ≤ 300 ms, no 5xx.")
+    print("Missed:\n  " + "\n  ".join(failures) if failures else "All targets met.")
+
+
+def main() -> None:
+    # Stopped from outside: still stop the server (the finally below).
+    signal.signal(signal.SIGTERM, lambda *_args: sys.exit(1))
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--postgres", required=True, help="a database this bench may empty")
+    parser.add_argument("--sizes", default="1000,100000", help="consults, comma-separated")
+    parser.add_argument("--specialists", type=int, default=10_000)
+    parser.add_argument("--clinics", type=int, default=200)
+    parser.add_argument("--clients", type=int, default=20, help="signed-in clients per role")
+    parser.add_argument("--rounds", type=int, default=5, help="walks of the pages per client")
+    parser.add_argument("--think", type=float, default=0.0,
+                        help="seconds each client waits between two requests")
+    parser.add_argument("--threads", type=int, default=32, help="gunicorn threads (and pool)")
+    args = parser.parse_args()
+    results: dict[int, dict[str, Stats]] = {}
+    for size in [int(s) for s in args.sizes.split(",")]:
+        print(f"{size:,} consults:", flush=True)
+        data = fill(args.postgres, size, args.specialists, args.clinics)
+        process, base = serve(args.postgres, args.threads)
+        try:
+            started = time.perf_counter()
+            results[size] = drive(base, data, args.clients, args.rounds, args.think)
+            total = sum(len(s.times) for s in results[size].values())
+            took = time.perf_counter() - started
+            print(f"  {total:,} requests in {took:.0f} s ({total / took:.1f} req/s)",
+                  flush=True)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    report(results)
+
+
+if __name__ == "__main__":
+    main()

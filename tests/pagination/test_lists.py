@@ -1,0 +1,174 @@
+"""Every list page and API list costs a fixed number of SQL statements, and on PostgreSQL
+each list query walks an index, whatever the number of rows."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import event, select, text, update
+
+from bench.fill import Network, fill_consults, fill_roster, reset_sequences
+from telehealth.accounts.models import User, user_specialties
+from telehealth.accounts.services import hash_password
+from telehealth.consults.models import Consult, ConsultStatus
+from telehealth.extensions import db
+from tests.conftest import PASSWORD, _empty_tables, need_service
+
+MAX_STATEMENTS = 25
+
+
+def list_pages(net: Network) -> list[tuple[str, str]]:
+    """(who, url) for every list, its filters and the pages next to them."""
+    consult_id = net.consult_ids[0]
+    # A consult someone on the roster could take: the ranking runs in full.
+    specialty_ids = db.session.scalars(select(user_specialties.c.specialty_id).where(
+        user_specialties.c.user_id == select(User.id).where(
+            User.email == net.specialist_emails[0]).scalar_subquery())).all()
+    db.session.execute(update(Consult).where(Consult.id == consult_id).values(
+        specialty_id=specialty_ids[0], status=ConsultStatus.ESCALATED, specialist_id=None))
+    db.session.commit()
+    escalated = consult_id
+    coordinator, clinician = net.coordinator_emails[0], net.clinician_emails[0]
+    specialist, admin = net.specialist_emails[0], net.admin_email
+    return [
+        (coordinator, "/"),
+        (coordinator, "/?status=all&sort=newest"),
+        (coordinator, "/?status=closed&specialty=1&urgency=routine"),
+        (coordinator, "/?clinic=1&from=2020-01-01&sort=updated"),
+        (coordinator, "/escalations"),
+        (coordinator, "/escalations?specialty=1"),
+        (coordinator, "/api/consults"),
+        (coordinator, "/api/consults?status=all&sort=newest&size=100"),
+        (coordinator, "/roster"),
+        (coordinator, "/roster?status=active&load=free"),
+        (coordinator, "/roster/load"),
+        (coordinator, f"/consults/{escalated}/matching"),
+        (coordinator, f"/consults/{consult_id}"),
+        (admin, "/"),
+        (admin, "/admin/users"),
+        (admin, "/admin/users?role=specialist"),
+        (admin, "/admin/clinics"),
+        (clinician, "/"),
+        (clinician, "/?status=all&sort=oldest"),
+        (clinician, "/api/consults"),
+        (clinician, f"/consults/{consult_id}"),
+        (specialist, "/"),
+        (specialist, "/api/consults"),
+    ]
+
+
+@contextmanager
+def recording(app: Flask) -> Iterator[list[tuple[str, Any]]]:
+    """The statements the app sends while inside (statement, parameters)."""
+    seen: list[tuple[str, Any]] = []
+
+    def before(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
+               executemany: bool) -> None:
+        seen.append((statement, parameters))
+
+    engine = db.engines[None] if hasattr(db, "engines") else db.engine
+    event.listen(engine, "before_cursor_execute", before)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+
+
+def fill(consults: int, specialists: int, clinics: int = 1, years: float = 0.15) -> Network:
+    net = fill_roster(specialists, clinics, hash_password(PASSWORD))
+    # Everything on clinic 1 and the first specialist: every list of theirs has the rows.
+    fill_consults(net, consults, busy_share=1.0 if clinics == 1 else 0.3, years=years)
+    reset_sequences()
+    db.session.commit()
+    return net
+
+
+def visit(app: Flask, pages: list[tuple[str, str]],
+          each: Callable[[str, list[tuple[str, Any]]], None]) -> None:
+    """GET every page signed in as its person; `each` gets the url and its statements."""
+    clients: dict[str, Any] = {}
+    for who, url in pages:
+        if who not in clients:
+            clients[who] = app.test_client()
+            response = clients[who].post("/login", data={"email": who, "password": PASSWORD})
+            assert response.status_code == 302, who
+        clients[who].get(url)  # warm: the first request of a client loads more (session)
+        with recording(app) as seen:
+            response = clients[who].get(url)
+        assert response.status_code == 200, (url, response.status_code)
+        each(f"{who.split('@')[0]} {re.sub(r'/[0-9]+', '/<id>', url)}", seen)
+
+
+def statement_counts(app: Flask, net: Network) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    visit(app, list_pages(net), lambda key, seen: counts.__setitem__(key, len(seen)))
+    return counts
+
+
+def test_each_list_costs_the_same_statements_for_5_and_200_rows(app: Flask) -> None:
+    small = statement_counts(app, fill(consults=5, specialists=5))
+    db.session.remove()
+    _empty_tables()
+    large = statement_counts(app, fill(consults=200, specialists=200))
+    assert large == small
+    assert max(large.values()) <= MAX_STATEMENTS, large
+
+
+def test_a_cursor_walks_every_row_once(app: Flask, client: Any) -> None:
+    net = fill(consults=120, specialists=3)
+    client.post("/login", data={"email": net.coordinator_emails[0], "password": PASSWORD})
+    seen: list[int] = []
+    cursor = ""
+    for _page in range(10):
+        body = client.get(f"/api/consults?status=all&size=25&cursor={cursor}").json
+        seen += [row["id"] for row in body["items"]]
+        if not body["next_cursor"]:
+            break
+        cursor = body["next_cursor"]
+    assert sorted(seen) == seen and len(seen) == len(set(seen)) == 120
+    assert client.get("/api/consults?cursor=not-ours").status_code == 400
+    assert client.get("/api/consults?status=lost").status_code == 400
+    assert client.get("/?size=x").status_code == 400
+
+
+SEQ_SCAN = re.compile(r"Seq Scan on (consults|offers|notes|note_revisions|users)\b")
+# Queries that read every specialist by nature, each once per page, not a list: the roster's
+# "accounts without a profile" repair and the count behind the load report's busiest 10%.
+WHOLE_ROSTER = ("specialist_profiles.user_id = users.id)", "count(users.id) AS count_1")
+
+
+def test_every_list_query_uses_an_index_on_postgresql(app: Flask) -> None:
+    if db.engine.dialect.name != "postgresql":
+        need_service("PostgreSQL", "set TELEHEALTH_TEST_DATABASE_URL to a PostgreSQL database")
+    net = fill(consults=6000, specialists=3000, clinics=20, years=2)
+    db.session.execute(text("ANALYZE"))
+    db.session.commit()
+    plans: dict[str, str] = {}
+    explained: list[str] = []
+
+    def explain(key: str, seen: list[tuple[str, Any]]) -> None:
+        raw = db.engine.raw_connection()
+        try:
+            with raw.cursor() as cursor:
+                for statement, parameters in seen:
+                    if not statement.lstrip().upper().startswith("SELECT"):
+                        continue
+                    if any(marker in statement for marker in WHOLE_ROSTER):
+                        continue
+                    cursor.execute("EXPLAIN " + statement, parameters)
+                    explained.append(key)
+                    plan = "\n".join(row[0] for row in cursor.fetchall())
+                    if SEQ_SCAN.search(plan):
+                        plans[key] = f"{statement}\n{plan}"
+        finally:
+            raw.close()
+
+    pages = list_pages(net)
+    visit(app, pages, explain)
+    assert len(set(explained)) == len(pages)  # every page's queries were looked at
+    assert not plans, "\n\n".join(f"{k}:\n{v}" for k, v in plans.items())
+    assert db.session.scalar(select(db.func.count(User.id))) > 3000
