@@ -168,7 +168,7 @@ def _fit_quasipoisson(x: FloatArray, y: FloatArray, prior: FloatArray) -> _Fit:
         z = eta + (y - mu) / mu
         weights = prior * mu
         root = np.sqrt(weights)
-        beta = np.linalg.lstsq(x * root[:, None], z * root, rcond=None)[0]
+        beta = np.asarray(np.linalg.lstsq(x * root[:, None], z * root, rcond=None)[0], np.float64)
         eta = x @ beta
         mu = np.exp(eta)
         dev = _poisson_deviance(y, mu, prior)
@@ -178,7 +178,7 @@ def _fit_quasipoisson(x: FloatArray, y: FloatArray, prior: FloatArray) -> _Fit:
         dev_old = dev
     root = np.sqrt(weights)
     xw = x * root[:, None]
-    cov_unscaled = np.linalg.inv(xw.T @ xw)
+    cov_unscaled = np.asarray(np.linalg.inv(xw.T @ xw), np.float64)
     hat = np.einsum("ij,jk,ik->i", xw, cov_unscaled, xw)
     df_residual = len(y) - x.shape[1]
     working_residual = (y - mu) / mu
