@@ -36,7 +36,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from telehealth.main.views import bp as main_bp
     from telehealth.matching.views import bp as matching_bp
     from telehealth.notes.views import bp as notes_bp
+    from telehealth.places.views import bp as places_bp
     from telehealth.roster.views import bp as roster_bp
+    from telehealth.surveillance.views import bp as surveillance_bp
     from telehealth.translation.views import bp as translation_bp
     from telehealth.video import events as video_events  # noqa: F401  (registers /call)
     from telehealth.video.views import bp as video_bp
@@ -44,6 +46,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     for blueprint in (main_bp, accounts_bp, consults_bp, notes_bp, admin_bp, i18n_bp,
                       translation_bp, diagnoses_bp, roster_bp, matching_bp, video_bp):
         app.register_blueprint(blueprint)
+    app.register_blueprint(places_bp)
+    app.register_blueprint(surveillance_bp)
     from telehealth.notifications import events  # noqa: F401  (Socket.IO handlers)
 
     web.init_app(app)
@@ -59,5 +63,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     i18n_cli.init_app(app)
     audit_commands.init_app(app)
     backup_commands.init_app(app)
+    from telehealth.surveillance import commands as surveillance_commands
+    surveillance_commands.init_app(app)
     sweeper.init_app(app)
     return app

@@ -131,3 +131,5 @@ class Config:
     VIDEO_PROBE_TIMEOUT = _env_int("TELEHEALTH_VIDEO_PROBE_TIMEOUT", 30)
     VIDEO_PROBE_PER_USER = _env_int("TELEHEALTH_VIDEO_PROBE_PER_USER", 2)
     VIDEO_PROBE_TOTAL = _env_int("TELEHEALTH_VIDEO_PROBE_TOTAL", 20)
+    # Epidemiological weeks for surveillance: "iso" (Monday, ISO 8601) or "mmwr" (Sunday, CDC).
+    SURVEILLANCE_EPI_WEEKS = os.environ.get("TELEHEALTH_SURVEILLANCE_EPI_WEEKS", "iso")

@@ -7,6 +7,7 @@ from telehealth.consults.models import Attachment, Consult
 from telehealth.diagnoses.models import ConsultDiagnosis
 from telehealth.matching.models import Offer
 from telehealth.notes.models import Note, NoteRevision
+from telehealth.places.models import Area
 from telehealth.roster.models import (
     AvailabilityWindow,
     Invite,
@@ -14,6 +15,15 @@ from telehealth.roster.models import (
     SpecialistProfile,
 )
 from telehealth.security.models import SignInAttempt
+from telehealth.surveillance.models import (
+    Alert,
+    AlertNote,
+    OfficerArea,
+    ShareLink,
+    Syndrome,
+    WeeklyCount,
+    WeeklyReport,
+)
 from telehealth.translation.models import NoteTranslation, TranslationRequest
 from telehealth.video.models import (
     CallMessage,
@@ -30,4 +40,6 @@ __all__ = [
     "AuditChainHead", "SignInAttempt",
     "AvailabilityWindow", "Invite", "LeavePeriod", "SpecialistProfile",
     "CallMessage", "CallProposal", "VideoInvite", "VideoParticipation", "VideoSession",
+    "Area", "Alert", "AlertNote", "OfficerArea", "ShareLink", "Syndrome", "WeeklyCount",
+    "WeeklyReport",
 ]

@@ -307,15 +307,19 @@ def _fit_flexible(
     return fit, phi, fit.dispersion
 
 
-def farrington_flexible(observed: object, control: FarringtonControl | None = None) -> Detection:
-    """Farrington flexible with the delta-method 2/3-power threshold (R's default)."""
+def farrington_flexible(observed: object, control: FarringtonControl | None = None,
+                        start: int = 0) -> Detection:
+    """Farrington flexible with the delta-method 2/3-power threshold (R's default).
+
+    ``start`` skips the weeks before it (one GLM per week is the costly part).
+    """
     c = control or FarringtonControl()
     y_all = _as_series(observed)
     first = c.first_week()
     if len(y_all) <= first:
         raise NotEnoughHistory("Farrington", first + 1, len(y_all))
     out = _empty(len(y_all))
-    for k in range(first, len(y_all)):
+    for k in range(max(first, start), len(y_all)):
         enough = float(np.nansum(y_all[k - c.limit54[1] + 1 : k + 1])) >= c.limit54[0]
         bound = _farrington_bound(y_all, k, c) if enough else None
         if bound is None:
@@ -418,32 +422,36 @@ def nb_cusum(observed: object, baseline_weeks: int = 26, shift: float = 2.0,
 DETECTORS = ("fixed", "double_mean", "ears_c1", "ears_c2", "ears_c3", "farrington", "nb_cusum")
 
 
-def detect(name: str, observed: object, threshold: int = 1) -> tuple[str, Detection]:
+def detect(name: str, observed: object, threshold: int = 1,
+           start: int = 0) -> tuple[str, Detection]:
     """Run detector ``name``; with too little history a simpler one stands in.
 
     Returns the name of the detector that actually ran: Farrington falls back to NB CUSUM,
-    NB CUSUM to EARS C2, EARS to "double the mean", which needs only four weeks.
+    NB CUSUM to EARS C2, EARS to "double the mean", which needs four weeks, and that to
+    the fixed threshold. ``start``: weeks before it may be left without a verdict.
     """
     fallback = {"farrington": "nb_cusum", "nb_cusum": "ears_c2", "ears_c3": "ears_c2",
-                "ears_c2": "ears_c1", "ears_c1": "double_mean"}
+                "ears_c2": "ears_c1", "ears_c1": "double_mean", "double_mean": "fixed"}
     while True:
         try:
-            return name, _run(name, observed, threshold)
+            return name, _run(name, observed, threshold, start)
         except NotEnoughHistory:
             if name not in fallback:
                 raise
             name = fallback[name]
 
 
-def _run(name: str, observed: object, threshold: int) -> Detection:
+def _run(name: str, observed: object, threshold: int, start: int) -> Detection:
     if name == "fixed":
         return fixed_count(observed, threshold)
     if name == "double_mean":
+        if len(_as_series(observed)) < 4:
+            raise NotEnoughHistory("double the mean", 4, len(_as_series(observed)))
         return double_mean(observed)
     if name.startswith("ears_"):
         return ears(observed, name[-2:].upper())
     if name == "farrington":
-        return farrington_flexible(observed, _farrington_for(len(_as_series(observed))))
+        return farrington_flexible(observed, _farrington_for(len(_as_series(observed))), start)
     if name == "nb_cusum":
         return nb_cusum(observed)
     raise ValueError(f"unknown detector {name!r}")
