@@ -186,7 +186,7 @@ def share(area_id: int) -> str:
     area = services.check_area(current_user, area_id)
     _link, token = services.create_share_link(area, current_user, request.form.get("label", ""))
     db.session.commit()
-    url = url_for("surveillance.shared_bulletin", token=token, _external=True)
+    url = url_for("surveillance.shared_bulletin", share_token=token, _external=True)
     return render_template("surveillance/shared_link.html", area=area, url=url)
 
 
@@ -199,12 +199,12 @@ def revoke(link_id: int) -> Response:
     return redirect(url_for("surveillance.bulletin", area_id=link.area_id))
 
 
-@bp.route("/bulletins/<token>")
-def shared_bulletin(token: str) -> str:
+@bp.route("/bulletins/<share_token>")
+def shared_bulletin(share_token: str) -> str:
     """Public by design: the unguessable token is the access check; aggregates only."""
-    if len(token) > 100:
+    if len(share_token) > 100:
         raise NotFound(_("This link does not exist or was revoked."))
-    link = services.resolve_share_link(token)
+    link = services.resolve_share_link(share_token)
     return render_template("surveillance/bulletin.html", **_bulletin_context(link.area, True),
                            links=[])
 
