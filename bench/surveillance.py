@@ -5,7 +5,8 @@
     .venv/bin/python bench/surveillance.py --postgres postgresql+psycopg://postgres@127.0.0.1:5432/test_surv
 
 Part 1 simulates, with a fixed seed, weekly counts for 50 areas × 8 syndromes × 3 years
-(negative binomial around a seasonal mean; each syndrome its own baseline) and injects into
+(negative binomial around a seasonal mean, variance 1.5–3 × the mean; each syndrome its own
+baseline) and injects into
 every series one outbreak in the third year: 3 weeks during which the expected count doubles
 (extra cases ~ Poisson of the baseline mean), starting on a known week. Each detector judges
 the third year's weeks (those Farrington can judge with 2 years of history); per detector it
@@ -66,7 +67,9 @@ def simulate(seed: int = 20261129) -> list[Series]:
         for _area in range(AREAS):
             base = rng.uniform(low, high)
             mean = base * np.exp(0.3 * np.cos(2 * np.pi * (t - rng.integers(52)) / 52))
-            size = rng.uniform(5, 30)
+            # Variance = phi × mean with phi in 1.5..3, as in Noufaily et al. (2013)'s scenarios.
+            phi = rng.uniform(1.5, 3.0)
+            size = mean / (phi - 1.0)
             counts = rng.negative_binomial(size, size / (size + mean)).astype(float)
             start = int(rng.integers(FIRST_JUDGED + 4, WEEKS - OUTBREAK_WEEKS - AFTER_WEEKS))
             counts[start:start + OUTBREAK_WEEKS] += rng.poisson(mean[start:start + OUTBREAK_WEEKS])
