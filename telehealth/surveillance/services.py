@@ -309,8 +309,8 @@ def count_cases(system: str, since: date | None = None, clinic_id: int | None = 
     for syndrome_id, clinic, start, cases_reported in db.session.execute(reports):
         key = (syndrome_id, clinic, week_start(start, system))
         counts.by_clinic[key] = max(counts.by_clinic.get(key, 0), cases_reported)
-    counts.clinic_area = dict(db.session.execute(
-        select(Clinic.id, Clinic.area_id).where(Clinic.area_id.is_not(None))).tuples().all())
+    counts.clinic_area = {clinic: area for clinic, area in db.session.execute(
+        select(Clinic.id, Clinic.area_id).where(Clinic.area_id.is_not(None))) if area is not None}
     return counts
 
 
@@ -552,7 +552,7 @@ def move_alert(alert: Alert, user: User, to: AlertStage, note: str = "",
     db.session.add(AlertNote(alert_id=alert.id, author_id=user.id, stage=to, body=note.strip()))
     db.session.flush()
     db.session.refresh(alert)
-    record("alert.move", obj=alert, stage=str(to), **{"from": str(current)})
+    record("alert.move", obj=alert, stage=str(to), previous=str(current))
     return alert
 
 
