@@ -32,7 +32,7 @@ from telehealth import clock
 from telehealth.accounts.models import Role, User
 from telehealth.audit.services import record
 from telehealth.clinics.models import Clinic
-from telehealth.consults.models import Consult, ConsultStatus
+from telehealth.consults.models import Consult, ConsultStatus, Sex
 from telehealth.diagnoses.models import ConsultDiagnosis
 from telehealth.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from telehealth.extensions import db
@@ -580,7 +580,7 @@ class LineListRow:
     area: str
     codes: str
     age_band: str
-    sex: str
+    sex: Sex
 
 
 def _age_band(years: int | None, band: str | None) -> str:
@@ -620,7 +620,7 @@ def line_list(alert: Alert) -> list[LineListRow]:
                                 consult.created_at.date(), clinic_name, area_name,
                                 ", ".join(codes),
                                 _age_band(consult.patient_age_years, consult.patient_age_band),
-                                str(consult.patient_sex)))
+                                consult.patient_sex))
     return rows
 
 

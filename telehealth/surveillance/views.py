@@ -26,7 +26,13 @@ from telehealth.extensions import db
 from telehealth.places.models import Area
 from telehealth.places.services import load_tree
 from telehealth.surveillance import services, svg
-from telehealth.surveillance.models import ALERT_TRANSITIONS, AlertOutcome, AlertStage, Syndrome
+from telehealth.surveillance.models import (
+    ALERT_TRANSITIONS,
+    OPEN_STAGES,
+    AlertOutcome,
+    AlertStage,
+    Syndrome,
+)
 
 bp = Blueprint("surveillance", __name__, template_folder="templates", static_folder="static",
                static_url_path="/static/surveillance")
@@ -91,6 +97,7 @@ def index() -> str:
     areas = list(db.session.scalars(select(Area).order_by(Area.name)))
     return render_template("surveillance/index.html", table=_count_table(None, visible),
                            alerts=services.visible_alerts(current_user), clinic_view=False,
+                           now=clock.now(), open_stages={s.value for s in OPEN_STAGES},
                            areas=[a for a in areas if visible is None or a.id in visible])
 
 

@@ -70,3 +70,14 @@ def test_alert_workflow_pages_refuse_bad_steps(app, surv, coded) -> None:
     assert db.session.get(Alert, alert.id).stage == AlertStage.CHARACTERISATION
     page = officer.get(f"/surveillance/alerts/{alert.id}").get_data(as_text=True)
     assert "Cas confirmé." in page and "High risk" in page
+
+
+def test_an_alert_past_its_verification_deadline_shows_overdue(app, surv, coded) -> None:
+    coded(surv["clinician"], ["A98"])
+    services.run_detection()
+    db.session.commit()
+    officer = client_for(app, surv["officer"])
+    assert "overdue" not in officer.get("/surveillance").get_data(as_text=True)
+    clock.freeze(clock.now() + timedelta(hours=25))
+    officer = client_for(app, surv["officer"])  # signed in afresh: a day idle signs one out
+    assert "overdue since" in officer.get("/surveillance").get_data(as_text=True)
