@@ -58,16 +58,19 @@ logger = logging.getLogger(__name__)
 
 # Built-in syndromes (WHO EWARS in a box, 2012; WHO AFRO IDSR technical guidelines, 3rd ed.,
 # 2019). Codes are ICD-10 prefixes without dots. A deployment edits them or adds its own.
+# Detectors as bench/surveillance.py chose them: Farrington where counts are high enough, the
+# NB CUSUM (fewest false alarms) where they are low, a fixed count where one case is an event;
+# the threshold is what stands in while a series is too short for its detector.
 DEFAULT_SYNDROMES: list[tuple[str, Any, str, str, int]] = [
     ("awd", _l("Acute watery diarrhoea"), "A00,A08,A09,K529", "farrington", 5),
     ("bloody_diarrhoea", _l("Bloody diarrhoea"), "A03,A040,A041,A042,A043,A060,A071",
-     "ears_c2", 3),
+     "nb_cusum", 3),
     ("ili_sari", _l("Influenza-like illness / SARI"), "J09,J10,J11,J12,J13,J14,J15,J16,J17,"
      "J18,J22,U07", "farrington", 10),
     ("afp", _l("Acute flaccid paralysis"), "A80,G610,G82,G834", "fixed", 1),
     ("measles_rash", _l("Measles-like rash"), "B05,B06,B09", "fixed", 3),
-    ("acute_jaundice", _l("Acute jaundice"), "B15,B16,B17,B19,R17", "ears_c2", 3),
-    ("meningitis", _l("Suspected meningitis"), "A39,A87,G00,G01,G02,G03", "ears_c2", 2),
+    ("acute_jaundice", _l("Acute jaundice"), "B15,B16,B17,B19,R17", "nb_cusum", 3),
+    ("meningitis", _l("Suspected meningitis"), "A39,A87,G00,G01,G02,G03", "nb_cusum", 2),
     ("vhf", _l("Viral haemorrhagic fever"), "A924,A95,A96,A972,A98,A99", "fixed", 1),
 ]
 BUILT_IN_LABELS = {code: label for code, label, _p, _d, _t in DEFAULT_SYNDROMES}
