@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/surveillance.py                 # detectors + 100,000 consults, SQLite
     .venv/bin/python bench/surveillance.py --skip-app      # detectors only
+    .venv/bin/python bench/surveillance.py --skip-detectors --postgres URL   # the app part there
     .venv/bin/python bench/surveillance.py --postgres postgresql+psycopg://postgres@127.0.0.1:5432/test_surv
 
 Part 1 simulates, with a fixed seed, weekly counts for 50 areas × 8 syndromes × 3 years
@@ -149,7 +150,7 @@ def part_detectors() -> None:
 
 
 def part_app(database_url: str | None) -> None:
-    from datetime import UTC, datetime, timedelta
+    from datetime import timedelta
 
     from flask_migrate import upgrade
     from sqlalchemy import create_engine, insert, select, text
@@ -218,7 +219,6 @@ def part_app(database_url: str | None) -> None:
         print(f"\n{total:,} coded consults in {len(clinics)} clinics of {AREAS} districts "
               f"({db.engine.dialect.name}; filled in {time.perf_counter() - t0:.0f} s)")
         assert db.session.scalar(select(db.func.count(Consult.id))) == total
-        del UTC, datetime
         timings = []
         for _ in range(3):
             t0 = time.perf_counter()
@@ -238,9 +238,11 @@ def part_app(database_url: str | None) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--skip-app", action="store_true")
+    parser.add_argument("--skip-detectors", action="store_true")
     parser.add_argument("--postgres")
     args = parser.parse_args()
-    part_detectors()
+    if not args.skip_detectors:
+        part_detectors()
     if not args.skip_app:
         part_app(args.postgres)
 
