@@ -37,16 +37,18 @@ def create_app(config: dict[str, Any] | None = None) -> TelehealthFlask:
     from telehealth.main.views import bp as main_bp
     from telehealth.matching.views import bp as matching_bp
     from telehealth.notes.views import bp as notes_bp
+    from telehealth.places.views import bp as places_bp
     from telehealth.roster.views import bp as roster_bp
     from telehealth.situation import events as situation_events  # noqa: F401  (/situation)
     from telehealth.situation.views import bp as situation_bp
+    from telehealth.surveillance.views import bp as surveillance_bp
     from telehealth.translation.views import bp as translation_bp
     from telehealth.video import events as video_events  # noqa: F401  (registers /call)
     from telehealth.video.views import bp as video_bp
 
     for blueprint in (main_bp, accounts_bp, consults_bp, notes_bp, admin_bp, i18n_bp,
                       translation_bp, diagnoses_bp, roster_bp, matching_bp, video_bp,
-                      situation_bp):
+                      situation_bp, places_bp, surveillance_bp):
         app.register_blueprint(blueprint)
     from telehealth.matching.services import connect_signals as matching_listens
     from telehealth.notes.views import connect_signals as notes_listen
@@ -62,12 +64,14 @@ def create_app(config: dict[str, Any] | None = None) -> TelehealthFlask:
     from telehealth.backup import commands as backup_commands
     from telehealth.i18n import commands as i18n_commands
     from telehealth.matching import sweeper
+    from telehealth.surveillance import commands as surveillance_commands
 
     security.init_app(app)
     cli.init_app(app)
     i18n_commands.init_app(app)
     audit_commands.init_app(app)
     backup_commands.init_app(app)
+    surveillance_commands.init_app(app)
     sweeper.init_app(app)
 
     from telehealth import jobs

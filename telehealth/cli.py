@@ -118,6 +118,9 @@ def seed_demo() -> list[tuple[str, str, str]]:
     for person in people:
         if person.role == Role.SPECIALIST:
             _approve_demo_specialist(person, coordinator)
+    from telehealth.surveillance.demo import seed_surveillance
+
+    people.extend(seed_surveillance(clinics, DEMO_PASSWORD))
     return [(p.role.value, p.email, p.name) for p in people]
 
 

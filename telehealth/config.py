@@ -162,3 +162,8 @@ class Config:
     OUTBOX_RETRY_BASE_SECONDS = _env_int("TELEHEALTH_OUTBOX_RETRY_BASE_SECONDS", 30)
     OUTBOX_RETRY_MAX_SECONDS = _env_int("TELEHEALTH_OUTBOX_RETRY_MAX_SECONDS", 3600)
     OUTBOX_MAX_ATTEMPTS = _env_int("TELEHEALTH_OUTBOX_MAX_ATTEMPTS", 8)
+    # Epidemiological weeks for surveillance: "iso" (Monday, ISO 8601) or "mmwr" (Sunday, CDC).
+    SURVEILLANCE_EPI_WEEKS = os.environ.get("TELEHEALTH_SURVEILLANCE_EPI_WEEKS", "iso")
+    # How often the detectors look at every series again (a job; 0 leaves it to cron).
+    SURVEILLANCE_DETECT_SECONDS = float(
+        os.environ.get("TELEHEALTH_SURVEILLANCE_DETECT_SECONDS", "3600"))

@@ -8,6 +8,7 @@ from telehealth.diagnoses.models import ConsultDiagnosis
 from telehealth.matching.models import Offer
 from telehealth.notes.models import Note, NoteRevision
 from telehealth.notifications.models import OutboxMessage
+from telehealth.places.models import Area
 from telehealth.roster.models import (
     AvailabilityWindow,
     Invite,
@@ -15,6 +16,15 @@ from telehealth.roster.models import (
     SpecialistProfile,
 )
 from telehealth.security.models import SignInAttempt
+from telehealth.surveillance.models import (
+    Alert,
+    AlertNote,
+    OfficerArea,
+    ShareLink,
+    Syndrome,
+    WeeklyCount,
+    WeeklyReport,
+)
 from telehealth.translation.models import NoteTranslation, TranslationRequest
 from telehealth.video.models import (
     CallMessage,
@@ -32,4 +42,6 @@ __all__ = [
     "AvailabilityWindow", "Invite", "LeavePeriod", "SpecialistProfile",
     "CallMessage", "CallProposal", "VideoInvite", "VideoParticipation", "VideoSession",
     "OutboxMessage",
+    "Area", "Alert", "AlertNote", "OfficerArea", "ShareLink", "Syndrome", "WeeklyCount",
+    "WeeklyReport",
 ]

@@ -116,7 +116,7 @@ def keyset_page(query: Select[Any], keys: Sequence[Any], cursor: str | None, siz
 
 def page_url(param: str = "cursor", cursor: str | None = None) -> str:
     """This page's URL with the same filters and `param` set to `cursor` (None: first page)."""
-    args = {k: v for k, v in request.args.items() if k != param}
+    args: dict[str, Any] = {k: v for k, v in request.args.items() if k != param}
     if cursor:
         args[param] = cursor
     return url_for(str(request.endpoint), **(request.view_args or {}), **args)

@@ -77,6 +77,7 @@ def role_label(role: Any) -> str:
         "specialist": _("specialist"),
         "coordinator": _("coordinator"),
         "admin": _("administrator"),
+        "surveillance_officer": _("surveillance officer"),
     }
     return labels.get(str(role), str(role))
 

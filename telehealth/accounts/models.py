@@ -34,6 +34,8 @@ class Role(enum.StrEnum):
     SPECIALIST = "specialist"
     COORDINATOR = "coordinator"
     ADMIN = "admin"
+    # An epidemiologist: counts, alerts and de-identified line lists of their areas only.
+    SURVEILLANCE_OFFICER = "surveillance_officer"
 
 
 def _new_session_token() -> str:

@@ -24,6 +24,7 @@ ROLE_CHOICES = [
     (Role.SPECIALIST.value, _l("Specialist")),
     (Role.COORDINATOR.value, _l("Coordinator")),
     (Role.ADMIN.value, _l("Administrator")),
+    (Role.SURVEILLANCE_OFFICER.value, _l("Surveillance officer")),
 ]
 
 

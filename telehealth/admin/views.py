@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import partial, wraps
+from functools import partial
 from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
-from flask_login import current_user, login_required
+from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
@@ -20,26 +19,14 @@ from telehealth.admin.forms import ClinicForm, UserEditForm, UserForm
 from telehealth.boundary import on_refusal
 from telehealth.clinics import services as clinics
 from telehealth.clinics.models import Clinic
-from telehealth.errors import InvalidInput, NotFound, PermissionDenied
+from telehealth.errors import InvalidInput, NotFound
 from telehealth.extensions import db
 from telehealth.notifications import outbox
 from telehealth.notifications.models import OutboxStatus
 from telehealth.pagination import page_size_from_request
+from telehealth.security.roles import admin_required
 
 bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates")
-
-
-def admin_required(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Only administrators manage users and clinics."""
-
-    @wraps(view)
-    @login_required
-    def wrapped(*args: Any, **kwargs: Any) -> Any:
-        if current_user.role != Role.ADMIN:
-            raise PermissionDenied(_("Only administrators can do this."))
-        return view(*args, **kwargs)
-
-    return wrapped
 
 
 def _clinic_choices() -> list[tuple[str, str]]:

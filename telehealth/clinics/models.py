@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import String
+from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from telehealth import clock
@@ -23,6 +23,8 @@ class Clinic(Model):
     # Comma-separated BCP 47 codes the clinic's staff read, e.g. "fr,sw".
     languages: Mapped[str] = mapped_column(String(120), default="en")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=clock.now)
+    # The administrative area (telehealth.places) its consults count in for surveillance.
+    area_id: Mapped[int | None] = mapped_column(ForeignKey("areas.id"), index=True)
 
     @property
     def language_list(self) -> list[str]:

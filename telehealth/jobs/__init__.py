@@ -116,7 +116,8 @@ def init_app(app: Flask) -> None:
         """Run jobs by hand."""
 
     @jobs_group.command("run")
-    @click.argument("name", type=click.Choice(["deliver_outbox", "sweep"]))
+    @click.argument("name", type=click.Choice(["deliver_outbox", "sweep",
+                                                "surveillance_detect"]))
     def run_command(name: str) -> None:
-        """Run one job now, in this process (deliver_outbox, sweep)."""
+        """Run one job now, in this process (deliver_outbox, sweep, surveillance_detect)."""
         click.echo(f"{name}: {tasks.run(app, name)}")

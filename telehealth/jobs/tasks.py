@@ -15,6 +15,7 @@ from flask import Flask
 from telehealth.extensions import db
 from telehealth.matching.sweeper import sweep_once
 from telehealth.notifications.outbox import deliver_due
+from telehealth.surveillance.services import run_detection
 from telehealth.translation.services import store_machine_translation
 
 logger = logging.getLogger(__name__)
@@ -40,11 +41,19 @@ def machine_translate(note_id: int, user_id: int, language: str) -> int | None:
     return translation_id
 
 
+def surveillance_detect() -> int:
+    """Run every outbreak detector on every series; open and announce new alerts."""
+    opened = run_detection()
+    db.session.commit()
+    return len(opened)
+
+
 #: Every job by name; Celery registers each as `telehealth.<name>`.
 TASKS: dict[str, Callable[..., Any]] = {
     "deliver_outbox": deliver_outbox,
     "sweep": sweep,
     "machine_translate": machine_translate,
+    "surveillance_detect": surveillance_detect,
 }
 
 

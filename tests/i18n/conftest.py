@@ -17,6 +17,7 @@ from telehealth.roster.services import invite_specialist
 from telehealth.translation.services import add_translation, request_translation
 from telehealth.video.services import create_invite
 from tests.conftest import take_consult
+from tests.surveillance.helpers import surveillance_pages
 
 LANGUAGES = ["en", "fr", "es", "pt", "ar", "sw"]
 
@@ -52,4 +53,5 @@ def babel_world(world: dict[str, Any], make_consult: Callable[..., Any],
     assert consult.status == ConsultStatus.ACCEPTED
     return {**world, "consult": consult, "note": note, "answer": answer,
             "translator": translator, "invite_token": invite_token, "call_token": call_token,
-            "password_only": password_only}
+            "password_only": password_only,
+            "page_ids": surveillance_pages(world)}

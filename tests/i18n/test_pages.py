@@ -46,6 +46,13 @@ PAGE_RULES = {
     "/consults/<int:consult_id>/call": "clinician",
     "/call/check": "specialist",
     "/situation": "coordinator",
+    "/surveillance": "coordinator",
+    "/surveillance/weekly-report": "clinician",
+    "/surveillance/syndromes": "admin",
+    "/surveillance/alerts/<int:alert_id>": "coordinator",
+    "/surveillance/bulletin/<int:area_id>": "coordinator",
+    "/bulletins/<share_token>": None,
+    "/admin/areas": "admin",
 }
 # More views of the same templates as other people see them.
 EXTRA_PAGES = [
@@ -56,18 +63,20 @@ EXTRA_PAGES = [
     ("clinician", "/consults/999999"),  # the error page
     ("coordinator", "/roster/{user_id}"),  # with the coordinator's buttons
     ("guest", "/consults/{consult_id}/call"),  # after opening the invitation link
+    ("clinician", "/surveillance"),  # their clinic's counts only
 ]
 # Not pages: JSON, files (attachments, the licence scan, the roster as CSV), the static folder,
 # and the guest's invitation link (a redirect to the call page: the "guest" browser opens it).
 NOT_PAGES = re.compile(r"^/(api/|static/|attachments/)|^/roster/(export\.csv"
                        r"|<int:user_id>/credential/document)$"
                        r"|^/call/invite/<token>$"
-                       r"|^/situation/(api|api/<key>|<key>\.csv)$")
+                       r"|^/situation/(api|api/<key>|<key>\.csv)$"
+                       r"|^/surveillance/export/")
 
 
 def build_urls(world: dict[str, Any]) -> list[tuple[str, str]]:
     ids = {"consult_id": world["consult"].id, "user_id": world["specialist"].id,
-           "token": world["invite_token"]}
+           "token": world["invite_token"], **world.get("page_ids", {})}
     pages = []
     for rule, who in PAGE_RULES.items():
         url = re.sub(r"<(?:\w+:)?(\w+)>", lambda m: str(ids[m.group(1)]), rule)

@@ -22,6 +22,7 @@ from telehealth.translation.services import add_translation
 from telehealth.video import events as video_events
 from telehealth.video.services import create_invite, propose_time
 from tests.conftest import _empty_tables, image_bytes
+from tests.surveillance.helpers import surveillance_pages
 
 ROLES = ["clinician", "other_clinician", "specialist", "other_specialist", "coordinator",
          "admin", "anonymous"]
@@ -91,6 +92,8 @@ def build_case(app: Flask, monkeypatch: pytest.MonkeyPatch, world: dict[str, Any
         if state == "answered":
             add_note(consult, specialist, "Probably viral.", answer=True)
             db.session.commit()
+        # An area holding the clinic, an alert there and a bulletin share link (surveillance).
+        objects["surveillance"] = surveillance_pages(world)
         return objects
 
     return build

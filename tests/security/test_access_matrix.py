@@ -178,6 +178,33 @@ RULES: dict[str, list[R]] = {
     "situation.api_room": [R("GET", "/situation/api", STAFF)],
     "situation.api_table": [R("GET", "/situation/api/gaps", STAFF)],
     "situation.static": [R("GET", "/static/situation/situation.js", PUBLIC)],
+    # Surveillance: officers' own areas are checked in tests/surveillance/test_access.py; here
+    # (no officer among the roles) staff see everything, clinicians their clinic's counts.
+    "surveillance.static": [R("GET", "/static/surveillance/alerts.js", PUBLIC)],
+    "surveillance.index": [R("GET", "/surveillance", CLINICIANS | STAFF)],
+    "surveillance.alert_detail": [R("GET", "/surveillance/alerts/{alert_id}", STAFF)],
+    "surveillance.move": [R("POST", "/surveillance/alerts/{alert_id}/move", STAFF,
+                            data={"stage": "monitoring"})],
+    "surveillance.note": [R("POST", "/surveillance/alerts/{alert_id}/notes", STAFF,
+                            data={"body": "Called the clinic."})],
+    "surveillance.weekly_report": [R("GET POST", "/surveillance/weekly-report", CLINICIANS,
+                                     data={"week": "2020-W01"})],
+    "surveillance.bulletin": [R("GET", "/surveillance/bulletin/{area_id}", STAFF)],
+    "surveillance.share": [R("POST", "/surveillance/bulletin/{area_id}/share", STAFF,
+                             data={"label": "WHO"})],
+    "surveillance.revoke": [R("POST", "/surveillance/share/{share_id}/revoke", STAFF)],
+    # Public by design: the unguessable token is the access check (aggregates only).
+    "surveillance.shared_bulletin": [R("GET", "/bulletins/{share_token}", PUBLIC)],
+    "surveillance.export_counts": [R("GET", "/surveillance/export/counts.csv", STAFF)],
+    "surveillance.export_alerts": [R("GET", "/surveillance/export/alerts.csv", STAFF)],
+    "surveillance.syndromes": [R("GET POST", "/surveillance/syndromes", ADMIN,
+                                 data={"code": "x"})],
+    "places.areas": [R("GET POST", "/admin/areas", ADMIN, data={"name": "Beni", "code": "B"})],
+    "places.import_boundaries": [R("POST", "/admin/areas/import", ADMIN,
+                                   data={"geojson": "[]"})],
+    "places.place_clinic": [R("POST", "/admin/areas/clinic", ADMIN, data={"clinic_id": "1"})],
+    "surveillance.officer_area": [R("POST", "/admin/areas/officer", ADMIN,
+                              data={"user_id": "{user}", "area_id": "{area_id}"})],
 }
 
 # Socket.IO: (namespace, event) -> checks. The check connects as the role and emits `data`
@@ -280,7 +307,7 @@ def _ids(objects):
            ("consult", "note", "attachment", "note_attachment", "translation", "diagnosis",
             "specialist", "specialty", "leave", "proposal")}
     return {**ids, "user": objects["clinician"].id, "token": objects.get("token", ""),
-            "call_token": objects.get("call_token", "")}
+            "call_token": objects.get("call_token", ""), **objects.get("surveillance", {})}
 
 
 def _path(check, objects):

@@ -1,0 +1,469 @@
+"""Outbreak detectors on weekly count series: pure functions, no Flask, no database.
+
+Every detector takes the whole series (oldest first) and returns, for each week, the upper
+bound (``nan`` where the detector cannot say) and whether that week alarms. They follow the
+R package ``surveillance`` (Salmon, Schumacher & Höhle 2016, J. Stat. Softw. 70(10))
+line by line, so that ``tests/surveillance/test_oracle.py`` can hold them to R's numbers:
+
+- EARS C1, C2, C3: Hutwagner et al. (2003), "The bioterrorism preparedness and response Early
+  Aberration Reporting System (EARS)", J. Urban Health 80(2 Suppl 1); R ``earsC``.
+- Farrington flexible: Farrington et al. (1996) JRSS A 159(3) and Noufaily et al. (2013),
+  "An improved algorithm for outbreak detection in multiple surveillance systems",
+  Stat. Med. 32(7); R ``farringtonFlexible`` (quasi-Poisson GLM on windows of ±w weeks around
+  the same week of b past years, optional trend, down-weighting of past outbreaks, optional
+  ``noPeriods`` seasonal factor, 2/3-power threshold).
+- Negative binomial CUSUM: Hawkins & Olwell (1998), "Cumulative Sum Charts and Charting for
+  Quality Improvement", ch. 5; Höhle & Paul (2008), Comput. Stat. Data Anal. 52(9).
+- Fixed thresholds (WHO EWARS "alert thresholds"): a case count at or above a number (one case
+  of AFP or VHF), or a count at least double the mean of the previous three weeks.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from statistics import NormalDist
+
+import numpy as np
+from numpy.typing import NDArray
+
+FloatArray = NDArray[np.float64]
+BoolArray = NDArray[np.bool_]
+_NORMAL = NormalDist()
+WEEKS_PER_YEAR = 52
+# R's default alpha (0.05) alarms on about 5 % of ordinary weeks; bench/surveillance.py shows
+# 0.005 is what keeps false alarms near 1 % per series-week on realistic series.
+FARRINGTON_ALPHA = 0.005
+
+
+@dataclass(frozen=True)
+class Detection:
+    """A detector's verdict on each week of a series (``nan`` bound: no verdict)."""
+
+    upper: FloatArray
+    alarm: BoolArray
+    expected: FloatArray
+
+
+class NotEnoughHistory(ValueError):
+    """The series is too short for this detector; the caller uses a simpler one."""
+
+    def __init__(self, detector: str, needed: int, have: int) -> None:
+        super().__init__(f"{detector} needs {needed} weeks of history, the series has {have}")
+        self.detector = detector
+        self.needed = needed
+        self.have = have
+
+
+def _as_series(observed: object) -> FloatArray:
+    return np.asarray(observed, dtype=np.float64)
+
+
+def _empty(n: int) -> Detection:
+    return Detection(
+        upper=np.full(n, np.nan), alarm=np.zeros(n, dtype=bool), expected=np.full(n, np.nan)
+    )
+
+
+# --- fixed thresholds ------------------------------------------------------------------------
+
+
+def fixed_count(observed: object, threshold: int = 1) -> Detection:
+    """Alarm whenever a week's count reaches ``threshold`` (one AFP or VHF case is an alert)."""
+    y = _as_series(observed)
+    bound = np.full(len(y), float(threshold) - 1.0)
+    return Detection(upper=bound, alarm=y >= threshold, expected=np.zeros(len(y)))
+
+
+def double_mean(observed: object, weeks: int = 3) -> Detection:
+    """Alarm when a week's count is at least twice the mean of the ``weeks`` before it."""
+    y = _as_series(observed)
+    out = _empty(len(y))
+    for t in range(weeks, len(y)):
+        mean = float(y[t - weeks : t].mean())
+        out.expected[t] = mean
+        out.upper[t] = 2.0 * mean
+        # A quiet series (mean 0) alarms on its first case, as EWARS's rule reads.
+        out.alarm[t] = y[t] > 0 and y[t] >= 2.0 * mean
+    return out
+
+
+# --- EARS --------------------------------------------------------------------------------------
+
+
+def ears(observed: object, method: str = "C1", baseline: int = 7,
+         alpha: float | None = None, min_sigma: float = 0.0) -> Detection:
+    """EARS C1/C2/C3 as R's ``earsC`` (C1 and C2 alpha 0.001, C3 0.025 unless given)."""
+    if method not in ("C1", "C2", "C3"):
+        raise ValueError(f"unknown EARS method {method!r}")
+    if baseline < 3:
+        raise ValueError("EARS needs a baseline of at least 3 weeks")
+    y = _as_series(observed)
+    if alpha is None:
+        alpha = 0.025 if method == "C3" else 0.001
+    z = _NORMAL.inv_cdf(1.0 - alpha)
+    lag = {"C1": 0, "C2": 2, "C3": 4}[method]
+    first = baseline + lag  # 0-based index of the first week with a verdict
+    if len(y) <= first:
+        raise NotEnoughHistory(f"EARS {method}", first + 1, len(y))
+    out = _empty(len(y))
+    gap = 0 if method == "C1" else 2
+
+    def reference(t: int) -> tuple[float, float]:
+        values = y[t - gap - baseline : t - gap]
+        return float(values.mean()), max(float(values.std(ddof=1)), min_sigma)
+
+    if method in ("C1", "C2"):
+        for t in range(first, len(y)):
+            mean, sd = reference(t)
+            out.expected[t] = mean
+            out.upper[t] = mean + z * sd
+    else:
+        def c2(t: int) -> float:
+            mean, sd = reference(t)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return float(np.float64(y[t] - mean) / np.float64(sd))
+
+        for t in range(first, len(y)):
+            mean, sd = reference(t)
+            carried = max(0.0, c2(t - 2) - 1.0) + max(0.0, c2(t - 1) - 1.0)
+            out.expected[t] = mean
+            out.upper[t] = max(0.0, y[t] + sd * (z - carried))
+    with np.errstate(invalid="ignore"):
+        out.alarm[first:] = y[first:] > out.upper[first:]
+    return out
+
+
+# --- a quasi-Poisson GLM, fitted as R's glm.fit does -------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Fit:
+    beta: FloatArray
+    mu: FloatArray
+    cov_unscaled: FloatArray
+    hat: FloatArray
+    dispersion: float
+    df_residual: int
+    converged: bool
+
+
+def _poisson_deviance(y: FloatArray, mu: FloatArray, w: FloatArray) -> float:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        term = np.where(y > 0, y * np.log(y / mu), 0.0)
+    return float(np.sum(2.0 * w * (term - (y - mu))))
+
+
+def _fit_quasipoisson(x: FloatArray, y: FloatArray, prior: FloatArray) -> _Fit:
+    """IRLS with R's start (y + 0.1), stopping rule (1e-8 relative deviance) and 25 steps.
+
+    R keeps the working weights and QR of the last weighted least-squares step (taken at the
+    previous mean) for the dispersion, the hat values and the covariance; so do we, because
+    matching R to 1e-6 depends on it.
+    """
+    mu = y + 0.1
+    eta = np.log(mu)
+    dev_old = _poisson_deviance(y, mu, prior)
+    converged = False
+    beta = np.zeros(x.shape[1])
+    weights = prior * mu
+    for _ in range(25):
+        z = eta + (y - mu) / mu
+        weights = prior * mu
+        root = np.sqrt(weights)
+        beta = np.asarray(np.linalg.lstsq(x * root[:, None], z * root, rcond=None)[0], np.float64)
+        eta = x @ beta
+        mu = np.exp(eta)
+        dev = _poisson_deviance(y, mu, prior)
+        if abs(dev - dev_old) / (abs(dev) + 0.1) < 1e-8:
+            converged = True
+            break
+        dev_old = dev
+    root = np.sqrt(weights)
+    xw = x * root[:, None]
+    cov_unscaled = np.asarray(np.linalg.inv(xw.T @ xw), np.float64)
+    hat = np.einsum("ij,jk,ik->i", xw, cov_unscaled, xw)
+    df_residual = len(y) - x.shape[1]
+    working_residual = (y - mu) / mu
+    dispersion = (
+        float(np.sum(weights * working_residual**2) / df_residual) if df_residual > 0 else math.nan
+    )
+    return _Fit(beta, mu, cov_unscaled, hat, dispersion, df_residual, converged)
+
+
+def _student_t_two_sided_p(t: float, df: int) -> float:
+    """P(|T| > |t|) for Student's t with ``df`` degrees of freedom (regularised beta)."""
+    x = df / (df + t * t)
+    return _betainc(df / 2.0, 0.5, x)
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """Regularised incomplete beta I_x(a, b) by Lentz's continued fraction (Numerical Recipes)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    log_front = (math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+                 + a * math.log(x) + b * math.log1p(-x))
+    if x > (a + 1.0) / (a + b + 2.0):
+        return 1.0 - _betainc(b, a, 1.0 - x)
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 500):
+        for numerator in (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
+        ):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-15:
+            break
+    return math.exp(log_front) * h / a
+
+
+# --- Farrington flexible ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FarringtonControl:
+    """The parameters of R's ``farringtonFlexible`` that we use (same names, same defaults)."""
+
+    b: int = 5
+    w: int = 3
+    reweight: bool = True
+    weights_threshold: float = 2.58
+    alpha: float = 0.05
+    trend: bool = True
+    p_threshold_trend: float = 0.05
+    limit54: tuple[int, int] = (5, 4)
+    no_periods: int = 1
+    past_weeks_not_included: int | None = None
+    freq: int = WEEKS_PER_YEAR
+
+    def first_week(self) -> int:
+        """0-based index of the first week the detector can judge."""
+        return self.freq * self.b + self.w
+
+
+def _blocks(k: int, c: FarringtonControl) -> FloatArray:
+    """R's ``blocks()``: the seasonal factor level of every week up to ``k`` (nan: unused)."""
+    levels = np.full(k + 1, np.nan)
+    p, w = c.no_periods, c.w
+    levels[k - w : k + 1] = p
+    reference = [k - c.freq * i for i in range(c.b + 1)]
+    for i in range(1, c.b + 1):
+        ref = reference[i]
+        levels[ref - w : ref + w + 1] = p
+        if p != 1:
+            period = reference[i - 1] - 2 * w - 1 - ref
+            if period < p - (2 * w + 1):
+                raise ValueError("too many seasonal periods for the window")
+            lengths = [period // (p - 1)] * (p - 1)
+            for j in range(period % (p - 1)):
+                lengths[j] += 1
+            start = ref + w + 1
+            for j, length in enumerate(lengths, start=1):
+                levels[start : start + length] = j
+                start += length
+    return levels
+
+
+def _design(wtime: FloatArray, groups: FloatArray, trend: bool, levels: list[float]) -> FloatArray:
+    columns = [np.ones(len(wtime))]
+    if trend:
+        columns.append(wtime)
+    columns.extend((groups == level).astype(np.float64) for level in levels[1:])
+    return np.column_stack(columns)
+
+
+def _fit_flexible(
+    x: FloatArray, y: FloatArray, c: FarringtonControl
+) -> tuple[_Fit, float, float] | None:
+    """R's ``algo.farrington.fitGLM.flexible``: fit, reweight, refit.
+
+    Returns the fit, phi = max(dispersion, 1) for the threshold, and the dispersion R's
+    ``summary.glm`` and ``predict.glm`` later see. After reweighting R stores the prior
+    weights in ``model$weights``, where those functions expect the working weights, so their
+    dispersion is sum(omega * ((y - mu) / mu)^2) / df; matching R's bounds means doing the same.
+    """
+    fit = _fit_quasipoisson(x, y, np.ones(len(y)))
+    if not fit.converged:
+        return None
+    phi = max(fit.dispersion, 1.0)
+    if c.reweight:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            s = 1.5 * (y ** (2 / 3) * fit.mu ** (-1 / 6) - fit.mu**0.5)
+            s = s / np.sqrt(phi * (1.0 - fit.hat))
+            high = s > c.weights_threshold
+            inverse_square = np.where(high, s**-2.0, 1.0)
+        gamma = len(s) / float(np.sum(inverse_square))
+        omega = gamma * inverse_square
+        fit = _fit_quasipoisson(x, y, omega)
+        phi = max(fit.dispersion, 1.0)
+        seen = float(np.sum(omega * ((y - fit.mu) / fit.mu) ** 2) / fit.df_residual)
+        return fit, phi, seen
+    return fit, phi, fit.dispersion
+
+
+def farrington_flexible(observed: object, control: FarringtonControl | None = None,
+                        start: int = 0) -> Detection:
+    """Farrington flexible with the delta-method 2/3-power threshold (R's default).
+
+    ``start`` skips the weeks before it (one GLM per week is the costly part).
+    """
+    c = control or FarringtonControl()
+    y_all = _as_series(observed)
+    first = c.first_week()
+    if len(y_all) <= first:
+        raise NotEnoughHistory("Farrington", first + 1, len(y_all))
+    out = _empty(len(y_all))
+    for k in range(max(first, start), len(y_all)):
+        enough = float(np.nansum(y_all[k - c.limit54[1] + 1 : k + 1])) >= c.limit54[0]
+        bound = _farrington_bound(y_all, k, c) if enough else None
+        if bound is None:
+            continue  # R: NA bound, no alarm (too few recent cases or no convergence)
+        mu0, upper = bound
+        out.upper[k] = upper
+        out.expected[k] = mu0
+        score = (y_all[k] - mu0) / (upper - mu0)
+        out.alarm[k] = bool(score > 1.0 and y_all[k] != 0)
+    return out
+
+
+def _farrington_bound(
+    y_all: FloatArray, k: int, c: FarringtonControl
+) -> tuple[float, float] | None:
+    """Expected count and upper bound for week ``k``, or None when no model converges."""
+    skip = c.w if c.past_weeks_not_included is None else c.past_weeks_not_included
+    levels_by_week = _blocks(k, c)
+    levels_by_week[k - skip : k + 1] = np.nan
+    used = np.flatnonzero(~np.isnan(levels_by_week) & ~np.isnan(y_all[: k + 1]))
+    y = y_all[used]
+    wtime = used.astype(np.float64) + 1.0  # R counts weeks from 1
+    groups = levels_by_week[used]
+    levels = sorted(set(groups.tolist())) if c.no_periods != 1 else [float(c.no_periods)]
+    now_row = _design(np.array([k + 1.0]), np.array([float(c.no_periods)]), True, levels)
+
+    def fit_model(trend: bool) -> tuple[_Fit, float, float, bool] | None:
+        # R's fitFun: without convergence, try again without the trend, then give up.
+        fitted = _fit_flexible(_design(wtime, groups, trend, levels), y, c)
+        if fitted is None and trend:
+            trend = False
+            fitted = _fit_flexible(_design(wtime, groups, trend, levels), y, c)
+        return None if fitted is None else (*fitted, trend)
+
+    def predict(fit: _Fit, dispersion: float, trend: bool) -> tuple[float, float]:
+        row = now_row if trend else np.delete(now_row, 1, axis=1)
+        mu0 = math.exp(float((row @ fit.beta)[0]))
+        # predict.glm's se.fit uses summary.glm's dispersion, not max(phi, 1).
+        se_eta = math.sqrt(dispersion * float((row @ fit.cov_unscaled @ row.T)[0, 0]))
+        return mu0, se_eta * mu0
+
+    model = fit_model(c.trend)
+    if model is not None and model[3]:
+        fit, _, dispersion, _ = model
+        se_slope = math.sqrt(dispersion * fit.cov_unscaled[1, 1])
+        p_trend = _student_t_two_sided_p(fit.beta[1] / se_slope, fit.df_residual)
+        keep = (c.b >= 3 and p_trend < c.p_threshold_trend
+                and predict(fit, dispersion, True)[0] <= float(y.max()))
+        if not keep:
+            model = fit_model(False)
+    if model is None:
+        return None
+    fit, phi, dispersion, trend_used = model
+    mu0, se_fit = predict(fit, dispersion, trend_used)
+    z = _NORMAL.inv_cdf(1.0 - c.alpha)
+    tau = phi + se_fit**2 / mu0
+    se = math.sqrt(4.0 / 9.0 * mu0 ** (1.0 / 3.0) * tau)
+    return mu0, (mu0 ** (2.0 / 3.0) + z * se) ** 1.5
+
+
+# --- negative binomial CUSUM --------------------------------------------------------------------
+
+
+def nb_cusum(observed: object, baseline_weeks: int = 26, shift: float = 2.0,
+             h: float = 5.0) -> Detection:
+    """Negative binomial CUSUM for a shift of the mean to ``shift`` × the in-control mean.
+
+    The in-control mean and the overdispersion are estimated (moments) from the
+    ``baseline_weeks`` before each week, leaving out the last two so that an outbreak in
+    progress does not raise its own baseline; the statistic is the log-likelihood ratio
+    CUSUM of Hawkins & Olwell (1998), reset to zero after an alarm. ``upper`` is the count
+    that would have crossed ``h`` this week.
+    """
+    y = _as_series(observed)
+    gap = 2
+    first = baseline_weeks + gap
+    if len(y) <= first:
+        raise NotEnoughHistory("NB CUSUM", first + 1, len(y))
+    out = _empty(len(y))
+    cusum = 0.0
+    for t in range(first, len(y)):
+        base = y[t - gap - baseline_weeks : t - gap]
+        mu0 = max(float(base.mean()), 0.5 / baseline_weeks)
+        var = float(base.var(ddof=1))
+        # size r of NB(mu, r): var = mu + mu^2 / r; Poisson-like when var <= mu.
+        size = mu0**2 / (var - mu0) if var > mu0 * 1.0001 else 1e6
+        mu1 = shift * mu0
+        # log f1(y)/f0(y) for NB with common size r is linear in y: y*a - c.
+        a = math.log(mu1 * (mu0 + size) / (mu0 * (mu1 + size)))
+        cost = size * math.log((mu1 + size) / (mu0 + size))
+        out.expected[t] = mu0
+        out.upper[t] = max(0.0, (h - cusum + cost) / a)
+        cusum = max(0.0, cusum + y[t] * a - cost)
+        if cusum > h:
+            out.alarm[t] = True
+            cusum = 0.0
+    return out
+
+
+DETECTORS = ("fixed", "double_mean", "ears_c1", "ears_c2", "ears_c3", "farrington", "nb_cusum")
+
+
+def detect(name: str, observed: object, threshold: int = 1,
+           start: int = 0) -> tuple[str, Detection]:
+    """Run detector ``name``; with too little history a simpler one stands in.
+
+    Returns the name of the detector that actually ran: Farrington falls back to NB CUSUM,
+    NB CUSUM to EARS C2, EARS to "double the mean", which needs four weeks, and that to
+    the fixed threshold. ``start``: weeks before it may be left without a verdict.
+    """
+    fallback = {"farrington": "nb_cusum", "nb_cusum": "ears_c2", "ears_c3": "ears_c2",
+                "ears_c2": "ears_c1", "ears_c1": "double_mean", "double_mean": "fixed"}
+    while True:
+        try:
+            return name, _run(name, observed, threshold, start)
+        except NotEnoughHistory:
+            if name not in fallback:
+                raise
+            name = fallback[name]
+
+
+def _run(name: str, observed: object, threshold: int, start: int) -> Detection:
+    if name == "fixed":
+        return fixed_count(observed, threshold)
+    if name == "double_mean":
+        if len(_as_series(observed)) < 4:
+            raise NotEnoughHistory("double the mean", 4, len(_as_series(observed)))
+        return double_mean(observed)
+    if name.startswith("ears_"):
+        return ears(observed, name[-2:].upper())
+    if name == "farrington":
+        return farrington_flexible(observed, _farrington_for(len(_as_series(observed))), start)
+    if name == "nb_cusum":
+        return nb_cusum(observed)
+    raise ValueError(f"unknown detector {name!r}")
+
+
+def _farrington_for(weeks: int) -> FarringtonControl:
+    """As many past years as the series holds (up to R's default 5), at least one."""
+    years = min(5, (weeks - 1 - 3) // WEEKS_PER_YEAR)
+    if years < 1:
+        raise NotEnoughHistory("Farrington", WEEKS_PER_YEAR + 4 + 1, weeks)
+    return FarringtonControl(b=years, no_periods=10 if years >= 2 else 1,
+                             alpha=FARRINGTON_ALPHA)

@@ -1,0 +1,155 @@
+"""Counts, epidemiological weeks, detection, the alert workflow and weekly reports."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+
+import pytest
+from flask_babel import force_locale
+from flask_babel import gettext as _
+from sqlalchemy import func, select
+
+from telehealth import clock
+from telehealth.errors import Conflict, InvalidInput
+from telehealth.extensions import db
+from telehealth.surveillance import services
+from telehealth.surveillance.models import Alert, AlertNote, AlertOutcome, AlertStage, WeeklyReport
+from tests.surveillance.conftest import weeks_ago
+
+
+@pytest.mark.parametrize(("day", "iso", "mmwr"), [
+    (date(2026, 1, 1), (2026, 1), (2025, 53)),   # a Thursday: ISO week 1; MMWR 2025's last
+    (date(2025, 12, 28), (2025, 52), (2025, 53)),  # a Sunday
+    (date(2021, 1, 3), (2020, 53), (2021, 1)),
+    (date(2024, 12, 30), (2025, 1), (2025, 1)),  # MMWR: Sun 29 Dec holds 1–4 Jan
+])
+def test_epidemiological_weeks(day: date, iso: tuple[int, int], mmwr: tuple[int, int]) -> None:
+    assert services.epi_week(services.week_start(day, "iso"), "iso") == iso
+    assert services.epi_week(services.week_start(day, "mmwr"), "mmwr") == mmwr
+    for system in ("iso", "mmwr"):
+        start = services.week_start(day, system)
+        assert services.parse_week(services.week_label(start, system), system) == start
+
+
+def test_each_consult_counts_once_per_syndrome_in_its_area_and_above(surv, coded) -> None:
+    clinician = surv["clinician"]
+    syndromes = surv["syndromes"]
+    # Two shigellosis codes: one case of bloody diarrhoea, not two.
+    coded(clinician, ["A030", "A039"])
+    # Bloody diarrhoea and jaundice in one consult: one case of each.
+    coded(surv["clinicians"][1], ["A060", "B150"])
+    coded(clinician, ["I10"])  # hypertension: no syndrome
+    counts = services.count_cases("iso")
+    by_area = counts.by_area(services.load_tree())
+    week = services.week_start(clock.now().date(), "iso")
+    bloody, jaundice = syndromes["bloody_diarrhoea"].id, syndromes["acute_jaundice"].id
+    for area in ("goma", "kivu", "drc"):
+        assert by_area[(bloody, surv[area].id)][week] == 2
+        assert by_area[(jaundice, surv[area].id)][week] == 1
+    assert (bloody, surv["mz"].id) not in by_area
+
+
+def test_counts_follow_the_week_system(surv, coded, app) -> None:
+    sunday = clock.now().replace(hour=12) - timedelta(days=(clock.now().weekday() + 1) % 7 or 7)
+    coded(surv["clinician"], ["A030"], seen_at=sunday)
+    bloody = surv["syndromes"]["bloody_diarrhoea"].id
+    iso = services.count_cases("iso").by_clinic
+    mmwr = services.count_cases("mmwr").by_clinic
+    assert list(iso) == [(bloody, surv["clinic"].id, services.week_start(sunday.date(), "iso"))]
+    assert list(mmwr) == [(bloody, surv["clinic"].id, sunday.date())]
+
+
+def test_detection_opens_one_alert_with_evidence_and_tells_the_officer(surv, coded) -> None:
+    coded(surv["clinician"], ["A039"], seen_at=weeks_ago(1))
+    for clinician in surv["clinicians"]:
+        coded(clinician, ["A039"])
+    opened = services.run_detection()
+    queued = list(db.session.info.get("notifications", []))
+    db.session.commit()
+    goma = [a for a in opened if a.area_id == surv["goma"].id]
+    assert len(goma) == 1
+    alert = goma[0]
+    assert alert.stage == AlertStage.VERIFICATION and alert.observed == 3
+    assert alert.due_at - alert.created_at == timedelta(hours=24)
+    evidence = json.loads(alert.evidence)
+    assert evidence["chosen"] == "nb_cusum" and evidence["detector"] == "fixed"
+    assert evidence["observed"][-2:] == [1, 3]
+    # The Goma officer hears of it in French; the Chókwè officer does not.
+    mails = [n for n in queued if n.event == "alert.new"]
+    assert {n.user_id for n in mails} == {surv["officer"].id}
+    goma_mail = next(n for n in mails if n.payload["alert_id"] == alert.id)
+    with force_locale("fr"):  # the reader's language (French once the catalogs have it)
+        expected = _("Alert %(ref)s: %(syndrome)s in %(area)s", ref=alert.reference,
+                     syndrome=services.syndrome_label(alert.syndrome), area="Goma")
+    assert goma_mail.subject == expected
+    assert services.run_detection() == []  # once per syndrome, area and week
+    assert len(services.line_list(alert)) == 3
+
+
+def test_the_ewars_workflow(surv, coded) -> None:
+    coded(surv["clinician"], ["A98"])  # one VHF case: an alert at once
+    [alert] = [a for a in services.run_detection() if a.area_id == surv["goma"].id]
+    db.session.commit()
+    officer = surv["officer"]
+    with pytest.raises(Conflict):
+        services.move_alert(alert, officer, AlertStage.CLOSED)
+    services.move_alert(alert, officer, AlertStage.RISK_ASSESSMENT, "Three cases confirmed.")
+    assert alert.verified_at is not None and alert.owner_id == officer.id
+    db.session.commit()
+    with pytest.raises(InvalidInput):
+        services.move_alert(alert, officer, AlertStage.CHARACTERISATION, likelihood=7,
+                            consequence=2)
+    db.session.rollback()
+    alert = db.session.get(Alert, alert.id)
+    services.move_alert(alert, officer, AlertStage.CHARACTERISATION, likelihood=4,
+                        consequence=5)
+    assert str(services.risk_level(4, 5)) == "Very high risk"
+    services.move_alert(alert, officer, AlertStage.CLOSED, outcome=AlertOutcome.RESPONSE)
+    db.session.commit()
+    stages = [n.stage for n in db.session.scalars(select(AlertNote).order_by(AlertNote.id))]
+    assert stages == [AlertStage.RISK_ASSESSMENT, AlertStage.CHARACTERISATION, AlertStage.CLOSED]
+    with pytest.raises(Conflict):
+        services.move_alert(alert, officer, AlertStage.DISCARDED)
+
+
+def test_an_officer_of_another_area_cannot_move_the_alert(surv, coded) -> None:
+    from telehealth.errors import NotFound
+
+    coded(surv["clinician"], ["A98"])
+    [alert] = [a for a in services.run_detection() if a.area_id == surv["goma"].id]
+    with pytest.raises(NotFound):
+        services.move_alert(alert, surv["other_officer"], AlertStage.DISCARDED)
+
+
+def test_weekly_reports_count_and_refuse_bad_weeks(surv, coded) -> None:
+    clinic, clinician = surv["clinic"], surv["clinician"]
+    syndromes = services.active_syndromes()
+    this_week = services.week_start(clock.now().date(), "iso")
+    last = services.week_label(this_week - timedelta(weeks=1), "iso")
+    zeros = {s.id: "0" for s in syndromes}
+    report = services.submit_weekly_report(clinic, clinician, last,
+                                           {**zeros, surv["syndromes"]["awd"].id: "7"})
+    db.session.commit()
+    assert len(report.counts) == len(syndromes)
+    awd = surv["syndromes"]["awd"].id
+    assert services.count_cases("iso").by_clinic[(awd, clinic.id,
+                                                  this_week - timedelta(weeks=1))] == 7
+    future = services.week_label(this_week + timedelta(weeks=1), "iso")
+    for week, cases, error in [(future, zeros, InvalidInput), (last, zeros, Conflict),
+                               ("2026-W60", zeros, InvalidInput), ("soon", zeros, InvalidInput),
+                               (services.week_label(this_week, "iso"),
+                                {**zeros, awd: "-1"}, InvalidInput)]:
+        with pytest.raises(error):
+            services.submit_weekly_report(clinic, clinician, week, cases)
+        db.session.rollback()
+    assert db.session.scalar(select(func.count(WeeklyReport.id))) == 1
+
+
+def test_syndrome_codes_that_map_to_nothing_are_refused(surv) -> None:
+    with pytest.raises(InvalidInput, match="U50"):
+        services.save_syndrome(None, "new", "New", "A00, U50", "fixed", 1, True)
+    with pytest.raises(InvalidInput):
+        services.save_syndrome(None, "new", "New", "hello", "fixed", 1, True)
+    syndrome = services.save_syndrome(None, "cholera", "Cholera", "a00", "fixed", 1, True)
+    assert syndrome.icd10_prefixes == "A00"
