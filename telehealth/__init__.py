@@ -44,6 +44,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     for blueprint in (main_bp, accounts_bp, consults_bp, notes_bp, admin_bp, i18n_bp,
                       translation_bp, diagnoses_bp, roster_bp, matching_bp, video_bp):
         app.register_blueprint(blueprint)
+    from telehealth.conferences.views import bp as conferences_bp
+
+    app.register_blueprint(conferences_bp)
     from telehealth.notifications import events  # noqa: F401  (Socket.IO handlers)
 
     web.init_app(app)
