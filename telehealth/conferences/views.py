@@ -137,8 +137,12 @@ def session(session_id: int) -> str:
 def new_case(session_id: int) -> Any:
     found, _role = services.get_session(current_user, session_id)
     consult_id = request.values.get("consult_id", type=int)
+    mine = services.consults_to_present(current_user)
+    if consult_id is None and request.method == "GET":  # first choose which consult
+        return render_template("conferences/new_case.html", session=found, consult=None,
+                               consults=mine, form=None, images=[])
     consult = db.session.get(Consult, consult_id) if consult_id else None
-    if consult is None or consult not in services.consults_to_present(current_user):
+    if consult is None or consult not in mine:
         raise NotFound(_("No such consult."))
     form = CaseForm()
     if form.validate_on_submit():
