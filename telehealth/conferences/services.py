@@ -107,8 +107,11 @@ def add_member(series: ConferenceSeries, actor: User, role: MemberRole, *,
         raise InvalidInput(_("Choose one person or one clinic."))
     if clinic is not None and role in HUB_ROLES:
         raise InvalidInput(_("A clinic takes part; people make up the hub."))
-    same = (ConferenceMember.user_id == user.id if user is not None
-            else ConferenceMember.clinic_id == clinic.id if clinic is not None else None)
+    if user is not None:
+        same = ConferenceMember.user_id == user.id
+    else:
+        assert clinic is not None
+        same = ConferenceMember.clinic_id == clinic.id
     existing = db.session.scalar(select(ConferenceMember).where(
         ConferenceMember.series_id == series.id, same))
     if existing is not None:
@@ -348,7 +351,7 @@ def _copy_images(case: ConferenceCase, consult: Consult, image_ids: Iterable[int
             continue
         data = uploads.stored_path(attachment.stored_name).read_bytes()
         checked = uploads.check_upload(io.BytesIO(data), "case-image")
-        stored_name, digest = uploads.store(db.session, checked)
+        stored_name, digest = uploads.store(db.session(), checked)
         db.session.add(ConferenceCaseImage(case_id=case.id, stored_name=stored_name,
                                            content_type=checked.content_type, sha256=digest))
     if wanted - {a.id for a in consult.attachments if a.is_image}:
@@ -616,9 +619,9 @@ def attendance(session: ConferenceSession) -> list[Attendance]:
     for event in events:
         by_user.setdefault(event.user_id, []).append((event.kind, event.at))
     corrections: dict[int, AttendanceCorrection] = {}
-    for correction in db.session.scalars(select(AttendanceCorrection).where(
+    for newer in db.session.scalars(select(AttendanceCorrection).where(
             AttendanceCorrection.session_id == session.id).order_by(AttendanceCorrection.id)):
-        corrections[correction.user_id] = correction  # the newest wins
+        corrections[newer.user_id] = newer  # the newest wins
     needed = session.minutes * session.series.certificate_percent / 100
     rows = []
     for user_id in sorted(set(by_user) | set(corrections)):

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, time
 from typing import Any
 
 from flask import (
     Blueprint,
-    Response,
     abort,
     flash,
     redirect,
@@ -19,6 +18,7 @@ from flask import (
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
+from werkzeug.wrappers import Response
 
 from telehealth import uploads
 from telehealth.accounts.models import Role, User
@@ -63,7 +63,7 @@ def new() -> Any:
         series = services.create_series(current_user, services.SeriesInput(
             topic=form.topic.data or "", languages=_languages(form.languages.data or ""),
             timezone=(form.timezone.data or "").strip(), weekday=form.weekday.data or 0,
-            start=form.start.data,  # type: ignore[arg-type]  (DataRequired)
+            start=form.start.data or time(0),  # DataRequired: always given here
             duration_minutes=form.duration_minutes.data or 90,
             teaching_minutes=form.teaching_minutes.data or 0,
             case_slots=form.case_slots.data or 0,
