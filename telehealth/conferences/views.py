@@ -15,8 +15,9 @@ from flask import (
     send_file,
     url_for,
 )
-from flask_babel import get_locale
+from flask_babel import get_locale, ngettext
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
@@ -26,7 +27,8 @@ from telehealth.clinics.models import Clinic
 from telehealth.conferences import services
 from telehealth.conferences.forms import CaseForm, SeriesForm
 from telehealth.conferences.models import HUB_ROLES, MemberRole
-from telehealth.consults.models import Consult
+from telehealth.consults.models import Consult, Sex
+from telehealth.consults.services import sex_label
 from telehealth.errors import InvalidInput, NotFound
 from telehealth.extensions import db
 from telehealth.i18n.formatting import local_call_time
@@ -92,7 +94,8 @@ def plan_sessions(series_id: int) -> Response:
     found, _role = services.get_series(current_user, series_id)
     created = services.generate_sessions(found, current_user, _int("weeks"))
     db.session.commit()
-    flash(_("%(n)d sessions planned.", n=len(created)), "success")
+    flash(ngettext("%(num)d session planned.", "%(num)d sessions planned.", len(created)),
+          "success")
     return redirect(url_for("conferences.series", series_id=found.id))
 
 
@@ -251,6 +254,20 @@ def attendance_csv(series_id: int) -> Response:
     return Response(services.attendance_csv(found, current_user), mimetype="text/csv",
                     headers={"Content-Disposition":
                              f"attachment; filename=attendance-{found.id}.csv"})
+
+
+CASE_STATUS_LABELS = {"draft": _l("Draft"), "submitted": _l("Submitted to the hub"),
+                      "approved": _l("Approved"), "returned": _l("Returned to the presenter")}
+IDENTIFIER_LABELS = {"name": _l("Name"), "date": _l("Exact date"), "phone": _l("Phone number"),
+                     "record": _l("Record number"), "place": _l("Place smaller than a district"),
+                     "age": _l("Age over 89")}
+
+
+@bp.app_context_processor
+def conference_labels() -> dict[str, Any]:
+    return {"case_status_label": lambda status: CASE_STATUS_LABELS[status.value],
+            "identifier_label": lambda kind: IDENTIFIER_LABELS.get(kind, kind),
+            "case_sex_label": lambda sex: sex_label(Sex(sex))}
 
 
 @bp.app_template_filter("meeting_time")
