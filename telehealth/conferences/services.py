@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from sqlalchemy import or_, select, update
 
@@ -42,7 +43,7 @@ from telehealth.conferences.models import (
 from telehealth.consults.models import Attachment, Consult
 from telehealth.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from telehealth.extensions import db
-from telehealth.i18n.formatting import is_timezone
+from telehealth.i18n.formatting import is_timezone, local_call_time
 from telehealth.notes.models import NoteKind
 from telehealth.notes.services import write_note
 from telehealth.notifications.services import notify
@@ -307,11 +308,25 @@ def send_reminders(now: datetime | None = None, within: timedelta = timedelta(ho
         if not claimed:
             continue
         for person in members_of(session.series):
-            notify(person, "conference_reminder",
-                   {"session_id": session.id, "series_id": session.series_id,
-                    "topic": session.series.topic, "starts_at": session.starts_at.isoformat()})
+            _remind(person, session)
             sent += 1
     return sent
+
+
+def _remind(person: User, session: ConferenceSession) -> None:
+    """One reminder: the time in the person's own zone, the e-mail in their language."""
+    topic = session.series.topic
+
+    def when() -> str:
+        return local_call_time(session.starts_at, str(get_locale() or "en"),
+                               person.timezone or "UTC")
+
+    notify(person, "conference_reminder",
+           {"session_id": session.id, "series_id": session.series_id, "topic": topic,
+            "starts_at": session.starts_at.isoformat()},
+           subject=lambda: _("Case conference: %(topic)s", topic=topic),
+           body=lambda: _("The case conference \u201c%(topic)s\u201d meets on %(when)s.",
+                          topic=topic, when=when()))
 
 
 # ---------------------------------------------------------------- case presentations

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, time
 from typing import Any
 
+import click
 from flask import (
     Blueprint,
     abort,
@@ -275,3 +276,11 @@ def meeting_time(value: datetime) -> str:
     """Weekday, date, time and city in the reader's own zone and language."""
     zone = current_user.timezone if current_user.is_authenticated else "UTC"
     return local_call_time(value, str(get_locale() or "en"), zone or "UTC")
+
+
+@bp.cli.command("remind")
+def remind_command() -> None:
+    """Remind every member of the sessions starting within a day (run it from cron hourly)."""
+    sent = services.send_reminders()
+    db.session.commit()
+    click.echo(f"{sent} reminders sent")

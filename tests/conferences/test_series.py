@@ -77,11 +77,16 @@ def test_an_invitation_for_a_clinic_lets_its_clinicians_in(conference: dict[str,
 
 def test_reminders_go_once_to_every_member(conference: dict[str, Any]) -> None:
     session: ConferenceSession = conference["session"]
+    conference["clinician"].locale, conference["clinician"].timezone = "fr", "Africa/Lubumbashi"
+    db.session.commit()
     sent = services.send_reminders(clock.now())
     queued = db.session.info.get("notifications", [])
     assert sent == 3 and {n.user_id for n in queued} == {
         conference[who].id for who in ("clinician", "specialist", "coordinator")}
     assert all(n.event == "conference_reminder" for n in queued)
+    # In the reader's language and zone (the clinician reads French, in Goma's zone).
+    mail = next(n for n in queued if n.user_id == conference["clinician"].id)
+    assert local_call_time(session.starts_at, "fr", "Africa/Lubumbashi") in mail.body
     assert services.send_reminders(clock.now()) == 0
     assert session.reminded_at is not None
     db.session.rollback()
