@@ -31,6 +31,7 @@ def create_app(config: dict[str, Any] | None = None) -> TelehealthFlask:
 
     from telehealth.accounts.views import bp as accounts_bp
     from telehealth.admin.views import bp as admin_bp
+    from telehealth.conferences.views import bp as conferences_bp
     from telehealth.consults.views import bp as consults_bp
     from telehealth.diagnoses.views import bp as diagnoses_bp
     from telehealth.i18n.views import bp as i18n_bp
@@ -48,7 +49,7 @@ def create_app(config: dict[str, Any] | None = None) -> TelehealthFlask:
 
     for blueprint in (main_bp, accounts_bp, consults_bp, notes_bp, admin_bp, i18n_bp,
                       translation_bp, diagnoses_bp, roster_bp, matching_bp, video_bp,
-                      situation_bp, places_bp, surveillance_bp):
+                      situation_bp, places_bp, surveillance_bp, conferences_bp):
         app.register_blueprint(blueprint)
     from telehealth.matching.services import connect_signals as matching_listens
     from telehealth.notes.views import connect_signals as notes_listen

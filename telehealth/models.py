@@ -3,6 +3,18 @@
 from telehealth.accounts.models import Role, Specialty, User, UserLanguage, user_specialties
 from telehealth.audit.models import AuditChainHead, AuditEvent
 from telehealth.clinics.models import Clinic
+from telehealth.conferences.models import (
+    AttendanceCorrection,
+    AttendanceEvent,
+    ConferenceCase,
+    ConferenceCaseImage,
+    ConferenceInvitation,
+    ConferenceMember,
+    ConferenceSeries,
+    ConferenceSession,
+    IdentifierDismissal,
+    Recommendation,
+)
 from telehealth.consults.models import Attachment, Consult
 from telehealth.diagnoses.models import ConsultDiagnosis
 from telehealth.matching.models import Offer
@@ -44,4 +56,7 @@ __all__ = [
     "OutboxMessage",
     "Area", "Alert", "AlertNote", "OfficerArea", "ShareLink", "Syndrome", "WeeklyCount",
     "WeeklyReport",
+    "AttendanceCorrection", "AttendanceEvent", "ConferenceCase", "ConferenceCaseImage",
+    "ConferenceInvitation", "ConferenceMember", "ConferenceSeries", "ConferenceSession",
+    "IdentifierDismissal", "Recommendation",
 ]

@@ -81,21 +81,32 @@ def add_note(
     checked = [uploads.check_upload(f.stream, f.filename) for f in files or []]
     if answer and not (author.role == Role.SPECIALIST and consult.specialist_id == author.id):
         raise PermissionDenied(_("Only the assigned specialist can answer."))
+    note = write_note(consult, author, body, NoteKind.ANSWER if answer else NoteKind.NOTE,
+                      language)
+    for item in checked:
+        add_attachment(consult, author, item, note_id=note.id)
+    if answer and consult.status == ConsultStatus.ACCEPTED:
+        transition(consult, ConsultStatus.ANSWERED, answered_at=clock.now())
+    return note
+
+
+def write_note(consult: Consult, author: User, body: str, kind: NoteKind,
+               language: str | None = None) -> Note:
+    """Store a note (language detected, audited, notified) once the caller checked access.
+
+    add_note() checks that the author is on the case; a case conference's hub, which is not,
+    writes its recommendations back through here (telehealth.conferences).
+    """
+    body = _check_body(body)
     code, detected = language_for_new_note(body, language)
-    note = Note(
-        consult_id=consult.id, author=author, kind=NoteKind.ANSWER if answer else NoteKind.NOTE,
-        language=code, language_detected=detected,
-    )
+    note = Note(consult_id=consult.id, author=author, kind=kind, language=code,
+                language_detected=detected)
     db.session.add(note)
     db.session.flush()
     db.session.add(NoteRevision(note_id=note.id, number=1, body=body, author=author))
     db.session.flush()
-    for item in checked:
-        add_attachment(consult, author, item, note_id=note.id)
     record("note.created", consult_id=consult.id, obj=note, kind=note.kind.value)
     notify_new_note(consult, author)
-    if answer and consult.status == ConsultStatus.ACCEPTED:
-        transition(consult, ConsultStatus.ANSWERED, answered_at=clock.now())
     return note
 
 

@@ -53,6 +53,14 @@ PAGE_RULES = {
     "/surveillance/bulletin/<int:area_id>": "coordinator",
     "/bulletins/<share_token>": None,
     "/admin/areas": "admin",
+    "/conferences": "clinician",
+    "/conferences/new": "coordinator",
+    "/conferences/<int:series_id>": "coordinator",
+    "/conferences/sessions/<int:session_id>": "clinician",
+    "/conferences/sessions/<int:session_id>/cases/new": "clinician",
+    "/conferences/cases/<int:case_id>": "specialist",
+    "/conferences/sessions/<int:session_id>/attendance": "coordinator",
+    "/conferences/sessions/<int:session_id>/certificate": "clinician",
 }
 # More views of the same templates as other people see them.
 EXTRA_PAGES = [
@@ -64,6 +72,9 @@ EXTRA_PAGES = [
     ("coordinator", "/roster/{user_id}"),  # with the coordinator's buttons
     ("guest", "/consults/{consult_id}/call"),  # after opening the invitation link
     ("clinician", "/surveillance"),  # their clinic's counts only
+    ("clinician", "/conferences/{series_id}"),  # a participant: no coordinator's forms
+    ("clinician", "/conferences/cases/{draft_id}"),  # the presenter's draft, flags and all
+    ("coordinator", "/conferences/sessions/{session_id}"),
 ]
 # Not pages: JSON, files (attachments, the licence scan, the roster as CSV), the static folder,
 # and the guest's invitation link (a redirect to the call page: the "guest" browser opens it).
@@ -71,12 +82,16 @@ NOT_PAGES = re.compile(r"^/(api/|static/|attachments/)|^/roster/(export\.csv"
                        r"|<int:user_id>/credential/document)$"
                        r"|^/call/invite/<token>$"
                        r"|^/situation/(api|api/<key>|<key>\.csv)$"
-                       r"|^/surveillance/export/")
+                       r"|^/surveillance/export/"
+                       r"|^/conferences/(join/<token>|<int:series_id>/attendance\.csv"
+                       r"|case-images/<int:image_id>)$")
 
 
 def build_urls(world: dict[str, Any]) -> list[tuple[str, str]]:
     ids = {"consult_id": world["consult"].id, "user_id": world["specialist"].id,
-           "token": world["invite_token"], **world.get("page_ids", {})}
+           "token": world["invite_token"], "series_id": world["conf_series"].id,
+           "session_id": world["conf_session"].id, "case_id": world["conf_case"].id,
+           "draft_id": world["conf_draft"].id, **world.get("page_ids", {})}
     pages = []
     for rule, who in PAGE_RULES.items():
         url = re.sub(r"<(?:\w+:)?(\w+)>", lambda m: str(ids[m.group(1)]), rule)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import time, timedelta
 from typing import Any
 
 import pytest
@@ -89,6 +89,7 @@ def build_case(app: Flask, monkeypatch: pytest.MonkeyPatch, world: dict[str, Any
             db.session.commit()
             objects["note"] = note
             objects["note_attachment"] = note.attachments[0]
+            objects.update(_conference_objects(world, consult))
         if state == "answered":
             add_note(consult, specialist, "Probably viral.", answer=True)
             db.session.commit()
@@ -114,3 +115,43 @@ def _roster_objects(world: dict[str, Any], serial: int) -> dict[str, Any]:
     _invite, token = invite_specialist(f"invited{serial}@example.org", world["coordinator"])
     db.session.commit()
     return {"leave": leave, "token": token, "specialty": specialist.specialties[0]}
+
+
+def _conference_objects(world: dict[str, Any], consult: Any) -> dict[str, Any]:
+    """A case conference on the consult: the coordinator and the specialist are its hub, the
+    clinician's clinic is invited; tomorrow's session holds an approved case (with an image),
+    a submitted one, a clean draft and a draft with a flagged phone number; the clinician
+    attended all of it; an unused invitation link for the other clinic (conf_token)."""
+    from telehealth.conferences import services as conf
+    from telehealth.conferences.models import AttendanceKind, ConferenceSession, MemberRole
+
+    coordinator, clinician = world["coordinator"], world["clinician"]
+    series = conf.create_series(coordinator, conf.SeriesInput(
+        "HIV care", ["fr", "en"], "Africa/Kinshasa", 2, time(14, 0)))
+    conf.add_member(series, coordinator, MemberRole.SPECIALIST, user=world["specialist"])
+    conf.add_member(series, coordinator, MemberRole.PARTICIPANT, clinic=world["clinic"])
+    start = clock.now() + timedelta(days=1)
+    session = ConferenceSession(series_id=series.id, starts_at=start,
+                                ends_at=start + timedelta(minutes=90))
+    db.session.add(session)
+    db.session.flush()
+
+    def case(history: str, images: bool = False) -> Any:
+        return conf.create_case(session, consult, clinician, conf.CaseInput(
+            history, "What next?", [consult.attachments[0].id] if images and consult.attachments
+            else []))
+
+    approved, submitted = case("A woman in her thirties.", True), case("Fever.")
+    for item in (approved, submitted):
+        conf.submit_case(item, clinician)
+    conf.approve_case(approved, coordinator)
+    conf.record_attendance(session, clinician, AttendanceKind.JOIN, session.starts_at)
+    conf.record_attendance(session, clinician, AttendanceKind.LEAVE, session.ends_at)
+    _invitation, token = conf.create_invitation(series, coordinator, clinic=world["other_clinic"])
+    objects = {"conf_series": series, "conf_session": session, "conf_case": approved,
+               "conf_submitted": submitted, "conf_clean": case("Cough."),
+               "conf_draft": case("Call +243 812 345 678."),
+               "conf_image": approved.images[0] if approved.images else None,
+               "conf_token": token}
+    db.session.commit()
+    return objects

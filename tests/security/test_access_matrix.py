@@ -38,6 +38,15 @@ CALLERS = frozenset({"clinician", "specialist"})
 NOBODY: frozenset[str] = frozenset()
 SIGNED_IN = frozenset(ROLES) - {"anonymous"}
 PUBLIC = frozenset(ROLES)  # no access check at all: only "never a server error"
+# A case conference (see build_case): its hub, and the clinician's invited clinic.
+CONF_COORD = frozenset({"coordinator"})
+CONF_HUB = frozenset({"coordinator", "specialist"})
+CONF_MEMBERS = CONF_HUB | CLINIC
+CONFERENCE_OBJECTS = ("conf_series", "conf_session", "conf_case", "conf_submitted",
+                      "conf_clean", "conf_draft", "conf_image")
+NEW_SERIES = {"topic": "Paediatric HIV", "languages": "fr en", "timezone": "Africa/Kinshasa",
+              "weekday": "2", "start": "14:00", "duration_minutes": "90",
+              "teaching_minutes": "20", "case_slots": "3", "certificate_percent": "80"}
 
 
 @dataclass(frozen=True)
@@ -205,6 +214,44 @@ RULES: dict[str, list[R]] = {
     "places.place_clinic": [R("POST", "/admin/areas/clinic", ADMIN, data={"clinic_id": "1"})],
     "surveillance.officer_area": [R("POST", "/admin/areas/officer", ADMIN,
                               data={"user_id": "{user}", "area_id": "{area_id}"})],
+    # Case conferences: the hub is the coordinator and the specialist, the clinician's clinic
+    # is invited; everybody else (admins included) gets a 404, as if nothing were there.
+    "conferences.index": [R("GET", "/conferences", SIGNED_IN)],
+    "conferences.new": [R("GET POST", "/conferences/new", STAFF, data=NEW_SERIES)],
+    "conferences.series": [R("GET", "/conferences/{conf_series}", CONF_MEMBERS)],
+    "conferences.plan_sessions": [R("POST", "/conferences/{conf_series}/sessions", CONF_COORD,
+                                    data={"weeks": "2"})],
+    "conferences.invite": [R("POST", "/conferences/{conf_series}/invitations", CONF_COORD,
+                             data={"user_id": "{user}"})],
+    # The link is bound to the other clinic: only its clinician gets in with it.
+    "conferences.accept": [R("GET", "/conferences/join/{conf_token}",
+                             frozenset({"other_clinician"}))],
+    "conferences.session": [R("GET", "/conferences/sessions/{conf_session}", CONF_MEMBERS)],
+    "conferences.new_case": [R("GET POST",
+                               "/conferences/sessions/{conf_session}/cases/new?consult_id={consult}",
+                               CLINIC, data={"history": "Cough.", "question": "What next?"})],
+    # A draft is its presenter's alone; an approved case is every member's.
+    "conferences.case": [R("GET", "/conferences/cases/{conf_case}", CONF_MEMBERS),
+                         R("GET POST", "/conferences/cases/{conf_draft}", CLINIC,
+                           data={"history": "Cough.", "question": "What next?"})],
+    "conferences.case_action": [
+        R("POST", "/conferences/cases/{conf_clean}/submit", CLINIC),
+        R("POST", "/conferences/cases/{conf_submitted}/approve", CONF_COORD),
+        R("POST", "/conferences/cases/{conf_submitted}/return", CONF_COORD)],
+    "conferences.dismiss": [R("POST", "/conferences/cases/{conf_draft}/dismissals", CLINIC,
+                              data={"kind": "phone", "text": "+243 812 345 678",
+                                    "reason": "The hospital's switchboard."})],
+    "conferences.case_image": [R("GET", "/conferences/case-images/{conf_image}", CONF_MEMBERS)],
+    "conferences.recommend": [R("POST", "/conferences/cases/{conf_case}/recommendations",
+                                CONF_HUB, data={"body": "Start cotrimoxazole."})],
+    "conferences.attendance": [R("GET POST", "/conferences/sessions/{conf_session}/attendance",
+                                 CONF_COORD, data={"user_id": "{user}", "minutes": "60",
+                                                   "reason": "Joined by phone."})],
+    # Only the clinician attended enough of the session for a certificate.
+    "conferences.certificate": [R("GET", "/conferences/sessions/{conf_session}/certificate",
+                                  CLINIC)],
+    "conferences.attendance_csv": [R("GET", "/conferences/{conf_series}/attendance.csv",
+                                     CONF_COORD)],
 }
 
 # Socket.IO: (namespace, event) -> checks. The check connects as the role and emits `data`
@@ -306,8 +353,10 @@ def _ids(objects):
     ids = {name: getattr(objects.get(name), "id", "") for name in
            ("consult", "note", "attachment", "note_attachment", "translation", "diagnosis",
             "specialist", "specialty", "leave", "proposal")}
+    ids |= {name: getattr(objects.get(name), "id", "") for name in CONFERENCE_OBJECTS}
     return {**ids, "user": objects["clinician"].id, "token": objects.get("token", ""),
-            "call_token": objects.get("call_token", ""), **objects.get("surveillance", {})}
+            "call_token": objects.get("call_token", ""),
+            "conf_token": objects.get("conf_token", ""), **objects.get("surveillance", {})}
 
 
 def _path(check, objects):

@@ -1,0 +1,230 @@
+"""The conference media plan: who hears whom and who sees whom, from audio levels alone.
+
+A conference of 30 sites cannot forward every stream to everyone. Browsers already put the
+level of each audio packet in an RTP header extension (RFC 6464, "ssrc-audio-level"), so the
+server can rank speakers without decoding any audio. From those levels this module keeps a
+smoothed loudness per participant and decides, for every receiver:
+
+- audio: the (up to) three loudest current speakers;
+- video: the active speaker plus the last N recent speakers (N default 4); a receiver on the
+  `low` profile or a weak link gets the active speaker's video only, or audio only.
+
+The active speaker changes only when someone else has been clearly louder (a margin) for a
+short while (a dwell), so two people talking over each other do not make the picture flap;
+a participant who starts speaking into silence still becomes active well within a second.
+
+Pure logic with an injected clock (`now` in seconds): no aiortc, no asyncio, no Flask; the
+engine feeds it packets and asks it for plans (see the integration notes in the report).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+
+ParticipantId = Hashable
+
+# RFC 8285 profiles of the RTP header extension block.
+ONE_BYTE_PROFILE = 0xBEDE
+TWO_BYTE_PROFILE_MASK = 0xFFF0
+TWO_BYTE_PROFILE = 0x1000
+
+SILENCE_DBOV = 127  # RFC 6464: 127 means -127 dBov, i.e. digital silence
+
+
+@dataclass(frozen=True)
+class AudioLevel:
+    """One packet's level: `dbov` is how far below full scale (0 loudest .. 127 silent)."""
+
+    voice: bool
+    dbov: int
+
+    @property
+    def loudness(self) -> int:
+        """0 (silence) .. 127 (full scale): larger is louder, convenient for ranking."""
+        return SILENCE_DBOV - self.dbov
+
+
+def parse_audio_level(value: bytes) -> AudioLevel:
+    """Decode the ssrc-audio-level extension's value (RFC 6464 §3): V bit, then 7-bit -dBov."""
+    if not value:
+        raise ValueError("empty audio level extension")
+    first = value[0]
+    return AudioLevel(voice=bool(first & 0x80), dbov=first & 0x7F)
+
+
+def find_extension(profile: int, block: bytes, extension_id: int) -> bytes | None:
+    """The value of one extension in an RTP header extension block (RFC 8285), or None.
+
+    `profile` is the 16-bit "defined by profile" field; `block` the extension data after the
+    length word. Malformed blocks give None rather than an exception: a bad packet must not
+    stop the plan.
+    """
+    one_byte = profile == ONE_BYTE_PROFILE
+    if not one_byte and profile & TWO_BYTE_PROFILE_MASK != TWO_BYTE_PROFILE:
+        return None
+    pos = 0
+    while pos < len(block):
+        if block[pos] == 0:  # padding
+            pos += 1
+            continue
+        if one_byte:
+            ext_id, length = block[pos] >> 4, (block[pos] & 0x0F) + 1
+            if ext_id == 15:  # reserved: stop parsing (RFC 8285 §4.2)
+                return None
+            pos += 1
+        else:
+            if pos + 1 >= len(block):
+                return None
+            ext_id, length = block[pos], block[pos + 1]
+            pos += 2
+        if pos + length > len(block):
+            return None
+        if ext_id == extension_id:
+            return block[pos:pos + length]
+        pos += length
+    return None
+
+
+class ReceiverQuality(enum.StrEnum):
+    FULL = "full"  # active speaker + last-N
+    LOW = "low"  # the `low` profile or a weak link: the active speaker's video only
+    AUDIO_ONLY = "audio_only"
+
+
+@dataclass(frozen=True)
+class MediaPlan:
+    """What one receiver gets: audio sources and video sources, in priority order."""
+
+    audio: tuple[ParticipantId, ...]
+    video: tuple[ParticipantId, ...]
+
+
+@dataclass(frozen=True)
+class SelectorSettings:
+    last_n: int = 4
+    max_audio: int = 3
+    # Smoothing time constant (s): long enough to ride over syllables, short enough to react.
+    smoothing_s: float = 0.2
+    # A speaker must be at least this loud (0..127) to count: -60 dBov is room noise.
+    speech_threshold: float = 127 - 60
+    # To take over from a still-speaking active speaker: louder by this margin ...
+    switch_margin: float = 6.0
+    # ... continuously for this long. Into silence the dwell alone applies.
+    switch_dwell_s: float = 0.3
+    # Without packets (DTX, muted) the level decays as if silent.
+    stale_after_s: float = 0.1
+
+
+@dataclass
+class _Track:
+    level: float = 0.0
+    updated_at: float = -math.inf
+    louder_since: float | None = None  # when it began beating the active speaker
+
+
+@dataclass
+class SpeakerSelector:
+    """Smoothed levels per participant, the active speaker (with hysteresis) and last-N."""
+
+    settings: SelectorSettings = field(default_factory=SelectorSettings)
+    active: ParticipantId | None = None
+    _tracks: dict[ParticipantId, _Track] = field(default_factory=dict)
+    _recent: list[ParticipantId] = field(default_factory=list)  # most recent speaker first
+
+    def add(self, participant: ParticipantId) -> None:
+        self._tracks.setdefault(participant, _Track())
+
+    def remove(self, participant: ParticipantId) -> None:
+        self._tracks.pop(participant, None)
+        if participant in self._recent:
+            self._recent.remove(participant)
+        if self.active == participant:
+            self.active = self._recent[0] if self._recent else None
+
+    def _decayed(self, track: _Track, now: float) -> float:
+        idle = now - track.updated_at - self.settings.stale_after_s
+        if idle <= 0:
+            return track.level
+        return track.level * math.exp(-idle / self.settings.smoothing_s)
+
+    def level(self, participant: ParticipantId, now: float) -> float:
+        track = self._tracks.get(participant)
+        return self._decayed(track, now) if track is not None else 0.0
+
+    def on_audio_level(self, participant: ParticipantId, level: AudioLevel, now: float) -> None:
+        """Feed one packet's level (about every 20 ms per speaking participant)."""
+        track = self._tracks.setdefault(participant, _Track())
+        previous = self._decayed(track, now)
+        dt = max(0.0, now - track.updated_at) if track.updated_at > -math.inf else 0.02
+        alpha = 1 - math.exp(-dt / self.settings.smoothing_s)
+        track.level = previous + alpha * (level.loudness - previous)
+        track.updated_at = now
+        self._update_active(now)
+
+    def tick(self, now: float) -> None:
+        """Re-evaluate without a packet (e.g. on a timer), so silence hands over the floor."""
+        self._update_active(now)
+
+    def _update_active(self, now: float) -> None:
+        s = self.settings
+        active_level = self.level(self.active, now) if self.active is not None else 0.0
+        active_speaking = active_level >= s.speech_threshold
+        best: ParticipantId | None = None
+        best_level = -1.0
+        for participant, track in self._tracks.items():
+            if participant == self.active:
+                continue
+            current = self._decayed(track, now)
+            beats = current >= s.speech_threshold and (
+                not active_speaking or current >= active_level + s.switch_margin)
+            if not beats:
+                track.louder_since = None
+                continue
+            if track.louder_since is None:
+                track.louder_since = now
+            if now - track.louder_since >= s.switch_dwell_s and current > best_level:
+                best, best_level = participant, current
+        if best is not None:
+            self._make_active(best)
+
+    def _make_active(self, participant: ParticipantId) -> None:
+        self.active = participant
+        if participant in self._recent:
+            self._recent.remove(participant)
+        self._recent.insert(0, participant)
+        for track in self._tracks.values():
+            track.louder_since = None
+
+    def loudest(self, now: float, limit: int) -> list[ParticipantId]:
+        """Up to `limit` participants above the speech threshold, loudest first."""
+        speaking = [(self._decayed(t, now), p) for p, t in self._tracks.items()
+                    if self._decayed(t, now) >= self.settings.speech_threshold]
+        speaking.sort(key=lambda pair: -pair[0])
+        return [p for _level, p in speaking[:limit]]
+
+    def plan_for(self, receiver: ParticipantId, quality: ReceiverQuality,
+                 now: float) -> MediaPlan:
+        """The audio and video one receiver gets now; never their own."""
+        s = self.settings
+        audio = [p for p in self.loudest(now, s.max_audio + 1) if p != receiver][:s.max_audio]
+        if self.active is not None and self.active != receiver and self.active not in audio:
+            audio = [self.active, *audio][:s.max_audio]
+        if quality == ReceiverQuality.AUDIO_ONLY:
+            return MediaPlan(tuple(audio), ())
+        # The receiver's own picture is never sent back: the previous speaker stands in.
+        speakers = [p for p in self._recent if p != receiver]
+        if quality == ReceiverQuality.LOW:
+            return MediaPlan(tuple(audio), tuple(speakers[:1]))
+        return MediaPlan(tuple(audio), tuple(speakers[:s.last_n]))
+
+
+def quality_for(profile_name: str, weak_link: bool, audio_only: bool) -> ReceiverQuality:
+    """A receiver's quality from its profile and what its link reports."""
+    if audio_only:
+        return ReceiverQuality.AUDIO_ONLY
+    if profile_name == "low" or weak_link:
+        return ReceiverQuality.LOW
+    return ReceiverQuality.FULL
