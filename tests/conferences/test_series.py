@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime, time
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from telehealth import clock
 from telehealth.conferences import services
@@ -13,6 +14,7 @@ from telehealth.conferences.models import ConferenceSession, MemberRole
 from telehealth.errors import NotFound, PermissionDenied
 from telehealth.extensions import db
 from telehealth.i18n.formatting import local_call_time
+from telehealth.notifications.models import OutboxKind, OutboxMessage
 from tests.conftest import PASSWORD
 
 
@@ -75,17 +77,22 @@ def test_an_invitation_for_a_clinic_lets_its_clinicians_in(conference: dict[str,
     assert services.member_role(other, series.id) == MemberRole.PARTICIPANT
 
 
-def test_reminders_go_once_to_every_member(conference: dict[str, Any]) -> None:
+def test_reminders_go_once_to_every_member(conference: dict[str, Any],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
     session: ConferenceSession = conference["session"]
     conference["clinician"].locale, conference["clinician"].timezone = "fr", "Africa/Lubumbashi"
     db.session.commit()
+    # The e-mails are written to the outbox as if a mail server were set up (not sent here).
+    monkeypatch.setattr("telehealth.notifications.services.mail_configured", lambda: True)
     sent = services.send_reminders(clock.now())
-    queued = db.session.info.get("notifications", [])
-    assert sent == 3 and {n.user_id for n in queued} == {
+    queued = list(db.session.scalars(select(OutboxMessage).where(
+        OutboxMessage.event == "conference_reminder")))
+    events = [n for n in queued if n.kind == OutboxKind.EVENT]
+    assert sent == 3 and {n.user_id for n in events} == {
         conference[who].id for who in ("clinician", "specialist", "coordinator")}
-    assert all(n.event == "conference_reminder" for n in queued)
     # In the reader's language and zone (the clinician reads French, in Goma's zone).
-    mail = next(n for n in queued if n.user_id == conference["clinician"].id)
+    mail = next(n for n in queued if n.kind == OutboxKind.EMAIL
+                and n.user_id == conference["clinician"].id)
     assert local_call_time(session.starts_at, "fr", "Africa/Lubumbashi") in mail.body
     assert services.send_reminders(clock.now()) == 0
     assert session.reminded_at is not None
