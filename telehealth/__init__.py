@@ -25,8 +25,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     login_manager.init_app(app)
     csrf.init_app(app)
     babel.init_app(app, locale_selector=web.select_locale, timezone_selector=web.select_timezone)
+    # async_handlers=False: one socket's events are handled in the order they were sent, in
+    # that socket's own connection thread (see video/guard.py).
     socketio.init_app(app, message_queue=app.config["SOCKETIO_MESSAGE_QUEUE"],
-                      cors_allowed_origins=socket_origins(app.config))
+                      cors_allowed_origins=socket_origins(app.config), async_handlers=False)
 
     from telehealth.accounts.views import bp as accounts_bp
     from telehealth.admin.views import bp as admin_bp
@@ -38,7 +40,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from telehealth.notes.views import bp as notes_bp
     from telehealth.roster.views import bp as roster_bp
     from telehealth.translation.views import bp as translation_bp
-    from telehealth.video import events as video_events  # noqa: F401  (registers /call)
+    from telehealth.video import events as video_events
     from telehealth.video.views import bp as video_bp
 
     for blueprint in (main_bp, accounts_bp, consults_bp, notes_bp, admin_bp, i18n_bp,
@@ -46,6 +48,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         app.register_blueprint(blueprint)
     from telehealth.notifications import events  # noqa: F401  (Socket.IO handlers)
 
+    video_events.init_app(app)
     web.init_app(app)
 
     from telehealth import cli, security

@@ -36,6 +36,8 @@ CALL_STATUSES = frozenset({ConsultStatus.ACCEPTED, ConsultStatus.ANSWERED})
 INVITE_LIFETIME = timedelta(hours=24)
 MAX_CHAT_CHARS = 2000
 MAX_GUEST_NAME = 120
+# The Flask session key of the invite a guest redeemed in this browser.
+GUEST_SESSION_KEY = "video_invite_id"
 
 
 @dataclass(frozen=True)

@@ -424,6 +424,10 @@ class Feed:
         self.keyframes_requested += 1
         codecs.request_keyframe(self.receiver)
 
+    def send_cap(self) -> int | None:
+        """The bitrate the participant is asked to send at most (video), or None."""
+        return self.send_cap_bps
+
     def set_send_cap(self, bps: int | None) -> None:
         """Ask the participant to send at most `bps` (video: REMB), now and from now on."""
         if bps == self.send_cap_bps:
@@ -438,6 +442,8 @@ class Feed:
         try:
             while True:
                 frame = await track.recv()
+                if not isinstance(frame, Frame):
+                    continue  # decoded tracks give frames; a packet here is not ours to pass
                 if isinstance(frame, VideoFrame):
                     # One clock for every source, so a slot switching sources stays monotonic.
                     frame.pts = int((time.monotonic() - _CLOCK_ORIGIN) * VIDEO_CLOCK_RATE)

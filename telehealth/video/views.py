@@ -29,10 +29,11 @@ from telehealth.extensions import db
 from telehealth.security.headers import allow_for_this_page
 from telehealth.video import services
 from telehealth.video.directory import connect_sources
-from telehealth.video.events import GUEST_SESSION_KEY, get_hub
 from telehealth.video.forms import InviteForm, ProposalActionForm, ProposeForm
+from telehealth.video.hub import get_hub
 from telehealth.video.probe import ProbeError, ProbeLimits, probes_for
 from telehealth.video.profiles import DEFAULT_PROFILE, PROFILES
+from telehealth.video.services import GUEST_SESSION_KEY
 from telehealth.video.turn import ice_servers
 from telehealth.web import error_response
 

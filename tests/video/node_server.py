@@ -19,7 +19,7 @@ def main() -> None:
     from werkzeug.serving import make_server
 
     from telehealth import create_app
-    from telehealth.video.events import shutdown
+    from telehealth.video.hub import shutdown
 
     app = create_app(config)
     server = make_server("127.0.0.1", port, app, threaded=True)

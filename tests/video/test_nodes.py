@@ -20,7 +20,7 @@ from flask import Flask
 
 from telehealth.extensions import db
 from telehealth.video.directory import DirectoryUnavailable, LocalDirectory, RedisDirectory
-from telehealth.video.events import CallHub, get_hub
+from telehealth.video.hub import CallHub, get_hub
 from telehealth.video.models import VideoSession
 from tests.conftest import sign_in
 from tests.video.conftest import SignalClient, login_cookie
