@@ -424,7 +424,7 @@ class VideoEngine:
         _prefer(audio, "audio")
         _prefer(video, "video")
         slot = Slot(audio, video, audio_track, video_track,
-                    ProfileOpusEncoder(profile), ProfileVp8Encoder(profile))
+                    ProfileOpusEncoder(profile), ProfileVp8Encoder(profile, video_track.window))
         install_encoder(audio.sender, slot.audio_encoder)
         install_encoder(video.sender, slot.video_encoder)
         # A receiver's picture-loss request reaches the participant whose frames we forward;

@@ -2,9 +2,9 @@
 
 In order: the sender's session is alive (or it is a guest with a redeemed invite), the
 socket keeps to its rate, the payload is small enough, and the payload has the shape the
-event expects (an object whose fields have the right types; ids fit the database's 64
-bits). A refusal is a `call_error` event back to the sender; flooding, oversized messages
-or a dead session also end the connection. Nothing refused reaches the media engine, and
+event expects (an object whose fields have the right types; ids fit the database's
+integer columns). A refusal is a `call_error` event back to the sender; flooding, oversized
+messages or a dead session also end the connection. Nothing refused reaches the media engine, and
 nothing a handler raises ends as a traceback for a predictable mistake.
 
 Order: the namespace is served with `async_handlers=False` (see `create_app`), so one
@@ -42,9 +42,9 @@ MAX_PAYLOAD = {"join": 1_000, "answer": 40_000, "candidate": 2_000, "leave": 500
                "media": 500, "chat": 8_500, "offer": 40_000, "keepalive": 200}
 RATE_PER_SECOND = 20.0
 RATE_BURST = 60.0
-# Database ids are signed 64-bit integers: anything larger cannot name a row, and would
-# overflow inside the query.
-MAX_ID = 2**63 - 1
+# Ids are INTEGER columns (signed 32 bits on PostgreSQL): anything larger cannot name a
+# row, and would overflow inside the query.
+MAX_ID = 2**31 - 1
 
 
 class Refused(Exception):
@@ -120,12 +120,12 @@ def check_shape(event: str, data: object) -> dict[str, Any]:
 
 @dataclass
 class Bucket:
-    tokens: float = RATE_BURST
+    tokens: float
     at: float = field(default_factory=time.monotonic)
 
-    def take(self) -> bool:
+    def take(self, rate: float, burst: float) -> bool:
         now = time.monotonic()
-        self.tokens = min(RATE_BURST, self.tokens + (now - self.at) * RATE_PER_SECOND)
+        self.tokens = min(burst, self.tokens + (now - self.at) * rate)
         self.at = now
         if self.tokens < 1:
             return False
@@ -134,15 +134,17 @@ class Bucket:
 
 
 class RateLimits:
-    """One token bucket per socket."""
+    """One token bucket per socket: `rate` events a second, `burst` at once."""
 
-    def __init__(self) -> None:
+    def __init__(self, rate: float = RATE_PER_SECOND, burst: float = RATE_BURST) -> None:
+        self.rate, self.burst = rate, burst
         self._lock = threading.Lock()
         self._buckets: dict[str, Bucket] = {}
 
     def take(self, sid: str) -> bool:
         with self._lock:
-            return self._buckets.setdefault(sid, Bucket()).take()
+            bucket = self._buckets.setdefault(sid, Bucket(self.burst))
+            return bucket.take(self.rate, self.burst)
 
     def forget(self, sid: str) -> None:
         with self._lock:

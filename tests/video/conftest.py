@@ -77,11 +77,13 @@ class SignalClient:
         self.sio = socketio.Client(reconnection=False)
         self.events: dict[str, queue.Queue[Any]] = {name: queue.Queue() for name in
                                                     SERVER_EVENTS}
+        self.order: list[tuple[str, Any]] = []  # every event received, in order
         for name in SERVER_EVENTS:
             self.sio.on(name, self._keeper(name), namespace=NAMESPACE)
 
     def _keeper(self, name: str) -> Callable[[Any], None]:
         def keep(data: Any = None) -> None:
+            self.order.append((name, data))
             self.events[name].put(data)
         return keep
 
