@@ -56,10 +56,13 @@ def scaled_size(width: int, height: int, profile: Profile) -> tuple[int, int]:
 
 
 # Over any window of this many seconds, a receiver gets no more than its profile's video
-# ceiling from one slot, whether the slot forwards or re-encodes (aim a little under it:
-# packetizing adds a few bytes a packet).
+# ceiling from one slot, whether the slot forwards or re-encodes. Packetizing adds a few
+# bytes a packet (under 1%): forwarding keeps under FORWARD_SHARE of the ceiling; our own
+# encoder, which can aim, under ENCODE_SHARE (and a source must measure under it to be
+# forwarded again).
 CEILING_WINDOW_SECONDS = 4.0
-CEILING_SHARE = 0.95
+FORWARD_SHARE = 0.99
+ENCODE_SHARE = 0.95
 
 
 class ByteWindow:
@@ -84,9 +87,10 @@ class ByteWindow:
                 self._total -= self._sent.popleft()[1]
             return self._total
 
-    def room(self, ceiling_bps: int) -> float:
-        """Bytes that may still be sent now without the window passing `ceiling_bps`."""
-        return ceiling_bps * CEILING_SHARE * CEILING_WINDOW_SECONDS / 8 - self.used()
+    def room(self, ceiling_bps: int, share: float) -> float:
+        """Bytes that may still be sent now without the window passing `share` of
+        `ceiling_bps`."""
+        return ceiling_bps * share * CEILING_WINDOW_SECONDS / 8 - self.used()
 
     def add(self, size: int) -> None:
         """Count `size` bytes sent now."""
@@ -104,7 +108,10 @@ class ProfileVp8Encoder(Vp8Encoder):
         self.target_bitrate = profile.video_max_bps
         # The slot's window (see ByteWindow): a frame is skipped rather than pass it.
         self.window = window
-        self._largest = {True: 0, False: 0}  # largest keyframe / delta frame so far
+        # The next delta frame is expected to be at most as large as the largest lately,
+        # the next keyframe as large as the last one.
+        self._recent: collections.deque[tuple[float, int]] = collections.deque()
+        self._keyframe_size = 0
         self._keyframe_owed = False
         # A byte budget that fills at the profile's ceiling; a frame may overdraw it, and
         # frames are skipped until the debt is paid (strict on average, over any span).
@@ -143,7 +150,8 @@ class ProfileVp8Encoder(Vp8Encoder):
             return [], 0
         keyframe = force_keyframe or self.codec is None
         if self.window is not None and \
-                self.window.room(self.profile.video_max_bps) < self._largest[keyframe]:
+                self.window.room(self.profile.video_max_bps, ENCODE_SHARE) \
+                < self._expected_size(keyframe):
             # A frame as large as the largest of its kind would pass the ceiling: skip it;
             # a keyframe asked for is made with the next frame that fits.
             self._keyframe_owed = keyframe
@@ -157,10 +165,22 @@ class ProfileVp8Encoder(Vp8Encoder):
         payloads, timestamp = super().encode(frame, force_keyframe)
         size = sum(len(p) for p in payloads)
         self._budget_bytes -= size
-        self._largest[keyframe] = max(self._largest[keyframe], size)
+        if keyframe:
+            self._keyframe_size = size
+        else:
+            self._recent.append((time.monotonic(), size))
         if self.window is not None:
             self.window.add(size)
         return payloads, timestamp
+
+
+    def _expected_size(self, keyframe: bool) -> int:
+        if keyframe:
+            return self._keyframe_size
+        start = time.monotonic() - CEILING_WINDOW_SECONDS
+        while self._recent and self._recent[0][0] < start:
+            self._recent.popleft()
+        return max((size for _t, size in self._recent), default=0)
 
 
 class ProfileOpusEncoder(OpusEncoder):
@@ -172,8 +192,10 @@ class ProfileOpusEncoder(OpusEncoder):
 
 
 def make_encoder(kind: str, profile: Profile) -> ProfileVp8Encoder | ProfileOpusEncoder:
-    """Build the encoder for a sender of this kind ("audio" or "video")."""
-    return ProfileOpusEncoder(profile) if kind == "audio" else ProfileVp8Encoder(profile)
+    """Build the encoder for a sender of this kind ("audio" or "video") that keeps to the
+    profile over every window, as the server asks its senders to."""
+    return ProfileOpusEncoder(profile) if kind == "audio" \
+        else ProfileVp8Encoder(profile, ByteWindow())
 
 
 def install_encoder(sender: RTCRtpSender, encoder: object) -> None:

@@ -196,7 +196,7 @@ class SlotTrack(MediaStreamTrack):
         if self.transcoding:
             return
         if self.kind == "video" and len(frame.data) > self.window.room(
-                self.profile.video_max_bps):
+                self.profile.video_max_bps, codecs.FORWARD_SHARE):
             # A source just over the ceiling that ignores our bitrate requests: forwarding it
             # would pass the receiver's profile, so re-encode it instead.
             self._reencode(feed, "over the ceiling")
@@ -420,7 +420,7 @@ class Feed:
         no slack for the bitrate)."""
         if self.kind == "audio":
             return self.bps() <= profile.audio_bps * AUDIO_BPS_SLACK
-        slack = codecs.CEILING_SHARE if strict else VIDEO_BPS_SLACK
+        slack = codecs.ENCODE_SHARE if strict else VIDEO_BPS_SLACK
         if self.bps() > profile.video_max_bps * slack:
             return False
         if self.fps() > profile.fps * FPS_SLACK:

@@ -192,11 +192,18 @@ def test_every_wrong_payload_for_every_event_gets_a_clear_refusal(
 
 
 class GreedyVp8Encoder(Vp8Encoder):
-    """VP8 at 212 kbps whatever it is asked (the server's REMB requests are ignored)."""
+    """VP8 at about 212 kbps whatever it is asked (the server's REMB requests are ignored).
+
+    libvpx wanders around its target (more so on a loaded machine), so the encoder steers
+    its target by what it really produced over the last 2 s.
+    """
+
+    GOAL_BPS = 212_000
 
     def __init__(self) -> None:
         super().__init__()
-        setattr(self, _VP8_BITRATE_ATTR, 212_000)
+        setattr(self, _VP8_BITRATE_ATTR, self.GOAL_BPS)
+        self.produced: list[tuple[float, int]] = []
 
     @property
     def target_bitrate(self) -> int:
@@ -204,7 +211,19 @@ class GreedyVp8Encoder(Vp8Encoder):
 
     @target_bitrate.setter
     def target_bitrate(self, bitrate: int) -> None:
-        pass
+        pass  # deaf to REMB
+
+    def encode(self, frame: Any, force_keyframe: bool = False) -> tuple[list[bytes], int]:
+        payloads, timestamp = super().encode(frame, force_keyframe)
+        now = time.monotonic()
+        self.produced = [(t, n) for t, n in self.produced if t > now - 2.0]
+        self.produced.append((now, sum(len(p) for p in payloads)))
+        span = now - self.produced[0][0]
+        if span > 1.0:
+            bps = sum(n for _t, n in self.produced) * 8 / span
+            steered = self.target_bitrate * self.GOAL_BPS / max(bps, 1.0)
+            setattr(self, _VP8_BITRATE_ATTR, int(min(600_000, max(150_000, steered))))
+        return payloads, timestamp
 
 
 def window_peaks(samples: list[tuple[float, int]], seconds: float = 4.0) -> float:
@@ -245,9 +264,10 @@ def test_a_low_receiver_never_gets_more_than_its_ceiling_from_any_source(
             assert receiver.pc is not None
             receivers = {t.mid: t.receiver for t in receiver.pc.getTransceivers()
                          if t.mid in mids.values()}
-            greedy_before = await sent_by_client(greedy)
+            source: list[tuple[float, int]] = []
             began = time.monotonic()
             while time.monotonic() - began < 16:
+                source.append((time.time(), await sent_by_client(greedy)))
                 for mid, rtp_receiver in receivers.items():
                     for stat in (await rtp_receiver.getStats()).values():
                         if stat.type == "remote-outbound-rtp" and stat.remoteTimestamp:
@@ -256,13 +276,13 @@ def test_a_low_receiver_never_gets_more_than_its_ceiling_from_any_source(
                             if not seen or seen[-1] != point:
                                 seen.append(point)
                 await asyncio.sleep(0.2)
-            greedy_bps = (await sent_by_client(greedy) - greedy_before) * 8 / (
-                time.monotonic() - began)
-            assert greedy_bps > 200_000, greedy_bps  # the source really is over the ceiling
+            # The source really is over the ceiling, and deaf to the server's requests.
+            assert window_peaks(source) > 205_000, source
             assert greedy.participant_id in mids and stock.participant_id in mids
             for pid, mid in mids.items():
                 got = receiver.colours_from(layout, pid)
-                assert sum(got.values()) >= 30, (pid, got)  # pictures did arrive
+                # Pictures did arrive (colours are sampled every 5th frame): 5 fps or more.
+                assert sum(got.values()) >= 16, (pid, got)
                 assert len(samples[mid]) >= 8, samples
                 assert window_peaks(samples[mid]) <= 200_000, (pid, samples[mid])
         finally:
