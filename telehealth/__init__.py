@@ -16,8 +16,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if config:
         app.config.update(config)
 
-    from telehealth import models, web  # noqa: F401  (models: metadata sees every table)
+    from telehealth import models, realtime, web  # noqa: F401  (models: every table)
     from telehealth.extensions import babel, csrf, db, login_manager, migrate, socketio
+    from telehealth.security.sessions import disconnect_user_sockets
     from telehealth.video.directory import socket_origins
 
     db.init_app(app)
@@ -28,7 +29,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     # async_handlers=False: one socket's events are handled in the order they were sent, in
     # that socket's own connection thread (see video/guard.py).
     socketio.init_app(app, message_queue=app.config["SOCKETIO_MESSAGE_QUEUE"],
-                      cors_allowed_origins=socket_origins(app.config), async_handlers=False)
+                      cors_allowed_origins=socket_origins(app.config), async_handlers=False,
+                      client_manager=realtime.client_manager(app.config,
+                                                             disconnect_user_sockets))
 
     from telehealth.accounts.views import bp as accounts_bp
     from telehealth.admin.views import bp as admin_bp

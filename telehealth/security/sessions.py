@@ -146,4 +146,12 @@ def _forget_ended_sessions(session_: Session, previous_transaction: object) -> N
 
 @sessions_ended.connect
 def _disconnect_sockets(sender: object, user_ids: set[int]) -> None:
+    from telehealth.extensions import socketio
+
     disconnect_user_sockets(user_ids)
+    # The other processes close theirs on hearing it through the message queue (see
+    # telehealth.realtime); one process alone has no queue.
+    manager = getattr(getattr(socketio, "server", None), "manager", None)
+    publish = getattr(manager, "publish_sessions_ended", None)
+    if publish is not None:
+        publish(user_ids)

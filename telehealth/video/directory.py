@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 
 import redis
 
+from telehealth.realtime import key_prefix
+
 # Seconds a claim lives without a refresh: how long a dead node's calls stay unreachable.
 DEFAULT_TTL_SECONDS = 30.0
 
@@ -188,7 +190,7 @@ def directory_from_config(config: dict[str, Any]) -> CallDirectory:
     ttl = float(config.get("VIDEO_DIRECTORY_TTL_SECONDS") or DEFAULT_TTL_SECONDS)
     url = config.get("SOCKETIO_MESSAGE_QUEUE")
     if url:
-        return RedisDirectory.from_url(url, ttl)
+        return RedisDirectory.from_url(url, ttl, prefix=f"{key_prefix(config)}call-node:")
     return LocalDirectory(ttl)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import socket
@@ -170,25 +171,23 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture()
-def two_nodes(app: Flask, tmp_path: Path) -> Iterator[list[str]]:
-    """Two app processes on one database, with Redis as message queue and call directory."""
-    redis = redis_url()
-    directory = RedisDirectory.from_url(redis)
-    for key in directory.client.scan_iter(f"{directory.prefix}*"):
-        directory.client.delete(key)  # consult ids restart with every test
-    urls = [f"http://127.0.0.1:{free_port()}" for _ in range(2)]
+@contextlib.contextmanager
+def run_nodes(app: Flask, tmp_path: Path, redis: str,
+              extra: list[dict[str, Any]]) -> Iterator[list[str]]:
+    """App processes (one per `extra` config) on the test's database, with `redis` as
+    message queue and call directory; yields their base URLs."""
+    urls = [f"http://127.0.0.1:{free_port()}" for _ in extra]
     db.session.commit()  # the nodes must see what the test created
     processes: list[subprocess.Popen[str]] = []
     logs: list[Path] = []
     try:
-        for n, url in enumerate(urls):
+        for n, (url, more) in enumerate(zip(urls, extra, strict=True)):
             config = {"TESTING": True, "SERVER_NAME": None, "WTF_CSRF_ENABLED": False,
                       "SQLALCHEMY_DATABASE_URI": app.config["SQLALCHEMY_DATABASE_URI"],
                       "SOCKETIO_MESSAGE_QUEUE": redis, "VIDEO_NODE_URL": url,
                       # Each node serves call pages too, and sends them to the other.
                       "VIDEO_ALLOWED_ORIGINS": ",".join(urls),
-                      "VIDEO_RECONNECT_GRACE_SECONDS": 1}
+                      "VIDEO_RECONNECT_GRACE_SECONDS": 1, **more}
             logs.append(tmp_path / f"node{n + 1}.log")
             with logs[-1].open("w") as log:  # the child writes on its own copy
                 processes.append(subprocess.Popen(
@@ -212,6 +211,19 @@ def two_nodes(app: Flask, tmp_path: Path) -> Iterator[list[str]]:
                 process.wait(5)
             if process.stdout:
                 process.stdout.close()
+
+
+@pytest.fixture()
+def two_nodes(app: Flask, tmp_path: Path) -> Iterator[list[str]]:
+    """Two app processes on one database, with Redis as message queue and call directory."""
+    redis = redis_url()
+    directory = RedisDirectory.from_url(redis)
+    for key in directory.client.scan_iter(f"{directory.prefix}*"):
+        directory.client.delete(key)  # consult ids restart with every test
+    try:
+        with run_nodes(app, tmp_path, redis, [{}, {}]) as urls:
+            yield urls
+    finally:
         for key in directory.client.scan_iter(f"{directory.prefix}*"):
             directory.client.delete(key)
         directory.client.close()
