@@ -77,6 +77,8 @@ class CallHub:
         self.directory = directory_from_config(app.config)
         self.closing = threading.Event()
         self.claim_keeper: threading.Thread | None = None
+        # Open calls no node held at the keeper's last look (see end_orphaned_calls).
+        self.unowned: set[int] = set()
 
     def ice_settings(self) -> IceSettings:
         config = self.app.config
@@ -97,7 +99,10 @@ class CallHub:
     # ---------------------------------------------------------------- which node
 
     def owner(self, consult_id: int) -> str:
-        """The node holding the consult's call: this one when nobody held it."""
+        """The node holding the consult's call: this one when nobody held it (unless this
+        node is shutting down)."""
+        if self.closing.is_set():
+            raise Unavailable(_("This server is restarting; please try again."))
         try:
             return self.directory.claim(consult_id, self.node.id)
         except DirectoryUnavailable as exc:
@@ -108,6 +113,8 @@ class CallHub:
     def socket_url(self, consult_id: int) -> str | None:
         """Where a call page opens its socket: the owning node's URL (None: the page's own)."""
         owner = self.owner(consult_id)
+        # Every node that serves calls looks after the claims and the calls nobody holds.
+        self.start_claim_keeper()
         if owner == self.node.id:
             return self.node.url
         if is_node_url(owner):
@@ -136,18 +143,81 @@ class CallHub:
     def _keep_claims(self) -> None:
         interval = float(self.app.config.get("VIDEO_DIRECTORY_TTL_SECONDS", 30)) / 3
         while not self.closing.wait(interval):
+            try:
+                self.end_orphaned_calls()
+            except Exception:  # the keeper must go on keeping claims
+                logger.exception("could not end the calls nobody holds")
             with self.lock:
                 consult_ids = list(self.members)
             for consult_id in consult_ids:
                 try:
                     if not self.keep_claim(consult_id):
                         # Another node took the call while our claim had lapsed (Redis
-                        # restarted, or this process stalled): its pages now go there.
-                        logger.error("call of consult %s: node %s lost its claim", consult_id,
-                                     self.node.id)
+                        # restarted, or this process stalled): stop serving it here at
+                        # once, or each side would sit alone in its own half of the call.
+                        logger.error("call of consult %s: node %s lost its claim; moving "
+                                     "its members", consult_id, self.node.id)
+                        self.evict(consult_id)
                 except DirectoryUnavailable as exc:
                     logger.warning("call of consult %s: claim not refreshed: %s", consult_id,
                                    exc)
+
+    def end_orphaned_calls(self) -> list[int]:
+        """End the calls that no node has held, with nobody in them, at two looks in a row.
+
+        Their owner died: nobody is left to end them. Two looks, a third of the lease apart:
+        a live owner whose claim vanished (Redis restarted empty) claims again in between.
+        Returns the consults whose call was ended.
+        """
+        ended: list[int] = []
+        with self.app.app_context():
+            try:
+                unowned = {consult_id for consult_id in services.open_call_consult_ids()
+                           if consult_id not in self.members
+                           and self.directory.owner(consult_id) is None}
+            except DirectoryUnavailable:
+                return ended
+            for consult_id in sorted(unowned & self.unowned):
+                if services.end_session(consult_id) is not None:
+                    logger.info("call of consult %s ended: no node holds it", consult_id)
+                    ended.append(consult_id)
+            db.session.commit()
+        self.unowned = unowned - set(ended)
+        return ended
+
+    def evict(self, consult_id: int) -> None:
+        """Stop serving a call here without ending it, and send its pages to its owner.
+
+        No record is written: the call goes on on the node that holds it now.
+        """
+        try:
+            owner = self.directory.owner(consult_id)
+        except DirectoryUnavailable:
+            owner = None
+        self.move_members(consult_id, owner if owner and is_node_url(owner) else None)
+
+    def move_members(self, consult_id: int, node_url: str | None) -> None:
+        """Close this node's side of a call and tell its pages to rejoin at `node_url`
+        (None: ask the app where the call lives now)."""
+        with self.lock:
+            members = self.members.pop(consult_id, {})
+            for member in members.values():
+                if member.sid is not None:
+                    self.joined.pop(member.sid, None)
+        for participant_id in members:
+            try:
+                self.engine.leave(room_id(consult_id), participant_id)
+            except EngineError as exc:
+                logger.warning("call of consult %s: %s not closed: %s", consult_id,
+                               participant_id, exc)
+        moved = {"consult_id": consult_id, "node_url": node_url}
+        # To each of our members' sockets, not to the call's room: the owner's members
+        # are in a room of that name too.
+        for member in members.values():
+            if member.sid is not None:
+                socketio.server.leave_room(member.sid, socket_room(consult_id),
+                                           namespace=NAMESPACE)
+                socketio.emit("call_moved", moved, to=member.sid, namespace=NAMESPACE)
 
     def release_claim(self, consult_id: int) -> None:
         """The call emptied: another node may hold its next one."""
@@ -158,12 +228,15 @@ class CallHub:
                            consult_id, exc)
 
     def close(self) -> None:
-        """Give up every claim and close every call of this node (at exit)."""
-        self.closing.set()
+        """Give up every claim, send every call's pages elsewhere, close the engine (at
+        exit and on SIGTERM): the calls move at once, without waiting for the lease."""
+        self.closing.set()  # no new claim from now on
         with self.lock:
             consult_ids = list(self.members)
         for consult_id in consult_ids:
             self.release_claim(consult_id)
+            if self.engine.running:
+                self.move_members(consult_id, None)
         self.engine.shutdown()
 
     # ---------------------------------------------------------------- engine callbacks

@@ -146,6 +146,12 @@ def active_session(consult_id: int, lock: bool = False) -> VideoSession | None:
     return db.session.scalar(query)
 
 
+def open_call_consult_ids() -> list[int]:
+    """Consults whose call session has not ended."""
+    return list(db.session.scalars(select(VideoSession.consult_id).where(
+        VideoSession.ended_at.is_(None))))
+
+
 def record_join(caller: Caller, profile: str) -> VideoParticipation:
     """Note a (re)join on the consult's current session, opening one if needed."""
     session = active_session(caller.consult_id, lock=True)

@@ -28,7 +28,7 @@ from telehealth.errors import InvalidInput, PermissionDenied
 from telehealth.extensions import db
 from telehealth.security.headers import allow_for_this_page
 from telehealth.video import services
-from telehealth.video.directory import connect_sources
+from telehealth.video.directory import connect_sources, socket_origins
 from telehealth.video.forms import InviteForm, ProposalActionForm, ProposeForm
 from telehealth.video.hub import get_hub
 from telehealth.video.probe import ProbeError, ProbeLimits, probes_for
@@ -62,12 +62,24 @@ def call(consult_id: int) -> Any:
     profile = request.args.get("profile", DEFAULT_PROFILE)
     if profile not in PROFILES:
         profile = DEFAULT_PROFILE
-    # Every participant's socket goes to the node that holds the call's media.
+    # Every participant's socket goes to the node that holds the call's media; the call may
+    # move to another node while the page is open (see `where`).
     socket_url = get_hub().socket_url(consult.id)
-    if socket_url:
-        allow_for_this_page("connect-src", connect_sources(socket_url))
+    for url in (socket_url, *(socket_origins(current_app.config) or [])):
+        if url:
+            allow_for_this_page("connect-src", connect_sources(url))
     return render_template("video/call.html", consult=consult, caller=caller, profile=profile,
                            profiles=PROFILES, invite_form=InviteForm(), socket_url=socket_url)
+
+
+@bp.route("/consults/<int:consult_id>/call/where")
+def where(consult_id: int) -> Any:
+    """Where the call page opens its socket now (JSON), after it lost its socket or was
+    told the call moved: the node that holds the call, claimed for this one if nobody does."""
+    if not current_user.is_authenticated and not session.get(GUEST_SESSION_KEY):
+        return error_response(401, _("Your session has ended; please sign in again."))
+    consult, _caller = _call_consult_for_viewer(consult_id)
+    return jsonify({"socket_url": get_hub().socket_url(consult.id) or ""})
 
 
 @bp.route("/consults/<int:consult_id>/call/invites", methods=["POST"])

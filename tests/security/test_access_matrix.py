@@ -149,6 +149,9 @@ RULES: dict[str, list[R]] = {
     "video.call": [R("GET", "/consults/{consult}/call", CALLERS),
                    R("GET", "/consults/{consult}/call", CALLERS, "answered"),
                    R("GET", "/consults/{consult}/call", NOBODY, "offered")],
+    # Where the call's socket lives now (JSON for a call page that lost its socket).
+    "video.where": [R("GET", "/consults/{consult}/call/where", CALLERS),
+                    R("GET", "/consults/{consult}/call/where", NOBODY, "offered")],
     "video.invite": [R("POST", "/consults/{consult}/call/invites", CALLERS,
                        data={"guest_name": "Interpreter"}),
                      R("POST", "/consults/{consult}/call/invites", NOBODY, "offered",
