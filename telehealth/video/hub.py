@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import atexit
 import logging
+import signal
 import threading
 import time
 from dataclasses import dataclass
+from types import FrameType
 
 from flask import Flask, current_app
 from flask_babel import gettext as _
@@ -432,6 +434,25 @@ def get_hub(app: Flask | None = None) -> CallHub:
 
 
 _HUB_LOCK = threading.Lock()
+
+
+def close_on_sigterm(app: Flask) -> None:
+    """On SIGTERM, move this process's calls at once (claims given up, members sent
+    elsewhere), then do what SIGTERM did before: the server's own graceful stop, or the
+    end of the process. Call from the main thread of the process that serves the app
+    (`wsgi.py`); a server that forks after loading the app (`--preload`) resets it."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        shutdown(app)
+        if callable(previous):
+            previous(signum, frame)
+        elif previous != signal.SIG_IGN:
+            raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
 
 
 def shutdown(app: Flask) -> None:

@@ -24,7 +24,7 @@ from tests.conftest import PASSWORD, take_consult
 
 NAMESPACE = "/call"
 SERVER_EVENTS = ("offer", "peers", "peer_state", "call_error", "chat", "media", "left",
-                 "send_profile")
+                 "send_profile", "call_moved")
 
 
 @pytest.fixture(scope="session")

@@ -19,9 +19,10 @@ def main() -> None:
     from werkzeug.serving import make_server
 
     from telehealth import create_app
-    from telehealth.video.hub import shutdown
+    from telehealth.video.hub import close_on_sigterm, shutdown
 
     app = create_app(config)
+    close_on_sigterm(app)
     server = make_server("127.0.0.1", port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

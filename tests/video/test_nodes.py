@@ -172,13 +172,13 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def run_nodes(app: Flask, tmp_path: Path, redis: str,
-              extra: list[dict[str, Any]]) -> Iterator[list[str]]:
+def run_nodes(app: Flask, tmp_path: Path, redis: str, extra: list[dict[str, Any]],
+              processes: list[subprocess.Popen[str]] | None = None) -> Iterator[list[str]]:
     """App processes (one per `extra` config) on the test's database, with `redis` as
-    message queue and call directory; yields their base URLs."""
+    message queue and call directory; yields their base URLs (`processes` gets theirs)."""
     urls = [f"http://127.0.0.1:{free_port()}" for _ in extra]
     db.session.commit()  # the nodes must see what the test created
-    processes: list[subprocess.Popen[str]] = []
+    processes = [] if processes is None else processes
     logs: list[Path] = []
     try:
         for n, (url, more) in enumerate(zip(urls, extra, strict=True)):

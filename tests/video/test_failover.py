@@ -1,0 +1,165 @@
+"""Calls that fail safely (issue 17): one fenced owner per call, calls nobody holds end,
+SIGTERM moves a process's calls at once."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from flask import Flask
+
+from telehealth.extensions import db
+from telehealth.video import services
+from telehealth.video.directory import RedisDirectory
+from telehealth.video.hub import CallHub, get_hub
+from telehealth.video.models import VideoSession
+from tests.video.conftest import SignalClient, login_cookie
+from tests.video.peers import CallPeer
+from tests.video.test_call import until
+from tests.video.test_deployments import RedisServer, own_redis  # noqa: F401  (fixture)
+from tests.video.test_directory import redis_url
+from tests.video.test_nodes import run_nodes
+
+OTHER_NODE = "http://127.0.0.1:1"
+
+
+def test_claims_carry_a_fencing_token_that_only_grows() -> None:
+    url = redis_url()
+    prefix = f"test-fence:{uuid.uuid4().hex}:"
+    a, b = (RedisDirectory.from_url(url, 0.3, prefix) for _n in range(2))
+    try:
+        assert a.claim(7, "node-a") == "node-a"
+        first = a.token(7)
+        assert first is not None and a.refresh(7, "node-a")
+        time.sleep(0.5)  # node a stalls past its lease; node b takes the call
+        assert b.claim(7, "node-b") == "node-b"
+        assert b.token(7) == first + 1
+        assert not a.refresh(7, "node-a")  # fenced: a stops serving instead
+        assert a.claim(7, "node-a") == "node-b"
+        b.release(7, "node-b")
+        assert a.claim(7, "node-a") == "node-a" and a.token(7) == first + 2
+    finally:
+        for directory in (a, b):
+            for key in directory.client.scan_iter(f"{prefix}*"):
+                directory.client.delete(key)
+            directory.client.close()
+
+
+def test_a_node_that_lost_its_claim_stops_serving_the_call_and_moves_its_pages(
+        app: Flask, call_consult: Any, world: dict[str, Any],
+        signal_client: Callable[..., SignalClient]) -> None:
+    hub = get_hub(app)
+    client = signal_client(world["clinician"])
+    client.emit("join", {"consult_id": call_consult.id})
+    client.wait("offer")
+    deadline = time.monotonic() + 5  # the join commits just after its offer is sent
+    while services.active_session(call_consult.id) is None and time.monotonic() < deadline:
+        db.session.rollback()
+        time.sleep(0.05)
+    # The claim lapsed while this process stalled, and another node took the call.
+    hub.directory.release(call_consult.id, hub.node.id)
+    assert hub.directory.claim(call_consult.id, OTHER_NODE) == OTHER_NODE
+    assert not hub.keep_claim(call_consult.id)
+    hub.evict(call_consult.id)
+    moved = client.wait("call_moved", 5)
+    assert moved == {"consult_id": call_consult.id, "node_url": OTHER_NODE}
+    assert hub.engine.participants(f"consult-{call_consult.id}") == []
+    assert call_consult.id not in hub.members
+    # The call goes on elsewhere: nothing ended here.
+    db.session.expire_all()
+    assert services.active_session(call_consult.id) is not None
+    client.emit("chat", {"consult_id": call_consult.id, "body": "still here?"})
+    assert "not joined" in client.wait("call_error")["message"]
+    hub.directory.release(call_consult.id, OTHER_NODE)
+
+
+def test_a_call_no_node_holds_with_nobody_in_it_is_ended(
+        app: Flask, call_consult: Any, world: dict[str, Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    caller = services.Caller(call_consult.id, f"u{world['clinician'].id}", "Dr A",
+                             user_id=world["clinician"].id)
+    services.record_join(caller, "low")  # its owner died with the caller in it
+    db.session.commit()
+    hub = CallHub(app)  # another process's hub: no engine, no member
+    try:
+        assert hub.end_orphaned_calls() == []  # first look: maybe a claim about to return
+        assert hub.end_orphaned_calls() == [call_consult.id]
+        db.session.expire_all()
+        session = db.session.query(VideoSession).one()
+        assert session.ended_at is not None
+        assert all(p.left_reason == "ended" for p in session.participations)
+        # A call whose owner is alive (it claims again between looks) is left alone.
+        services.record_join(caller, "low")
+        db.session.commit()
+        assert hub.end_orphaned_calls() == []
+        hub.directory.claim(call_consult.id, OTHER_NODE)
+        assert hub.end_orphaned_calls() == []
+    finally:
+        hub.close()
+
+
+def test_sigterm_moves_the_calls_of_a_node_at_once(
+        app: Flask, tmp_path: Path, own_redis: RedisServer,  # noqa: F811
+        call_consult: Any, world: dict[str, Any]) -> None:
+    processes: list[subprocess.Popen[str]] = []
+    ttl = 30  # the lease: SIGTERM must not wait for it
+    with run_nodes(app, tmp_path, own_redis.url,
+                   [{"VIDEO_DIRECTORY_TTL_SECONDS": ttl}] * 2, processes) as (node1, node2):
+        cookie = login_cookie(node1, world["clinician"])
+        first = requests.get(f"{node1}/consults/{call_consult.id}/call/where",
+                             headers={"Cookie": cookie, "Accept": "application/json"},
+                             timeout=10)
+        assert first.json() == {"socket_url": node1}
+        signal_one = SignalClient(node1, cookie, origin=node1)
+        signal_one.connect()
+
+        async def scenario() -> None:
+            peer = CallPeer(signal_one, "red")
+            try:
+                await peer.join(call_consult.id)
+                assert peer.pc is not None
+                pc = peer.pc
+                await until(lambda: pc.connectionState == "connected", 20)
+                sent_at = time.monotonic()
+                processes[0].send_signal(signal.SIGTERM)
+                moved = await signal_one.await_event("call_moved", 10)
+                assert moved["node_url"] is None  # ask the app where the call lives now
+                assert time.monotonic() - sent_at < 5
+            finally:
+                await peer.close()
+
+        try:
+            asyncio.run(scenario())
+        finally:
+            signal_one.close()
+        # The page asks where the call lives: the surviving node takes it at once.
+        where = requests.get(f"{node2}/consults/{call_consult.id}/call/where",
+                             headers={"Cookie": cookie, "Accept": "application/json"},
+                             timeout=10)
+        assert where.json() == {"socket_url": node2}
+        signal_two = SignalClient(node2, cookie, origin=node2)
+        signal_two.connect()
+
+        async def rejoin() -> None:
+            peer = CallPeer(signal_two, "red")
+            try:
+                await peer.join(call_consult.id)
+                assert peer.pc is not None
+                pc = peer.pc
+                await until(lambda: pc.connectionState == "connected", 20)
+            finally:
+                await peer.close()
+
+        try:
+            asyncio.run(rejoin())
+        finally:
+            signal_two.close()
+        assert processes[0].wait(20) is not None
