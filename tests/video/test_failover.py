@@ -163,3 +163,77 @@ def test_sigterm_moves_the_calls_of_a_node_at_once(
         finally:
             signal_two.close()
         assert processes[0].wait(20) is not None
+
+
+REMOTE_TRACK = """() => {
+  const video = document.querySelector('.tile.remote video');
+  const stream = video && video.srcObject;
+  const track = stream && stream.getVideoTracks()[0];
+  return track ? {id: track.id, t: video.currentTime, w: video.videoWidth} : null;
+}"""
+
+
+def wait_new_video(page: Any, old_id: str, timeout: float) -> None:
+    """Wait until the remote tile plays a video track other than `old_id`."""
+    deadline, first = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        state = page.evaluate(REMOTE_TRACK)
+        if state and state["id"] != old_id and state["w"] > 0:
+            if first is None:
+                first = state
+            elif state["t"] > first["t"] + 0.5:
+                return
+        page.wait_for_timeout(200)
+    raise AssertionError(f"no new video: {page.evaluate(REMOTE_TRACK)}; "
+                         f"status: {page.text_content('#call-status')}")
+
+
+@pytest.mark.browser
+def test_pages_recover_by_themselves_when_the_owner_of_their_call_is_killed(
+        app: Flask, browser: Any, tmp_path: Path, own_redis: RedisServer,  # noqa: F811
+        call_consult: Any, world: dict[str, Any]) -> None:
+    from tests.conftest import screenshot, sign_in
+    from tests.video.test_browser import wait_playing
+
+    lease = 4
+    processes: list[subprocess.Popen[str]] = []
+    with run_nodes(app, tmp_path, own_redis.url,
+                   [{"VIDEO_DIRECTORY_TTL_SECONDS": lease}] * 2, processes) as (node1, node2):
+        # Node 1 holds the call; both pages come from node 2 (the public site, in effect)
+        # and open their sockets on node 1.
+        cookie = login_cookie(node1, world["clinician"])
+        contexts = [browser.new_context(viewport={"width": 900, "height": 800})
+                    for _n in range(2)]
+        pages = [context.new_page() for context in contexts]
+        try:
+            for page, who in zip(pages, ("clinician", "specialist"), strict=True):
+                sign_in(page, node2, world[who].email)
+            # Claimed now, the call stays node 1's while the pages load (within the lease).
+            requests.get(f"{node1}/consults/{call_consult.id}/call/where",
+                         headers={"Cookie": cookie, "Accept": "application/json"}, timeout=10)
+            for page in pages:
+                page.goto(f"{node2}/consults/{call_consult.id}/call")
+                assert page.get_attribute("#call", "data-socket-url") == node1
+            old = []
+            for page in pages:
+                wait_playing(page)
+                old.append(page.evaluate(REMOTE_TRACK)["id"])
+            processes[0].kill()
+            killed_at = time.monotonic()
+            for page in pages:  # a clear status while the call is found again
+                page.wait_for_function(
+                    "() => /lost|moving/i.test(document.getElementById('call-status')"
+                    ".textContent)", timeout=10_000)
+            screenshot(pages[0], "call-owner-killed-looking-for-the-call")
+            for page, old_id in zip(pages, old, strict=True):
+                wait_new_video(page, old_id, lease + 25)
+            assert time.monotonic() - killed_at < lease + 25
+            for page in pages:
+                assert "Connected" in (page.text_content("#call-status") or "")
+            screenshot(pages[1], "call-owner-killed-recovered")
+        finally:
+            for page in pages:
+                if page.url.endswith("/call"):
+                    page.click("#leave", timeout=2_000)
+            for context in contexts:
+                context.close()
