@@ -237,3 +237,79 @@ def test_pages_recover_by_themselves_when_the_owner_of_their_call_is_killed(
                     page.click("#leave", timeout=2_000)
             for context in contexts:
                 context.close()
+
+
+def test_a_stalled_owner_that_resumes_hands_its_call_to_the_new_owner(
+        app: Flask, tmp_path: Path, own_redis: RedisServer,  # noqa: F811
+        call_consult: Any, world: dict[str, Any]) -> None:
+    """SIGSTOP the owner past its lease, a page is loaded through the other node (which
+    takes the call), SIGCONT: the stalled node hands its member over at once, and both
+    participants meet on the new owner, media both ways."""
+    lease = 3
+    processes: list[subprocess.Popen[str]] = []
+    with run_nodes(app, tmp_path, own_redis.url,
+                   [{"VIDEO_DIRECTORY_TTL_SECONDS": lease}] * 2, processes) as (node1, node2):
+        clinician_cookie = login_cookie(node1, world["clinician"])
+        specialist_cookie = login_cookie(node2, world["specialist"])
+        clients = [SignalClient(node1, clinician_cookie, origin=node1),
+                   SignalClient(node2, specialist_cookie, origin=node2)]
+        clients[0].connect()
+
+        async def scenario() -> None:
+            first = CallPeer(clients[0], "red")
+            peers = [first]
+            try:
+                await first.join(call_consult.id)
+                processes[0].send_signal(signal.SIGSTOP)
+                await asyncio.sleep(lease + 1.5)
+                where = requests.get(f"{node2}/consults/{call_consult.id}/call/where",
+                                     headers={"Cookie": specialist_cookie,
+                                              "Accept": "application/json"}, timeout=10)
+                assert where.json() == {"socket_url": node2}
+                clients[1].connect()
+                second = CallPeer(clients[1], "blue")
+                peers.append(second)
+                await second.join(call_consult.id)
+                processes[0].send_signal(signal.SIGCONT)
+                resumed = time.monotonic()
+                # The stalled node lets go: it moves its page (`call_moved`), or the page's
+                # socket is gone (it stalled past Engine.IO's ping time-out too).
+                await until(lambda: not clients[0].connected or any(
+                    name == "call_moved" for name, _data in clients[0].order), 5)
+                assert time.monotonic() - resumed < 5
+                # ... and never takes the call back.
+                directory = RedisDirectory.from_url(own_redis.url)
+                try:
+                    for _n in range(10):
+                        assert directory.owner(call_consult.id) == node2
+                        await asyncio.sleep(0.2)
+                finally:
+                    directory.client.close()
+                # The page follows: it asks where the call lives, and joins there.
+                where = requests.get(f"{node1}/consults/{call_consult.id}/call/where",
+                                     headers={"Cookie": clinician_cookie,
+                                              "Accept": "application/json"}, timeout=10)
+                assert where.json() == {"socket_url": node2}
+                clients[0].close()
+                clients[0] = SignalClient(node2, clinician_cookie, origin=node1)
+                clients[0].connect()
+                again = CallPeer(clients[0], "red")
+                peers.append(again)
+                await again.join(call_consult.id)
+                layouts = [await c.await_event("peers", 15, where=lambda d: len(d["peers"]) == 1
+                                               and d["peers"][0]["video_mid"])
+                           for c in clients]
+                await until(lambda: again.colours_from(layouts[0], second.participant_id)
+                            .get("blue", 0) >= 3
+                            and second.colours_from(layouts[1], again.participant_id)
+                            .get("red", 0) >= 3, 20)
+            finally:
+                for peer in peers:
+                    await peer.close()
+
+        try:
+            asyncio.run(scenario())
+        finally:
+            processes[0].send_signal(signal.SIGCONT)
+            for client in clients:
+                client.close()
