@@ -58,7 +58,8 @@ EXTRA_PAGES = [
 # and the guest's invitation link (a redirect to the call page: the "guest" browser opens it).
 NOT_PAGES = re.compile(r"^/(api/|static/|attachments/)|^/roster/(export\.csv"
                        r"|<int:user_id>/credential/document)$"
-                       r"|^/call/invite/<token>$")
+                       r"|^/call/invite/<token>$"
+                       r"|^/consults/<int:consult_id>/call/where$")  # JSON for the call page
 
 
 def build_urls(world: dict[str, Any]) -> list[tuple[str, str]]:
