@@ -313,3 +313,71 @@ def test_a_stalled_owner_that_resumes_hands_its_call_to_the_new_owner(
             processes[0].send_signal(signal.SIGCONT)
             for client in clients:
                 client.close()
+
+
+def test_sigterm_under_the_production_server_moves_the_call_at_once(
+        app: Flask, tmp_path: Path, own_redis: RedisServer,  # noqa: F811
+        call_consult: Any, world: dict[str, Any]) -> None:
+    """gunicorn (one worker, threads) as the README runs it: SIGTERM to the server gives up
+    the call's claim and tells its page to move, long before the 30 s lease."""
+    import json
+    import os
+    import sys
+
+    from tests.video.test_nodes import ROOT, free_port
+
+    port = free_port()
+    node = f"http://127.0.0.1:{port}"
+    config = {"TESTING": True, "SERVER_NAME": None, "WTF_CSRF_ENABLED": False,
+              "SQLALCHEMY_DATABASE_URI": app.config["SQLALCHEMY_DATABASE_URI"],
+              "SOCKETIO_MESSAGE_QUEUE": own_redis.url, "VIDEO_NODE_URL": node}
+    db.session.commit()
+    log = (tmp_path / "gunicorn.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-w", "1", "--threads", "20", "-b",
+         f"127.0.0.1:{port}", "--graceful-timeout", "10",
+         "tests.video.node_server:make_app()"],
+        cwd=ROOT, env={**os.environ, "TELEHEALTH_NODE_CONFIG": json.dumps(config)},
+        stdout=log, stderr=log, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(f"{node}/login", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert time.monotonic() < deadline, (tmp_path / "gunicorn.log").read_text()[-3000:]
+            time.sleep(0.2)
+        cookie = login_cookie(node, world["clinician"])
+        signal_client = SignalClient(node, cookie, origin=node)
+        signal_client.connect()
+
+        async def scenario() -> None:
+            peer = CallPeer(signal_client, "red")
+            try:
+                await peer.join(call_consult.id)
+                directory = RedisDirectory.from_url(own_redis.url)
+                try:
+                    assert directory.owner(call_consult.id) == node
+                    sent_at = time.monotonic()
+                    server.send_signal(signal.SIGTERM)
+                    moved = await signal_client.await_event("call_moved", 10)
+                    assert moved["node_url"] is None
+                    assert directory.owner(call_consult.id) is None
+                    assert time.monotonic() - sent_at < 5
+                finally:
+                    directory.client.close()
+            finally:
+                await peer.close()
+
+        try:
+            asyncio.run(scenario())
+        finally:
+            signal_client.close()
+        assert server.wait(30) is not None
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(10)
+        log.close()
