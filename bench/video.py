@@ -117,7 +117,7 @@ def serve_app(rooms: int, conn: Any) -> None:
                "people": people})
     threading.Thread(target=server.serve_forever, daemon=True).start()
     conn.recv()  # until told to stop
-    from telehealth.video.events import shutdown
+    from telehealth.video.hub import shutdown
 
     shutdown(app)
     server.shutdown()

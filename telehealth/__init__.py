@@ -17,8 +17,9 @@ def create_app(config: dict[str, Any] | None = None) -> TelehealthFlask:
     if not app.config["SECRET_KEY"]:
         app.config["SECRET_KEY"] = persistent_secret_key()
 
-    from telehealth import models, web  # noqa: F401  (models: metadata sees every table)
+    from telehealth import models, realtime, web  # noqa: F401  (models: every table)
     from telehealth.extensions import babel, csrf, db, login_manager, migrate, socketio
+    from telehealth.security.sessions import disconnect_user_sockets
     from telehealth.video.directory import socket_origins
 
     db.init_app(app)
@@ -26,8 +27,12 @@ def create_app(config: dict[str, Any] | None = None) -> TelehealthFlask:
     login_manager.init_app(app)
     csrf.init_app(app)
     babel.init_app(app, locale_selector=web.select_locale, timezone_selector=web.select_timezone)
+    # async_handlers=False: one socket's events are handled in the order they were sent, in
+    # that socket's own connection thread (see video/guard.py).
     socketio.init_app(app, message_queue=app.config["SOCKETIO_MESSAGE_QUEUE"],
-                      cors_allowed_origins=socket_origins(app.config))
+                      cors_allowed_origins=socket_origins(app.config), async_handlers=False,
+                      client_manager=realtime.client_manager(app.config,
+                                                             disconnect_user_sockets))
 
     from telehealth.accounts.views import bp as accounts_bp
     from telehealth.admin.views import bp as admin_bp
@@ -44,7 +49,7 @@ def create_app(config: dict[str, Any] | None = None) -> TelehealthFlask:
     from telehealth.situation.views import bp as situation_bp
     from telehealth.surveillance.views import bp as surveillance_bp
     from telehealth.translation.views import bp as translation_bp
-    from telehealth.video import events as video_events  # noqa: F401  (registers /call)
+    from telehealth.video import events as video_events
     from telehealth.video.views import bp as video_bp
 
     for blueprint in (main_bp, accounts_bp, consults_bp, notes_bp, admin_bp, i18n_bp,
@@ -57,6 +62,8 @@ def create_app(config: dict[str, Any] | None = None) -> TelehealthFlask:
 
     matching_listens()  # offers submitted consults, re-offers after roster changes
     notes_listen()  # the consult page shows the notes
+
+    video_events.init_app(app)
 
     web.init_app(app)
 

@@ -53,6 +53,10 @@ class Config:
     MAX_CONTENT_LENGTH = _env_int("TELEHEALTH_MAX_REQUEST_BYTES", 20 * 1024 * 1024)
     MAX_IMAGE_PIXELS = _env_int("TELEHEALTH_MAX_IMAGE_PIXELS", 40_000_000)
     SOCKETIO_MESSAGE_QUEUE = os.environ.get("TELEHEALTH_REDIS_URL") or None
+    # Names this deployment's Socket.IO channel and Redis keys, so that deployments sharing
+    # one Redis server never see each other's live events or calls (default "telehealth";
+    # the channel also carries the Redis database number).
+    DEPLOYMENT_NAME = os.environ.get("TELEHEALTH_DEPLOYMENT_NAME") or None
     BABEL_DEFAULT_LOCALE = os.environ.get("TELEHEALTH_DEFAULT_LOCALE", "en")
     BABEL_DEFAULT_TIMEZONE = "UTC"
     BABEL_TRANSLATION_DIRECTORIES = str(BASE_DIR / "translations")

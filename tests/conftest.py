@@ -353,7 +353,8 @@ def live_server(_live_server: str) -> str:
     sio_server = socketio.server
     for name in ("_send_packet", "_send_eio_packet"):
         sio_server.__dict__.pop(name, None)
-    sio_server.async_handlers = sio_server.eio.async_handlers = True
+    # As create_app sets it: one socket's events in order, in its own connection thread.
+    sio_server.async_handlers = sio_server.eio.async_handlers = False
     return _live_server
 
 

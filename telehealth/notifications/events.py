@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flask_login import current_user
-from flask_socketio import join_room
+from flask_socketio import disconnect, join_room
 
 from telehealth.extensions import socketio
 from telehealth.notifications.services import NAMESPACE
@@ -17,3 +17,11 @@ def connect(auth: object = None) -> bool:
         return False
     join_room(user_room(current_user.id))
     return True
+
+
+@socketio.on("*", namespace=NAMESPACE)
+def any_event(event: object = None, *args: object) -> None:
+    """Receive-only: nothing is handled, but a socket whose session ended elsewhere (a
+    process that missed the message) is closed by its next event."""
+    if not socket_session_alive():
+        disconnect()

@@ -138,4 +138,12 @@ def _announce_ended_sessions(user_ids: list[int]) -> None:
 
 @sessions_ended.connect
 def _disconnect_sockets(sender: object, user_ids: set[int]) -> None:
+    from telehealth.extensions import socketio
+
     disconnect_user_sockets(user_ids)
+    # The other processes close theirs on hearing it through the message queue (see
+    # telehealth.realtime); one process alone has no queue.
+    manager = getattr(getattr(socketio, "server", None), "manager", None)
+    publish = getattr(manager, "publish_sessions_ended", None)
+    if publish is not None:
+        publish(user_ids)

@@ -14,8 +14,11 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import queue
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -52,13 +55,64 @@ def scaled_size(width: int, height: int, profile: Profile) -> tuple[int, int]:
     return max(2, int(width * scale) // 2 * 2), max(2, int(height * scale) // 2 * 2)
 
 
+# Over any window of this many seconds, a receiver gets no more than its profile's video
+# ceiling from one slot, whether the slot forwards or re-encodes. Packetizing adds a few
+# bytes a packet (under 1%): forwarding keeps under FORWARD_SHARE of the ceiling; our own
+# encoder, which can aim, under ENCODE_SHARE (and a source must measure under it to be
+# forwarded again).
+CEILING_WINDOW_SECONDS = 4.0
+FORWARD_SHARE = 0.99
+ENCODE_SHARE = 0.95
+
+
+class ByteWindow:
+    """Bytes a slot sent in the last CEILING_WINDOW_SECONDS, against a ceiling.
+
+    Shared by a slot's forwarding and its encoder, so that switching between the two never
+    adds their bursts up.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        # The encoder runs in aiortc's executor threads, forwarding on the engine's loop.
+        self._lock = threading.Lock()
+        self._sent: collections.deque[tuple[float, int]] = collections.deque()
+        self._total = 0
+
+    def used(self) -> int:
+        """Bytes sent within the window ending now."""
+        start = self.clock() - CEILING_WINDOW_SECONDS
+        with self._lock:
+            while self._sent and self._sent[0][0] <= start:
+                self._total -= self._sent.popleft()[1]
+            return self._total
+
+    def room(self, ceiling_bps: int, share: float) -> float:
+        """Bytes that may still be sent now without the window passing `share` of
+        `ceiling_bps`."""
+        return ceiling_bps * share * CEILING_WINDOW_SECONDS / 8 - self.used()
+
+    def add(self, size: int) -> None:
+        """Count `size` bytes sent now."""
+        with self._lock:
+            self._sent.append((self.clock(), size))
+            self._total += size
+
+
 class ProfileVp8Encoder(Vp8Encoder):
     """VP8 encoder that keeps to the profile's bitrate range and picture size."""
 
-    def __init__(self, profile: Profile) -> None:
+    def __init__(self, profile: Profile, window: ByteWindow | None = None) -> None:
         super().__init__()
         self.profile = profile
         self.target_bitrate = profile.video_max_bps
+        # The slot's window (see ByteWindow): a frame is skipped rather than pass it.
+        self.window = window
+        # The next delta frame is expected to be at most as large as the largest lately,
+        # the next keyframe as large as the last one.
+        self._recent: collections.deque[tuple[float, int]] = collections.deque()
+        self._keyframe_size = 0
+        self._keyframe_owed = False
         # A byte budget that fills at the profile's ceiling; a frame may overdraw it, and
         # frames are skipped until the debt is paid (strict on average, over any span).
         self._budget_bytes = 0.0
@@ -91,16 +145,42 @@ class ProfileVp8Encoder(Vp8Encoder):
             self._budget_bytes = min(self.profile.video_max_bps / 8,
                                      self._budget_bytes + max(0.0, earned))
         self._budget_at = now
+        force_keyframe = force_keyframe or self._keyframe_owed
         if self._budget_bytes < 0 and not force_keyframe:
             return [], 0
+        keyframe = force_keyframe or self.codec is None
+        if self.window is not None and \
+                self.window.room(self.profile.video_max_bps, ENCODE_SHARE) \
+                < self._expected_size(keyframe):
+            # A frame as large as the largest of its kind would pass the ceiling: skip it;
+            # a keyframe asked for is made with the next frame that fits.
+            self._keyframe_owed = keyframe
+            return [], 0
+        self._keyframe_owed = False
         width, height = scaled_size(frame.width, frame.height, self.profile)
         if (width, height) != (frame.width, frame.height):
             pts, time_base = frame.pts, frame.time_base
             frame = frame.reformat(width=width, height=height, format="yuv420p")
             frame.pts, frame.time_base = pts, time_base
         payloads, timestamp = super().encode(frame, force_keyframe)
-        self._budget_bytes -= sum(len(p) for p in payloads)
+        size = sum(len(p) for p in payloads)
+        self._budget_bytes -= size
+        if keyframe:
+            self._keyframe_size = size
+        else:
+            self._recent.append((time.monotonic(), size))
+        if self.window is not None:
+            self.window.add(size)
         return payloads, timestamp
+
+
+    def _expected_size(self, keyframe: bool) -> int:
+        if keyframe:
+            return self._keyframe_size
+        start = time.monotonic() - CEILING_WINDOW_SECONDS
+        while self._recent and self._recent[0][0] < start:
+            self._recent.popleft()
+        return max((size for _t, size in self._recent), default=0)
 
 
 class ProfileOpusEncoder(OpusEncoder):
@@ -112,8 +192,10 @@ class ProfileOpusEncoder(OpusEncoder):
 
 
 def make_encoder(kind: str, profile: Profile) -> ProfileVp8Encoder | ProfileOpusEncoder:
-    """Build the encoder for a sender of this kind ("audio" or "video")."""
-    return ProfileOpusEncoder(profile) if kind == "audio" else ProfileVp8Encoder(profile)
+    """Build the encoder for a sender of this kind ("audio" or "video") that keeps to the
+    profile over every window, as the server asks its senders to."""
+    return ProfileOpusEncoder(profile) if kind == "audio" \
+        else ProfileVp8Encoder(profile, ByteWindow())
 
 
 def install_encoder(sender: RTCRtpSender, encoder: object) -> None:

@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 
 import redis
 
+from telehealth.realtime import key_prefix
+
 # Seconds a claim lives without a refresh: how long a dead node's calls stay unreachable.
 DEFAULT_TTL_SECONDS = 30.0
 
@@ -91,8 +93,19 @@ class LocalDirectory:
                 del self._claims[consult_id]
 
 
+# A claim's value is "<node id> <fencing token>": the token comes from a counter per call
+# that only grows, so a node whose claim lapsed and was taken (even by itself, later)
+# holds a token that no longer matches, and stops serving the call instead of refreshing.
 # Compare-and-act in one step on the server: between a GET and a PEXPIRE/DEL the claim
 # could expire and be taken by another node, whose claim we would then extend or delete.
+_CLAIM = """
+local holder = redis.call('get', KEYS[1])
+if holder then return holder end
+local token = redis.call('incr', KEYS[2])
+local value = ARGV[1] .. ' ' .. token
+redis.call('set', KEYS[1], value, 'PX', ARGV[2])
+return value
+"""
 _REFRESH = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
   return redis.call('pexpire', KEYS[1], ARGV[2])
@@ -107,14 +120,23 @@ return 0
 """
 
 
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 class RedisDirectory:
-    """Shared by every node: one key per call, SET NX with a TTL the owner keeps refreshing."""
+    """Shared by every node: one key per call, claimed with a fencing token and a TTL the
+    owner keeps refreshing."""
 
     def __init__(self, client: redis.Redis, ttl_seconds: float = DEFAULT_TTL_SECONDS,
                  prefix: str = "telehealth:call-node:") -> None:
         self.client, self.ttl_ms, self.prefix = client, int(ttl_seconds * 1000), prefix
+        self._claim = client.register_script(_CLAIM)
         self._refresh = client.register_script(_REFRESH)
         self._release = client.register_script(_RELEASE)
+        # The claims this directory made, by call: "<node> <token>" as stored.
+        self._lock = threading.Lock()
+        self._held: dict[int, str] = {}
 
     @classmethod
     def from_url(cls, url: str, ttl_seconds: float = DEFAULT_TTL_SECONDS,
@@ -133,28 +155,44 @@ class RedisDirectory:
             raise DirectoryUnavailable(str(exc)) from exc
 
     def claim(self, consult_id: int, node_id: str) -> str:
-        key = self._key(consult_id)
-        # The holder may expire between our SET NX and our GET: then try again.
-        for _attempt in range(5):
-            if self._run(self.client.set, key, node_id, nx=True, px=self.ttl_ms):
-                return node_id
-            holder = self._run(self.client.get, key)
-            if holder is not None:
-                return holder.decode() if isinstance(holder, bytes) else str(holder)
-        raise DirectoryUnavailable(f"could not read or claim {key}")
+        value = _text(self._run(self._claim, keys=[self._key(consult_id),
+                                                   f"{self.prefix}fence:{consult_id}"],
+                                args=[node_id, self.ttl_ms]))
+        holder = value.rsplit(" ", 1)[0]
+        if holder == node_id:
+            with self._lock:
+                self._held[consult_id] = value  # a fresh token, or the one we hold
+        return holder
+
+    def token(self, consult_id: int) -> int | None:
+        """The fencing token of this directory's claim on the call, if it made one."""
+        with self._lock:
+            value = self._held.get(consult_id)
+        return int(value.rsplit(" ", 1)[1]) if value else None
 
     def owner(self, consult_id: int) -> str | None:
         holder = self._run(self.client.get, self._key(consult_id))
         if holder is None:
             return None
-        return holder.decode() if isinstance(holder, bytes) else str(holder)
+        return _text(holder).rsplit(" ", 1)[0]
 
     def refresh(self, consult_id: int, node_id: str) -> bool:
-        return bool(self._run(self._refresh, keys=[self._key(consult_id)],
-                              args=[node_id, self.ttl_ms]))
+        with self._lock:
+            value = self._held.get(consult_id)
+        if value is None or value.rsplit(" ", 1)[0] != node_id:
+            return False
+        if self._run(self._refresh, keys=[self._key(consult_id)], args=[value, self.ttl_ms]):
+            return True
+        with self._lock:
+            if self._held.get(consult_id) == value:
+                del self._held[consult_id]  # lost: its token is spent
+        return False
 
     def release(self, consult_id: int, node_id: str) -> None:
-        self._run(self._release, keys=[self._key(consult_id)], args=[node_id])
+        with self._lock:
+            value = self._held.pop(consult_id, None)
+        if value is not None and value.rsplit(" ", 1)[0] == node_id:
+            self._run(self._release, keys=[self._key(consult_id)], args=[value])
 
 
 # ---------------------------------------------------------------- this node
@@ -188,7 +226,7 @@ def directory_from_config(config: dict[str, Any]) -> CallDirectory:
     ttl = float(config.get("VIDEO_DIRECTORY_TTL_SECONDS") or DEFAULT_TTL_SECONDS)
     url = config.get("SOCKETIO_MESSAGE_QUEUE")
     if url:
-        return RedisDirectory.from_url(url, ttl)
+        return RedisDirectory.from_url(url, ttl, prefix=f"{key_prefix(config)}call-node:")
     return LocalDirectory(ttl)
 
 

@@ -348,6 +348,9 @@ class VideoEngine:
         room = self.rooms.get_or_create(room_id)
         if participant_id in room.participants:  # a reload or a reconnect: start afresh
             await self._remove(room, participant_id, notify=False)
+            # Alone in the call, they emptied the room and the registry dropped it: join a
+            # registered room, never the dropped one (its connection would be unreachable).
+            room = self.rooms.get_or_create(room_id)
         if len(room.participants) >= MAX_PARTICIPANTS:
             if not room.participants:
                 self.rooms.remove(room_id)
@@ -370,7 +373,7 @@ class VideoEngine:
             install_receiver_tap(transceiver.receiver, tap)
             feeds[kind] = feed = Feed(kind, f"{label}/{kind}", transceiver.receiver, tap)
             if kind == "video":
-                cap_remb(transceiver.receiver, lambda feed=feed: feed.send_cap_bps)
+                cap_remb(transceiver.receiver, feed.send_cap)
         slots = []
         for _n in range(MAX_PARTICIPANTS - 1):
             slots.append(self._make_slot(pc, profile))
@@ -421,7 +424,7 @@ class VideoEngine:
         _prefer(audio, "audio")
         _prefer(video, "video")
         slot = Slot(audio, video, audio_track, video_track,
-                    ProfileOpusEncoder(profile), ProfileVp8Encoder(profile))
+                    ProfileOpusEncoder(profile), ProfileVp8Encoder(profile, video_track.window))
         install_encoder(audio.sender, slot.audio_encoder)
         install_encoder(video.sender, slot.video_encoder)
         # A receiver's picture-loss request reaches the participant whose frames we forward;

@@ -16,6 +16,12 @@ from telehealth.extensions import db
 if TYPE_CHECKING:
     from telehealth.accounts.models import User
 
+    # mypy cannot see through Flask-SQLAlchemy's generated model class: type against the
+    # declarative base it is built on.
+    from telehealth.extensions import Base as Model
+else:
+    Model = db.Model
+
 
 class ProposalStatus(enum.StrEnum):
     PROPOSED = "proposed"
@@ -32,7 +38,7 @@ PROPOSAL_TRANSITIONS: dict[ProposalStatus, frozenset[ProposalStatus]] = {
 }
 
 
-class VideoSession(db.Model):
+class VideoSession(Model):
     """One call on a consult, from the first join to the last leave."""
 
     __tablename__ = "video_sessions"
@@ -55,7 +61,7 @@ class VideoSession(db.Model):
         return int((self.ended_at - self.started_at).total_seconds())
 
 
-class VideoParticipation(db.Model):
+class VideoParticipation(Model):
     """One person's stay in a call (a rejoin after a drop is a new row)."""
 
     __tablename__ = "video_participations"
@@ -79,7 +85,7 @@ class VideoParticipation(db.Model):
         return f"u{self.user_id}" if self.user_id is not None else f"g{self.invite_id}"
 
 
-class VideoInvite(db.Model):
+class VideoInvite(Model):
     """A one-time link that lets a guest (interpreter, second opinion) into one consult's call."""
 
     __tablename__ = "video_invites"
@@ -95,7 +101,7 @@ class VideoInvite(db.Model):
     redeemed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
-class CallMessage(db.Model):
+class CallMessage(Model):
     """A chat line written during a call, kept on the case."""
 
     __tablename__ = "call_messages"
@@ -108,7 +114,7 @@ class CallMessage(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=clock.now)
 
 
-class CallProposal(db.Model):
+class CallProposal(Model):
     """A proposed call time on a consult; each side reads it in their own time zone."""
 
     __tablename__ = "call_proposals"

@@ -35,6 +35,8 @@ CALL_STATUSES = frozenset({ConsultStatus.ACCEPTED, ConsultStatus.ANSWERED})
 INVITE_LIFETIME = timedelta(hours=24)
 MAX_CHAT_CHARS = 2000
 MAX_GUEST_NAME = 120
+# The Flask session key of the invite a guest redeemed in this browser.
+GUEST_SESSION_KEY = "video_invite_id"
 
 
 @dataclass(frozen=True)
@@ -129,14 +131,29 @@ def redeem_invite(token: str) -> VideoInvite:
     return invite
 
 
-def active_session(consult_id: int) -> VideoSession | None:
-    return db.session.scalar(select(VideoSession).where(
-        VideoSession.consult_id == consult_id, VideoSession.ended_at.is_(None)))
+def active_session(consult_id: int, lock: bool = False) -> VideoSession | None:
+    """The consult's call in progress; `lock`: row-locked until commit, for a change.
+
+    Every change to a call (join, leave, profile, end) locks its session row first, so
+    two of them at once queue there instead of locking participations in opposite orders
+    (two people leaving together deadlocked on PostgreSQL).
+    """
+    query = select(VideoSession).where(VideoSession.consult_id == consult_id,
+                                       VideoSession.ended_at.is_(None))
+    if lock:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    return db.session.scalar(query)
+
+
+def open_call_consult_ids() -> list[int]:
+    """Consults whose call session has not ended."""
+    return list(db.session.scalars(select(VideoSession.consult_id).where(
+        VideoSession.ended_at.is_(None))))
 
 
 def record_join(caller: Caller, profile: str) -> VideoParticipation:
     """Note a (re)join on the consult's current session, opening one if needed."""
-    session = active_session(caller.consult_id)
+    session = active_session(caller.consult_id, lock=True)
     if session is None:
         session = VideoSession(consult_id=caller.consult_id, profile=profile)
         db.session.add(session)
@@ -161,14 +178,14 @@ def _close_participations(session: VideoSession, participant_id: str, reason: st
 
 def record_leave(consult_id: int, participant_id: str, reason: str) -> None:
     """Note that a participant left (or was dropped)."""
-    session = active_session(consult_id)
+    session = active_session(consult_id, lock=True)
     if session is not None:
         _close_participations(session, participant_id, reason)
 
 
 def set_profile(consult_id: int, participant_id: str, profile: str) -> None:
     """Remember the profile a participant is now using."""
-    session = active_session(consult_id)
+    session = active_session(consult_id, lock=True)
     if session is None:
         return
     for p in session.participations:
@@ -178,7 +195,7 @@ def set_profile(consult_id: int, participant_id: str, profile: str) -> None:
 
 def end_session(consult_id: int) -> VideoSession | None:
     """Close the consult's call: the session ends and every invite link expires."""
-    session = active_session(consult_id)
+    session = active_session(consult_id, lock=True)
     now = clock.now()
     if session is not None:
         session.ended_at = now

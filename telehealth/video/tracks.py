@@ -69,6 +69,13 @@ def vp8_keyframe_size(data: bytes) -> tuple[int, int] | None:
             int.from_bytes(data[8:10], "little") & 0x3FFF)
 
 
+def copy_picture(frame: VideoFrame) -> VideoFrame:
+    """A copy of a decoded picture that shares no buffer with it."""
+    copy = VideoFrame.from_ndarray(frame.to_ndarray(format="yuv420p"), format="yuv420p")
+    copy.pts, copy.time_base = frame.pts, frame.time_base
+    return copy
+
+
 class ReceiverTap(queue.Queue[Any]):
     """Stands in for an aiortc receiver's decoder queue (see codecs.install_receiver_tap).
 
@@ -124,6 +131,11 @@ class SlotTrack(MediaStreamTrack):
         # Asks our own sender's encoder for a keyframe (used when re-encoding starts).
         self.on_keyframe_needed = on_keyframe_needed
         self._queue: collections.deque[Frame | Encoded] = collections.deque()
+        # What this slot sent lately, forwarded or re-encoded (shared with its encoder).
+        self.window = codecs.ByteWindow()
+        # Set when forwarding would have passed the ceiling: only a source measured within
+        # the profile itself (no slack) is forwarded again.
+        self.strict = False
         self._wake = asyncio.Event()
         self._awaiting_keyframe = kind == "video"
         self._fit_since: float | None = None
@@ -144,6 +156,7 @@ class SlotTrack(MediaStreamTrack):
         """Fill the slot with `feed`'s media (None empties it)."""
         self.source = feed
         self.clear()
+        self.strict = False
         self.transcoding = feed is not None and feed.known() and not feed.fits(self.profile)
         self._fit_since = None
         if feed is not None:
@@ -182,6 +195,12 @@ class SlotTrack(MediaStreamTrack):
         self._decide(feed)
         if self.transcoding:
             return
+        if self.kind == "video" and len(frame.data) > self.window.room(
+                self.profile.video_max_bps, codecs.FORWARD_SHARE):
+            # A source just over the ceiling that ignores our bitrate requests: forwarding it
+            # would pass the receiver's profile, so re-encode it instead.
+            self._reencode(feed, "over the ceiling")
+            return
         if self._awaiting_keyframe:
             if not frame.keyframe:
                 feed.request_keyframe()  # again (it is rate-limited): a request can be lost
@@ -196,6 +215,8 @@ class SlotTrack(MediaStreamTrack):
                 feed.request_keyframe()
                 return
         self._queue.append(frame)
+        if self.kind == "video":
+            self.window.add(len(frame.data))
         self._wake.set()
 
     def offer_frame(self, feed: Feed, frame: Frame) -> None:
@@ -224,14 +245,9 @@ class SlotTrack(MediaStreamTrack):
         feed.judged_at[id(self)] = now
         if not feed.known():
             return
-        fits = feed.fits(self.profile)
+        fits = feed.fits(self.profile, strict=self.strict)
         if not self.transcoding and not fits:
-            logger.info("slot %s: source %s does not fit %s (%s); re-encoding", self.kind,
-                        feed.label, self.profile.name, feed.describe())
-            self.transcoding, self._fit_since = True, None
-            self._queue.clear()
-            feed.update_decoding()
-            self._restart()
+            self._reencode(feed, "does not fit")
         elif self.transcoding:
             if not fits:
                 self._fit_since = None
@@ -244,6 +260,15 @@ class SlotTrack(MediaStreamTrack):
                 self._queue.clear()
                 feed.update_decoding()
                 self._restart()
+
+    def _reencode(self, feed: Feed, why: str) -> None:
+        logger.info("slot %s: source %s %s %s (%s); re-encoding", self.kind, feed.label, why,
+                    self.profile.name, feed.describe())
+        self.strict = self.strict or why == "over the ceiling"
+        self.transcoding, self._fit_since = True, None
+        self._queue.clear()
+        feed.update_decoding()
+        self._restart()
 
     # ------------------------------------------------------------------ output (the sender)
 
@@ -390,11 +415,13 @@ class Feed:
         span = self._span()
         return (len(self._window) - 1) / span if span else 0.0
 
-    def fits(self, profile: Profile) -> bool:
-        """Whether forwarding this source keeps within `profile`'s limits."""
+    def fits(self, profile: Profile, strict: bool = False) -> bool:
+        """Whether forwarding this source keeps within `profile`'s limits (`strict`: with
+        no slack for the bitrate)."""
         if self.kind == "audio":
             return self.bps() <= profile.audio_bps * AUDIO_BPS_SLACK
-        if self.bps() > profile.video_max_bps * VIDEO_BPS_SLACK:
+        slack = codecs.ENCODE_SHARE if strict else VIDEO_BPS_SLACK
+        if self.bps() > profile.video_max_bps * slack:
             return False
         if self.fps() > profile.fps * FPS_SLACK:
             return False
@@ -424,6 +451,10 @@ class Feed:
         self.keyframes_requested += 1
         codecs.request_keyframe(self.receiver)
 
+    def send_cap(self) -> int | None:
+        """The bitrate the participant is asked to send at most (video), or None."""
+        return self.send_cap_bps
+
     def set_send_cap(self, bps: int | None) -> None:
         """Ask the participant to send at most `bps` (video: REMB), now and from now on."""
         if bps == self.send_cap_bps:
@@ -438,12 +469,19 @@ class Feed:
         try:
             while True:
                 frame = await track.recv()
+                if not isinstance(frame, Frame):
+                    continue  # decoded tracks give frames; a packet here is not ours to pass
                 if isinstance(frame, VideoFrame):
                     # One clock for every source, so a slot switching sources stays monotonic.
                     frame.pts = int((time.monotonic() - _CLOCK_ORIGIN) * VIDEO_CLOCK_RATE)
                     frame.time_base = VIDEO_TIME_BASE
-                for slot in tuple(self.slots):
-                    slot.offer_frame(self, frame)
+                takers = [s for s in tuple(self.slots) if s.transcoding and not s.paused]
+                for index, slot in enumerate(takers):
+                    # Each encoder gets a picture of its own: encoders run in threads at
+                    # once, and a slot restamps and may mark (keyframe) what it encodes.
+                    mine = frame if index == 0 or not isinstance(frame, VideoFrame) \
+                        else copy_picture(frame)
+                    slot.offer_frame(self, mine)
         except MediaStreamError:
             logger.debug("feed %s ended", self.label)
         finally:

@@ -28,11 +28,12 @@ from telehealth.errors import InvalidInput, PermissionDenied
 from telehealth.extensions import db
 from telehealth.security.headers import allow_for_this_page
 from telehealth.video import services
-from telehealth.video.directory import connect_sources
-from telehealth.video.events import GUEST_SESSION_KEY, get_hub
+from telehealth.video.directory import connect_sources, socket_origins
 from telehealth.video.forms import InviteForm, ProposalActionForm, ProposeForm
+from telehealth.video.hub import get_hub
 from telehealth.video.probe import ProbeError, ProbeLimits, probes_for
 from telehealth.video.profiles import DEFAULT_PROFILE, PROFILES
+from telehealth.video.services import GUEST_SESSION_KEY
 from telehealth.video.turn import ice_servers
 from telehealth.web import error_response
 
@@ -61,12 +62,24 @@ def call(consult_id: int) -> Any:
     profile = request.args.get("profile", DEFAULT_PROFILE)
     if profile not in PROFILES:
         profile = DEFAULT_PROFILE
-    # Every participant's socket goes to the node that holds the call's media.
+    # Every participant's socket goes to the node that holds the call's media; the call may
+    # move to another node while the page is open (see `where`).
     socket_url = get_hub().socket_url(consult.id)
-    if socket_url:
-        allow_for_this_page("connect-src", connect_sources(socket_url))
+    for url in (socket_url, *(socket_origins(current_app.config) or [])):
+        if url:
+            allow_for_this_page("connect-src", connect_sources(url))
     return render_template("video/call.html", consult=consult, caller=caller, profile=profile,
                            profiles=PROFILES, invite_form=InviteForm(), socket_url=socket_url)
+
+
+@bp.route("/consults/<int:consult_id>/call/where")
+def where(consult_id: int) -> Any:
+    """Where the call page opens its socket now (JSON), after it lost its socket or was
+    told the call moved: the node that holds the call, claimed for this one if nobody does."""
+    if not current_user.is_authenticated and not session.get(GUEST_SESSION_KEY):
+        return error_response(401, _("Your session has ended; please sign in again."))
+    consult, _caller = _call_consult_for_viewer(consult_id)
+    return jsonify({"socket_url": get_hub().socket_url(consult.id) or ""})
 
 
 @bp.route("/consults/<int:consult_id>/call/invites", methods=["POST"])
@@ -80,7 +93,6 @@ def invite(consult_id: int) -> Any:
         flash(_("Give the guest's name."), "error")
         return redirect(url_for("video.call", consult_id=consult.id)), 303
     invite, token = services.create_invite(consult, current_user, form.guest_name.data or "")
-    db.session.commit()
     link = url_for("video.redeem", token=token, _external=True)
     return render_template("video/invite_created.html", consult=consult, invite=invite,
                            link=link)
@@ -91,7 +103,6 @@ def redeem(token: str) -> Any:
     if len(token) > 100:
         abort(404)
     invite = services.redeem_invite(token)
-    db.session.commit()
     session[GUEST_SESSION_KEY] = invite.id
     return redirect(url_for("video.call", consult_id=invite.consult_id))
 
@@ -108,7 +119,6 @@ def propose(consult_id: int) -> Any:
         return redirect(url_for("consults.detail", consult_id=consult.id)), 303
     local = form.starts_at.data.replace(tzinfo=ZoneInfo(current_user.timezone or "UTC"))
     services.propose_time(consult, current_user, local)
-    db.session.commit()
     flash(_("The time is proposed."), "success")
     return redirect(url_for("consults.detail", consult_id=consult.id) + "#call"), 303
 
@@ -124,7 +134,6 @@ def answer_proposal(consult_id: int, proposal_id: int, action: str) -> Any:
     if not ProposalActionForm().validate_on_submit():
         abort(400)
     services.set_proposal_status(proposal, consult, current_user, action)
-    db.session.commit()
     flash(_("The call time is agreed.") if action == "accept" else
           _("The proposed time is withdrawn."), "success")
     return redirect(url_for("consults.detail", consult_id=consult.id) + "#call"), 303

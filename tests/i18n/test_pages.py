@@ -83,6 +83,7 @@ NOT_PAGES = re.compile(r"^/(api/|static/|attachments/)|^/roster/(export\.csv"
                        r"|^/call/invite/<token>$"
                        r"|^/situation/(api|api/<key>|<key>\.csv)$"
                        r"|^/surveillance/export/"
+                       r"|^/consults/<int:consult_id>/call/where$"  # JSON for the call page
                        r"|^/conferences/(join/<token>|<int:series_id>/attendance\.csv"
                        r"|case-images/<int:image_id>)$")
 

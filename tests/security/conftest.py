@@ -19,7 +19,7 @@ from telehealth.matching.services import accept_consult
 from telehealth.notes.services import add_note
 from telehealth.roster.services import add_leave, get_profile, invite_specialist
 from telehealth.translation.services import add_translation
-from telehealth.video import events as video_events
+from telehealth.video import hub as video_hub
 from telehealth.video.services import create_invite, propose_time
 from tests.conftest import _empty_tables, image_bytes
 from tests.surveillance.helpers import surveillance_pages
@@ -32,7 +32,7 @@ ROLES = ["clinician", "other_clinician", "specialist", "other_specialist", "coor
 def call_engine(app: Flask) -> Iterator[None]:
     """Stop the media engine's loop thread (a /call "join" starts it) when the tests end."""
     yield
-    video_events.shutdown(app)
+    video_hub.shutdown(app)
 
 
 class EchoTranslator:

@@ -16,20 +16,22 @@ from flask import Flask
 
 from telehealth.accounts.models import User
 from telehealth.extensions import db
-from telehealth.video import events as video_events
+from telehealth.extensions import socketio as flask_socketio
+from telehealth.video import hub as video_hub
+from telehealth.video.events import CallNamespace
 from telehealth.video.probe import probes_for
 from tests.conftest import PASSWORD, take_consult
 
 NAMESPACE = "/call"
 SERVER_EVENTS = ("offer", "peers", "peer_state", "call_error", "chat", "media", "left",
-                 "send_profile")
+                 "send_profile", "call_moved")
 
 
 @pytest.fixture(scope="session")
 def _video_engine(app: Flask) -> Iterator[None]:
     """Stop the media engine's loop thread once the tests that used it are done."""
     yield
-    video_events.shutdown(app)
+    video_hub.shutdown(app)
 
 
 @pytest.fixture()
@@ -47,7 +49,9 @@ def _reset_calls(app: Flask) -> Iterator[None]:
         with hub.lock:
             hub.members.clear()
             hub.joined.clear()
-            hub.buckets.clear()
+        for namespace in flask_socketio.server.namespace_handlers.values():
+            if isinstance(namespace, CallNamespace):
+                namespace.rates.clear()
         if hub.engine.running:
             probes_for(hub.engine).close_all()
             hub.engine._call(hub.engine._close_all())
@@ -73,11 +77,13 @@ class SignalClient:
         self.sio = socketio.Client(reconnection=False)
         self.events: dict[str, queue.Queue[Any]] = {name: queue.Queue() for name in
                                                     SERVER_EVENTS}
+        self.order: list[tuple[str, Any]] = []  # every event received, in order
         for name in SERVER_EVENTS:
             self.sio.on(name, self._keeper(name), namespace=NAMESPACE)
 
     def _keeper(self, name: str) -> Callable[[Any], None]:
         def keep(data: Any = None) -> None:
+            self.order.append((name, data))
             self.events[name].put(data)
         return keep
 
@@ -132,7 +138,7 @@ class SignalClient:
 def engine_calls(app: Flask, live_server: str, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Names of the engine methods called during the test (to prove refusals never reach it)."""
     calls: list[str] = []
-    engine = video_events.get_hub(app).engine
+    engine = video_hub.get_hub(app).engine
     for name in ("join", "answer", "add_candidate", "leave", "set_profile",
                  "set_receive_video"):
         original = getattr(engine, name)

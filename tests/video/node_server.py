@@ -10,8 +10,10 @@ from the environment the test run set.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
+from typing import Any
 
 
 def main() -> None:
@@ -19,9 +21,10 @@ def main() -> None:
     from werkzeug.serving import make_server
 
     from telehealth import create_app
-    from telehealth.video.events import shutdown
+    from telehealth.video.hub import close_on_sigterm, shutdown
 
     app = create_app(config)
+    close_on_sigterm(app)
     server = make_server("127.0.0.1", port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -30,6 +33,17 @@ def main() -> None:
     shutdown(app)
     server.shutdown()
     thread.join(5)
+
+
+def make_app() -> Any:
+    """The app for the production server (`gunicorn 'tests.video.node_server:make_app()'`),
+    configured from TELEHEALTH_NODE_CONFIG (JSON), with SIGTERM moving its calls."""
+    from telehealth import create_app
+    from telehealth.video.hub import close_on_sigterm
+
+    app = create_app(json.loads(os.environ["TELEHEALTH_NODE_CONFIG"]))
+    close_on_sigterm(app)
+    return app
 
 
 if __name__ == "__main__":

@@ -29,9 +29,11 @@ class CallPeer:
     """
 
     def __init__(self, signal: SignalClient, colour: str, relay_only: bool = False,
-                 video: MediaStreamTrack | None = None, limits: bool = True) -> None:
+                 video: MediaStreamTrack | None = None, limits: bool = True,
+                 video_encoder: object | None = None) -> None:
+        """video_encoder: the encoder our video sender uses (instead of `limits`)."""
         self.signal, self.colour, self.relay_only = signal, colour, relay_only
-        self.limits = limits
+        self.limits, self.video_encoder = limits, video_encoder
         self.pc: RTCPeerConnection | None = None
         self.received: dict[str, Received] = {}
         self.tasks: list[asyncio.Task[None]] = []
@@ -66,7 +68,9 @@ class CallPeer:
         for mid, track in (("0", self.tracks[0]), ("1", self.tracks[1])):
             transceivers[mid].sender.replaceTrack(track)
             transceivers[mid].direction = "sendonly"
-            if self.limits:
+            if track.kind == "video" and self.video_encoder is not None:
+                install_encoder(transceivers[mid].sender, self.video_encoder)
+            elif self.limits:
                 send = get_profile(self.offer.get("send_profile", profile))
                 install_encoder(transceivers[mid].sender, make_encoder(track.kind, send))
         await pc.setLocalDescription(await pc.createAnswer())

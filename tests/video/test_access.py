@@ -15,7 +15,7 @@ from telehealth import clock
 from telehealth.errors import InvalidInput, PermissionDenied
 from telehealth.extensions import db
 from telehealth.matching.services import accept_consult
-from telehealth.video import events as video_events
+from telehealth.video import hub as video_hub
 from telehealth.video import services
 from telehealth.video.models import VideoInvite
 from tests.conftest import PASSWORD
@@ -230,7 +230,7 @@ def test_signing_out_ends_the_call_socket(app: Any, live_server: str, call_consu
     assert client.connected
     client.emit("join", {"consult_id": call_consult.id, "profile": "low"})
     client.wait("offer")
-    hub = video_events.get_hub(app)
+    hub = video_hub.get_hub(app)
     assert hub.members.get(call_consult.id)
     engine_calls.clear()
     # Signing out (from the page, with the same cookie) rotates the session token.

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from telehealth.extensions import db
-from telehealth.video.events import get_hub
+from telehealth.video.hub import get_hub
 from telehealth.video.models import VideoParticipation, VideoSession
 from telehealth.video.probe import probes_for
 from tests.conftest import screenshot, sign_in

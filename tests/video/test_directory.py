@@ -163,10 +163,16 @@ def test_two_nodes_claiming_at_once_agree_on_one_owner(directories: Directories)
 
 def test_redis_down_is_reported_as_unavailable() -> None:
     directory = RedisDirectory.from_url("redis://127.0.0.1:1/0", TTL)
-    for call in (lambda: directory.claim(1, NODE_A), lambda: directory.owner(1),
-                 lambda: directory.refresh(1, NODE_A), lambda: directory.release(1, NODE_A)):
+    for call in (lambda: directory.claim(1, NODE_A), lambda: directory.owner(1)):
         with pytest.raises(DirectoryUnavailable):
             call()
+    # A claim it holds (its token known) cannot be refreshed or released either...
+    directory._held[1] = f"{NODE_A} 1"
+    for call in (lambda: directory.refresh(1, NODE_A), lambda: directory.release(1, NODE_A)):
+        with pytest.raises(DirectoryUnavailable):
+            call()
+    # ...while one it never made is known not to be its own without asking.
+    assert not directory.refresh(2, NODE_A)
 
 
 # ---------------------------------------------------------------- configuration

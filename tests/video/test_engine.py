@@ -303,7 +303,7 @@ class StubFeed:
     def known(self) -> bool:
         return True
 
-    def fits(self, profile: Any) -> bool:
+    def fits(self, profile: Any, strict: bool = False) -> bool:
         return self._fits
 
     def update_decoding(self) -> None:

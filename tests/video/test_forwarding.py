@@ -93,7 +93,8 @@ def test_sources_within_the_profile_are_forwarded_not_reencoded(
             client_before = await sent_by_client(peers[0])
             bps = await outbound_video_bps(peers[1], video_mid, 6.0)
             client_bps = (await sent_by_client(peers[0]) - client_before) * 8 / 6.0
-            assert 0.8 <= bps / client_bps <= 1.2, (bps, client_bps)
+            # (Two counters read at slightly different moments, by RTCP at ~1 s steps.)
+            assert 0.7 <= bps / client_bps <= 1.3, (bps, client_bps)
             assert bps <= 200_000 * 1.15, bps
             assert peers[1].received[video_mid].size == (320, 240)
         finally:
@@ -123,6 +124,9 @@ def test_a_source_that_ignores_the_profile_is_reencoded_for_its_receiver(
             await until(lambda: polite.colours_from(layouts[1], a).get("red", 0) >= 5
                         and polite.received[video_mid].size == (320, 240)
                         and loud.colours_from(layouts[0], b).get("blue", 0) >= 5)
+            # Video may be re-encoded at once (its first seconds already pass the ceiling);
+            # audio once the source has been measured for a while.
+            await until(lambda: engine_state(app, call_consult.id)[b]["slots"][a]["audio"])
             state = engine_state(app, call_consult.id)
             # The specialist's slot re-encodes the clinician, audio and video...
             assert state[b]["slots"][a]["video"] and state[b]["slots"][a]["video_encoded"]

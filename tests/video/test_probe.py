@@ -15,7 +15,7 @@ from flask import Flask
 
 from telehealth.accounts.models import User
 from telehealth.extensions import db
-from telehealth.video.events import get_hub
+from telehealth.video.hub import get_hub
 from telehealth.video.probe import MAX_BURST_BYTES, ProbeRegistry, ProbeSummary, probes_for
 from telehealth.video.profiles import AUDIO_ONLY_BPS, PROFILES, needed_bps, recommend
 from tests.video.conftest import login_cookie

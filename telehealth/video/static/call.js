@@ -29,18 +29,59 @@
   var pc = null;
   var peers = [];
   var left = false;
-  var socket = openSocket(root.dataset.socketUrl, root.dataset.namespace);
-  var movedKey = "call-moved-" + consultId;
+  var socket = null;
+  var retryMs = 1000;
 
   // The call's media lives on one server ("node"); the page was told which. Empty: this
   // page's own origin. A node URL may carry a path prefix (routing behind the proxy).
+  // The page reconnects by itself (below), asking the app where the call lives each time.
   function openSocket(nodeUrl, namespace) {
-    if (!nodeUrl) { return io(namespace); }
+    if (!nodeUrl) { return io(namespace, { reconnection: false, forceNew: true }); }
     var url = new URL(nodeUrl);
     return io(url.origin + namespace, {
       path: url.pathname.replace(/\/$/, "") + "/socket.io",
-      withCredentials: true
+      withCredentials: true, reconnection: false, forceNew: true
     });
+  }
+
+  function send(event, data) {
+    if (socket && socket.connected) { socket.emit(event, data); }
+  }
+
+  function dropSocket() {
+    if (socket) { socket.off(); socket.disconnect(); socket = null; }
+  }
+
+  function connectTo(nodeUrl) {
+    dropSocket();
+    socket = openSocket(nodeUrl, root.dataset.namespace);
+    bind(socket);
+  }
+
+  // The call's server went away, refused us, or handed the call on: ask the app where the
+  // call lives now and join it there, without reloading the page.
+  function findCall(message) {
+    if (left) { return; }
+    say(message);
+    dropSocket();
+    if (pc) { pc.close(); pc = null; }
+    fetch(root.dataset.whereUrl, { credentials: "same-origin", cache: "no-store",
+                                   headers: { Accept: "application/json" } })
+      .then(function (response) {
+        return response.json().then(function (body) {
+          if (response.ok) { retryMs = 1000; connectTo(body.socket_url); return; }
+          if (response.status === 401 || response.status === 403 || response.status === 404) {
+            left = true;  // not a passing trouble: say why and stop
+            say(body.error);
+            return;
+          }
+          throw new Error(body.error);
+        });
+      })
+      .catch(function () {
+        window.setTimeout(function () { findCall(root.dataset.msgLost); }, retryMs);
+        retryMs = Math.min(retryMs * 2, 5000);
+      });
   }
 
   function say(text) { statusEl.textContent = text; }
@@ -107,15 +148,19 @@
     pc = new RTCPeerConnection({ iceServers: msg.ice_servers || [], bundlePolicy: "max-bundle" });
     pc.addEventListener("icecandidate", function (event) {
       if (answered && event.candidate) {
-        socket.emit("candidate", { consult_id: consultId, candidate: event.candidate.candidate,
+        send("candidate", { consult_id: consultId, candidate: event.candidate.candidate,
           sdpMid: event.candidate.sdpMid, sdpMLineIndex: event.candidate.sdpMLineIndex });
       }
     });
+    var connection = pc;
     pc.addEventListener("connectionstatechange", function () {
-      if (pc.connectionState === "connected") { say(root.dataset.msgConnected); }
-      if (pc.connectionState === "failed" && !left) {
+      if (connection !== pc) { return; }  // an old connection closing
+      var state = connection.connectionState;
+      if (state === "connected") { say(root.dataset.msgConnected); }
+      if (state === "disconnected" && !left) { say(root.dataset.msgReconnecting); }
+      if (state === "failed" && !left) {
         say(root.dataset.msgReconnecting);
-        socket.emit("join", { consult_id: consultId, profile: profile });
+        send("join", { consult_id: consultId, profile: profile });
       }
     });
     pc.addEventListener("track", function () { renderPeers(); });
@@ -138,7 +183,7 @@
       return waitForGathering(pc);
     }).then(function () {
       answered = true;
-      socket.emit("answer", { consult_id: consultId, sdp: pc.localDescription.sdp });
+      send("answer", { consult_id: consultId, sdp: pc.localDescription.sdp });
       renderPeers();
       if (startAudioOnly) {  // the check found the link too slow for video
         startAudioOnly = false;
@@ -199,36 +244,49 @@
     document.getElementById("chat-log").appendChild(li);
   }
 
-  socket.on("connect", function () {
-    say(root.dataset.msgConnecting);
-    // Also after a dropped socket: joining again gives a fresh connection to the same call.
-    getMedia.done = getMedia.done || getMedia();
-    getMedia.done.then(function () {
-      if (!left) { socket.emit("join", { consult_id: consultId, profile: profile }); }
+  function bind(s) {
+    s.on("connect", function () {
+      say(root.dataset.msgConnecting);
+      // Also on a new socket: joining again gives a fresh connection to the same call.
+      getMedia.done = getMedia.done || getMedia();
+      getMedia.done.then(function () {
+        if (!left && s === socket) { send("join", { consult_id: consultId, profile: profile }); }
+      });
     });
-  });
-  socket.on("offer", function (msg) {
-    try { window.sessionStorage.removeItem(movedKey); } catch (e) { /* storage off */ }
-    onOffer(msg);
-  });
-  socket.on("peers", function (msg) { peers = msg.peers; renderPeers(); });
-  socket.on("peer_state", function (msg) { setPeerState(msg.id, msg.state); });
-  socket.on("chat", addChat);
-  socket.on("call_error", function (msg) {
-    say(root.dataset.msgError + ": " + msg.message);
-    // The call moved to another server since this page loaded: reload once to follow it
-    // (not in a loop: a second refusal stays on the screen).
-    if (msg.moved) {
-      var reloaded = null;
-      try { reloaded = window.sessionStorage.getItem(movedKey); } catch (e) { reloaded = "1"; }
-      if (!reloaded) {
-        try { window.sessionStorage.setItem(movedKey, "1"); } catch (e) { return; }
-        left = true;
-        socket.disconnect();
-        window.setTimeout(function () { window.location.reload(); }, 1500);
-      }
-    }
-  });
+    s.on("disconnect", function () {
+      if (s === socket) { findCall(root.dataset.msgLost); }
+    });
+    s.on("connect_error", function () {
+      if (s !== socket) { return; }
+      dropSocket();
+      say(root.dataset.msgLost);
+      window.setTimeout(function () { findCall(root.dataset.msgLost); }, retryMs);
+      retryMs = Math.min(retryMs * 2, 5000);
+    });
+    s.on("offer", onOffer);
+    s.on("peers", function (msg) { peers = msg.peers; renderPeers(); });
+    s.on("peer_state", function (msg) { setPeerState(msg.id, msg.state); });
+    s.on("chat", addChat);
+    s.on("call_error", function (msg) {
+      // The call is held by another server (it moved since this page asked): go there.
+      if (msg.moved) { moveTo(msg.node_url); return; }
+      say(root.dataset.msgError + ": " + msg.message);
+    });
+    // This server no longer holds the call (it lost its claim, or is shutting down).
+    s.on("call_moved", function (msg) { moveTo(msg.node_url); });
+    s.on("send_profile", function (msg) {
+      if (PROFILES[msg.profile]) { sendProfile = msg.profile; applySendProfile(); }
+    });
+  }
+
+  function moveTo(nodeUrl) {
+    if (left) { return; }
+    if (pc) { pc.close(); pc = null; }
+    say(root.dataset.msgMoving);
+    if (nodeUrl) { connectTo(nodeUrl); } else { findCall(root.dataset.msgMoving); }
+  }
+
+  connectTo(root.dataset.socketUrl);
 
   // Being in a call is activity: media flows outside Socket.IO and the page makes no
   // requests, so both the socket's session and the page's are told now and then, or a long
@@ -236,7 +294,7 @@
   var keepaliveMs = (parseInt(root.dataset.keepaliveSeconds, 10) || 300) * 1000;
   window.setInterval(function () {
     if (left || !pc) { return; }
-    socket.emit("keepalive", { consult_id: consultId });
+    send("keepalive", { consult_id: consultId });
     if (root.dataset.keepaliveUrl) {
       fetch(root.dataset.keepaliveUrl, { credentials: "same-origin", cache: "no-store" })
         .catch(function () { /* offline for a moment: the next one will do */ });
@@ -247,38 +305,35 @@
     event.preventDefault();
     var input = document.getElementById("chat-input");
     if (input.value.trim()) {
-      socket.emit("chat", { consult_id: consultId, body: input.value });
+      send("chat", { consult_id: consultId, body: input.value });
       input.value = "";
     }
   });
   document.getElementById("toggle-mic").addEventListener("click", function () {
     var t = track("audio");
     if (t) { t.enabled = !t.enabled; }
-    socket.emit("media", { consult_id: consultId, audio: !!(t && t.enabled) });
+    send("media", { consult_id: consultId, audio: !!(t && t.enabled) });
   });
   document.getElementById("toggle-camera").addEventListener("click", function () {
     var t = track("video");
     if (t) { t.enabled = !t.enabled; }
-    socket.emit("media", { consult_id: consultId, video: !!(t && t.enabled) });
+    send("media", { consult_id: consultId, video: !!(t && t.enabled) });
   });
   var audioOnly = false;
   document.getElementById("audio-only").addEventListener("click", function () {
     audioOnly = !audioOnly;
     var t = track("video");
     if (t) { t.enabled = !audioOnly; }
-    socket.emit("media", { consult_id: consultId, video: !audioOnly, receive_video: !audioOnly });
+    send("media", { consult_id: consultId, video: !audioOnly, receive_video: !audioOnly });
   });
   document.getElementById("profile").addEventListener("change", function (event) {
     profile = event.target.value;
     // The server answers with a send_profile event when what we may send changes.
-    socket.emit("media", { consult_id: consultId, profile: profile });
-  });
-  socket.on("send_profile", function (msg) {
-    if (PROFILES[msg.profile]) { sendProfile = msg.profile; applySendProfile(); }
+    send("media", { consult_id: consultId, profile: profile });
   });
   document.getElementById("leave").addEventListener("click", function () {
     left = true;
-    socket.emit("leave", { consult_id: consultId });
+    send("leave", { consult_id: consultId });
     if (pc) { pc.close(); }
     if (localStream) { localStream.getTracks().forEach(function (t) { t.stop(); }); }
     say(root.dataset.msgLeft);

@@ -1,0 +1,464 @@
+"""The call hub: one per app, it holds the media engine and who is in which call.
+
+The hub is what the /call namespace (events.py) and the call pages (views.py) share: which
+node holds a consult's call, who is in it through which socket, and what to tell the
+members when the engine reports a change. It takes no Socket.IO event itself; the
+namespace parses and checks every event first (guard.py).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from types import FrameType
+
+from flask import Flask, current_app
+from flask_babel import gettext as _
+
+from telehealth import clock
+from telehealth.errors import Unavailable
+from telehealth.extensions import db, socketio
+from telehealth.video import services
+from telehealth.video.directory import (
+    DirectoryUnavailable,
+    directory_from_config,
+    is_node_url,
+    node_from_config,
+)
+from telehealth.video.engine import EngineError, IceServer, VideoEngine
+from telehealth.video.guard import CallElsewhere
+from telehealth.video.profiles import get_profile
+from telehealth.video.turn import IceSettings, ice_servers
+
+logger = logging.getLogger(__name__)
+
+NAMESPACE = "/call"
+
+
+def room_id(consult_id: int) -> str:
+    return f"consult-{consult_id}"
+
+
+def socket_room(consult_id: int) -> str:
+    return f"call-{consult_id}"
+
+
+@dataclass(frozen=True)
+class Offer:
+    """The engine's SDP offer for a member, and the engine room it is for."""
+
+    room: str
+    sdp: str
+
+
+@dataclass
+class Member:
+    caller: services.Caller
+    sid: str | None
+    profile: str
+    state: str = "joining"
+    audio: bool = True
+    video: bool = True
+
+
+class CallHub:
+    """One per app: its media engine, who is in which call, and through which socket."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self.engine = VideoEngine(callbacks=self)
+        self.lock = threading.RLock()
+        self.members: dict[int, dict[str, Member]] = {}
+        self.joined: dict[str, tuple[int, str]] = {}  # sid -> (consult id, participant id)
+        # Which node holds each call (several processes); this hub is `node`.
+        self.node = node_from_config(app.config)
+        self.directory = directory_from_config(app.config)
+        self.closing = threading.Event()
+        self.claim_keeper: threading.Thread | None = None
+        # Open calls no node held at the keeper's last look (see end_orphaned_calls).
+        self.unowned: set[int] = set()
+
+    def ice_settings(self) -> IceSettings:
+        config = self.app.config
+        return IceSettings(
+            stun_urls=tuple(u for u in config.get("VIDEO_STUN_URLS", "").split(",") if u),
+            turn_urls=tuple(u for u in config.get("VIDEO_TURN_URLS", "").split(",") if u),
+            turn_secret=config.get("VIDEO_TURN_SECRET", ""),
+            turn_ttl_seconds=int(config.get("VIDEO_TURN_TTL", 3600)),
+        )
+
+    def server_ice(self) -> list[IceServer]:
+        servers = ice_servers(self.ice_settings(), "media-server", int(clock.now().timestamp()))
+        return [IceServer(urls=list(s["urls"]),  # type: ignore[call-overload]
+                          username=s.get("username"),  # type: ignore[arg-type]
+                          credential=s.get("credential"))  # type: ignore[arg-type]
+                for s in servers]
+
+    # ---------------------------------------------------------------- which node
+
+    def owner(self, consult_id: int) -> str:
+        """The node holding the consult's call: this one when nobody held it (unless this
+        node is shutting down)."""
+        if self.closing.is_set():
+            raise Unavailable(_("This server is restarting; please try again."))
+        try:
+            return self.directory.claim(consult_id, self.node.id)
+        except DirectoryUnavailable as exc:
+            logger.warning("call directory unavailable for consult %s: %s", consult_id, exc)
+            raise Unavailable(_("Calls are unavailable for a moment; please try again.")) \
+                from exc
+
+    def socket_url(self, consult_id: int) -> str | None:
+        """Where a call page opens its socket: the owning node's URL (None: the page's own)."""
+        owner = self.owner(consult_id)
+        # Every node that serves calls looks after the claims and the calls nobody holds.
+        self.start_claim_keeper()
+        if owner == self.node.id:
+            return self.node.url
+        if is_node_url(owner):
+            return owner
+        # Another process holds it but has no public URL (VIDEO_NODE_URL unset there).
+        logger.error("call of consult %s is held by %s, which no page can reach", consult_id,
+                     owner)
+        raise Unavailable(_("This call is held by a server that cannot be reached; "
+                            "please try again in a minute."))
+
+    def keep_claim(self, consult_id: int) -> bool:
+        """Refresh this node's claim on a call with members (claim it again if it lapsed)."""
+        if self.directory.refresh(consult_id, self.node.id):
+            return True
+        return self.directory.claim(consult_id, self.node.id) == self.node.id
+
+    def start_claim_keeper(self) -> None:
+        """While calls have members here, keep their claims fresh (one thread per hub)."""
+        with self.lock:
+            if self.claim_keeper is not None and self.claim_keeper.is_alive():
+                return
+            self.claim_keeper = threading.Thread(target=self._keep_claims, daemon=True,
+                                                 name="video-claims")
+            self.claim_keeper.start()
+
+    def _keep_claims(self) -> None:
+        interval = float(self.app.config.get("VIDEO_DIRECTORY_TTL_SECONDS", 30)) / 3
+        while not self.closing.wait(interval):
+            try:
+                self.end_orphaned_calls()
+            except Exception:  # the keeper must go on keeping claims
+                logger.exception("could not end the calls nobody holds")
+            with self.lock:
+                consult_ids = list(self.members)
+            for consult_id in consult_ids:
+                try:
+                    if not self.keep_claim(consult_id):
+                        # Another node took the call while our claim had lapsed (Redis
+                        # restarted, or this process stalled): stop serving it here at
+                        # once, or each side would sit alone in its own half of the call.
+                        logger.error("call of consult %s: node %s lost its claim; moving "
+                                     "its members", consult_id, self.node.id)
+                        self.evict(consult_id)
+                except DirectoryUnavailable as exc:
+                    logger.warning("call of consult %s: claim not refreshed: %s", consult_id,
+                                   exc)
+
+    def end_orphaned_calls(self) -> list[int]:
+        """End the calls that no node has held, with nobody in them, at two looks in a row.
+
+        Their owner died: nobody is left to end them. Two looks, a third of the lease apart:
+        a live owner whose claim vanished (Redis restarted empty) claims again in between.
+        Returns the consults whose call was ended.
+        """
+        ended: list[int] = []
+        with self.app.app_context():
+            try:
+                unowned = {consult_id for consult_id in services.open_call_consult_ids()
+                           if consult_id not in self.members
+                           and self.directory.owner(consult_id) is None}
+            except DirectoryUnavailable:
+                return ended
+            for consult_id in sorted(unowned & self.unowned):
+                if services.end_session(consult_id) is not None:
+                    logger.info("call of consult %s ended: no node holds it", consult_id)
+                    ended.append(consult_id)
+            db.session.commit()
+        self.unowned = unowned - set(ended)
+        return ended
+
+    def evict(self, consult_id: int) -> None:
+        """Stop serving a call here without ending it, and send its pages to its owner.
+
+        No record is written: the call goes on on the node that holds it now.
+        """
+        try:
+            owner = self.directory.owner(consult_id)
+        except DirectoryUnavailable:
+            owner = None
+        self.move_members(consult_id, owner if owner and is_node_url(owner) else None)
+
+    def move_members(self, consult_id: int, node_url: str | None) -> None:
+        """Close this node's side of a call and tell its pages to rejoin at `node_url`
+        (None: ask the app where the call lives now)."""
+        with self.lock:
+            members = self.members.pop(consult_id, {})
+            for member in members.values():
+                if member.sid is not None:
+                    self.joined.pop(member.sid, None)
+        for participant_id in members:
+            try:
+                self.engine.leave(room_id(consult_id), participant_id)
+            except EngineError as exc:
+                logger.warning("call of consult %s: %s not closed: %s", consult_id,
+                               participant_id, exc)
+        moved = {"consult_id": consult_id, "node_url": node_url}
+        # To each of our members' sockets, not to the call's room: the owner's members
+        # are in a room of that name too.
+        for member in members.values():
+            if member.sid is not None:
+                socketio.server.leave_room(member.sid, socket_room(consult_id),
+                                           namespace=NAMESPACE)
+                socketio.emit("call_moved", moved, to=member.sid, namespace=NAMESPACE)
+
+    def release_claim(self, consult_id: int) -> None:
+        """The call emptied: another node may hold its next one."""
+        try:
+            self.directory.release(consult_id, self.node.id)
+        except DirectoryUnavailable as exc:
+            logger.warning("call of consult %s: claim not released (it will expire): %s",
+                           consult_id, exc)
+
+    def close(self) -> None:
+        """Give up every claim, send every call's pages elsewhere, close the engine (at
+        exit and on SIGTERM): the calls move at once, without waiting for the lease."""
+        self.closing.set()  # no new claim from now on
+        with self.lock:
+            consult_ids = list(self.members)
+        for consult_id in consult_ids:
+            self.release_claim(consult_id)
+            if self.engine.running:
+                self.move_members(consult_id, None)
+        self.engine.shutdown()
+
+    # ---------------------------------------------------------------- engine callbacks
+
+    def on_room_changed(self, room: str) -> None:
+        self.send_peers(int(room.removeprefix("consult-")))
+
+    def on_send_limit(self, room: str, participant_id: str, profile: str) -> None:
+        # The page lowers (or raises) its camera and encoder to what its receivers take.
+        consult_id = int(room.removeprefix("consult-"))
+        with self.lock:
+            member = self.members.get(consult_id, {}).get(participant_id)
+            sid = member.sid if member is not None else None
+        if sid is not None:
+            socketio.emit("send_profile", {"profile": profile}, to=sid, namespace=NAMESPACE)
+
+    def on_connection_state(self, room: str, participant_id: str, state: str) -> None:
+        consult_id = int(room.removeprefix("consult-"))
+        with self.lock:
+            member = self.members.get(consult_id, {}).get(participant_id)
+            if member is None:
+                return
+            if state == "connected":
+                member.state = "connected"
+            elif state in ("failed", "disconnected"):
+                member.state = "reconnecting"
+            else:
+                return
+        socketio.emit("peer_state", {"id": participant_id, "state": member.state},
+                      to=socket_room(consult_id), namespace=NAMESPACE)
+
+    # ---------------------------------------------------------------- room state
+
+    def send_peers(self, consult_id: int) -> None:
+        """Tell each member who else is in the call and which mids carry them."""
+        with self.lock:
+            members = dict(self.members.get(consult_id, {}))
+        for pid, member in members.items():
+            if member.sid is None:
+                continue
+            try:
+                layout = self.engine.layout(room_id(consult_id), pid)
+            except EngineError:
+                layout = {}
+            peers = [{"id": other_id, "name": other.caller.display_name, "state": other.state,
+                      "audio": other.audio, "video": other.video,
+                      "audio_mid": layout.get(other_id, {}).get("audio"),
+                      "video_mid": layout.get(other_id, {}).get("video")}
+                     for other_id, other in members.items() if other_id != pid]
+            socketio.emit("peers", {"consult_id": consult_id, "self": pid, "peers": peers},
+                          to=member.sid, namespace=NAMESPACE)
+
+    def remove(self, consult_id: int, participant_id: str, reason: str) -> None:
+        """Take a participant out of the call: engine, records, everybody's view."""
+        with self.lock:
+            room_members = self.members.get(consult_id, {})
+            room_members.pop(participant_id, None)
+            if not room_members:
+                self.members.pop(consult_id, None)
+                # Under the lock: a join inserting a member now claims again after this.
+                self.release_claim(consult_id)
+        empty = self.engine.leave(room_id(consult_id), participant_id)
+        services.record_leave(consult_id, participant_id, reason)
+        if empty:
+            services.end_session(consult_id)
+        db.session.commit()
+        socketio.emit("peer_state", {"id": participant_id, "state": "left"},
+                      to=socket_room(consult_id), namespace=NAMESPACE)
+        self.send_peers(consult_id)
+
+    def remove_in_app(self, consult_id: int, participant_id: str, reason: str) -> None:
+        """remove(), from a background thread."""
+        with self.app.app_context():
+            self.remove(consult_id, participant_id, reason)
+
+    def forget_after_grace(self, consult_id: int, participant_id: str, dropped: Member) -> None:
+        """After a dropped socket: remove the participant unless they came back in time."""
+        time.sleep(float(self.app.config.get("VIDEO_RECONNECT_GRACE_SECONDS", 20)))
+        with self.lock:
+            member = self.members.get(consult_id, {}).get(participant_id)
+            # Not when they joined again meanwhile (a new member), even if that dropped too.
+            gone = member is dropped and member.sid is None
+        if gone:
+            self.remove_in_app(consult_id, participant_id, "dropped")
+
+    # ---------------------------------------------------------------- sockets and members
+
+    def room(self, caller: services.Caller) -> str:
+        """The engine's room for the caller's call."""
+        return room_id(caller.consult_id)
+
+    def joined_as(self, sid: str) -> tuple[int, str] | None:
+        """(consult id, participant id) the socket joined as, if any."""
+        with self.lock:
+            return self.joined.get(sid)
+
+    def is_joined(self, sid: str, caller: services.Caller) -> bool:
+        """Whether this socket joined the caller's call as the caller."""
+        return self.joined_as(sid) == (caller.consult_id, caller.participant_id)
+
+    def forget_socket(self, sid: str) -> None:
+        """The socket left its call (the member itself is removed by `remove`)."""
+        with self.lock:
+            self.joined.pop(sid, None)
+
+    def add_member(self, caller: services.Caller, sid: str, profile: str) -> Offer:
+        """Put the caller in the call through this socket; returns the engine's offer.
+
+        Joining again (a reload, the same socket or a new one) replaces the caller's
+        previous connection: the engine closes it, and the old socket no longer speaks
+        for them.
+        """
+        room = room_id(caller.consult_id)
+        sdp = self.engine.join(room, caller.participant_id, get_profile(profile),
+                               self.server_ice())
+        with self.lock:
+            room_members = self.members.setdefault(caller.consult_id, {})
+            old = room_members.get(caller.participant_id)
+            if old is not None and old.sid and old.sid != sid:
+                self.joined.pop(old.sid, None)  # the same person from a new page
+            room_members[caller.participant_id] = Member(caller, sid, profile)
+            self.joined[sid] = (caller.consult_id, caller.participant_id)
+            # The call may have emptied (and its claim been released) since the page
+            # asked who holds it.
+            try:
+                held = self.keep_claim(caller.consult_id)
+            except DirectoryUnavailable:
+                held = True  # the claim keeper claims it again once the directory is back
+            if not held:
+                self.joined.pop(sid, None)
+                room_members.pop(caller.participant_id, None)
+                if not room_members:
+                    self.members.pop(caller.consult_id, None)
+        if not held:
+            self.engine.leave(room, caller.participant_id)
+            raise CallElsewhere(self.directory.owner(caller.consult_id))
+        self.start_claim_keeper()
+        return Offer(room, sdp)
+
+    def set_media(self, caller: services.Caller, flags: dict[str, bool],
+                  profile: str | None) -> None:
+        """Camera/microphone flags, audio-only switch and profile of a member."""
+        room = room_id(caller.consult_id)
+        if "receive_video" in flags:
+            self.engine.set_receive_video(room, caller.participant_id, flags["receive_video"])
+        if profile is not None:
+            self.engine.set_profile(room, caller.participant_id, get_profile(profile))
+        with self.lock:
+            member = self.members.get(caller.consult_id, {}).get(caller.participant_id)
+            if member is not None:
+                member.audio = flags.get("audio", member.audio)
+                member.video = flags.get("video", member.video)
+                member.profile = profile or member.profile
+
+    def socket_gone(self, sid: str, closed_by_us: bool) -> None:
+        """A socket disconnected: its member waits for a reconnect, or leaves at once when
+        we closed the socket ourselves (the session ended, or it flooded us)."""
+        with self.lock:
+            joined = self.joined.pop(sid, None)
+            member = None
+            if joined is not None:
+                member = self.members.get(joined[0], {}).get(joined[1])
+                if member is not None and member.sid == sid:
+                    member.sid, member.state = None, "reconnecting"
+                else:
+                    member = None
+        if joined is None or member is None:
+            return
+        consult_id, participant_id = joined
+        if closed_by_us:
+            # No grace period in which media would keep flowing. In its own thread: this
+            # may run inside the commit that ended the session.
+            socketio.start_background_task(self.remove_in_app, consult_id, participant_id,
+                                           "disconnected")
+            return
+        socketio.emit("peer_state", {"id": participant_id, "state": "reconnecting"},
+                      to=socket_room(consult_id), namespace=NAMESPACE)
+        socketio.start_background_task(self.forget_after_grace, consult_id, participant_id,
+                                       member)
+
+
+def get_hub(app: Flask | None = None) -> CallHub:
+    """The app's call hub (created on first use)."""
+    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
+    with _HUB_LOCK:
+        hub = app.extensions.get("video_hub")
+        if hub is None:
+            hub = app.extensions["video_hub"] = CallHub(app)
+            # Peer connections are closed and claims given up at shutdown, not left to the
+            # OS and to the directory's expiry.
+            atexit.register(hub.close)
+    return hub
+
+
+_HUB_LOCK = threading.Lock()
+
+
+def close_on_sigterm(app: Flask) -> None:
+    """On SIGTERM, move this process's calls at once (claims given up, members sent
+    elsewhere), then do what SIGTERM did before: the server's own graceful stop, or the
+    end of the process. Call from the main thread of the process that serves the app
+    (`wsgi.py`); a server that forks after loading the app (`--preload`) resets it."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        shutdown(app)
+        if callable(previous):
+            previous(signum, frame)
+        elif previous != signal.SIG_IGN:
+            raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def shutdown(app: Flask) -> None:
+    """Close every call of this app (at exit, and after tests)."""
+    hub = app.extensions.get("video_hub")
+    if hub is not None:
+        hub.close()
+
+

@@ -1,0 +1,174 @@
+"""Several processes that fail safely (issue 17), with app processes and a Redis server the
+test starts itself: sign-out closes sockets on every process; deployments sharing a Redis
+server never hear each other; live events come back promptly after a Redis outage."""
+
+from __future__ import annotations
+
+import queue
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import socketio
+from flask import Flask
+
+from telehealth.realtime import socketio_channel
+from telehealth.security.sessions import user_room
+from tests.conftest import need_service
+from tests.video.conftest import login_cookie
+from tests.video.test_nodes import free_port, run_nodes
+
+NOTIFICATIONS = "/notifications"
+
+
+class RedisServer:
+    """A redis-server of the test's own on a free loopback port, that can be stopped and
+    started again on the same port."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.port, self.dir = free_port(), tmp_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.dir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True,
+                             text=True).stdout.strip() != "PONG":
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+
+@pytest.fixture()
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    if shutil.which("redis-server") is None:
+        need_service("Redis", "redis-server is not installed (apt-get install redis-server)")
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+class Listener:
+    """A signed-in /notifications socket that keeps every event it gets."""
+
+    def __init__(self, base_url: str, cookie: str) -> None:
+        self.sio = socketio.Client(reconnection=False)
+        self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self.sio.on("*", lambda event, data=None: self.events.put((event, data)),
+                    namespace=NOTIFICATIONS)
+        self.sio.connect(base_url, headers={"Cookie": cookie, "Origin": base_url},
+                         namespaces=[NOTIFICATIONS], transports=["polling"], wait_timeout=5)
+
+    def got(self, timeout: float) -> list[tuple[str, Any]]:
+        deadline, seen = time.monotonic() + timeout, []
+        while time.monotonic() < deadline:
+            try:
+                seen.append(self.events.get(timeout=0.05))
+            except queue.Empty:
+                if seen:
+                    break
+        return seen
+
+    def close(self) -> None:
+        if self.sio.connected:
+            self.sio.disconnect()
+
+
+def emitter(redis: str, deployment: str | None) -> socketio.RedisManager:
+    """What a process of that deployment publishes on (write-only, like a worker)."""
+    channel = socketio_channel({"SOCKETIO_MESSAGE_QUEUE": redis, "DEPLOYMENT_NAME": deployment})
+    return socketio.RedisManager(redis, channel=channel, write_only=True)
+
+
+def wait_until(condition: Any, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return bool(condition())
+
+
+def test_signing_out_on_one_process_closes_the_users_sockets_on_the_other(
+        app: Flask, tmp_path: Path, own_redis: RedisServer, world: dict[str, Any]) -> None:
+    with run_nodes(app, tmp_path, own_redis.url, [{}, {}]) as (node1, node2):
+        clinician = world["clinician"]
+        cookie = login_cookie(node1, clinician)
+        listener = Listener(node2, cookie)
+        call = socketio.Client(reconnection=False)
+        call.connect(node2, headers={"Cookie": cookie, "Origin": node2}, namespaces=["/call"],
+                     transports=["polling"], wait_timeout=5)
+        try:
+            assert listener.sio.connected and call.connected
+            response = requests.post(f"{node1}/logout", headers={"Cookie": cookie},
+                                     allow_redirects=False, timeout=10)
+            assert response.status_code in (302, 303)
+            assert wait_until(lambda: not listener.sio.connected and not call.connected, 2.0)
+            # Nothing reaches them afterwards (they are gone from every room).
+            emitter(own_redis.url, None).emit("notification", {"text": "patient P-1"},
+                                              namespace=NOTIFICATIONS,
+                                              room=user_room(clinician.id))
+            assert not [e for e in listener.got(1.0) if e[0] == "notification"]
+        finally:
+            listener.close()
+            if call.connected:
+                call.disconnect()
+
+
+def test_deployments_sharing_a_redis_server_never_see_each_others_events(
+        app: Flask, tmp_path: Path, own_redis: RedisServer, world: dict[str, Any]) -> None:
+    clinician = world["clinician"]
+    with run_nodes(app, tmp_path, own_redis.url,
+                   [{"DEPLOYMENT_NAME": "north"}, {"DEPLOYMENT_NAME": "south"}]) as nodes:
+        listeners = [Listener(node, login_cookie(node, clinician)) for node in nodes]
+        try:
+            for deployment, mine, other in (("north", 0, 1), ("south", 1, 0)):
+                emitter(own_redis.url, deployment).emit(
+                    "notification", {"from": deployment}, namespace=NOTIFICATIONS,
+                    room=user_room(clinician.id))
+                assert ("notification", {"from": deployment}) in listeners[mine].got(3.0)
+                assert not listeners[other].got(1.0)
+        finally:
+            for listener in listeners:
+                listener.close()
+
+
+def test_live_events_resume_promptly_after_a_redis_outage(
+        app: Flask, tmp_path: Path, own_redis: RedisServer, world: dict[str, Any]) -> None:
+    clinician = world["clinician"]
+    with run_nodes(app, tmp_path, own_redis.url, [{}]) as (node,):
+        listener = Listener(node, login_cookie(node, clinician))
+        try:
+            own_redis.stop()
+            time.sleep(20)
+            own_redis.start()
+            back = time.monotonic()
+            received = False
+            while not received and time.monotonic() - back < 6:
+                emitter(own_redis.url, None).emit("notification", {"n": 1},
+                                                  namespace=NOTIFICATIONS,
+                                                  room=user_room(clinician.id))
+                received = bool(listener.got(0.2))
+            assert received, "no live event after Redis came back"
+            assert time.monotonic() - back < 3.0, time.monotonic() - back
+            assert listener.sio.connected
+        finally:
+            listener.close()
