@@ -17,6 +17,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         app.config.update(config)
 
     from telehealth import models, web  # noqa: F401  (models: metadata sees every table)
+
+    app.url_map.converters["int"] = web.DatabaseIdConverter  # before any route is added
     from telehealth.extensions import babel, csrf, db, login_manager, migrate, socketio
     from telehealth.video.directory import socket_origins
 

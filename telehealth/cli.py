@@ -108,7 +108,7 @@ def seed_demo() -> list[tuple[str, str, str]]:
                                   specialties=[specialties[c] for c in codes], languages=langs))
     people.append(create_user(email="coordinator@example.org", name="Nadia Coordinator",
                               password=DEMO_PASSWORD, role=Role.COORDINATOR,
-                              timezone="Europe/Geneva", locale="en",
+                              timezone="Europe/Zurich", locale="en",
                               languages={"en": 3, "fr": 3}))
     coordinator = people[-1]
     people.append(create_user(email="admin@example.org", name="Alex Admin",

@@ -10,8 +10,10 @@ from typing import Any
 from flask import (
     Flask,
     current_app,
+    flash,
     has_request_context,
     jsonify,
+    redirect,
     render_template,
     request,
     session,
@@ -19,9 +21,10 @@ from flask import (
 from flask_babel import format_datetime
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from flask_login import current_user
+from flask_login import current_user, login_url
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 from telehealth.errors import ServiceError
 from telehealth.extensions import db, login_manager
@@ -44,7 +47,11 @@ def select_locale() -> str | None:
     if not has_request_context():  # CLI commands, background tasks: the default
         return None
     if current_user and current_user.is_authenticated and current_user.locale:
-        return str(current_user.locale)
+        if current_user.locale in current_app.config["LANGUAGES"]:
+            return str(current_user.locale)
+        # Stored before validation or by hand: the page still shows; an admin repairs it.
+        logger.warning("user %s: unusable stored locale %r; using the browser's",
+                       current_user.id, current_user.locale)
     if session.get("locale") in current_app.config["LANGUAGES"]:
         return str(session["locale"])  # chosen with the switcher before signing in
     from telehealth.i18n.services import browser_language
@@ -56,8 +63,22 @@ def select_timezone() -> str | None:
     if not has_request_context():
         return None
     if current_user and current_user.is_authenticated:
-        return str(current_user.timezone)
+        from telehealth.i18n.formatting import usable_zone
+
+        return usable_zone(current_user.timezone, f"user {current_user.id}")
     return None
+
+
+class DatabaseIdConverter(IntegerConverter):
+    """`<int:…>` in every route: an id the id columns can hold, else 404.
+
+    Ids are INTEGER columns (signed 32 bits on PostgreSQL); without the bound,
+    /consults/99999999999999999999 reached the database and failed there with a 500.
+    """
+
+    def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:  # noqa: A002 (werkzeug's)
+        kwargs.setdefault("max", 2**31 - 1)
+        super().__init__(map, *args, **kwargs)
 
 
 @login_manager.user_loader
@@ -79,6 +100,15 @@ login_manager.login_message = _l("Please sign in to see this page.")
 login_manager.login_message_category = "info"
 
 
+@login_manager.unauthorized_handler
+def unauthorized() -> Any:
+    """A program calling the API gets a JSON 401; a person gets the sign-in page."""
+    if wants_json():
+        return error_response(401, _("Please sign in first."))
+    flash(str(login_manager.login_message), login_manager.login_message_category)
+    return redirect(login_url(login_manager.login_view, next_url=request.url))
+
+
 def role_label(role: Any) -> str:
     labels = {
         "clinician": _("clinician"),
@@ -95,11 +125,14 @@ def wants_json() -> bool:
             or request.accept_mimetypes.best == "application/json")
 
 
-def error_response(status: int, message: str, error_id: str | None = None) -> Any:
+def error_response(status: int, message: str, error_id: str | None = None,
+                   fields: dict[str, list[str]] | None = None) -> Any:
     if wants_json():
         body: dict[str, Any] = {"error": message, "status": status}
         if error_id:
             body["error_id"] = error_id
+        if fields:
+            body["fields"] = fields
         return jsonify(body), status
     return render_template("error.html", status=status, message=message, error_id=error_id), status
 
@@ -110,7 +143,7 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(ServiceError)
     def handle_service_error(exc: ServiceError) -> Any:
         db.session.rollback()
-        return error_response(exc.status_code, exc.message)
+        return error_response(exc.status_code, exc.message, fields=getattr(exc, "fields", None))
 
     @app.errorhandler(CSRFError)
     def handle_csrf(exc: CSRFError) -> Any:
@@ -125,6 +158,7 @@ def init_app(app: Flask) -> None:
             404: _("This page does not exist, or you do not have access to it."),
             405: _("This action is not allowed here."),
             413: _("The upload is too large."),
+            422: _("Some of what was sent breaks the rules of this form."),
         }
         return error_response(exc.code or 500, messages.get(exc.code or 500, exc.name))
 

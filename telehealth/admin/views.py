@@ -18,6 +18,7 @@ from telehealth.clinics import services as clinics
 from telehealth.clinics.models import Clinic
 from telehealth.errors import NotFound, PermissionDenied, ServiceError
 from telehealth.extensions import db
+from telehealth.i18n.services import set_preferences
 
 bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates")
 
@@ -92,6 +93,7 @@ def edit_user(user_id: int) -> Any:
     if not _is_post():
         form.role.data = user.role.value
         form.clinic.data = str(user.clinic_id or "")
+        form.locale.data = user.locale or ""
     if form.validate_on_submit():
         if user.id == current_user.id and (Role(form.role.data) != Role.ADMIN or
                                            not form.active.data):
@@ -100,6 +102,9 @@ def edit_user(user_id: int) -> Any:
         try:
             accounts.update_user(user, role=Role(form.role.data), active=bool(form.active.data),
                                  clinic=_clinic_from(form.clinic.data))
+            if form.locale.data or form.timezone.data:
+                set_preferences(user, form.locale.data or user.locale or "",
+                                form.timezone.data or None)
         except ServiceError as exc:
             db.session.rollback()
             flash(exc.message, "error")

@@ -107,6 +107,10 @@ class CloseForm(FlaskForm):
     submit = SubmitField(_l("Close the consult"))
 
 
+class CancelForm(FlaskForm):
+    reason = TextAreaField(_l("Why is it cancelled?"), validators=[Optional(), Length(max=2_000)])
+
+
 class ActionForm(FlaskForm):
     """A bare form for one-button actions (submit, accept, decline, cancel): CSRF only."""
 

@@ -15,13 +15,14 @@ from telehealth import uploads
 from telehealth.accounts.models import Role, Specialty
 from telehealth.audit.services import record
 from telehealth.consults import services
-from telehealth.consults.forms import ActionForm, CloseForm, ConsultForm
+from telehealth.consults.forms import ActionForm, CancelForm, CloseForm, ConsultForm
 from telehealth.consults.models import Consult, ConsultMode, ConsultStatus, Outcome, Sex, Urgency
 from telehealth.errors import InvalidInput, PermissionDenied, ServiceError
 from telehealth.extensions import db
 from telehealth.matching import services as matching
 from telehealth.notes.forms import AmendForm, NoteForm
 from telehealth.notes.services import notes_for
+from telehealth.validation import validated
 
 bp = Blueprint("consults", __name__, template_folder="templates")
 
@@ -115,15 +116,13 @@ def _act(consult_id: int, action: str, payload: dict[str, Any]) -> Consult:
     elif action == "decline":
         matching.decline_consult(consult, current_user)
     elif action == "cancel":
-        services.cancel_consult(consult, current_user, str(payload.get("reason", "")))
+        cancel = validated(CancelForm, payload)
+        services.cancel_consult(consult, current_user, cancel.reason.data or "")
     elif action == "close":
-        try:
-            outcome = Outcome(payload.get("outcome"))
-            rating = int(payload["rating"]) if payload.get("rating") not in (None, "") else None
-        except (ValueError, TypeError) as exc:
-            raise InvalidInput(_("Choose an outcome, and a rating from 1 to 5.")) from exc
-        services.close_consult(consult, current_user, outcome,
-                               str(payload.get("outcome_note", "")), rating)
+        form = validated(CloseForm, payload)  # the page's rules: choices, lengths
+        services.close_consult(consult, current_user, Outcome(form.outcome.data),
+                               form.outcome_note.data or "",
+                               int(form.rating.data) if form.rating.data else None)
     else:
         raise InvalidInput(_("Unknown action."))
     return consult

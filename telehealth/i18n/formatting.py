@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 from functools import cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
@@ -18,32 +19,52 @@ from babel.numbers import format_decimal
 
 from telehealth import clock
 
+logger = logging.getLogger(__name__)
+
+
+def usable_zone(name: str | None, owner: object = None) -> str:
+    """A stored zone name if the app can use it, else "UTC" with a log line.
+
+    A value stored before validation existed (or by hand) must never break a page; an
+    administrator repairs it on the user's edit page.
+    """
+    if name and is_timezone(name):
+        return name
+    logger.warning("unusable stored time zone %r (%s); showing times in UTC", name, owner)
+    return "UTC"
+
+
+def zone(name: str | None) -> ZoneInfo:
+    """The ZoneInfo of a stored zone name, UTC when it is unusable (logged)."""
+    return ZoneInfo(usable_zone(name))
+
 
 def local_datetime(moment: datetime, locale: str, timezone: str, fmt: str = "medium") -> str:
     """Format a UTC moment as the reader sees it: their zone, their locale's pattern."""
-    return format_datetime(moment, fmt, tzinfo=ZoneInfo(timezone), locale=locale)
+    return format_datetime(moment, fmt, tzinfo=zone(timezone), locale=locale)
 
 
 def local_deadline(moment: datetime, locale: str, timezone: str,
                    now: datetime | None = None) -> str:
     """A deadline as the reader reads it: the time alone if it falls on their today, else
     the day and the time ('14:30', '26/11/2026 09:00')."""
-    zone = ZoneInfo(timezone)
-    if moment.astimezone(zone).date() == (now or clock.now()).astimezone(zone).date():
-        return format_time(moment, "short", tzinfo=zone, locale=locale)
-    return format_datetime(moment, "short", tzinfo=zone, locale=locale)
+    reader_zone = zone(timezone)
+    today = (now or clock.now()).astimezone(reader_zone).date()
+    if moment.astimezone(reader_zone).date() == today:
+        return format_time(moment, "short", tzinfo=reader_zone, locale=locale)
+    return format_datetime(moment, "short", tzinfo=reader_zone, locale=locale)
 
 
 def local_call_time(moment: datetime, locale: str, timezone: str) -> str:
     """An appointment as the reader plans it: weekday, date, time and the city of their zone
     ('mardi 1 décembre 2026, 09:00 (Kinshasa)'), so nobody converts zones in their head."""
-    zone = ZoneInfo(timezone)
+    reader_zone = zone(timezone)
     reader = Locale.parse(locale)
-    date = format_date(moment.astimezone(zone), "full", locale=reader)
-    time = format_time(moment, "short", tzinfo=zone, locale=reader)
+    date = format_date(moment.astimezone(reader_zone), "full", locale=reader)
+    time = format_time(moment, "short", tzinfo=reader_zone, locale=reader)
     # How the locale joins a date and a time ('{1}, {0}'; quotes escape literal text).
     joined = str(reader.datetime_formats["full"]).replace("'", "")
-    city = get_timezone_location(zone, locale=reader, return_city=True)
+    city = get_timezone_location(reader_zone, locale=reader, return_city=True)
     return f"{joined.replace('{0}', time).replace('{1}', date)} ({city})"
 
 

@@ -19,13 +19,18 @@ def check_language(language: str) -> str:
     return language
 
 
+def check_timezone(timezone: str) -> str:
+    """The zone name, if the app can use it (the rule for every form, import and seed)."""
+    if not is_timezone(timezone):
+        raise InvalidInput(_("Unknown time zone."))
+    return timezone
+
+
 def set_preferences(user: User, language: str, timezone: str | None = None) -> None:
     """Store the interface language (and the time zone, when given) in the user's profile."""
     user.locale = check_language(language)
     if timezone is not None:
-        if not is_timezone(timezone):
-            raise InvalidInput(_("Unknown time zone."))
-        user.timezone = timezone
+        user.timezone = check_timezone(timezone)
     record("account.preferences", obj=user, locale=user.locale, timezone=user.timezone)
 
 

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import IO, Any
-from zoneinfo import ZoneInfo
 
 from flask import current_app
 from flask_babel import force_locale
@@ -28,6 +27,7 @@ from telehealth.audit.services import record
 from telehealth.consults.models import Consult, ConsultStatus
 from telehealth.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from telehealth.extensions import db
+from telehealth.i18n import formatting
 from telehealth.i18n.formatting import local_datetime
 from telehealth.matching.ranking import zone_or_none
 from telehealth.matching.services import reoffer_for_specialist
@@ -262,7 +262,7 @@ def add_leave(user: User, first_day: date, last_day: date, reason: str,
         raise PermissionDenied(_("You cannot change this profile."))
     if last_day < first_day:
         raise InvalidInput(_("The leave must end on or after its first day."))
-    zone = ZoneInfo(user.timezone)
+    zone = formatting.zone(user.timezone)  # a broken stored zone must not break the page
     leave = LeavePeriod(
         user_id=user.id,
         starts_at=datetime.combine(first_day, time(0), tzinfo=zone),
