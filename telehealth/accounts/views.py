@@ -39,10 +39,11 @@ def login() -> Any:
     if form.validate_on_submit():
         email, ip = form.email.data or "", request.remote_addr or ""
         # Checked before the password, so a blocked account and an unknown one look the same.
-        if security.sign_in_blocked(email, ip):
+        wait = security.sign_in_wait_seconds(email, ip)
+        if wait:
             security.note_blocked(email)
             db.session.commit()
-            return too_many_attempts()
+            return too_many_attempts(wait)
         user = services.authenticate(email, form.password.data or "")
         next_url = _safe_next(request.args.get("next"))
         remember = bool(form.remember.data)

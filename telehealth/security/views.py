@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Blueprint, flash, jsonify, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_login import current_user, login_required
 
 from telehealth.accounts.models import Role, User
@@ -29,12 +30,15 @@ def session_alive() -> Any:
     return "", 204, {"Cache-Control": "no-store"}
 
 
-def too_many_attempts() -> tuple[str, int, dict[str, str]]:
+def too_many_attempts(seconds: int | None = None) -> tuple[str, int, dict[str, str]]:
     """The 429 page for sign-in attempts, the same whoever the account is."""
-    message = _("Too many sign-in attempts. Please wait %(n)d minutes and try again.",
-                n=services.retry_after_seconds() // 60)
+    seconds = seconds or services.retry_after_seconds()
+    minutes = max(1, -(-seconds // 60))
+    message = ngettext("Too many sign-in attempts. Please wait %(num)d minute and try again.",
+                       "Too many sign-in attempts. Please wait %(num)d minutes and try again.",
+                       minutes)
     return render_template("security/blocked.html", message=message), 429, {
-        "Retry-After": str(services.retry_after_seconds())}
+        "Retry-After": str(seconds)}
 
 
 @bp.route("/login/code", methods=["GET", "POST"])
@@ -49,10 +53,11 @@ def sign_in_code() -> Any:
     ip = request.remote_addr or ""
     form = CodeForm()
     if form.validate_on_submit():
-        if services.sign_in_blocked(user.email, ip):
+        wait = services.sign_in_wait_seconds(user.email, ip)
+        if wait:
             services.note_blocked(user.email)
             db.session.commit()
-            return too_many_attempts()
+            return too_many_attempts(wait)
         if services.check_code(user, form.code.data or ""):
             services.complete_sign_in(user, ip, remember=bool(state.get("remember")))
             db.session.commit()
