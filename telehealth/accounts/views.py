@@ -68,7 +68,10 @@ def logout() -> Response:
     db.session.commit()
     logout_user()
     flash(_("You are signed out."), "info")
-    return redirect(url_for("accounts.login"))
+    response = redirect(url_for("accounts.login"))
+    # A shared clinic computer: the next person must not find this one's photo previews.
+    response.headers["Clear-Site-Data"] = '"cache"'
+    return response
 
 
 @bp.route("/account/password", methods=["GET", "POST"])

@@ -232,6 +232,8 @@ def add_attachment(
         content_type=checked.content_type,
         size=len(checked.data),
         sha256=digest,
+        preview_name=uploads.write_file(db.session, checked.preview) if checked.preview
+        else None,
     )
     db.session.add(attachment)
     db.session.flush()

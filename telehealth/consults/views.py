@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 from flask import Blueprint, flash, jsonify, redirect, render_template, request, send_file, url_for
@@ -17,11 +18,12 @@ from telehealth.audit.services import record
 from telehealth.consults import services
 from telehealth.consults.forms import ActionForm, CancelForm, CloseForm, ConsultForm
 from telehealth.consults.models import Consult, ConsultMode, ConsultStatus, Outcome, Sex, Urgency
-from telehealth.errors import InvalidInput, PermissionDenied, ServiceError
+from telehealth.errors import InvalidInput, NotFound, PermissionDenied, ServiceError
 from telehealth.extensions import db
 from telehealth.matching import services as matching
 from telehealth.notes.forms import AmendForm, NoteForm
 from telehealth.notes.services import notes_for
+from telehealth.security.headers import cache_privately
 from telehealth.validation import validated
 
 bp = Blueprint("consults", __name__, template_folder="templates")
@@ -180,6 +182,21 @@ def attachment(attachment_id: int) -> Response:
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Cache-Control"] = "private, no-store"
     return response
+
+
+@bp.route("/attachments/<int:attachment_id>/preview")
+@login_required
+def attachment_preview(attachment_id: int) -> Response:
+    """The small JPEG pages show. Patient images on shared clinic computers: the full image is
+    never kept by the browser (no-store); the preview may be, privately and for ten minutes, so
+    moving between pages does not fetch it again, and signing out clears the cache."""
+    item = services.get_visible_attachment(current_user, attachment_id)
+    db.session.commit()
+    if not item.is_image:
+        raise NotFound(_("This file has no preview."))
+    response = send_file(io.BytesIO(uploads.preview_of(item.stored_name, item.preview_name)),
+                         mimetype="image/jpeg", max_age=0)
+    return cache_privately(response, 600)
 
 
 # ---------------------------------------------------------------- JSON API

@@ -77,6 +77,7 @@ RULES: dict[str, list[R]] = {
     "consults.close": [R("POST", "/consults/{consult}/close", CLINIC, "answered", CLOSE)],
     "consults.attachment": [R("GET", "/attachments/{attachment}", CASE_READERS),
                             R("GET", "/attachments/{note_attachment}", CASE_READERS)],
+    "consults.attachment_preview": [R("GET", "/attachments/{attachment}/preview", CASE_READERS)],
     "consults.api_list": [R("GET", "/api/consults", SIGNED_IN)],
     "consults.api_detail": [R("GET", "/api/consults/{consult}", CASE_READERS)],
     "consults.api_act": [R("POST", "/api/consults/{consult}/submit", CLINIC, "draft"),
