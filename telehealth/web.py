@@ -177,6 +177,7 @@ def init_app(app: Flask) -> None:
         from flask_babel import get_locale
 
         from telehealth.consults import services as consults
+        from telehealth.consults.forms import age_band_label
 
         locale = str(get_locale() or "en")
         return {
@@ -185,6 +186,7 @@ def init_app(app: Flask) -> None:
             "sex_label": consults.sex_label,
             "urgency_label": consults.urgency_label,
             "mode_label": consults.mode_label,
+            "age_band_label": age_band_label,
             "role_label": role_label,
             "LANGUAGE_NAMES": LANGUAGE_NAMES,
             "current_locale": locale,

@@ -42,7 +42,22 @@ OUTCOME_CHOICES = [
     (Outcome.DIED.value, _l("Patient died")),
     (Outcome.UNKNOWN.value, _l("Unknown")),
 ]
-AGE_BANDS = ["", "0-28d", "1-11m", "1-4y", "5-14y", "15-24y", "25-44y", "45-64y", "65+y"]
+# Stored codes and what the reader sees.
+AGE_BAND_LABELS = {
+    "0-28d": _l("0–28 days"),
+    "1-11m": _l("1–11 months"),
+    "1-4y": _l("1–4 years"),
+    "5-14y": _l("5–14 years"),
+    "15-24y": _l("15–24 years"),
+    "25-44y": _l("25–44 years"),
+    "45-64y": _l("45–64 years"),
+    "65+y": _l("65 years and over"),
+}
+
+
+def age_band_label(code: str | None) -> str:
+    """An age band in the reader's language (a code the app does not know: as stored)."""
+    return str(AGE_BAND_LABELS.get(code or "", code or ""))
 
 
 class MultiCheckboxField(SelectMultipleField):
@@ -58,7 +73,8 @@ class ConsultForm(FlaskForm):
         _l("Age in years"), validators=[Optional(), NumberRange(min=0, max=130)]
     )
     patient_age_band = SelectField(
-        _l("or age band"), choices=[(b, b or "—") for b in AGE_BANDS], validators=[Optional()]
+        _l("or age band"), choices=[("", "—"), *AGE_BAND_LABELS.items()],
+        validators=[Optional()]
     )
     patient_sex = SelectField(_l("Sex"), choices=SEX_CHOICES, validators=[InputRequired()])
     presenting_problem = TextAreaField(

@@ -81,9 +81,10 @@ def new() -> Any:
 def detail_context(consult: Consult, **extra: Any) -> dict[str, Any]:
     user = current_user
     close_form = CloseForm()
+    notes = notes_for(consult)
     return {
         "consult": consult,
-        "notes": notes_for(consult),
+        "notes": notes,
         "note_form": extra.pop("note_form", None) or NoteForm(),
         "amend_form": AmendForm(),
         "close_form": extra.pop("close_form", None) or close_form,
@@ -93,6 +94,9 @@ def detail_context(consult: Consult, **extra: Any) -> dict[str, Any]:
         "has_offer": user.role == Role.SPECIALIST and matching.has_pending_offer(consult, user),
         "is_assigned": consult.specialist_id == user.id,
         "is_coordinator": user.role in (Role.COORDINATOR, Role.ADMIN),
+        "waiting": matching.waiting_offers(consult)
+        if services.is_requesting_clinician(user, consult) else (0, None),
+        "specialist_wrote": any(note.author_id == consult.specialist_id for note in notes),
         "status_label": services.status_label,
         "Status": ConsultStatus,
         **extra,

@@ -47,12 +47,12 @@ def local_datetime(moment: datetime, locale: str, timezone: str, fmt: str = "med
 def local_deadline(moment: datetime, locale: str, timezone: str,
                    now: datetime | None = None) -> str:
     """A deadline as the reader reads it: the time alone if it falls on their today, else
-    the day and the time ('14:30', '26/11/2026 09:00')."""
+    the day and the time in the pages' one date format ('14:30', '26 nov. 2026, 09:00:00')."""
     reader_zone = zone(timezone)
     today = (now or clock.now()).astimezone(reader_zone).date()
     if moment.astimezone(reader_zone).date() == today:
         return format_time(moment, "short", tzinfo=reader_zone, locale=locale)
-    return format_datetime(moment, "short", tzinfo=reader_zone, locale=locale)
+    return format_datetime(moment, "medium", tzinfo=reader_zone, locale=locale)
 
 
 def local_call_time(moment: datetime, locale: str, timezone: str) -> str:

@@ -234,6 +234,16 @@ def has_pending_offer(consult: Consult, specialist: User) -> bool:
     ) is not None
 
 
+def waiting_offers(consult: Consult) -> tuple[int, datetime | None]:
+    """How many specialists are asked now and until when the last may answer: what the
+    requesting clinic is told while it waits (never who they are)."""
+    count, deadline = db.session.execute(
+        select(func.count(Offer.id), func.max(Offer.expires_at)).where(
+            Offer.consult_id == consult.id, Offer.status == OfferStatus.PENDING)
+    ).one()
+    return int(count), deadline
+
+
 # ---------------------------------------------------------------- sweeping
 
 
