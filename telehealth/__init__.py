@@ -50,13 +50,14 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     web.init_app(app)
 
-    from telehealth import cli, security
+    from telehealth import cli, security, weight
     from telehealth.audit import commands as audit_commands
     from telehealth.backup import commands as backup_commands
     from telehealth.i18n import cli as i18n_cli
     from telehealth.matching import sweeper
 
     security.init_app(app)
+    weight.init_app(app)
     cli.init_app(app)
     i18n_cli.init_app(app)
     audit_commands.init_app(app)

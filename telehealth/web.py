@@ -40,6 +40,9 @@ LANGUAGE_NAMES = {
     "sw": "Kiswahili",
 }
 RTL_LANGUAGES = {"ar"}
+# Pages that change while they are open (offers arriving, lists emptying, notes coming in):
+# only these load the real-time client; every other page is complete as served.
+LIVE_PAGES = {"main.dashboard", "consults.detail"}
 
 
 def select_locale() -> str | None:
@@ -191,6 +194,7 @@ def init_app(app: Flask) -> None:
             "LANGUAGE_NAMES": LANGUAGE_NAMES,
             "current_locale": locale,
             "text_direction": "rtl" if locale in RTL_LANGUAGES else "ltr",
+            "live_updates": request.endpoint in LIVE_PAGES,
         }
 
     @app.template_filter("when")

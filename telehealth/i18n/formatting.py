@@ -101,8 +101,24 @@ def timezone_names() -> list[str]:
     return sorted(z for z in available_timezones() if "/" in z or z == "UTC")
 
 
+def zone_place(zone_name: str, locale: str) -> str:
+    """A zone's place in the reader's language ('Kinshasa', 'Heure : Kinshasa')."""
+    return get_timezone_location(zone_name, locale=locale)
+
+
 @cache
 def timezone_choices(locale: str) -> list[tuple[str, str]]:
     """(zone, its place named in the reader's language), sorted by that name."""
     choices = [(zone, get_timezone_location(zone, locale=locale)) for zone in timezone_names()]
     return sorted(choices, key=lambda choice: choice[1])
+
+
+def search_timezones(query: str, locale: str, limit: int = 15) -> list[tuple[str, str]]:
+    """Zones whose name or place (in the reader's language) contains the query."""
+    needle = query.strip().casefold().replace(" ", "_")
+    if not needle:
+        return []
+    spaced = needle.replace("_", " ")
+    found = [(zone, place) for zone, place in timezone_choices(locale)
+             if needle in zone.casefold() or spaced in place.casefold()]
+    return found[:limit]

@@ -105,3 +105,14 @@ def test_the_clinic_sees_whom_its_request_was_offered_to_in_general_terms(client
     text = re.search(r'id="offered-to">(.*?)</p>', page, re.S).group(1)
     assert "Cardiology" in text and "volunteer" in text and "accept until" in text
     assert world["specialist"].name not in text  # never who
+
+
+def test_the_time_zone_field_searches_instead_of_listing_every_zone(client, auth, world):
+    auth.login(world["specialist"])
+    page = client.get("/account/preferences").text
+    assert page.count("<option") < 20  # the languages, not 400 zones
+    assert 'data-zone-search="/api/timezones"' in page
+    found = client.get("/api/timezones?q=kinsh").json
+    assert {"zone": "Africa/Kinshasa", "place": found[0]["place"]} in found
+    assert client.get("/api/timezones?q=").json == []
+    assert len(client.get("/api/timezones?q=a").json) <= 15

@@ -93,6 +93,7 @@ RULES: dict[str, list[R]] = {
     "admin.clinic_list": [R("GET", "/admin/clinics", ADMIN)],
     "admin.new_clinic": [R("GET POST", "/admin/clinics/new", ADMIN)],
     # Anyone may switch the interface language; signed in, it is saved to their own profile.
+    "i18n.search_timezones": [R("GET", "/api/timezones?q=kinsh", PUBLIC)],
     "i18n.switch_language": [R("POST", "/language", PUBLIC, data={"language": "fr", "next": "/"})],
     "i18n.preferences": [R("GET POST", "/account/preferences", SIGNED_IN,
                            data={"language": "fr", "timezone": "Europe/Paris"})],
