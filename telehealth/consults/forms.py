@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import secrets
+
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (
+    BooleanField,
+    HiddenField,
     IntegerField,
     MultipleFileField,
     RadioField,
@@ -14,7 +18,14 @@ from wtforms import (
     SubmitField,
     TextAreaField,
 )
-from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
+from wtforms.validators import (
+    DataRequired,
+    InputRequired,
+    Length,
+    NumberRange,
+    Optional,
+    Regexp,
+)
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from telehealth.consults.models import ConsultMode, Outcome, Sex, Urgency
@@ -99,6 +110,11 @@ class ConsultForm(FlaskForm):
         validators=[DataRequired(message=_l("Choose at least one language."))],
     )
     attachments = MultipleFileField(_l("Photos and documents (JPEG, PNG, PDF)"))
+    full_size = BooleanField(_l("Send photos at full size (slower; only when the detail matters)"))
+    # One key per form: the same submission sent again (a retry after a dropped connection)
+    # finds the consult it made instead of making a second one. The page keeps it in the draft.
+    submission_key = HiddenField(validators=[Optional(), Regexp(r"^[A-Za-z0-9_-]{16,64}$")],
+                                 default=lambda: secrets.token_urlsafe(24))
     save_draft = SubmitField(_l("Save as draft"))
     submit = SubmitField(_l("Send to specialists"))
 

@@ -10,6 +10,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from werkzeug.wrappers import Response
 
 from telehealth import uploads
@@ -60,9 +61,16 @@ def new() -> Any:
         )
         files = [services.Upload(f.stream, f.filename or "") for f in form.attachments.data or []
                  if f and f.filename]
+        key = form.submission_key.data or None
         try:
             consult = services.create_consult(current_user, data, files,
-                                              submit=bool(form.submit.data))
+                                              submit=bool(form.submit.data), submission_key=key)
+            db.session.flush()
+        except IntegrityError:  # the same submission, arriving twice at the same moment
+            db.session.rollback()
+            consult = services.consult_by_submission(current_user, key)  # type: ignore[assignment]
+            if consult is None:
+                raise
         except ServiceError as exc:
             # Nothing is saved; the form comes back with what was typed (files must be re-chosen).
             db.session.rollback()
