@@ -79,10 +79,10 @@
     request.onload = function () {
       if (request.status < 400 && request.responseURL && request.responseURL !== location.href) {
         forget();  // the consult exists: the draft has done its job
-        location.assign(request.responseURL);
-        return;
       }
-      // Refused (a missing field, a bad file): the server's page says why, text included.
+      // Show the page the server answered with (the new consult with its "sent" message, or
+      // this form again saying what to fix), at its own address.
+      if (request.responseURL) { history.replaceState(null, "", request.responseURL); }
       document.open();
       document.write(request.responseText);
       document.close();
