@@ -134,3 +134,14 @@ def test_api_errors_are_json(client, auth, world, make_consult):
     assert conflict.status_code == 409 and conflict.is_json
     bad = client.post(f"/api/consults/{consult.id}/close", json={"outcome": "cured?"})
     assert bad.status_code == 422 and "outcome" in bad.json["fields"]
+
+
+def test_a_body_over_the_request_limit_is_a_json_413(app, client, auth, world, make_consult,
+                                                      monkeypatch):
+    consult = make_consult(world["clinician"])
+    auth.login(world["clinician"])
+    monkeypatch.setitem(app.config, "MAX_CONTENT_LENGTH", 10_000)
+    response = client.post(f"/api/consults/{consult.id}/cancel",
+                           json={"reason": "x" * 20_000})
+    assert response.status_code == 413
+    assert response.json["status"] == 413

@@ -103,3 +103,20 @@ def test_every_page_is_light_and_fits_a_phone(live_server, browser, demo, role):
     finally:
         context.close()
     assert (too_heavy, too_wide) == ([], []), "cold > 40 KB or warm > 8 KB; wider than 375 px"
+
+
+def test_the_sign_in_page_is_light_and_fits_a_phone(live_server, browser):
+    context = browser.new_context(viewport=PHONE)
+    try:
+        page = context.new_page()
+        meter = Meter(context, page)
+        for language in ("en", "ar"):
+            context.set_extra_http_headers({"Accept-Language": language})
+            meter.cdp.send("Network.clearBrowserCache")
+            cold = meter.measure(lambda: _open(page, f"{live_server}/login"))
+            warm = meter.measure(lambda: page.reload(wait_until="networkidle"))
+            assert cold <= COLD_LIMIT and warm <= WARM_LIMIT, (language, cold, warm)
+            assert _sideways(page) == 0, language
+            assert page.get_attribute("html", "lang") == language
+    finally:
+        context.close()
