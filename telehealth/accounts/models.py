@@ -92,7 +92,7 @@ class Specialty(db.Model):
     @name.inplace.expression
     @classmethod
     def _name_expression(cls) -> ColumnElement[str]:
-        return cls.stored_name
+        return cls.stored_name.expression
 
     def __repr__(self) -> str:
         return f"<Specialty {self.code}>"
