@@ -194,7 +194,7 @@ def init_app(app: Flask) -> None:
             "LANGUAGE_NAMES": LANGUAGE_NAMES,
             "current_locale": locale,
             "text_direction": "rtl" if locale in RTL_LANGUAGES else "ltr",
-            "live_updates": request.endpoint in LIVE_PAGES,
+            "live_updates": has_request_context() and request.endpoint in LIVE_PAGES,
         }
 
     @app.template_filter("when")
