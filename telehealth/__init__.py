@@ -18,6 +18,8 @@ def create_app(config: dict[str, Any] | None = None) -> TelehealthFlask:
         app.config["SECRET_KEY"] = persistent_secret_key()
 
     from telehealth import models, realtime, web  # noqa: F401  (models: every table)
+
+    app.url_map.converters["int"] = web.DatabaseIdConverter  # before any route is added
     from telehealth.extensions import babel, csrf, db, login_manager, migrate, socketio
     from telehealth.security.sessions import disconnect_user_sockets
     from telehealth.video.directory import socket_origins
@@ -67,7 +69,7 @@ def create_app(config: dict[str, Any] | None = None) -> TelehealthFlask:
 
     web.init_app(app)
 
-    from telehealth import cli, security
+    from telehealth import cli, security, weight
     from telehealth.audit import commands as audit_commands
     from telehealth.backup import commands as backup_commands
     from telehealth.i18n import commands as i18n_commands
@@ -75,6 +77,7 @@ def create_app(config: dict[str, Any] | None = None) -> TelehealthFlask:
     from telehealth.surveillance import commands as surveillance_commands
 
     security.init_app(app)
+    weight.init_app(app)
     cli.init_app(app)
     i18n_commands.init_app(app)
     audit_commands.init_app(app)

@@ -6,10 +6,11 @@ from datetime import timedelta
 
 import click
 from flask import Flask
+from flask_babel import force_locale
 from sqlalchemy import func, select
 
 from telehealth import clock
-from telehealth.accounts.models import Role, Specialty, User
+from telehealth.accounts.models import SPECIALTY_NAMES, Role, Specialty, User
 from telehealth.accounts.services import create_user
 from telehealth.boundary import unit_of_work
 from telehealth.clinics.services import create_clinic
@@ -20,21 +21,6 @@ from telehealth.roster.models import (
     ProfileStatus,
     SpecialistProfile,
 )
-
-SPECIALTIES = [
-    ("cardiology", "Cardiology"),
-    ("dermatology", "Dermatology"),
-    ("emergency", "Emergency medicine"),
-    ("infectious", "Infectious diseases"),
-    ("internal", "Internal medicine"),
-    ("neurology", "Neurology"),
-    ("obstetrics", "Obstetrics and gynaecology"),
-    ("orthopaedics", "Orthopaedics"),
-    ("paediatrics", "Paediatrics"),
-    ("psychiatry", "Psychiatry"),
-    ("radiology", "Radiology"),
-    ("surgery", "General surgery"),
-]
 
 CLINICS = [
     ("Centre de santé Goma", "CD", "Goma", "Africa/Lubumbashi", ["fr", "sw"]),
@@ -86,10 +72,11 @@ DEMO_PASSWORD = "telehealth-demo"
 def seed_demo() -> list[tuple[str, str, str]]:
     """Create the demo world; return (role, e-mail, name) for every account."""
     specialties = {}
-    for code, name in SPECIALTIES:
+    for code, label in SPECIALTY_NAMES.items():
         specialty = db.session.scalar(select(Specialty).where(Specialty.code == code))
         if specialty is None:
-            specialty = Specialty(code=code, name=name)
+            with force_locale("en"):  # stored in English; pages show the reader's language
+                specialty = Specialty(code=code, name=str(label))
             db.session.add(specialty)
         specialties[code] = specialty
     db.session.flush()
@@ -109,7 +96,7 @@ def seed_demo() -> list[tuple[str, str, str]]:
                                   specialties=[specialties[c] for c in codes], languages=langs))
     people.append(create_user(email="coordinator@example.org", name="Nadia Coordinator",
                               password=DEMO_PASSWORD, role=Role.COORDINATOR,
-                              timezone="Europe/Geneva", locale="en",
+                              timezone="Europe/Zurich", locale="en",
                               languages={"en": 3, "fr": 3}))
     coordinator = people[-1]
     people.append(create_user(email="admin@example.org", name="Alex Admin",

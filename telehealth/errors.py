@@ -44,3 +44,13 @@ class Unavailable(ServiceError):
     """A service the action needs is down for a moment; trying again later may work."""
 
     status_code = 503
+
+
+class Unprocessable(ServiceError):
+    """Input that breaks a form's rules (length, choice, required); `fields` says which."""
+
+    status_code = 422
+
+    def __init__(self, message: str, fields: dict[str, list[str]] | None = None) -> None:
+        super().__init__(message)
+        self.fields = fields or {}

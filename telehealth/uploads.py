@@ -14,7 +14,7 @@ from typing import IO
 
 from flask import current_app
 from flask_babel import gettext as _
-from PIL import Image
+from PIL import Image, ImageOps
 from sqlalchemy.orm import Session
 
 from telehealth import transaction
@@ -23,11 +23,16 @@ from telehealth.errors import InvalidInput, TooLarge
 ALLOWED_TYPES = {"image/jpeg", "image/png", "application/pdf"}
 
 
+PREVIEW_LONG_SIDE = 480
+PREVIEW_MAX_BYTES = 30 * 1024  # what a page shows: a photo costs this much on a 256 kbps link
+
+
 @dataclass(frozen=True)
 class CheckedFile:
     data: bytes
     content_type: str
     original_name: str
+    preview: bytes | None = None  # a small JPEG, for photos
 
 
 def sniff(data: bytes) -> str | None:
@@ -48,20 +53,58 @@ def _clean_name(name: str) -> str:
     return base[:200] or "file"
 
 
-def _reencode_image(data: bytes, content_type: str, name: str) -> bytes:
-    """Decode and re-encode a photo: proves it is an image and drops EXIF (GPS, device)."""
+def _pixels_only(img: Image.Image) -> Image.Image:
+    """The picture upright and with nothing else: no EXIF (GPS, device), XMP, IPTC, ICC
+    profile, JPEG comment or PNG text chunk survives, whatever Pillow would carry over."""
+    upright = ImageOps.exif_transpose(img)  # phones store rotation in EXIF, which goes
+    clean = Image.new(upright.mode, upright.size)
+    clean.paste(upright)
+    if upright.mode == "P":
+        clean.putpalette(upright.getpalette() or [])
+    clean.info = {}
+    return clean
+
+
+def _flatten(img: Image.Image) -> Image.Image:
+    """RGB on white: JPEG has no transparency."""
+    if img.mode in ("RGBA", "LA", "P"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return img.convert("RGB")
+
+
+def make_preview(img: Image.Image) -> bytes:
+    """A JPEG of at most PREVIEW_MAX_BYTES, long side PREVIEW_LONG_SIDE or less."""
+    small = _flatten(img)
+    small.thumbnail((PREVIEW_LONG_SIDE, PREVIEW_LONG_SIDE))
+    while True:
+        for quality in (75, 65, 55, 45, 35):
+            out = io.BytesIO()
+            small.save(out, format="JPEG", quality=quality, optimize=True, progressive=True)
+            if out.tell() <= PREVIEW_MAX_BYTES:
+                return out.getvalue()
+        # Very busy pictures: smaller still until it fits.
+        small.thumbnail((small.width * 3 // 4, small.height * 3 // 4))
+
+
+def _reencode_image(data: bytes, content_type: str, name: str) -> tuple[bytes, bytes]:
+    """Decode and re-encode a photo (proves it is an image, drops every metadata carrier);
+    return it and its preview."""
     max_pixels = current_app.config["MAX_IMAGE_PIXELS"]
     try:
         with Image.open(io.BytesIO(data)) as img:
             if img.width * img.height > max_pixels:
                 raise InvalidInput(_("%(name)s has too many pixels.", name=name))
             img.load()
+            clean = _pixels_only(img)
             out = io.BytesIO()
             if content_type == "image/jpeg":
-                img.convert("RGB").save(out, format="JPEG", quality=88)
+                _flatten(clean).save(out, format="JPEG", quality=85, optimize=True)
             else:
-                img.save(out, format="PNG", optimize=True)
-            return out.getvalue()
+                clean.save(out, format="PNG", optimize=True)
+            return out.getvalue(), make_preview(clean)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise InvalidInput(_("%(name)s has too many pixels.", name=name)) from exc
     except InvalidInput:
@@ -101,11 +144,13 @@ def check_upload(stream: IO[bytes], filename: str) -> CheckedFile:
         raise InvalidInput(
             _("%(name)s is not a JPEG, PNG or PDF file.", name=_clean_name(filename))
         )
+    preview = None
     if content_type.startswith("image/"):
-        data = _reencode_image(data, content_type, _clean_name(filename))
+        data, preview = _reencode_image(data, content_type, _clean_name(filename))
     else:
         _check_pdf(data, filename)
-    return CheckedFile(data=data, content_type=content_type, original_name=_clean_name(filename))
+    return CheckedFile(data=data, content_type=content_type, original_name=_clean_name(filename),
+                       preview=preview)
 
 
 def upload_dir() -> Path:
@@ -114,17 +159,20 @@ def upload_dir() -> Path:
     return path
 
 
-def store(session: Session, checked: CheckedFile) -> tuple[str, str]:
-    """Write the file under a generated name; return (stored_name, sha256).
-
-    The file is removed again if the transaction that records it rolls back.
-    """
+def write_file(session: Session, data: bytes) -> str:
+    """Write bytes under a new generated name and return it; removed again if the
+    transaction that records it rolls back."""
     stored_name = secrets.token_hex(16)
     path = upload_dir() / stored_name
     with open(path, "xb") as fh:
-        fh.write(checked.data)
+        fh.write(data)
     transaction.after_rollback(partial(_remove, path), session)
-    return stored_name, hashlib.sha256(checked.data).hexdigest()
+    return stored_name
+
+
+def store(session: Session, checked: CheckedFile) -> tuple[str, str]:
+    """Write the file under a generated name; return (stored_name, sha256)."""
+    return write_file(session, checked.data), hashlib.sha256(checked.data).hexdigest()
 
 
 def stored_path(stored_name: str) -> Path:
@@ -138,3 +186,15 @@ def _remove(path: Path) -> None:
         os.remove(path)
     except FileNotFoundError:
         pass
+
+
+def preview_of(stored_name: str, preview_name: str | None) -> bytes:
+    """The stored preview, or one made now from the full image (older uploads, a restore)."""
+    if preview_name:
+        try:
+            return stored_path(preview_name).read_bytes()
+        except FileNotFoundError:
+            pass
+    with Image.open(stored_path(stored_name)) as img:
+        img.load()
+        return make_preview(img)

@@ -14,6 +14,7 @@ from flask import (
     has_request_context,
     jsonify,
     make_response,
+    redirect,
     render_template,
     request,
     session,
@@ -21,10 +22,11 @@ from flask import (
 from flask_babel import format_datetime, get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from flask_login import current_user
+from flask_login import current_user, login_url
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 from telehealth.accounts.models import User
 from telehealth.boundary import take_refusal_page
@@ -34,6 +36,9 @@ from telehealth.i18n.services import LANGUAGE_NAMES, RTL_LANGUAGES, browser_lang
 
 logger = logging.getLogger(__name__)
 
+# Pages that change while they are open (offers arriving, lists emptying, notes coming in):
+# only these load the real-time client; every other page is complete as served.
+LIVE_PAGES = {"main.dashboard", "consults.detail"}
 
 
 def select_locale() -> str | None:
@@ -41,7 +46,11 @@ def select_locale() -> str | None:
     if not has_request_context():  # CLI commands, background tasks: the default
         return None
     if current_user and current_user.is_authenticated and current_user.locale:
-        return str(current_user.locale)
+        if current_user.locale in current_app.config["LANGUAGES"]:
+            return str(current_user.locale)
+        # Stored before validation or by hand: the page still shows; an admin repairs it.
+        logger.warning("user %s: unusable stored locale %r; using the browser's",
+                       current_user.id, current_user.locale)
     if session.get("locale") in current_app.config["LANGUAGES"]:
         return str(session["locale"])  # chosen with the switcher before signing in
     return browser_language(request.accept_languages, current_app.config["LANGUAGES"])
@@ -51,10 +60,25 @@ def select_timezone() -> str | None:
     if not has_request_context():
         return None
     if current_user and current_user.is_authenticated:
-        return str(current_user.timezone)
+        from telehealth.i18n.formatting import usable_zone
+
+        return usable_zone(current_user.timezone, f"user {current_user.id}")
     return None
 
 
+class DatabaseIdConverter(IntegerConverter):
+    """`<int:…>` in every route: an id the id columns can hold, else 404.
+
+    Ids are INTEGER columns (signed 32 bits on PostgreSQL); without the bound,
+    /consults/99999999999999999999 reached the database and failed there with a 500.
+    """
+
+    def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:  # noqa: A002 (werkzeug's)
+        kwargs.setdefault("max", 2**31 - 1)
+        super().__init__(map, *args, **kwargs)
+
+
+@login_manager.user_loader
 def load_user(user_id: str) -> Any:
     # The cookie carries "id:token"; a token that no longer matches is a dead session.
     ident, _sep, token = user_id.partition(":")
@@ -69,6 +93,15 @@ def load_user(user_id: str) -> Any:
 SAVE_FAILED = _l("This could not be saved because of a problem on our side. What you typed is "
                  "still in the form below: please try again.")
 
+
+
+@login_manager.unauthorized_handler
+def unauthorized() -> Any:
+    """A program calling the API gets a JSON 401; a person gets the sign-in page."""
+    if wants_json():
+        return error_response(401, _("Please sign in first."))
+    flash(str(login_manager.login_message), login_manager.login_message_category)
+    return redirect(login_url(login_manager.login_view, next_url=request.url))
 
 
 def role_label(role: Any) -> str:
@@ -91,11 +124,14 @@ def wants_json() -> bool:
             or request.accept_mimetypes.best == "application/json")
 
 
-def error_response(status: int, message: str, error_id: str | None = None) -> Any:
+def error_response(status: int, message: str, error_id: str | None = None,
+                   fields: dict[str, list[str]] | None = None) -> Any:
     if wants_json():
         body: dict[str, Any] = {"error": message, "status": status}
         if error_id:
             body["error_id"] = error_id
+        if fields:
+            body["fields"] = fields
         return jsonify(body), status
     return render_template("error.html", status=status, message=message, error_id=error_id), status
 
@@ -123,7 +159,7 @@ def init_app(app: Flask) -> None:
     def handle_service_error(exc: ServiceError) -> Any:
         db.session.rollback()
         return _refusal_page(exc.message, exc.status_code) or error_response(
-            exc.status_code, exc.message)
+            exc.status_code, exc.message, fields=getattr(exc, "fields", None))
 
     @app.errorhandler(CSRFError)
     def handle_csrf(exc: CSRFError) -> Any:
@@ -139,6 +175,7 @@ def init_app(app: Flask) -> None:
             404: _("This page does not exist, or you do not have access to it."),
             405: _("This action is not allowed here."),
             413: _("The upload is too large."),
+            422: _("Some of what was sent breaks the rules of this form."),
         }
         return error_response(exc.code or 500, messages.get(exc.code or 500, exc.name))
 
@@ -164,6 +201,7 @@ def init_app(app: Flask) -> None:
             "LANGUAGE_NAMES": LANGUAGE_NAMES,
             "current_locale": locale,
             "text_direction": "rtl" if locale in RTL_LANGUAGES else "ltr",
+            "live_updates": has_request_context() and request.endpoint in LIVE_PAGES,
         }
 
     @app.template_filter("when")

@@ -7,6 +7,7 @@ import secrets
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from flask_babel import lazy_gettext as _l
 from flask_login import UserMixin
 from sqlalchemy import (
     Column,
@@ -18,7 +19,9 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
 )
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.sql.elements import ColumnElement
 
 from telehealth import clock
 from telehealth.crypto import Sealed
@@ -52,12 +55,47 @@ user_specialties = Table(
 )
 
 
+# The specialties a deployment starts with (`seed-demo`), named in the reader's language.
+# One an administrator adds later keeps the name it was given.
+SPECIALTY_NAMES = {
+    "cardiology": _l("Cardiology"),
+    "dermatology": _l("Dermatology"),
+    "emergency": _l("Emergency medicine"),
+    "infectious": _l("Infectious diseases"),
+    "internal": _l("Internal medicine"),
+    "neurology": _l("Neurology"),
+    "obstetrics": _l("Obstetrics and gynaecology"),
+    "orthopaedics": _l("Orthopaedics"),
+    "paediatrics": _l("Paediatrics"),
+    "psychiatry": _l("Psychiatry"),
+    "radiology": _l("Radiology"),
+    "surgery": _l("General surgery"),
+}
+
+
 class Specialty(Model):
     __tablename__ = "specialties"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     code: Mapped[str] = mapped_column(String(40), unique=True)
-    name: Mapped[str] = mapped_column(String(120))
+    stored_name: Mapped[str] = mapped_column("name", String(120))
+
+    # Every page that shows `specialty.name` shows it translated; queries still order and
+    # filter by the stored column.
+    @hybrid_property
+    def name(self) -> str:
+        """The specialty's name in the reader's language when it is a known one."""
+        label = SPECIALTY_NAMES.get(self.code)
+        return str(label) if label is not None else self.stored_name
+
+    @name.inplace.setter
+    def _name_setter(self, value: str) -> None:
+        self.stored_name = value
+
+    @name.inplace.expression
+    @classmethod
+    def _name_expression(cls) -> ColumnElement[str]:
+        return cls.stored_name.expression
 
     def __repr__(self) -> str:
         return f"<Specialty {self.code}>"

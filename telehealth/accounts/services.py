@@ -16,6 +16,7 @@ from telehealth.audit.services import record
 from telehealth.clinics.models import Clinic
 from telehealth.errors import InvalidInput
 from telehealth.extensions import db
+from telehealth.validation import check_language, check_timezone
 
 MIN_PASSWORD_LENGTH = 10
 
@@ -114,6 +115,11 @@ def create_user(
     if role != Role.CLINICIAN:
         clinic = None
     check_new_password(password)
+    # The same checks as the preferences form: seed data and imports cannot store a zone or a
+    # language the pages cannot use.
+    timezone = check_timezone(timezone)
+    if locale is not None:
+        locale = check_language(locale)
     user = User(
         email=email,
         name=name.strip(),

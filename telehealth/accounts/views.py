@@ -27,9 +27,10 @@ def login() -> Any:
     if form.validate_on_submit():
         email, ip = form.email.data or "", request.remote_addr or ""
         # Checked before the password, so a blocked account and an unknown one look the same.
-        if security.sign_in_blocked(email, ip):
+        wait = security.sign_in_wait_seconds(email, ip)
+        if wait:
             security.note_blocked(email)
-            return too_many_attempts()
+            return too_many_attempts(wait)
         user = services.authenticate(email, form.password.data or "")
         next_url = safe_next(request.args.get("next"))
         remember = bool(form.remember.data)
@@ -52,7 +53,10 @@ def logout() -> Response:
     services.sign_out(current_user)
     logout_user()
     flash(_("You are signed out."), "info")
-    return redirect(url_for("accounts.login"))
+    response = redirect(url_for("accounts.login"))
+    # A shared clinic computer: the next person must not find this one's photo previews.
+    response.headers["Clear-Site-Data"] = '"cache"'
+    return response
 
 
 @bp.route("/account/password", methods=["GET", "POST"])

@@ -54,6 +54,10 @@ class UserForm(FlaskForm):
 class UserEditForm(FlaskForm):
     role = SelectField(_l("Role"), choices=ROLE_CHOICES)
     clinic = SelectField(_l("Clinic (clinicians only)"), choices=[], validators=[Optional()])
+    # Here an administrator repairs a stored zone or language the pages could not use.
+    timezone = StringField(_l("Time zone"), validators=[Optional(), _valid_timezone])
+    locale = SelectField(_l("Interface language"),
+                         choices=[("", "—"), *LANGUAGE_NAMES.items()], validators=[Optional()])
     active = BooleanField(_l("Active (may sign in)"))
     submit = SubmitField(_l("Save"))
 

@@ -21,6 +21,7 @@ from telehealth.clinics import services as clinics
 from telehealth.clinics.models import Clinic
 from telehealth.errors import InvalidInput, NotFound
 from telehealth.extensions import db
+from telehealth.i18n.services import set_preferences
 from telehealth.notifications import outbox
 from telehealth.notifications.models import OutboxStatus
 from telehealth.pagination import page_size_from_request
@@ -88,6 +89,7 @@ def edit_user(user_id: int) -> Any:
     if not _is_post():
         form.role.data = user.role.value
         form.clinic.data = str(user.clinic_id or "")
+        form.locale.data = user.locale or ""
     if form.validate_on_submit():
         if user.id == current_user.id and (Role(form.role.data) != Role.ADMIN or
                                            not form.active.data):
@@ -96,6 +98,9 @@ def edit_user(user_id: int) -> Any:
         on_refusal(lambda: render_template("admin/user_edit.html", form=form, user=user))
         accounts.update_user(user, role=Role(form.role.data), active=bool(form.active.data),
                              clinic=_clinic_from(form.clinic.data))
+        if form.locale.data or form.timezone.data:
+            set_preferences(user, form.locale.data or user.locale or "",
+                            form.timezone.data or None)
         flash(_("Saved."), "success")
         return redirect(url_for("admin.users"))
     return render_template("admin/user_edit.html", form=form, user=user), \

@@ -9,6 +9,7 @@ from telehealth.audit.services import record
 from telehealth.clinics.models import Clinic
 from telehealth.errors import InvalidInput
 from telehealth.extensions import db
+from telehealth.validation import check_language, check_timezone
 
 
 def create_clinic(
@@ -22,8 +23,8 @@ def create_clinic(
         name=name,
         country=country.upper(),
         city=city.strip(),
-        timezone=timezone,
-        languages=",".join(languages),
+        timezone=check_timezone(timezone),
+        languages=",".join(check_language(code) for code in languages),
     )
     db.session.add(clinic)
     db.session.flush()

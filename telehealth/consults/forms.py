@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import secrets
+
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (
+    BooleanField,
+    HiddenField,
     IntegerField,
     MultipleFileField,
     RadioField,
@@ -14,7 +18,14 @@ from wtforms import (
     SubmitField,
     TextAreaField,
 )
-from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
+from wtforms.validators import (
+    DataRequired,
+    InputRequired,
+    Length,
+    NumberRange,
+    Optional,
+    Regexp,
+)
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from telehealth.consults.models import ConsultMode, Outcome, Sex, Urgency
@@ -44,7 +55,22 @@ OUTCOME_CHOICES = [
 ]
 # The close-out survey's yes/no questions; "" leaves a question unanswered.
 YES_NO_CHOICES = [("", "—"), ("yes", _l("Yes")), ("no", _l("No"))]
-AGE_BANDS = ["", "0-28d", "1-11m", "1-4y", "5-14y", "15-24y", "25-44y", "45-64y", "65+y"]
+# Stored codes and what the reader sees.
+AGE_BAND_LABELS = {
+    "0-28d": _l("0–28 days"),
+    "1-11m": _l("1–11 months"),
+    "1-4y": _l("1–4 years"),
+    "5-14y": _l("5–14 years"),
+    "15-24y": _l("15–24 years"),
+    "25-44y": _l("25–44 years"),
+    "45-64y": _l("45–64 years"),
+    "65+y": _l("65 years and over"),
+}
+
+
+def age_band_label(code: str | None) -> str:
+    """An age band in the reader's language (a code the app does not know: as stored)."""
+    return str(AGE_BAND_LABELS.get(code or "", code or ""))
 
 
 class MultiCheckboxField(SelectMultipleField):
@@ -60,7 +86,8 @@ class ConsultForm(FlaskForm):
         _l("Age in years"), validators=[Optional(), NumberRange(min=0, max=130)]
     )
     patient_age_band = SelectField(
-        _l("or age band"), choices=[(b, b or "—") for b in AGE_BANDS], validators=[Optional()]
+        _l("or age band"), choices=[("", "—"), *AGE_BAND_LABELS.items()],
+        validators=[Optional()]
     )
     patient_sex = SelectField(_l("Sex"), choices=SEX_CHOICES, validators=[InputRequired()])
     presenting_problem = TextAreaField(
@@ -85,6 +112,11 @@ class ConsultForm(FlaskForm):
         validators=[DataRequired(message=_l("Choose at least one language."))],
     )
     attachments = MultipleFileField(_l("Photos and documents (JPEG, PNG, PDF)"))
+    full_size = BooleanField(_l("Send photos at full size (slower; only when the detail matters)"))
+    # One key per form: the same submission sent again (a retry after a dropped connection)
+    # finds the consult it made instead of making a second one. The page keeps it in the draft.
+    submission_key = HiddenField(validators=[Optional(), Regexp(r"^[A-Za-z0-9_-]{16,64}$")],
+                                 default=lambda: secrets.token_urlsafe(24))
     save_draft = SubmitField(_l("Save as draft"))
     submit = SubmitField(_l("Send to specialists"))
 
@@ -115,6 +147,10 @@ class CloseForm(FlaskForm):
         validators=[Optional()],
     )
     submit = SubmitField(_l("Close the consult"))
+
+
+class CancelForm(FlaskForm):
+    reason = TextAreaField(_l("Why is it cancelled?"), validators=[Optional(), Length(max=2_000)])
 
 
 class ActionForm(FlaskForm):

@@ -110,6 +110,9 @@ class Consult(Model):
     accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
     answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    # The new-consult form's one-time key: the same submission sent again (a retry after a
+    # dropped connection) finds this consult instead of creating a second one.
+    submission_key: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
 
     clinic: Mapped[Clinic] = relationship()
     created_by: Mapped[User] = relationship(foreign_keys=[created_by_id])
@@ -149,6 +152,8 @@ class Attachment(Model):
     content_type: Mapped[str] = mapped_column(String(40))
     size: Mapped[int]
     sha256: Mapped[str] = mapped_column(String(64))
+    # A small JPEG made at upload (photos only): pages show it, the full image is on demand.
+    preview_name: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=clock.now)
 
     consult: Mapped[Consult] = relationship(back_populates="attachments")

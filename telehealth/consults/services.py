@@ -326,10 +326,25 @@ class Upload:
     filename: str
 
 
-def create_consult(author: User, data: ConsultInput, files: list[Upload], submit: bool) -> Consult:
-    """Create a consult for the author's clinic, with attachments; submit it if asked."""
+def consult_by_submission(author: User, key: str | None) -> Consult | None:
+    """The consult this clinic's form submission already made, if it was sent before."""
+    if not key:
+        return None
+    return db.session.scalar(select(Consult).where(Consult.submission_key == key,
+                                                   Consult.clinic_id == author.clinic_id))
+
+
+def create_consult(author: User, data: ConsultInput, files: list[Upload], submit: bool,
+                   submission_key: str | None = None) -> Consult:
+    """Create a consult for the author's clinic, with attachments; submit it if asked.
+
+    A submission sent again with the same key returns the consult it made the first time.
+    """
     if author.role != Role.CLINICIAN or author.clinic_id is None:
         raise PermissionDenied(_("Only a clinic's clinicians can request consults."))
+    earlier = consult_by_submission(author, submission_key)
+    if earlier is not None:
+        return earlier
     if not data.languages:
         raise InvalidInput(_("Choose at least one language your clinic can read."))
     # Check every file before anything is written, so one bad file saves nothing.
@@ -349,6 +364,7 @@ def create_consult(author: User, data: ConsultInput, files: list[Upload], submit
         urgency=data.urgency,
         mode=data.mode,
         languages=",".join(data.languages),
+        submission_key=submission_key or None,
     )
     db.session.add(consult)
     db.session.flush()
@@ -374,6 +390,8 @@ def add_attachment(
         content_type=checked.content_type,
         size=len(checked.data),
         sha256=digest,
+        preview_name=uploads.write_file(db.session(), checked.preview) if checked.preview
+        else None,
     )
     db.session.add(attachment)
     db.session.flush()

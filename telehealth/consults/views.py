@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 from flask import Blueprint, flash, jsonify, redirect, render_template, request, send_file, url_for
@@ -9,6 +10,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from werkzeug.wrappers import Response
 
 from telehealth import signals, uploads
@@ -16,12 +18,14 @@ from telehealth.accounts.models import Role, Specialty
 from telehealth.audit.services import record
 from telehealth.boundary import on_refusal
 from telehealth.consults import services
-from telehealth.consults.forms import CloseForm, ConsultForm
+from telehealth.consults.forms import CancelForm, CloseForm, ConsultForm, age_band_label
 from telehealth.consults.models import Consult, ConsultMode, ConsultStatus, Outcome, Sex, Urgency
 from telehealth.consults.pages import detail_context
 from telehealth.errors import InvalidInput, NotFound, PermissionDenied, Superseded
 from telehealth.extensions import db
 from telehealth.pagination import page_size_from_request
+from telehealth.security.headers import cache_privately
+from telehealth.validation import validated
 
 bp = Blueprint("consults", __name__, template_folder="templates")
 
@@ -35,6 +39,7 @@ def consult_labels() -> dict[str, Any]:
         "sex_label": services.sex_label,
         "urgency_label": services.urgency_label,
         "mode_label": services.mode_label,
+        "age_band_label": age_band_label,
     }
 
 
@@ -70,8 +75,16 @@ def new() -> Any:
         files = [services.Upload(f.stream, f.filename or "") for f in form.attachments.data or []
                  if f and f.filename]
         on_refusal(lambda: render_template("consults/new.html", form=form))
-        consult = services.create_consult(current_user, data, files,
-                                          submit=bool(form.submit.data))
+        key = form.submission_key.data or None
+        try:
+            consult = services.create_consult(current_user, data, files,
+                                              submit=bool(form.submit.data), submission_key=key)
+            db.session.flush()
+        except IntegrityError:  # the same submission, arriving twice at the same moment
+            db.session.rollback()
+            consult = services.consult_by_submission(current_user, key)  # type: ignore[assignment]
+            if consult is None:
+                raise
         if consult.status == ConsultStatus.DRAFT:
             flash(_("The consult is saved as a draft."), "success")
         else:
@@ -120,15 +133,13 @@ def _act(consult_id: int, action: str, payload: dict[str, Any]) -> Consult:
     elif action in added:
         added[action](consult, current_user)
     elif action == "cancel":
-        services.cancel_consult(consult, current_user, str(payload.get("reason", "")))
+        cancel = validated(CancelForm, payload)
+        services.cancel_consult(consult, current_user, cancel.reason.data or "")
     elif action == "close":
-        try:
-            outcome = Outcome(str(payload.get("outcome")))
-            rating = int(payload["rating"]) if payload.get("rating") not in (None, "") else None
-        except (ValueError, TypeError) as exc:
-            raise InvalidInput(_("Choose an outcome, and a rating from 1 to 5.")) from exc
-        services.close_consult(consult, current_user, outcome,
-                               str(payload.get("outcome_note", "")), rating,
+        form = validated(CloseForm, payload)  # the page's rules: choices, lengths
+        services.close_consult(consult, current_user, Outcome(form.outcome.data),
+                               form.outcome_note.data or "",
+                               int(form.rating.data) if form.rating.data else None,
                                _yes_no(payload, "referral_avoided"),
                                _yes_no(payload, "course_changed"))
     else:
@@ -191,6 +202,20 @@ def attachment(attachment_id: int) -> Response:
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Cache-Control"] = "private, no-store"
     return response
+
+
+@bp.route("/attachments/<int:attachment_id>/preview")
+@login_required
+def attachment_preview(attachment_id: int) -> Response:
+    """The small JPEG pages show. Patient images on shared clinic computers: the full image is
+    never kept by the browser (no-store); the preview may be, privately and for ten minutes, so
+    moving between pages does not fetch it again, and signing out clears the cache."""
+    item = services.get_visible_attachment(current_user, attachment_id)
+    if not item.is_image:
+        raise NotFound(_("This file has no preview."))
+    response = send_file(io.BytesIO(uploads.preview_of(item.stored_name, item.preview_name)),
+                         mimetype="image/jpeg", max_age=0)
+    return cache_privately(response, 600)
 
 
 # ---------------------------------------------------------------- JSON API

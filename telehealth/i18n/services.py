@@ -4,13 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from flask import current_app
-from flask_babel import gettext as _
-
 from telehealth.accounts.models import User
 from telehealth.audit.services import record
-from telehealth.errors import InvalidInput
-from telehealth.i18n.formatting import is_timezone
+from telehealth.validation import check_language, check_timezone  # noqa: F401  (re-exported)
 
 # Each language named in itself, for the switcher and the language fields of forms.
 LANGUAGE_NAMES = {
@@ -22,21 +18,6 @@ LANGUAGE_NAMES = {
     "sw": "Kiswahili",
 }
 RTL_LANGUAGES = {"ar"}
-
-
-def check_language(language: str) -> str:
-    if language not in current_app.config["LANGUAGES"]:
-        raise InvalidInput(_("This language is not available."))
-    return language
-
-
-def check_timezone(name: str) -> str:
-    """The IANA zone name, stripped; InvalidInput when there is no such zone."""
-    name = name.strip()
-    if not is_timezone(name):
-        raise InvalidInput(_("%(zone)s is not a known time zone (use e.g. Europe/Paris).",
-                             zone=name or "—"))
-    return name
 
 
 def set_preferences(user: User, language: str, timezone: str | None = None) -> None:

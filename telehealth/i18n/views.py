@@ -6,7 +6,16 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
@@ -54,7 +63,6 @@ def _path_of(url: str | None) -> str:
 @login_required
 def preferences() -> Any:
     form = PreferencesForm()
-    form.timezone.choices = formatting.timezone_choices(_reader_locale())
     if request.method == "GET":
         form.language.data = current_user.locale or _reader_locale()
         form.timezone.data = current_user.timezone
@@ -69,7 +77,19 @@ def preferences() -> Any:
 
 
 def _preferences_page(form: PreferencesForm) -> str:
-    return render_template("i18n/preferences.html", form=form, now_utc=clock.now())
+    zone = form.timezone.data or ""
+    place = formatting.zone_place(zone, _reader_locale()) if formatting.is_timezone(zone) \
+        else ""
+    return render_template("i18n/preferences.html", form=form, now_utc=clock.now(), place=place)
+
+
+@bp.route("/api/timezones")
+def search_timezones() -> Response:
+    """Time zones matching what was typed, with their place in the reader's language (public:
+    the sign-up page asks too)."""
+    query = request.args.get("q", "")[:64]
+    matches = formatting.search_timezones(query, _reader_locale())
+    return jsonify([{"zone": zone, "place": place} for zone, place in matches])
 
 
 @bp.app_context_processor

@@ -25,6 +25,7 @@ from telehealth.consults.models import TAKEABLE_STATUSES, Consult, ConsultStatus
 from telehealth.consults.services import (
     consult_summary,
     consult_url,
+    is_requesting_clinician,
     transition,
     urgency_label,
 )
@@ -265,6 +266,16 @@ def has_pending_offer(consult: Consult, specialist: User) -> bool:
     ) is not None
 
 
+def waiting_offers(consult: Consult) -> tuple[int, datetime | None]:
+    """How many specialists are asked now and until when the last may answer: what the
+    requesting clinic is told while it waits (never who they are)."""
+    count, deadline = db.session.execute(
+        select(func.count(Offer.id), func.max(Offer.expires_at)).where(
+            Offer.consult_id == consult.id, Offer.status == OfferStatus.PENDING)
+    ).one()
+    return int(count), deadline
+
+
 # ---------------------------------------------------------------- sweeping
 
 
@@ -476,7 +487,10 @@ def _offered_to(user: User) -> Any:
 
 
 def _consult_page(consult: Consult, user: User) -> dict[str, Any]:
-    return {"has_offer": user.role == Role.SPECIALIST and has_pending_offer(consult, user)}
+    # The requesting clinic sees, in general terms, whom its request waits for and until when.
+    waiting = waiting_offers(consult) if is_requesting_clinician(user, consult) else (0, None)
+    return {"has_offer": user.role == Role.SPECIALIST and has_pending_offer(consult, user),
+            "waiting": waiting}
 
 
 def _consult_actions(_sender: object) -> dict[str, Any]:

@@ -24,8 +24,10 @@ bp = Blueprint("notes", __name__, template_folder="templates")
 
 
 def _consult_page(consult: Consult, user: Any) -> dict[str, Any]:
-    return {"notes": services.notes_for(consult), "note_form": NoteForm(),
-            "amend_form": AmendForm()}
+    notes = services.notes_for(consult)
+    # Whether the assigned specialist wrote yet: the clinic's hint about closing.
+    return {"notes": notes, "note_form": NoteForm(), "amend_form": AmendForm(),
+            "specialist_wrote": any(note.author_id == consult.specialist_id for note in notes)}
 
 
 def connect_signals() -> None:

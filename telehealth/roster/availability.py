@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
 
 from flask_babel import gettext as _
 from sqlalchemy import delete
@@ -14,6 +13,7 @@ from telehealth.accounts.models import User
 from telehealth.audit.services import record
 from telehealth.errors import InvalidInput, NotFound, PermissionDenied
 from telehealth.extensions import db
+from telehealth.i18n import formatting
 from telehealth.roster.access import is_roster_manager
 from telehealth.roster.models import (
     AvailabilityWindow,
@@ -72,7 +72,7 @@ def add_leave(user: User, first_day: date, last_day: date, reason: str,
         raise PermissionDenied(_("You cannot change this profile."))
     if last_day < first_day:
         raise InvalidInput(_("The leave must end on or after its first day."))
-    zone = ZoneInfo(user.timezone)
+    zone = formatting.zone(user.timezone)  # a broken stored zone must not break the page
     leave = LeavePeriod(
         user_id=user.id,
         starts_at=datetime.combine(first_day, time(0), tzinfo=zone),

@@ -5,6 +5,8 @@ from __future__ import annotations
 from flask import current_app, g, request
 from werkzeug.wrappers import Response
 
+from telehealth.weight import is_static_endpoint
+
 # No 'unsafe-inline' anywhere: templates carry no inline script, handler or style attribute.
 BASE_POLICY: dict[str, list[str]] = {
     "default-src": ["'self'"],
@@ -35,6 +37,14 @@ def allow_for_this_page(directive: str, sources: list[str]) -> None:
     extra.setdefault(directive, []).extend(sources)
 
 
+def cache_privately(response: Response, seconds: int) -> Response:
+    """Let this one browser keep this response a short while (photo previews); never a shared
+    cache. Everything else that is not static stays no-store."""
+    g.cache_privately = True
+    response.headers["Cache-Control"] = f"private, max-age={seconds}"
+    return response
+
+
 def apply_security_headers(response: Response) -> Response:
     """after_request: headers that keep pages out of frames, caches and content sniffing."""
     headers = response.headers
@@ -49,7 +59,7 @@ def apply_security_headers(response: Response) -> Response:
     headers["Permissions-Policy"] = "camera=(self), microphone=(self), geolocation=()"
     if current_app.config["HSTS"]:
         headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
-    if request.endpoint != "static":
+    if not is_static_endpoint(request.endpoint) and not g.get("cache_privately"):
         # Pages and files may show patient data: never keep them in a shared or disk cache.
         headers["Cache-Control"] = "no-store"
         headers["Pragma"] = "no-cache"

@@ -20,3 +20,6 @@ class SignInAttempt(Model):
     email: Mapped[str] = mapped_column(String(254), index=True)  # as typed, lower-cased
     ip: Mapped[str] = mapped_column(String(45), index=True)
     succeeded: Mapped[bool] = mapped_column(default=False)
+    # The known-device cookie's id when the attempt came with one (OWASP "device cookies"):
+    # failures from a known device count for that device only.
+    device: Mapped[str | None] = mapped_column(String(32))

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import pyotp
-from flask import current_app, session
+from flask import Response, after_this_request, current_app, request, session
 from flask_babel import gettext as _
 from flask_login import login_user
+from itsdangerous import BadData, URLSafeTimedSerializer
 from sqlalchemy import and_, delete, func, select, update
 
 from telehealth import clock, crypto
@@ -32,25 +35,103 @@ def _normalise(email: str) -> str:
     return email.strip().lower()[:254]
 
 
-def sign_in_blocked(email: str, ip: str) -> bool:
-    """Too many recent failures for this account (since its last success) or this address."""
+# OWASP's guidance against brute force without letting a stranger lock a person out:
+# failures slow the account down progressively (never a fixed lock), and a browser that signed
+# in to the account before (it holds a signed known-device cookie) is counted on its own, so
+# only failures made on that browser can slow it down.
+DEVICE_COOKIE = "th_known_device"
+DEVICE_COOKIE_DAYS = 180
+DEVICES_PER_COOKIE = 8  # a shared clinic computer serves several people
+FIRST_DELAY_SECONDS = 60
+PROGRESSION_HOURS = 24  # failures this recent (and since the last success) make the delay
+
+
+def _device_serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="known-device")
+
+
+def _account_digest(email: str) -> str:
+    # The cookie names accounts by a keyed digest: reading it tells nobody who signed in here.
+    key = str(current_app.config["SECRET_KEY"]).encode()
+    return hmac.new(key, _normalise(email).encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def _known_devices() -> dict[str, str]:
+    raw = request.cookies.get(DEVICE_COOKIE)
+    if not raw:
+        return {}
+    try:
+        devices = _device_serializer().loads(raw, max_age=DEVICE_COOKIE_DAYS * 86400)
+    except BadData:
+        return {}
+    return devices if isinstance(devices, dict) else {}
+
+
+def known_device(email: str) -> str | None:
+    """This browser's device id for the account, if it signed in to it before."""
+    device = _known_devices().get(_account_digest(email))
+    return device if isinstance(device, str) else None
+
+
+def remember_device(email: str) -> None:
+    """After a full sign-in: give this browser (or keep) its known-device cookie."""
+    devices = _known_devices()
+    digest = _account_digest(email)
+    devices.pop(digest, None)
+    devices[digest] = secrets.token_hex(8)  # a new id each time: old failures stay behind
+    while len(devices) > DEVICES_PER_COOKIE:
+        devices.pop(next(iter(devices)))
+    value = _device_serializer().dumps(devices)
+
+    @after_this_request
+    def set_cookie(response: Response) -> Response:
+        response.set_cookie(DEVICE_COOKIE, value, max_age=DEVICE_COOKIE_DAYS * 86400,
+                            httponly=True, samesite="Lax",
+                            secure=bool(current_app.config.get("SESSION_COOKIE_SECURE")))
+        return response
+
+
+def _progressive_wait(failures: list[datetime], now: datetime) -> int:
+    """Seconds still to wait: none for the first few failures, then 1, 2, 4… minutes after
+    the latest one, never more than the window."""
     config = current_app.config
-    since = clock.now() - timedelta(minutes=config["SIGN_IN_WINDOW_MINUTES"])
+    over = len(failures) - config["SIGN_IN_MAX_FAILURES_PER_ACCOUNT"]
+    if over < 0:
+        return 0
+    delay = min(FIRST_DELAY_SECONDS * 2 ** min(over, 20),
+                config["SIGN_IN_WINDOW_MINUTES"] * 60)
+    return max(0, int((max(failures) + timedelta(seconds=delay) - now).total_seconds()) + 1)
+
+
+def sign_in_wait_seconds(email: str, ip: str) -> int:
+    """0 when this attempt may go ahead, else the seconds to wait (Retry-After).
+
+    The account's failures from browsers it never signed in on delay each other; a known
+    device's failures delay only that device; an address trying many accounts is stopped
+    for the window.
+    """
+    config = current_app.config
+    now = clock.now()
     email = _normalise(email)
+    device = known_device(email)
     last_success: datetime | None = db.session.scalar(
         select(func.max(SignInAttempt.at)).where(SignInAttempt.email == email,
                                                  SignInAttempt.succeeded.is_(True))
     )
-    account_since = max(since, last_success) if last_success else since
-    failures = select(func.count(SignInAttempt.id)).where(SignInAttempt.succeeded.is_(False))
-    by_account = db.session.scalar(
-        failures.where(SignInAttempt.email == email, SignInAttempt.at > account_since)
-    ) or 0
+    since = now - timedelta(hours=PROGRESSION_HOURS)
+    failures = select(SignInAttempt.at).where(
+        SignInAttempt.succeeded.is_(False), SignInAttempt.email == email,
+        SignInAttempt.at > (max(since, last_success) if last_success else since),
+        SignInAttempt.device == device if device else SignInAttempt.device.is_(None))
+    wait = _progressive_wait(list(db.session.scalars(failures)), now)
+    window = now - timedelta(minutes=config["SIGN_IN_WINDOW_MINUTES"])
     by_address = db.session.scalar(
-        failures.where(SignInAttempt.ip == ip, SignInAttempt.at > since)
+        select(func.count(SignInAttempt.id)).where(
+            SignInAttempt.succeeded.is_(False), SignInAttempt.ip == ip, SignInAttempt.at > window)
     ) or 0
-    return (by_account >= config["SIGN_IN_MAX_FAILURES_PER_ACCOUNT"]
-            or by_address >= config["SIGN_IN_MAX_FAILURES_PER_ADDRESS"])
+    if by_address >= config["SIGN_IN_MAX_FAILURES_PER_ADDRESS"]:
+        wait = max(wait, retry_after_seconds())
+    return wait
 
 
 def note_attempt(email: str, ip: str, succeeded: bool) -> None:
@@ -62,7 +143,7 @@ def note_attempt(email: str, ip: str, succeeded: bool) -> None:
                timedelta(minutes=current_app.config["SIGN_IN_WINDOW_MINUTES"]))
     db.session.execute(delete(SignInAttempt).where(SignInAttempt.at < clock.now() - keep))
     db.session.add(SignInAttempt(at=clock.now(), email=_normalise(email), ip=ip[:45],
-                                 succeeded=succeeded))
+                                 succeeded=succeeded, device=known_device(email)))
 
 
 def note_blocked(email: str) -> None:
@@ -81,6 +162,7 @@ def complete_sign_in(user: User, ip: str, remember: bool = False) -> None:
     session.pop(PENDING_KEY, None)
     mark_active()
     note_attempt(user.email, ip, succeeded=True)
+    remember_device(user.email)
 
 
 # ---------------------------------------------------------------- second factor

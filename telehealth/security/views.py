@@ -42,7 +42,8 @@ def sign_in_code() -> Any:
     ip = request.remote_addr or ""
     form = CodeForm()
     if form.validate_on_submit():
-        if services.sign_in_blocked(user.email, ip):
+        wait = services.sign_in_wait_seconds(user.email, ip)
+        if wait:
             services.note_blocked(user.email)
             return too_many_attempts()
         if services.check_code(user, form.code.data or ""):

@@ -129,8 +129,9 @@ def test_bad_outcome_is_refused(client, auth, world, make_consult):
     consult = make_consult(world["clinician"])
     auth.login(world["clinician"])
     response = client.post(f"/api/consults/{consult.id}/close", json={"outcome": "cured?"})
-    assert response.status_code == 400
-    assert "Choose an outcome" in response.json["error"]
+    assert response.status_code == 422  # the close form's rules, as on the page
+    assert "Outcome" in response.json["error"]
+    assert "outcome" in response.json["fields"]
 
 
 def test_api_body_must_be_an_object(client, auth, world, make_consult):

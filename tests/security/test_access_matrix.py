@@ -86,6 +86,7 @@ RULES: dict[str, list[R]] = {
     "consults.close": [R("POST", "/consults/{consult}/close", CLINIC, "answered", CLOSE)],
     "consults.attachment": [R("GET", "/attachments/{attachment}", CASE_READERS),
                             R("GET", "/attachments/{note_attachment}", CASE_READERS)],
+    "consults.attachment_preview": [R("GET", "/attachments/{attachment}/preview", CASE_READERS)],
     "consults.api_list": [R("GET", "/api/consults", SIGNED_IN)],
     "consults.api_detail": [R("GET", "/api/consults/{consult}", CASE_READERS)],
     "consults.api_act": [R("POST", "/api/consults/{consult}/submit", CLINIC, "draft"),
@@ -105,6 +106,7 @@ RULES: dict[str, list[R]] = {
     "admin.outbox_list": [R("GET", "/admin/outbox", ADMIN)],
     "admin.outbox_retry": [R("POST", "/admin/outbox/999999/retry", ADMIN)],
     # Anyone may switch the interface language; signed in, it is saved to their own profile.
+    "i18n.search_timezones": [R("GET", "/api/timezones?q=kinsh", PUBLIC)],
     "i18n.switch_language": [R("POST", "/language", PUBLIC, data={"language": "fr", "next": "/"})],
     "i18n.preferences": [R("GET POST", "/account/preferences", SIGNED_IN,
                            data={"language": "fr", "timezone": "Europe/Paris"})],
