@@ -67,6 +67,10 @@ PAGES = [
     Page("consult page (clinician)", "clinician", "/consults/{consult}"),
     Page("specialist dashboard (busiest)", "specialist", "/"),
     Page("/api/consults (specialist)", "specialist", "/api/consults"),
+    Page("situation room", "coordinator", "/situation"),
+    Page("situation room, filtered", "coordinator", "/situation?period=30&specialty=s01"),
+    Page("/situation/api", "coordinator", "/situation/api"),
+    Page("/situation/demand.csv", "coordinator", "/situation/demand.csv"),
 ]
 TARGETS = {"growth": 1.5, "statements": 25, "bytes": 100 * 1024, "p99_ms": 300.0}
 
