@@ -77,7 +77,7 @@ def fill_roster(specialists: int, clinics: int, password_hash: str, seed: int = 
     rnd = random.Random(seed)
     now = now or clock.now()
     net = Network()
-    _insert(Specialty, [{"id": i, "code": f"spec{i:02d}", "name": f"Specialty {i:02d}"}
+    _insert(Specialty, [{"id": i, "code": f"spec{i:02d}", "stored_name": f"Specialty {i:02d}"}
                         for i in range(1, SPECIALTIES + 1)])
     _insert(Clinic, [{"id": i, "name": f"Clinic {i:03d}", "country": "CD",
                       "timezone": rnd.choice(ZONES),

@@ -77,7 +77,7 @@ def build(size: int, seed: int = 7) -> list[Consult]:
     """Fill an empty, migrated database with a roster of `size`; return consults to rank."""
     rnd = random.Random(seed)
     db.session.execute(insert(Specialty), [
-        {"code": f"s{i:02d}", "name": f"Specialty {i}"} for i in range(SPECIALTIES)])
+        {"code": f"s{i:02d}", "stored_name": f"Specialty {i}"} for i in range(SPECIALTIES)])
     db.session.execute(insert(Clinic), [{"name": "Bench clinic", "country": "CD",
                                          "timezone": "Africa/Lubumbashi", "languages": "fr,en"}])
     db.session.execute(insert(User), [{
