@@ -207,8 +207,9 @@ def list_consults(user: User, filters: ConsultFilters, cursor: str | None = None
 
 def filter_choices(user: User) -> dict[str, list[Any]]:
     """The specialties (and, for coordinators, clinics) a consult list can be filtered by."""
-    specialties = list(db.session.execute(select(Specialty.id, Specialty.name)
-                                          .order_by(Specialty.name, Specialty.id)))
+    # Names in the reader's language (the hybrid `name`), sorted as the reader reads them.
+    specialties = sorted(((s.id, s.name) for s in db.session.scalars(select(Specialty))),
+                         key=lambda choice: (choice[1].casefold(), choice[0]))
     clinics: list[Any] = []
     if user.role in (Role.COORDINATOR, Role.ADMIN):
         clinics = list(db.session.execute(select(Clinic.id, Clinic.name)

@@ -136,6 +136,11 @@ def _act(consult_id: int, action: str, payload: dict[str, Any]) -> Consult:
         cancel = validated(CancelForm, payload)
         services.cancel_consult(consult, current_user, cancel.reason.data or "")
     elif action == "close":
+        # JSON may answer the survey with true/false; the form's choices are yes/no.
+        payload = {**payload, **{key: {True: "yes", False: "no"}.get(value, value)
+                                 for key, value in payload.items()
+                                 if key in ("referral_avoided", "course_changed")
+                                 and isinstance(value, bool)}}
         form = validated(CloseForm, payload)  # the page's rules: choices, lengths
         services.close_consult(consult, current_user, Outcome(form.outcome.data),
                                form.outcome_note.data or "",

@@ -253,8 +253,8 @@ def _languages() -> Any:
 
 def specialty_names() -> dict[int, tuple[str, str]]:
     """Every specialty's (code, name) by id."""
-    return {r.id: (r.code, r.name) for r in db.session.execute(
-        select(Specialty.id, Specialty.code, Specialty.name))}
+    # The hybrid `name` is in the reader's language; a selected column would be the stored one.
+    return {s.id: (s.code, s.name) for s in db.session.scalars(select(Specialty))}
 
 
 def demand_counts(filters: Filters) -> dict[tuple[int, str], int]:

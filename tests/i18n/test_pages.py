@@ -155,7 +155,9 @@ def english_messages(language: str) -> list[str]:
             # The fixed words around a placeholder: "Consults of %(clinic)s" -> "Consults of"
             for part in re.split(r"%\(\w+\)[sd]|%[sd]", source):
                 part = part.strip(" .,:;·()")
-                if len(part) >= 4 and part[0].isalpha():
+                # A word the translation keeps ("minutes" in French) is not a leftover.
+                if len(part) >= 4 and part[0].isalpha() \
+                        and not any(part in string for string in strings if string):
                     found.append(part)
     return found
 

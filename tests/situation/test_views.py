@@ -137,4 +137,4 @@ def test_close_out_survey_by_form_and_api(app, world, make_consult, client):
     consult = answered()
     refused = clinic.post(f"/api/consults/{consult.id}/close",
                           json={"outcome": "referred", "course_changed": "maybe"})
-    assert refused.status_code == 400 and "yes or no" in refused.get_json()["error"]
+    assert refused.status_code == 422 and "course_changed" in refused.get_json()["fields"]
