@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 # Pages that change while they are open (offers arriving, lists emptying, notes coming in):
 # only these load the real-time client; every other page is complete as served.
-LIVE_PAGES = {"main.dashboard", "consults.detail"}
+LIVE_PAGES = {"main.dashboard", "consults.detail", "situation.index", "surveillance.index"}
 
 
 def select_locale() -> str | None:

@@ -35,7 +35,7 @@ def _sign_in(browser: Any, base: str, email: str) -> Any:
 def test_french_clinician_and_english_specialist(live_server, browser, make_clinic,
                                                  make_user, make_specialty):
     base = live_server
-    make_specialty("infectious", "Infectious diseases")
+    infectious = make_specialty("infectious", "Infectious diseases")
     clinic = make_clinic("Centre de santé Goma", languages=("fr", "en"))
     clinician = make_user(Role.CLINICIAN, clinic=clinic, name="Marie Kabila", locale="fr",
                           timezone="Africa/Kinshasa", languages=("fr", "en"))
@@ -54,7 +54,9 @@ def test_french_clinician_and_english_specialist(live_server, browser, make_clin
     marie.select_option("#patient_sex", "male")
     marie.fill("#presenting_problem", "Fièvre et éruption cutanée depuis cinq jours.")
     marie.fill("#question", "Rougeole ou autre chose ?")
-    marie.select_option("#specialty", label="Infectious diseases")
+    # A known specialty is named in the reader's language.
+    marie.select_option("#specialty", label="Maladies infectieuses")
+    assert infectious.code == "infectious"
     marie.click("#submit")
     marie.wait_for_selector("#status")
     consult_url = marie.url
