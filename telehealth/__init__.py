@@ -16,6 +16,12 @@ def create_app(config: dict[str, Any] | None = None) -> TelehealthFlask:
         app.config.update(config)
     if not app.config["SECRET_KEY"]:
         app.config["SECRET_KEY"] = persistent_secret_key()
+    uri = str(app.config.get("SQLALCHEMY_DATABASE_URI") or "")
+    if uri in ("sqlite://", "sqlite:///:memory:"):
+        # An in-memory database is one connection (StaticPool): no pool to size.
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {
+            key: value for key, value in app.config["SQLALCHEMY_ENGINE_OPTIONS"].items()
+            if key not in ("pool_size", "max_overflow", "pool_timeout")}
 
     from telehealth import models, realtime, web  # noqa: F401  (models: every table)
 

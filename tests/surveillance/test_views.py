@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from flask_babel import force_locale
+from flask_babel import gettext as _
 from sqlalchemy import func, select
 
 from telehealth import clock
@@ -69,7 +71,9 @@ def test_alert_workflow_pages_refuse_bad_steps(app, surv, coded) -> None:
     db.session.expire_all()
     assert db.session.get(Alert, alert.id).stage == AlertStage.CHARACTERISATION
     page = officer.get(f"/surveillance/alerts/{alert.id}").get_data(as_text=True)
-    assert "Cas confirmé." in page and "High risk" in page
+    with force_locale(surv["officer"].locale or "en"):  # the officer's language
+        high_risk = str(_("High risk"))
+    assert "Cas confirmé." in page and high_risk in page
 
 
 def test_an_alert_past_its_verification_deadline_shows_overdue(app, surv, coded) -> None:
@@ -80,4 +84,6 @@ def test_an_alert_past_its_verification_deadline_shows_overdue(app, surv, coded)
     assert "overdue" not in officer.get("/surveillance").get_data(as_text=True)
     clock.freeze(clock.now() + timedelta(hours=25))
     officer = client_for(app, surv["officer"])  # signed in afresh: a day idle signs one out
-    assert "overdue since" in officer.get("/surveillance").get_data(as_text=True)
+    with force_locale(surv["officer"].locale or "en"):
+        overdue = str(_("overdue since %(time)s", time="")).strip()
+    assert overdue in officer.get("/surveillance").get_data(as_text=True)
