@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template, request
+from typing import Any
+
+from flask import Blueprint, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from telehealth.accounts.models import Role
@@ -28,7 +30,10 @@ bp.add_app_template_global(page_url)
 
 @bp.route("/")
 @login_required
-def dashboard() -> str:
+def dashboard() -> Any:
+    if current_user.role == Role.SURVEILLANCE_OFFICER:
+        # An officer's home is the surveillance room: consults are not theirs to read.
+        return redirect(url_for("surveillance.index"))
     filters = parse_consult_filters(request.args)
     size = page_size_from_request()
     page = list_consults(current_user, filters, request.args.get("cursor"), size)
