@@ -385,7 +385,8 @@ def sign_in(page: Any, base_url: str, email: str, password: str = PASSWORD) -> N
     page.fill("input[name=email]", email)
     page.fill("input[name=password]", password)
     page.click("main #submit")
-    page.wait_for_url(f"{base_url}/")
+    # Home is the dashboard, or the role's own room (a surveillance officer's is /surveillance).
+    page.wait_for_url(lambda url: url in (f"{base_url}/", f"{base_url}/surveillance"))
 
 
 def screenshot(page: Any, name: str) -> Path:

@@ -148,7 +148,9 @@ def test_rejoining_alone_succeeds_every_time_and_leaks_no_descriptor(
             and time.monotonic() < deadline:
         time.sleep(0.2)
     assert hub.engine.stats() == {"rooms": 0, "peer_connections": 0}
-    assert open_fds() <= start, (open_fds(), start)
+    # A leaking connection would add descriptors at each of the 40 rejoins; the database
+    # pool may open one or two more connections for the server's threads meanwhile.
+    assert open_fds() <= start + 2, (open_fds(), start)
     rows = participations(call_consult.id)
     assert len(rows) == 41 and all(r.left_at is not None for r in rows)
 
