@@ -330,7 +330,7 @@ def test_browsers_on_two_nodes_meet_on_the_one_holding_the_call(
         pages[1].fill("#chat-input", "Hello from node 2's page")
         pages[1].click("#chat-form button")
         pages[0].wait_for_selector("#chat-log li:has-text(\"Hello from node 2's page\")",
-                                   timeout=10_000)
+                                   timeout=30_000)
     finally:
         for page in pages:
             page.click("#leave")

@@ -20,9 +20,13 @@ WARM_LIMIT = 8 * 1024
 PHONE = {"width": 375, "height": 667}
 
 
+CALL_TRAFFIC = ("/socket.io/", "/call/where", "/api/session/alive")
+
+
 class Meter:
     """Bytes a page transferred, counted by Chromium. A call page's signaling (Socket.IO
-    long-polling) is the call's traffic, not the page's, and is left out."""
+    long-polling, asking where the call lives, keeping the session alive) is the call's
+    traffic, not the page's, and is left out."""
 
     def __init__(self, context: Any, page: Any) -> None:
         self.cdp = context.new_cdp_session(page)
@@ -36,7 +40,8 @@ class Meter:
         self.urls[event["requestId"]] = event["request"]["url"]
 
     def _finished(self, event: dict[str, Any]) -> None:
-        if "/socket.io/" not in self.urls.get(event["requestId"], ""):
+        url = self.urls.get(event["requestId"], "")
+        if not any(part in url for part in CALL_TRAFFIC):
             self.bytes += int(event.get("encodedDataLength", 0))
 
     def measure(self, load: Any) -> int:
