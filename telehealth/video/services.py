@@ -15,10 +15,10 @@ from telehealth import clock
 from telehealth.accounts.models import Role, User
 from telehealth.audit.services import record
 from telehealth.consults.models import Consult, ConsultStatus
+from telehealth.consults.services import consult_url
 from telehealth.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from telehealth.extensions import db
 from telehealth.i18n.formatting import local_call_time
-from telehealth.matching.services import consult_url
 from telehealth.notifications.services import in_language_of, notify
 from telehealth.video.models import (
     PROPOSAL_TRANSITIONS,
