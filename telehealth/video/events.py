@@ -6,6 +6,7 @@ may be in that consult's call, and asks the hub (hub.py) and its media engine to
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from flask import Flask, session
@@ -13,7 +14,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from flask_socketio import Namespace, emit, join_room, leave_room
 
-from telehealth import clock
+from telehealth import clock, transaction
 from telehealth.errors import InvalidInput
 from telehealth.extensions import socketio
 from telehealth.security.sessions import socket_session_alive, user_room
@@ -166,10 +167,12 @@ class CallNamespace(Namespace):
     def on_chat(self, data: dict[str, Any]) -> None:
         caller = _joined_caller(self.hub, data)
         message = services.add_chat(caller, data["body"])
-        emit("chat", {"id": message.id, "author": message.author_name,
-                      "from": caller.participant_id, "body": message.body,
-                      "at": message.created_at.isoformat()},
-             to=socket_room(caller.consult_id))
+        # Shown only once it is stored: a line the others saw is a line the record keeps.
+        transaction.after_commit(functools.partial(
+            emit, "chat", {"id": message.id, "author": message.author_name,
+                           "from": caller.participant_id, "body": message.body,
+                           "at": message.created_at.isoformat()},
+            to=socket_room(caller.consult_id)))
 
 
 def init_app(app: Flask) -> None:
