@@ -81,6 +81,17 @@ class EngineCallbacks(Protocol):
         """The participant should now send within this profile (its page sets its encoder)."""
 
 
+@dataclass(frozen=True)
+class ConferencePlan:
+    """A room run as a conference (see `VideoEngine.open_conference`): up to
+    `max_participants`; each receiver gets the video of the active speaker and the most
+    recent speakers (`last_n` in all) and the audio of the `audio_speakers` loudest."""
+
+    last_n: int = 4
+    audio_speakers: int = 3
+    max_participants: int = 50
+
+
 class NoCallbacks:
     def on_connection_state(self, room_id: str, participant_id: str, state: str) -> None:
         pass
@@ -113,6 +124,7 @@ class Participant:
     feeds: dict[str, Feed] = field(default_factory=dict)  # kind -> what they send us
     send_limit: Profile | None = None  # what they were last asked to send within
     closed: bool = False
+    muted: bool = False  # by a moderator: their audio is not forwarded
 
     def slot_for(self, other_id: str) -> Slot | None:
         return next((s for s in self.slots if s.holder == other_id), None)
@@ -218,6 +230,10 @@ class VideoEngine:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._shutdown_hooks: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        # Rooms whose ids start with a prefix report to that prefix's callbacks (conference
+        # rooms to the conference hub, consult calls to the call hub).
+        self._routes: dict[str, EngineCallbacks] = {}
+        self.plans: dict[str, ConferencePlan] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -277,10 +293,21 @@ class VideoEngine:
         assert self._loop is not None
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(CALL_TIMEOUT)
 
-    def _notify(self, func: Callable[..., None], *args: Any) -> None:
+    def route(self, prefix: str, callbacks: EngineCallbacks) -> None:
+        """Send the callbacks of rooms whose id starts with `prefix` to `callbacks`."""
+        self._routes[prefix] = callbacks
+
+    def callbacks_for(self, room_id: str) -> EngineCallbacks:
+        for prefix, callbacks in self._routes.items():
+            if room_id.startswith(prefix):
+                return callbacks
+        return self.callbacks
+
+    def _notify(self, name: str, room_id: str, *args: Any) -> None:
         # Callbacks may touch the database or the network: never on the media loop.
         assert self._loop is not None
-        future = self._loop.run_in_executor(None, func, *args)
+        func: Callable[..., None] = getattr(self.callbacks_for(room_id), name)
+        future = self._loop.run_in_executor(None, func, room_id, *args)
         future.add_done_callback(self._log_callback_error)
 
     @staticmethod
@@ -329,6 +356,19 @@ class VideoEngine:
     def participants(self, room_id: str) -> list[str]:
         """Ids of the participants in a room, in joining order."""
         return self._call(self._participants(room_id))
+
+    def open_conference(self, room_id: str, plan: ConferencePlan) -> None:
+        """Run `room_id` as a conference room from its next join on (idempotent)."""
+        self.plans[room_id] = plan
+
+    def close_conference(self, room_id: str) -> None:
+        """Forget a conference room's plan (after its last participant left)."""
+        self.plans.pop(room_id, None)
+
+    def set_muted(self, room_id: str, participant_id: str, muted: bool) -> None:
+        """A moderator's mute: the server stops (or resumes) forwarding this participant's
+        audio to everyone, whatever their page sends."""
+        self._call(self._set_muted(room_id, participant_id, muted))
 
     def stats(self) -> dict[str, int]:
         """Rooms and peer connections currently open in this process."""
@@ -383,7 +423,7 @@ class VideoEngine:
         def on_track(track: Any) -> None:
             logger.info("%s: receiving %s", label, track.kind)
             feeds[track.kind].start(track)
-            self._notify(self.callbacks.on_room_changed, room_id)
+            self._notify("on_room_changed", room_id)
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
@@ -391,7 +431,7 @@ class VideoEngine:
             logger.info("%s: connection %s", label, state)
             if participant.closed:
                 return
-            self._notify(self.callbacks.on_connection_state, room_id, participant_id, state)
+            self._notify("on_connection_state", room_id, participant_id, state)
             if state == "failed":
                 await self._remove(room, participant_id, notify=True)
 
@@ -442,7 +482,7 @@ class VideoEngine:
                 first = participant.send_limit is None
                 participant.send_limit = limit
                 if not first:  # the first one travels in the offer
-                    self._notify(self.callbacks.on_send_limit, room.id, participant.id,
+                    self._notify("on_send_limit", room.id, participant.id,
                                  limit.name)
 
     async def _answer(self, room_id: str, participant_id: str, sdp: str) -> None:
@@ -503,8 +543,8 @@ class VideoEngine:
         else:
             self._update_limits(room)
         if notify:
-            self._notify(self.callbacks.on_connection_state, room.id, participant_id, "closed")
-            self._notify(self.callbacks.on_room_changed, room.id)
+            self._notify("on_connection_state", room.id, participant_id, "closed")
+            self._notify("on_room_changed", room.id)
 
     async def _set_profile(self, room_id: str, participant_id: str, profile: Profile) -> None:
         participant = self._participant(room_id, participant_id)
@@ -545,6 +585,10 @@ class VideoEngine:
     async def _participants(self, room_id: str) -> list[str]:
         room = self.rooms.get(room_id)
         return list(room.participants) if room else []
+
+    async def _set_muted(self, room_id: str, participant_id: str, muted: bool) -> None:
+        participant = self._participant(room_id, participant_id)
+        participant.muted = muted  # the conference media plan stops forwarding it
 
     async def _stats(self) -> dict[str, int]:
         rooms = self.rooms.all()
