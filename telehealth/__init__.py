@@ -70,6 +70,7 @@ def create_app(config: dict[str, Any] | None = None) -> TelehealthFlask:
 
     matching_listens()  # offers submitted consults, re-offers after roster changes
     notes_listen()  # the consult page shows the notes
+    situation_events.connect_signals()  # the room refreshes when a consult's status changes
 
     video_events.init_app(app)
 

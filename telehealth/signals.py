@@ -27,6 +27,11 @@ A roster change may make a specialist eligible for consults (approved, profile, 
 leave, credential); sender: the user id, `reason`: why. Matching re-offers what waits.
 """)
 
+consult_status_changed = _signals.signal("consult-status-changed", doc="""
+A consult moved from one status to another (flushed, not yet committed); sender: the
+consult, `old` and `new`: the statuses. The situation room refreshes its figures.
+""")
+
 consult_visibility = _signals.signal("consult-visibility", doc="""
 Return an SQL condition on Consult under which `user` may also read a consult (besides
 what consults itself grants); sender: the user. Matching adds "offered to you".

@@ -260,6 +260,7 @@ def transition(consult: Consult, to: ConsultStatus, **values: Any) -> None:
                          status=status_label(consult.status)))
     db.session.refresh(consult)
     record("consult.status", consult_id=consult.id, obj=consult, old=current.value, new=to.value)
+    signals.consult_status_changed.send(consult, old=current, new=to)
 
 
 def status_label(status: ConsultStatus) -> str:

@@ -41,7 +41,7 @@ from telehealth.roster.models import SpecialistProfile
 
 __all__ = [
     "Candidate", "ConsultTaken", "accept_consult", "advance_consult", "advance_stalled",
-    "answer_by", "assign_consult", "connect_signals", "consult_url", "decline_consult",
+    "answer_by", "assign_consult", "connect_signals", "decline_consult",
     "escalated_consult_ids", "escalated_count", "escalation_queue", "expire_due_offers",
     "has_pending_offer", "lost_race", "offer_consult", "pending_offers_for",
     "pending_offers_page", "rank_specialists", "reoffer_candidates", "reoffer_for_specialist",

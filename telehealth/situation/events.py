@@ -1,13 +1,10 @@
 """Live figures: the room's pages listen on /situation and re-fetch when a consult changes.
 
-The hook is one listener on the ORM: every change of a consult's status is an ORM UPDATE of
-`consults` issued by `consults.services.transition()` (the state machine's only door), so a
-session that ran one is marked, and after it commits, one small "situation.changed" event
-(no data: the page fetches its own figures, under its own filters and access check) goes
-to the room's listeners. Nothing is sent for a rolled-back change, and the consult and
-matching packages need not know the room exists. When named signals arrive
-(telehealth/signals.py), `mark_changed` is the function to connect to a status-changed signal
-instead.
+The hook is the `consult_status_changed` signal, sent by `consults.services.transition()`
+(the state machine's only door): the transaction that changed a status is marked, and after
+it commits, one small "situation.changed" event (no data: the page fetches its own figures,
+under its own filters and access check) goes to the room's listeners. Nothing is sent for a
+rolled-back change, and the consult and matching packages need not know the room exists.
 """
 
 from __future__ import annotations
@@ -18,10 +15,8 @@ from typing import Any
 from flask import has_app_context
 from flask_login import current_user
 from flask_socketio import join_room
-from sqlalchemy import event
-from sqlalchemy.orm import Session
 
-from telehealth import transaction
+from telehealth import signals, transaction
 from telehealth.accounts.models import Role
 from telehealth.consults.models import Consult
 from telehealth.extensions import socketio
@@ -45,16 +40,15 @@ def connect(auth: object = None) -> bool:
     return True
 
 
-def mark_changed(session: Session) -> None:
-    """Note that this transaction changed what the room shows: announce it after commit."""
-    transaction.after_commit(_announce, session, key=_CHANGED)
+def mark_changed(_consult: Consult | None = None, **_changes: Any) -> None:
+    """Note that this transaction changed what the room shows: announce it after commit
+    (once per transaction, however many consults it moved)."""
+    transaction.after_commit(_announce, key=_CHANGED)
 
 
-@event.listens_for(Session, "do_orm_execute")
-def _watch_consult_updates(state: Any) -> None:
-    if state.is_update and state.bind_mapper is not None \
-            and state.bind_mapper.class_ is Consult:
-        mark_changed(state.session)
+def connect_signals() -> None:
+    """The room listens to consults' status changes."""
+    signals.consult_status_changed.connect(mark_changed)
 
 
 def _announce() -> None:
