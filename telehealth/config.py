@@ -171,3 +171,6 @@ class Config:
     # How often the detectors look at every series again (a job; 0 leaves it to cron).
     SURVEILLANCE_DETECT_SECONDS = float(
         os.environ.get("TELEHEALTH_SURVEILLANCE_DETECT_SECONDS", "3600"))
+    # How often conference reminders are looked for (a job; each session is reminded once,
+    # a day ahead; 0 leaves it to cron: `flask jobs run conference_reminders`).
+    CONFERENCE_REMINDER_SECONDS = _env_int("TELEHEALTH_CONFERENCE_REMINDER_SECONDS", 900)

@@ -24,6 +24,7 @@ from werkzeug.wrappers import Response
 
 from telehealth import uploads
 from telehealth.accounts.models import Role, User
+from telehealth.boundary import committed
 from telehealth.clinics.models import Clinic
 from telehealth.conferences import services
 from telehealth.conferences.forms import CaseForm, SeriesForm
@@ -269,6 +270,7 @@ def meeting_time(value: datetime) -> str:
 
 
 @bp.cli.command("remind")
+@committed
 def remind_command() -> None:
     """Remind every member of the sessions starting within a day (run it from cron hourly)."""
     sent = services.send_reminders()

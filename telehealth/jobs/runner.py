@@ -33,7 +33,8 @@ def periodic_jobs(app: Flask) -> dict[str, float]:
     """Job name -> seconds between runs (a zero interval leaves the job to cron)."""
     every = {"deliver_outbox": float(app.config["OUTBOX_POLL_SECONDS"]),
              "sweep": float(app.config["SWEEPER_INTERVAL_SECONDS"]),
-             "surveillance_detect": float(app.config["SURVEILLANCE_DETECT_SECONDS"])}
+             "surveillance_detect": float(app.config["SURVEILLANCE_DETECT_SECONDS"]),
+             "conference_reminders": float(app.config["CONFERENCE_REMINDER_SECONDS"])}
     return {name: seconds for name, seconds in every.items() if seconds > 0}
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from flask import Flask
 
+from telehealth.conferences.services import send_reminders
 from telehealth.extensions import db
 from telehealth.matching.sweeper import sweep_once
 from telehealth.notifications.outbox import deliver_due
@@ -48,12 +49,20 @@ def surveillance_detect() -> int:
     return len(opened)
 
 
+def conference_reminders() -> int:
+    """Remind the members of every conference session that starts within a day, once."""
+    sent = send_reminders()
+    db.session.commit()
+    return sent
+
+
 #: Every job by name; Celery registers each as `telehealth.<name>`.
 TASKS: dict[str, Callable[..., Any]] = {
     "deliver_outbox": deliver_outbox,
     "sweep": sweep,
     "machine_translate": machine_translate,
     "surveillance_detect": surveillance_detect,
+    "conference_reminders": conference_reminders,
 }
 
 
