@@ -16,6 +16,9 @@ line by line, so that ``tests/surveillance/test_oracle.py`` can hold them to R's
   Quality Improvement", ch. 5; Höhle & Paul (2008), Comput. Stat. Data Anal. 52(9).
 - Fixed thresholds (WHO EWARS "alert thresholds"): a case count at or above a number (one case
   of AFP or VHF), or a count at least double the mean of the previous three weeks.
+- Count-aware threshold for rare syndromes: the negative binomial upper quantile of the
+  series' own past (Noufaily et al. 2013's threshold without the GLM), never under a minimum
+  count; bench/surveillance.py shows where it, and any rule, can find a doubling.
 """
 
 from __future__ import annotations

@@ -679,8 +679,8 @@ def _notify_overdue(alert: Alert) -> None:
                  area=area.name)
 
     def body() -> str:
-        return _("The %(stage)s of alert %(ref)s (%(syndrome)s in %(area)s) is past its "
-                 "deadline and nobody has moved it on. Look at it now: %(url)s",
+        return _("Alert %(ref)s (%(syndrome)s in %(area)s) is still at the stage "
+                 "“%(stage)s” after its deadline. Look at it now: %(url)s",
                  stage=str(stage), ref=alert.reference, syndrome=syndrome_label(syndrome),
                  area=area.name, url=alert_url(alert))
 
