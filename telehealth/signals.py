@@ -59,6 +59,22 @@ Return a ServiceError that explains why `user` no longer sees a consult, or None
 the consult id, `action`: what they tried. Matching tells a race loser it was taken.
 """)
 
+consult_coded = _signals.signal("consult-coded", doc="""
+A consult's ICD-10 codes changed (one added or removed, not yet committed); sender: the
+consult, `code`: the code. Surveillance asks for detection on the syndromes it counts in.
+""")
+
+outbreak_detection_wanted = _signals.signal("outbreak-detection-wanted", doc="""
+Counts changed and are committed: the series of `syndrome_id` in `area_id` (and the areas
+above it) should be judged again soon; sender: None. The job engine runs surveillance_detect.
+""")
+
+deadlines_due = _signals.signal("deadlines-due", doc="""
+Return how many overdue items a feature escalated; sender: None. The offer sweeper sends it
+on every run (committing after each receiver), so other features' deadline clocks (an
+alert's verification) run on the same SLA machinery as offers, in every process that sweeps.
+""")
+
 
 def values_from(signal: Any, sender: Any = None, **kwargs: Any) -> list[Any]:
     """The non-None values every receiver of `signal` returned, in connection order."""

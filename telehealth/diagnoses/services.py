@@ -11,6 +11,7 @@ from types import ModuleType
 from flask_babel import gettext as _
 from sqlalchemy import select
 
+from telehealth import signals
 from telehealth.accounts.models import Role, User
 from telehealth.audit.services import record
 from telehealth.consults.models import Consult, ConsultStatus
@@ -109,6 +110,7 @@ def add_diagnosis(consult: Consult, user: User, code: str) -> ConsultDiagnosis:
     db.session.add(diagnosis)
     db.session.flush()
     record("consult.diagnosis_added", consult_id=consult.id, obj=diagnosis, code=found.code)
+    signals.consult_coded.send(consult, code=found.code)
     return diagnosis
 
 
@@ -120,3 +122,4 @@ def remove_diagnosis(consult: Consult, user: User, diagnosis_id: int) -> None:
         raise NotFound(_("No such diagnosis on this consult."))
     db.session.delete(diagnosis)
     record("consult.diagnosis_removed", consult_id=consult.id, code=diagnosis.code)
+    signals.consult_coded.send(consult, code=diagnosis.code)

@@ -102,6 +102,10 @@ def _translate_soon(note_id: int, user_id: int, language: str, **_: Any) -> None
     enqueue("machine_translate", note_id, user_id, language)
 
 
+def _detect_soon(_sender: Any = None, *, area_id: int, syndrome_id: int, **_: Any) -> None:
+    enqueue("surveillance_detect", area_id, syndrome_id)
+
+
 def init_app(app: Flask) -> None:
     """Bind the job engine; start the in-process runner when this app runs its own jobs."""
     if app.config.get("JOBS_BROKER_URL"):
@@ -110,6 +114,7 @@ def init_app(app: Flask) -> None:
         runner(app).start()
     outbox_committed.connect(_deliver_soon)
     signals.machine_translation_requested.connect(_translate_soon)
+    signals.outbreak_detection_wanted.connect(_detect_soon)
 
     @app.cli.group("jobs")
     def jobs_group() -> None:

@@ -16,7 +16,7 @@ from telehealth.conferences.services import send_reminders
 from telehealth.extensions import db
 from telehealth.matching.sweeper import sweep_once
 from telehealth.notifications.outbox import deliver_due
-from telehealth.surveillance.services import run_detection
+from telehealth.surveillance.services import detection_starting, run_detection
 from telehealth.translation.services import store_machine_translation
 
 logger = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ def sweep() -> dict[str, int]:
     """Expire unanswered offers, move stalled consults on, re-offer escalated ones."""
     result = sweep_once()
     return {"expired": result.expired, "advanced": result.advanced,
-            "reoffered": result.reoffered}
+            "reoffered": result.reoffered, "escalated": result.escalated}
 
 
 def machine_translate(note_id: int, user_id: int, language: str) -> int | None:
@@ -42,9 +42,12 @@ def machine_translate(note_id: int, user_id: int, language: str) -> int | None:
     return translation_id
 
 
-def surveillance_detect() -> int:
-    """Run every outbreak detector on every series; open and announce new alerts."""
-    opened = run_detection()
+def surveillance_detect(area_id: int | None = None, syndrome_id: int | None = None) -> int:
+    """Run the outbreak detectors (on one syndrome of one area and the areas above it when
+    given: what just changed; else on every series); open and announce new alerts."""
+    if area_id is not None and syndrome_id is not None:
+        detection_starting(area_id, syndrome_id)
+    opened = run_detection(area_id=area_id, syndrome_id=syndrome_id)
     db.session.commit()
     return len(opened)
 

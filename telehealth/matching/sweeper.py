@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import click
 from flask import Flask
 
+from telehealth import signals
 from telehealth.extensions import db, socketio
 from telehealth.matching import services
 
@@ -26,6 +27,7 @@ class SweepResult:
     expired: int = 0
     advanced: int = 0
     reoffered: int = 0
+    escalated: int = 0  # other features' overdue items (signals.deadlines_due)
 
 
 def sweep_once(batch: int = 200) -> SweepResult:
@@ -56,7 +58,22 @@ def sweep_once(batch: int = 200) -> SweepResult:
     result.reoffered = _in_batches(escalated, batch,
                                    services.reoffer_candidates, services.reoffer_if_candidate,
                                    "offered again")
+    result.escalated = _other_deadlines()
     return result
+
+
+def _other_deadlines() -> int:
+    """Other features' deadline clocks (an alert's verification) on this same sweep: each
+    receiver in a transaction of its own, one failing logged and the others still run."""
+    done = 0
+    for receiver in signals.deadlines_due.receivers_for(None):
+        try:
+            done += int(receiver(None) or 0)
+            db.session.commit()
+        except Exception:
+            db.session.rollback()
+            logger.exception("sweeper: %r failed", receiver)
+    return done
 
 
 def _in_batches(consult_ids: list[int], batch: int, step_many: Callable[[list[int]], int],

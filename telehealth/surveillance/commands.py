@@ -7,7 +7,11 @@ from flask import Flask
 from flask.cli import AppGroup
 
 from telehealth.boundary import unit_of_work
-from telehealth.surveillance.services import ensure_default_syndromes, run_detection
+from telehealth.surveillance.services import (
+    connect_signals,
+    ensure_default_syndromes,
+    run_detection,
+)
 
 group = AppGroup("surveillance", help="Syndromic surveillance.")
 
@@ -29,4 +33,6 @@ def syndromes_command() -> None:
 
 
 def init_app(app: Flask) -> None:
+    """The CLI group, and surveillance's signal receivers (blinker's are process-wide)."""
     app.cli.add_command(group)
+    connect_signals()

@@ -16,6 +16,9 @@ line by line, so that ``tests/surveillance/test_oracle.py`` can hold them to R's
   Quality Improvement", ch. 5; Höhle & Paul (2008), Comput. Stat. Data Anal. 52(9).
 - Fixed thresholds (WHO EWARS "alert thresholds"): a case count at or above a number (one case
   of AFP or VHF), or a count at least double the mean of the previous three weeks.
+- Count-aware threshold for rare syndromes: the negative binomial upper quantile of the
+  series' own past (Noufaily et al. 2013's threshold without the GLM), never under a minimum
+  count; bench/surveillance.py shows where it, and any rule, can find a doubling.
 """
 
 from __future__ import annotations
@@ -422,7 +425,62 @@ def nb_cusum(observed: object, baseline_weeks: int = 26, shift: float = 2.0,
     return out
 
 
-DETECTORS = ("fixed", "double_mean", "ears_c1", "ears_c2", "ears_c3", "farrington", "nb_cusum")
+# --- a count-aware threshold ----------------------------------------------------------------------
+
+
+def _nb_first_unlikely(mean: float, dispersion: float, alpha: float, minimum: int) -> int:
+    """The smallest count k >= ``minimum`` with P(X >= k) <= ``alpha`` for X negative binomial
+    of this mean and variance ``dispersion`` × mean (Poisson when the dispersion is 1)."""
+    if mean <= 0.0:
+        return minimum
+    poisson = dispersion <= 1.0001
+    size = mean / (dispersion - 1.0) if not poisson else 0.0
+    p = size / (size + mean) if not poisson else 0.0
+    below = 0.0  # P(X < k)
+    k = 0
+    while True:
+        if k >= minimum and 1.0 - below <= alpha:
+            return k
+        if poisson:
+            log_pmf = k * math.log(mean) - mean - math.lgamma(k + 1)
+        else:
+            log_pmf = (math.lgamma(k + size) - math.lgamma(size) - math.lgamma(k + 1)
+                       + size * math.log(p) + k * math.log1p(-p))
+        below += math.exp(log_pmf)
+        k += 1
+
+
+def count_quantile(observed: object, baseline_weeks: int = 104, gap: int = 1,
+                   alpha: float = 0.0075, minimum: int = 1, min_history: int = 8) -> Detection:
+    """Alarm when a week's count is one its own past makes unlikely: P(X >= count) <= ``alpha``
+    for a negative binomial with the mean and variance (moments) of up to ``baseline_weeks``
+    earlier weeks, leaving out the last ``gap``; never below ``minimum`` cases.
+
+    The rule for rare syndromes (WHO AFRO IDSR, 2019: a count threshold per syndrome; Noufaily
+    et al. 2013 for the negative binomial quantile): where the baseline is near zero it is the
+    one-case alert, where a district sees a case every few weeks it asks for as many cases as
+    keep false alarms under ``alpha`` a week. ``alpha`` is three quarters of the 1 % target:
+    the rest, and two years of weeks, leave room for the error of an estimated mean.
+    ``upper`` is the largest count that does not alarm.
+    """
+    y = _as_series(observed)
+    first = gap + min_history
+    if len(y) <= first:
+        raise NotEnoughHistory("count quantile", first + 1, len(y))
+    out = _empty(len(y))
+    for t in range(first, len(y)):
+        base = y[max(0, t - gap - baseline_weeks) : t - gap]
+        mean = float(base.mean())
+        dispersion = max(1.0, float(base.var(ddof=1)) / mean) if mean > 0 else 1.0
+        k = _nb_first_unlikely(mean, dispersion, alpha, minimum)
+        out.expected[t] = mean
+        out.upper[t] = float(k - 1)
+        out.alarm[t] = y[t] >= k
+    return out
+
+
+DETECTORS = ("fixed", "double_mean", "ears_c1", "ears_c2", "ears_c3", "farrington", "nb_cusum",
+             "count_quantile")
 
 
 def detect(name: str, observed: object, threshold: int = 1,
@@ -433,7 +491,8 @@ def detect(name: str, observed: object, threshold: int = 1,
     NB CUSUM to EARS C2, EARS to "double the mean", which needs four weeks, and that to
     the fixed threshold. ``start``: weeks before it may be left without a verdict.
     """
-    fallback = {"farrington": "nb_cusum", "nb_cusum": "ears_c2", "ears_c3": "ears_c2",
+    fallback = {"farrington": "nb_cusum", "count_quantile": "fixed", "nb_cusum": "ears_c2",
+                "ears_c3": "ears_c2",
                 "ears_c2": "ears_c1", "ears_c1": "double_mean", "double_mean": "fixed"}
     while True:
         try:
@@ -457,6 +516,8 @@ def _run(name: str, observed: object, threshold: int, start: int) -> Detection:
         return farrington_flexible(observed, _farrington_for(len(_as_series(observed))), start)
     if name == "nb_cusum":
         return nb_cusum(observed)
+    if name == "count_quantile":
+        return count_quantile(observed, minimum=max(1, threshold))
     raise ValueError(f"unknown detector {name!r}")
 
 

@@ -117,6 +117,8 @@ class Alert(Model):
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # When the stage's clock ran out and the sweeper told people (once); cleared on each move.
+    escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     likelihood: Mapped[int | None]  # 1 almost certain not … 5 almost certain
     consequence: Mapped[int | None]  # 1 minimal … 5 severe
     outcome: Mapped[AlertOutcome | None] = mapped_column(string_enum(AlertOutcome))

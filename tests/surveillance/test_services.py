@@ -71,7 +71,7 @@ def test_detection_opens_one_alert_with_evidence_and_tells_the_officer(surv, cod
     assert alert.stage == AlertStage.VERIFICATION and alert.observed == 3
     assert alert.due_at - alert.created_at == timedelta(hours=24)
     evidence = json.loads(alert.evidence)
-    assert evidence["chosen"] == "nb_cusum" and evidence["detector"] == "fixed"
+    assert evidence["chosen"] == "count_quantile" and evidence["detector"] == "fixed"
     assert evidence["observed"][-2:] == [1, 3]
     # The Goma officer hears of it (through the outbox); the Chókwè officer does not. The
     # French e-mail itself is checked in the browser test, through a real SMTP server.
