@@ -47,7 +47,7 @@
       var tags = [];
       if (person.id === selfId) { tags.push(d.msgYou); }
       if (person.moderator) { tags.push(d.msgHub); }
-      if (person.hand) { tags.push("✋ " + d.msgHand); }
+      if (person.hand) { tags.push(d.msgHand); }
       if (person.muted) { tags.push(d.msgMuted); }
       if (person.state === "reconnecting") { tags.push(document.getElementById("call").dataset.msgReconnecting); }
       var tag = document.createElement("span");
