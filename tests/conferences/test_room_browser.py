@@ -139,3 +139,35 @@ def test_presenter_slides_hand_and_mute_with_four_browsers(
     wait_for(lambda: not engine.participants(room_id(session.id)), "the room emptied")
     for page in pages.values():
         page.context.close()
+
+
+def test_the_room_page_is_light_and_fits_a_phone_in_english_and_arabic(
+        browser: Any, room_server: str, live_conference: dict[str, Any]) -> None:
+    """The page budget of every other page (40 KB cold, 8 KB warm, signaling left out) and no
+    sideways scrolling at 375 px, left to right and right to left, with the hub's controls."""
+    from tests.weight.test_page_weight import COLD_LIMIT, PHONE, WARM_LIMIT, Meter
+
+    session = live_conference["session"]
+    context = browser.new_context(viewport=PHONE)
+    try:
+        page = context.new_page()
+        sign_in(page, room_server, live_conference["specialist"].email)
+        meter = Meter(context, page)
+        url = f"{room_server}/conferences/sessions/{session.id}/room"
+        for language in ("en", "ar"):
+            live_conference["specialist"].locale = language
+            db.session.commit()
+            meter.cdp.send("Network.clearBrowserCache")
+            cold = meter.measure(lambda: page.goto(url, wait_until="networkidle"))
+            warm = meter.measure(lambda: page.reload(wait_until="networkidle"))
+            page.wait_for_selector("#call-status:has-text('Connected'), "
+                                   "#call-status:has-text('متصل')", timeout=30_000)
+            assert cold <= COLD_LIMIT and warm <= WARM_LIMIT, (language, cold, warm)
+            assert page.get_attribute("html", "dir") == ("rtl" if language == "ar" else "ltr")
+            sideways = page.evaluate("() => document.documentElement.scrollWidth"
+                                     " - window.innerWidth")
+            assert sideways <= 0, (language, sideways)
+            screenshot(page, f"conference-room-phone-{language}")
+        page.click("#leave")
+    finally:
+        context.close()

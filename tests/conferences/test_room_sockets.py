@@ -312,3 +312,32 @@ def test_the_presenter_shows_a_slide_to_everyone(
     late = room_client(live_conference["clinician2"])
     join(late, session.id)
     assert roster_where(late, lambda r: r["slide"] is not None)["slide"]["id"] == slide.id
+
+
+def test_a_room_held_by_another_node_sends_the_page_there(
+        app: Any, live_conference: dict[str, Any], engine_calls: list[tuple],
+        room_client: Callable[..., RoomClient], room_server: str) -> None:
+    """One process owns a session's room (the directory claim, as for calls): a page opened
+    here while another node holds it opens its socket there, and a join here is refused."""
+    session_id = live_conference["session"].id
+    hub = get_conference_hub(app)
+    other = "http://127.0.0.1:9"
+    assert hub.directory.claim(session_id, other) == other
+    try:
+        http = requests.Session()
+        http.headers["Cookie"] = login_cookie(room_server, live_conference["clinician"])
+        page = http.get(f"{room_server}/conferences/sessions/{session_id}/room")
+        assert f'data-socket-url="{other}"' in page.text
+        assert "connect-src 'self' http://127.0.0.1:9 ws://127.0.0.1:9" in \
+            page.headers["Content-Security-Policy"]
+        where = http.get(f"{room_server}/conferences/sessions/{session_id}/room/where")
+        assert where.json() == {"socket_url": other}
+        client = room_client(live_conference["clinician"])
+        client.emit("join", {"session_id": session_id, "profile": "low"})
+        error = client.wait("call_error")
+        assert (error["event"], error["moved"], error["node_url"]) == ("join", True, other)
+        assert not [c for c in engine_calls if c[0] == "join"]
+    finally:
+        hub.directory.release(session_id, other)
+    # A consult's call with the same number is another room: its claim is apart.
+    assert hub.calls.directory.owner(session_id) is None

@@ -169,8 +169,9 @@
     s.on("muted", function (msg) { setMuted(msg.muted, true); renderPeople(); });
     s.on("removed", function () {
       removed = true;
+      api.stop();
+      api.say(d.msgRemoved);
       tell(d.msgRemoved);
-      document.getElementById("leave").click();
       document.querySelectorAll(".controls button, #presenter button").forEach(function (b) {
         b.disabled = true;
       });

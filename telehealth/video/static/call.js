@@ -355,11 +355,17 @@
     // The server answers with a send_profile event when what we may send changes.
     send("media", ids({ profile: profile }));
   });
-  document.getElementById("leave").addEventListener("click", function () {
+  // Out of the call for good: no rejoin, camera and microphone released.
+  function stop() {
     left = true;
-    send("leave", ids());
     if (pc) { pc.close(); }
     if (localStream) { localStream.getTracks().forEach(function (t) { t.stop(); }); }
+  }
+  api.stop = stop;
+
+  document.getElementById("leave").addEventListener("click", function () {
+    send("leave", ids());
+    stop();
     say(root.dataset.msgLeft);
   });
 }());
