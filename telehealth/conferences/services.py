@@ -729,10 +729,16 @@ def room_member(user: User, session_id: object) -> RoomMember:
     if not user.is_authenticated:
         raise NotFound(_("No such conference session."))
     session, role = get_session(user, session_id)
-    late = timedelta(minutes=int(current_app.config.get("CONFERENCE_JOIN_LATE_MINUTES", 60)))
-    if session.ends_at + late <= clock.now():
+    if not room_open(session):
         raise Conflict(_("This session is over."))
     return RoomMember(session.id, user.id, f"u{user.id}", user.name, role)
+
+
+def room_open(session: ConferenceSession) -> bool:
+    """Whether the session's room still takes people: until a while after its end (a
+    session that runs late is not cut off)."""
+    late = timedelta(minutes=int(current_app.config.get("CONFERENCE_JOIN_LATE_MINUTES", 60)))
+    return clock.now() < session.ends_at + late
 
 
 def record_room_attendance(session_id: int, user_id: int, kind: AttendanceKind) -> None:

@@ -136,7 +136,8 @@ def session(session_id: int) -> str:
         "conferences/session.html", session=found, role=role, hub=role in HUB_ROLES,
         agenda=services.agenda(found), cases=services.cases_visible_in(found, current_user),
         consults=services.consults_to_present(current_user),
-        attendance=services.attendance_of(found, current_user))
+        attendance=services.attendance_of(found, current_user),
+        room_open=services.room_open(found))
 
 
 @bp.route("/sessions/<int:session_id>/room")
