@@ -158,10 +158,17 @@ def test_the_room_page_is_light_and_fits_a_phone_in_english_and_arabic(
             live_conference["specialist"].locale = language
             db.session.commit()
             meter.cdp.send("Network.clearBrowserCache")
-            cold = meter.measure(lambda: page.goto(url, wait_until="networkidle"))
-            warm = meter.measure(lambda: page.reload(wait_until="networkidle"))
-            page.wait_for_selector("#call-status:has-text('Connected'), "
-                                   "#call-status:has-text('متصل')", timeout=30_000)
+
+            def in_room(load: Callable[[], Any]) -> None:
+                load()
+                page.wait_for_selector("#call-status:has-text('Connected'), "
+                                       "#call-status:has-text('متصل')", timeout=30_000)
+                # The browser's own late request (favicon.ico) counts with this load.
+                page.wait_for_timeout(1000)
+
+            cold = meter.measure(lambda: in_room(lambda: page.goto(url,
+                                                                   wait_until="networkidle")))
+            warm = meter.measure(lambda: in_room(lambda: page.reload(wait_until="networkidle")))
             assert cold <= COLD_LIMIT and warm <= WARM_LIMIT, (language, cold, warm)
             assert page.get_attribute("html", "dir") == ("rtl" if language == "ar" else "ltr")
             sideways = page.evaluate("() => document.documentElement.scrollWidth"
