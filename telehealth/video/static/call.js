@@ -234,6 +234,7 @@
       if (forwardedOnly && !peer.video_mid && !peer.audio_mid) { return; }
       present[peer.id] = true;
       var tile = tileFor(peer);
+      tile.classList.toggle("no-video", !peer.video_mid);  // heard, not seen (last-N)
       tile.querySelector(".name").textContent = peer.name;
       tile.querySelector(".state").textContent =
         peer.state === "reconnecting" ? root.dataset.msgReconnecting : "";
