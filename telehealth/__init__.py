@@ -44,6 +44,7 @@ def create_app(config: dict[str, Any] | None = None) -> TelehealthFlask:
 
     from telehealth.accounts.views import bp as accounts_bp
     from telehealth.admin.views import bp as admin_bp
+    from telehealth.conferences import events as conference_events
     from telehealth.conferences.views import bp as conferences_bp
     from telehealth.consults.views import bp as consults_bp
     from telehealth.diagnoses.views import bp as diagnoses_bp
@@ -73,6 +74,7 @@ def create_app(config: dict[str, Any] | None = None) -> TelehealthFlask:
     situation_events.connect_signals()  # the room refreshes when a consult's status changes
 
     video_events.init_app(app)
+    conference_events.init_app(app)
 
     web.init_app(app)
 

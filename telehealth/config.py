@@ -153,6 +153,16 @@ class Config:
     VIDEO_PROBE_TIMEOUT = _env_int("TELEHEALTH_VIDEO_PROBE_TIMEOUT", 30)
     VIDEO_PROBE_PER_USER = _env_int("TELEHEALTH_VIDEO_PROBE_PER_USER", 2)
     VIDEO_PROBE_TOTAL = _env_int("TELEHEALTH_VIDEO_PROBE_TOTAL", 20)
+    # Case conference rooms: each receiver gets the video of the last N speakers and the audio
+    # of the loudest few; the room opens this many minutes after the session's end at most.
+    CONFERENCE_LAST_N = _env_int("TELEHEALTH_CONFERENCE_LAST_N", 4)
+    CONFERENCE_AUDIO_SPEAKERS = _env_int("TELEHEALTH_CONFERENCE_AUDIO_SPEAKERS", 3)
+    CONFERENCE_MAX_PARTICIPANTS = _env_int("TELEHEALTH_CONFERENCE_MAX_PARTICIPANTS", 50)
+    CONFERENCE_JOIN_LATE_MINUTES = _env_int("TELEHEALTH_CONFERENCE_JOIN_LATE_MINUTES", 60)
+    # Slides: the largest image, and how many a session may hold.
+    CONFERENCE_SLIDE_MAX_BYTES = _env_int("TELEHEALTH_CONFERENCE_SLIDE_MAX_BYTES",
+                                          5 * 1024 * 1024)
+    CONFERENCE_MAX_SLIDES = _env_int("TELEHEALTH_CONFERENCE_MAX_SLIDES", 60)
     # Jobs (telehealth/jobs): Celery on this broker when set (else TELEHEALTH_REDIS_URL's);
     # without one, the app process runs them on a thread of its own.
     JOBS_BROKER_URL = (os.environ.get("TELEHEALTH_BROKER_URL")

@@ -212,3 +212,19 @@ class AttendanceCorrection(Model):
     reason: Mapped[str] = mapped_column(String(500))
     by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=clock.now)
+
+
+class ConferenceSlide(Model):
+    """A slide image a hub member uploaded for a session's room, re-encoded without metadata:
+    shown full size, or as its small preview to audio-only and `low` participants."""
+
+    __tablename__ = "conference_slides"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("conference_sessions.id"), index=True)
+    position: Mapped[int]  # 1-based, in upload order
+    stored_name: Mapped[str] = mapped_column(String(64), unique=True)
+    preview_name: Mapped[str] = mapped_column(String(64), unique=True)
+    content_type: Mapped[str] = mapped_column(String(40))
+    uploaded_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=clock.now)

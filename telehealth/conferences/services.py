@@ -11,8 +11,10 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import IO
 from zoneinfo import ZoneInfo
 
+from flask import current_app
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from sqlalchemy import or_, select, update
@@ -36,13 +38,14 @@ from telehealth.conferences.models import (
     ConferenceMember,
     ConferenceSeries,
     ConferenceSession,
+    ConferenceSlide,
     IdentifierDismissal,
     MemberRole,
     Recommendation,
 )
 from telehealth.consults.models import Attachment, Consult
 from telehealth.crypto import hash_token
-from telehealth.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from telehealth.errors import Conflict, InvalidInput, NotFound, PermissionDenied, TooLarge
 from telehealth.extensions import db
 from telehealth.i18n.formatting import is_timezone, local_call_time
 from telehealth.notes.models import NoteKind
@@ -697,3 +700,111 @@ def attendance_csv(series: ConferenceSeries, actor: User) -> str:
 def _csv_safe(value: str) -> str:
     # A cell starting with = + - @ is a formula in a spreadsheet: neutralise it.
     return f"'{value}" if value[:1] in ("=", "+", "-", "@") else value
+
+
+# ---------------------------------------------------------------- the live room
+
+
+@dataclass(frozen=True)
+class RoomMember:
+    """A person allowed into a session's live room, and what they may do there."""
+
+    session_id: int
+    user_id: int
+    participant_id: str
+    display_name: str
+    role: MemberRole
+
+    @property
+    def moderator(self) -> bool:
+        """Hub coordinators and specialists mute, lower hands, remove and show slides."""
+        return self.role in HUB_ROLES
+
+
+def room_member(user: User, session_id: object) -> RoomMember:
+    """The user as a member of the session's room: session members only (404 for anyone
+    else), until the room closes a while after the session's end."""
+    if not isinstance(session_id, int) or isinstance(session_id, bool):
+        raise InvalidInput(_("The conference session is not specified."))
+    if not user.is_authenticated:
+        raise NotFound(_("No such conference session."))
+    session, role = get_session(user, session_id)
+    if not room_open(session):
+        raise Conflict(_("This session is over."))
+    return RoomMember(session.id, user.id, f"u{user.id}", user.name, role)
+
+
+def room_open(session: ConferenceSession) -> bool:
+    """Whether the session's room still takes people: until a while after its end (a
+    session that runs late is not cut off)."""
+    late = timedelta(minutes=int(current_app.config.get("CONFERENCE_JOIN_LATE_MINUTES", 60)))
+    return clock.now() < session.ends_at + late
+
+
+def record_room_attendance(session_id: int, user_id: int, kind: AttendanceKind) -> None:
+    """A join or leave the media server reported for a room member (by ids: the room keeps
+    no database objects between events)."""
+    session = db.session.get(ConferenceSession, session_id)
+    user = db.session.get(User, user_id)
+    if session is not None and user is not None:
+        record_attendance(session, user, kind)
+
+
+def slides_of(session_id: int) -> list[ConferenceSlide]:
+    """A session's slides in order."""
+    return list(db.session.scalars(select(ConferenceSlide).where(
+        ConferenceSlide.session_id == session_id).order_by(ConferenceSlide.position)))
+
+
+def add_slides(session: ConferenceSession, user: User,
+               files: list[tuple[IO[bytes], str]]) -> list[ConferenceSlide]:
+    """A hub member adds slide images to the session, each decoded and re-encoded (no EXIF,
+    GPS or comments survive) with a small preview for audio-only and `low` participants."""
+    require_hub(user, session.series)
+    config = current_app.config
+    if not files:
+        raise InvalidInput(_("Choose one or more slide images."))
+    existing = slides_of(session.id)
+    if len(existing) + len(files) > int(config["CONFERENCE_MAX_SLIDES"]):
+        raise InvalidInput(_("A session holds at most %(n)d slides.",
+                             n=int(config["CONFERENCE_MAX_SLIDES"])))
+    limit = int(config["CONFERENCE_SLIDE_MAX_BYTES"])
+    position = existing[-1].position if existing else 0
+    added = []
+    for stream, name in files:
+        data = stream.read(limit + 1)
+        if len(data) > limit:
+            raise TooLarge(_("%(name)s is larger than the limit of %(mb)s MB.",
+                             name=name[:200], mb=limit // (1024 * 1024)))
+        checked = uploads.check_upload(io.BytesIO(data), name)
+        if not checked.content_type.startswith("image/") or checked.preview is None:
+            raise InvalidInput(_("%(name)s is not an image: save each slide as a JPEG or PNG "
+                                 "image.", name=checked.original_name))
+        stored_name, _digest = uploads.store(db.session(), checked)
+        preview_name = uploads.write_file(db.session(), checked.preview)
+        position += 1
+        slide = ConferenceSlide(session_id=session.id, position=position,
+                                stored_name=stored_name, preview_name=preview_name,
+                                content_type=checked.content_type, uploaded_by_id=user.id)
+        db.session.add(slide)
+        added.append(slide)
+    db.session.flush()
+    record("conference.slides_added", obj=session, count=len(added))
+    return added
+
+
+def get_slide(user: User, slide_id: int) -> ConferenceSlide:
+    """A slide for a member of its session (404 for anyone else)."""
+    slide = db.session.get(ConferenceSlide, slide_id)
+    if slide is None:
+        raise NotFound(_("No such slide."))
+    get_session(user, slide.session_id)
+    return slide
+
+
+def slide_in_session(session_id: int, slide_id: int) -> ConferenceSlide:
+    """One of this session's slides (what a presenter may show in its room)."""
+    slide = db.session.get(ConferenceSlide, slide_id)
+    if slide is None or slide.session_id != session_id:
+        raise InvalidInput(_("No such slide in this session."))
+    return slide

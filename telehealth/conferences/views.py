@@ -9,7 +9,9 @@ import click
 from flask import (
     Blueprint,
     abort,
+    current_app,
     flash,
+    jsonify,
     redirect,
     render_template,
     request,
@@ -29,14 +31,19 @@ from telehealth.clinics.models import Clinic
 from telehealth.conferences import services
 from telehealth.conferences.forms import CaseForm, SeriesForm
 from telehealth.conferences.models import HUB_ROLES, MemberRole
+from telehealth.conferences.room import get_conference_hub
 from telehealth.consults.models import Consult, Sex
 from telehealth.consults.services import sex_label
 from telehealth.errors import InvalidInput, NotFound
 from telehealth.extensions import db
 from telehealth.i18n.formatting import local_call_time
+from telehealth.security.headers import allow_for_this_page, cache_privately
+from telehealth.video.directory import connect_sources, socket_origins
+from telehealth.video.profiles import DEFAULT_PROFILE, PROFILES
+from telehealth.web import error_response, wants_json
 
 bp = Blueprint("conferences", __name__, template_folder="templates",
-               url_prefix="/conferences")
+               static_folder="static", url_prefix="/conferences")
 
 
 def _int(name: str) -> int:
@@ -130,7 +137,66 @@ def session(session_id: int) -> str:
         "conferences/session.html", session=found, role=role, hub=role in HUB_ROLES,
         agenda=services.agenda(found), cases=services.cases_visible_in(found, current_user),
         consults=services.consults_to_present(current_user),
-        attendance=services.attendance_of(found, current_user))
+        attendance=services.attendance_of(found, current_user),
+        room_open=services.room_open(found))
+
+
+@bp.route("/sessions/<int:session_id>/room")
+@login_required
+def room(session_id: int) -> str:
+    """The live room: the session's members see and hear the hub and each other."""
+    found, role = services.get_session(current_user, session_id)
+    profile = request.args.get("profile", DEFAULT_PROFILE)
+    if profile not in PROFILES:
+        profile = DEFAULT_PROFILE
+    # As for a call: the socket goes to the node that holds the session's room.
+    socket_url = get_conference_hub().socket_url(found.id)
+    for url in (socket_url, *(socket_origins(current_app.config) or [])):
+        if url:
+            allow_for_this_page("connect-src", connect_sources(url))
+    slides = services.slides_of(found.id)
+    return render_template("conferences/room.html", session=found, role=role,
+                           moderator=role in HUB_ROLES, profile=profile, socket_url=socket_url,
+                           slides=slides if role in HUB_ROLES else [],
+                           max_slide_mb=current_app.config["CONFERENCE_SLIDE_MAX_BYTES"]
+                           // (1024 * 1024))
+
+
+@bp.route("/sessions/<int:session_id>/room/where")
+def room_where(session_id: int) -> Any:
+    """Where the room page opens its socket now (JSON, after it lost its socket)."""
+    if not current_user.is_authenticated:
+        return error_response(401, _("Your session has ended; please sign in again."))
+    found, _role = services.get_session(current_user, session_id)
+    return jsonify({"socket_url": get_conference_hub().socket_url(found.id) or ""})
+
+
+@bp.route("/sessions/<int:session_id>/slides", methods=["POST"])
+@login_required
+def upload_slides(session_id: int) -> Any:
+    """A hub member adds slide images (JSON for the room page, a redirect for a form)."""
+    found, _role = services.get_session(current_user, session_id)
+    files = [(f.stream, f.filename or "slide") for f in request.files.getlist("slides")
+             if f.filename]
+    added = services.add_slides(found, current_user, files)
+    if wants_json():
+        return jsonify({"slides": [{"id": s.id, "position": s.position,
+                                    "preview_url": url_for("conferences.slide_image",
+                                                           slide_id=s.id, size="preview")}
+                                   for s in services.slides_of(found.id)],
+                        "added": len(added)})
+    flash(ngettext("%(num)d slide added.", "%(num)d slides added.", len(added)), "success")
+    return redirect(url_for("conferences.room", session_id=found.id))
+
+
+@bp.route("/slides/<int:slide_id>/<any(full,preview):size>")
+@login_required
+def slide_image(slide_id: int, size: str) -> Response:
+    slide = services.get_slide(current_user, slide_id)
+    name = slide.stored_name if size == "full" else slide.preview_name
+    mimetype = slide.content_type if size == "full" else "image/jpeg"
+    # A slide never changes under its id: the browser may keep it for the session.
+    return cache_privately(send_file(uploads.stored_path(name), mimetype=mimetype), 3600)
 
 
 @bp.route("/sessions/<int:session_id>/cases/new", methods=["GET", "POST"])

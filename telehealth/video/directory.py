@@ -221,12 +221,13 @@ def node_from_config(config: dict[str, Any]) -> Node:
     return Node(id=f"process-{uuid.uuid4().hex[:12]}", url=None)
 
 
-def directory_from_config(config: dict[str, Any]) -> CallDirectory:
-    """Redis when the app has a message queue (several processes), else in memory."""
+def directory_from_config(config: dict[str, Any], kind: str = "call-node") -> CallDirectory:
+    """Redis when the app has a message queue (several processes), else in memory. `kind`
+    keeps apart rooms whose ids may coincide (a consult's call, a conference session's)."""
     ttl = float(config.get("VIDEO_DIRECTORY_TTL_SECONDS") or DEFAULT_TTL_SECONDS)
     url = config.get("SOCKETIO_MESSAGE_QUEUE")
     if url:
-        return RedisDirectory.from_url(url, ttl, prefix=f"{key_prefix(config)}call-node:")
+        return RedisDirectory.from_url(url, ttl, prefix=f"{key_prefix(config)}{kind}:")
     return LocalDirectory(ttl)
 
 

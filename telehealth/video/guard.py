@@ -105,11 +105,12 @@ SHAPES: dict[str, dict[str, Field]] = {
 }
 
 
-def check_shape(event: str, data: object) -> dict[str, Any]:
+def check_shape(event: str, data: object,
+                shapes: dict[str, dict[str, Field]] | None = None) -> dict[str, Any]:
     """The payload as a dict whose known fields have the right types, or InvalidInput."""
     if not isinstance(data, dict):
         raise InvalidInput(_("The message is not understood."))
-    for name, spec in SHAPES[event].items():
+    for name, spec in (shapes or SHAPES)[event].items():
         if not spec.accepts(data.get(name)):
             raise InvalidInput(_("The message's %(field)s is missing or not valid.",
                                  field=name))
@@ -174,14 +175,18 @@ Owner = TypeVar("Owner")
 Handler = Callable[[Owner, dict[str, Any]], None]
 
 
-def guarded(event: str, rates: Callable[[Owner], RateLimits]
+def guarded(event: str, rates: Callable[[Owner], RateLimits],
+            shapes: dict[str, dict[str, Field]] | None = None,
+            max_payload: dict[str, int] | None = None
             ) -> Callable[[Handler[Owner]], Callable[[Owner, Any], None]]:
     """Decorate a namespace's handler for `event` with the checks every event shares.
 
     The handler gets the payload as a checked dict; it may raise Refused, a ServiceError or
     an EngineError to refuse. It runs in one transaction: committed after it returns,
-    rolled back when it refuses or fails.
+    rolled back when it refuses or fails. Another namespace (the conference room) passes
+    its own `shapes` and `max_payload` for its events; /call's are the default.
     """
+    limits = max_payload or MAX_PAYLOAD
 
     def wrap(func: Handler[Owner]) -> Callable[[Owner, Any], None]:
         @functools.wraps(func)
@@ -196,11 +201,11 @@ def guarded(event: str, rates: Callable[[Owner], RateLimits]
                 try:
                     size = len(json.dumps(data))
                 except (TypeError, ValueError):
-                    size = MAX_PAYLOAD[event] + 1
-                if size > MAX_PAYLOAD[event]:
+                    size = limits[event] + 1
+                if size > limits[event]:
                     raise Refused(_("The message is too large."), drop=True)
                 with unit_of_work():  # one event, one commit (or none if it is refused)
-                    func(owner, check_shape(event, data))
+                    func(owner, check_shape(event, data, shapes))
             except (Refused, ServiceError, EngineError) as exc:
                 refuse(event, exc)
             except Exception:

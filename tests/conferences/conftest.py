@@ -32,3 +32,130 @@ def conference(world: dict[str, Any], make_consult: Callable[..., Any]) -> dict[
     consult = make_consult(world["clinician"], patient_ref="Okafor",
                            files=[("rash.jpg", image_bytes())])
     return {**world, "series": series, "session": session, "consult": consult}
+
+
+# ---------------------------------------------------------------- the live room
+
+
+ROOM_NAMESPACE = "/conference"
+ROOM_EVENTS = ("offer", "peers", "peer_state", "call_error", "left", "send_profile",
+               "call_moved", "roster", "slide", "muted", "removed")
+
+
+class RoomClient:
+    """A python-socketio client on /conference whose received events queue up per name."""
+
+    def __init__(self, base_url: str, cookie: str) -> None:
+        import queue
+
+        import socketio
+
+        self.base_url, self.cookie = base_url, cookie
+        self.sio = socketio.Client(reconnection=False)
+        self.events: dict[str, queue.Queue[Any]] = {name: queue.Queue() for name in ROOM_EVENTS}
+        for name in ROOM_EVENTS:
+            self.sio.on(name, self._keeper(name), namespace=ROOM_NAMESPACE)
+
+    def _keeper(self, name: str) -> Callable[[Any], None]:
+        def keep(data: Any = None) -> None:
+            self.events[name].put(data)
+        return keep
+
+    def connect(self) -> None:
+        self.sio.connect(self.base_url, headers={"Cookie": self.cookie},
+                         namespaces=[ROOM_NAMESPACE], transports=["polling"], wait_timeout=5)
+
+    @property
+    def connected(self) -> bool:
+        return bool(self.sio.connected and ROOM_NAMESPACE in self.sio.namespaces)
+
+    def emit(self, event: str, data: Any) -> None:
+        self.sio.emit(event, data, namespace=ROOM_NAMESPACE)
+
+    def wait(self, name: str, timeout: float = 10.0,
+             where: Callable[[Any], bool] | None = None) -> Any:
+        """The next event of this name (matching `where`), or AssertionError after timeout."""
+        import queue
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no {name!r} event within {timeout}s")
+            try:
+                data = self.events[name].get(timeout=min(remaining, 0.1))
+            except queue.Empty:
+                continue
+            if where is None or where(data):
+                return data
+
+    def drain(self, name: str) -> list[Any]:
+        items = []
+        while not self.events[name].empty():
+            items.append(self.events[name].get_nowait())
+        return items
+
+    def close(self) -> None:
+        if self.sio.connected:
+            self.sio.disconnect()
+
+
+@pytest.fixture(scope="session")
+def _room_engine(app: Any) -> Any:
+    """Stop the media engine's loop thread once the tests that used it are done."""
+    from telehealth.video import hub as video_hub
+
+    yield
+    video_hub.shutdown(app)
+
+
+@pytest.fixture()
+def room_server(live_server: str, _room_engine: None, app: Any) -> Any:
+    """The live server, and after the test no room left in the conference hub or engine."""
+    yield live_server
+    hub = app.extensions.get("conference_hub")
+    if hub is not None:
+        with hub.lock:
+            hub.rooms.clear()
+            hub.joined.clear()
+            hub.attending.clear()
+            hub.removed.clear()
+        if hub.engine.running:
+            hub.engine._call(hub.engine._close_all())
+
+
+@pytest.fixture()
+def live_conference(conference: dict[str, Any], make_user: Callable[..., Any]
+                    ) -> dict[str, Any]:
+    """The conference with its session under way (started five minutes ago) and two more
+    clinicians of the invited clinic."""
+    from telehealth.accounts.models import Role
+
+    session = conference["session"]
+    session.starts_at = (clock.now() - timedelta(minutes=5)).replace(microsecond=0)
+    session.ends_at = session.starts_at + timedelta(minutes=90)
+    second = make_user(Role.CLINICIAN, clinic=conference["clinic"])
+    third = make_user(Role.CLINICIAN, clinic=conference["clinic"])
+    db.session.commit()
+    return {**conference, "clinician2": second, "clinician3": third}
+
+
+@pytest.fixture()
+def room_client(room_server: str) -> Any:
+    """Factory: a connected /conference client signed in as `user`."""
+    from tests.video.conftest import login_cookie
+
+    clients: list[RoomClient] = []
+
+    def make(user: Any, connect: bool = True) -> RoomClient:
+        db.session.commit()  # the server thread must see what the test created
+        client = RoomClient(room_server, login_cookie(room_server, user))
+        clients.append(client)
+        if connect:
+            client.connect()
+        return client
+
+    yield make
+    for client in clients:
+        client.close()

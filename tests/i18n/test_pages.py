@@ -61,6 +61,7 @@ PAGE_RULES = {
     "/conferences/cases/<int:case_id>": "specialist",
     "/conferences/sessions/<int:session_id>/attendance": "coordinator",
     "/conferences/sessions/<int:session_id>/certificate": "clinician",
+    "/conferences/sessions/<int:session_id>/room": "clinician",
 }
 # More views of the same templates as other people see them.
 EXTRA_PAGES = [
@@ -75,6 +76,7 @@ EXTRA_PAGES = [
     ("clinician", "/conferences/{series_id}"),  # a participant: no coordinator's forms
     ("clinician", "/conferences/cases/{draft_id}"),  # the presenter's draft, flags and all
     ("coordinator", "/conferences/sessions/{session_id}"),
+    ("specialist", "/conferences/sessions/{session_id}/room"),  # a moderator: slides, actions
 ]
 # Not pages: JSON, files (attachments, the licence scan, the roster as CSV), the static folder,
 # and the guest's invitation link (a redirect to the call page: the "guest" browser opens it).
@@ -85,7 +87,9 @@ NOT_PAGES = re.compile(r"^/(api/|static/|attachments/)|^/roster/(export\.csv"
                        r"|^/surveillance/export/"
                        r"|^/consults/<int:consult_id>/call/where$"  # JSON for the call page
                        r"|^/conferences/(join/<token>|<int:series_id>/attendance\.csv"
-                       r"|case-images/<int:image_id>)$")
+                       r"|case-images/<int:image_id>|sessions/<int:session_id>/room/where"
+                       r"|slides/<int:slide_id>/<any\(full, ?preview\):size>"
+                       r"|static/<path:filename>)$")
 
 
 def build_urls(world: dict[str, Any]) -> list[tuple[str, str]]:

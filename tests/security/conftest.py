@@ -121,7 +121,8 @@ def _conference_objects(world: dict[str, Any], consult: Any) -> dict[str, Any]:
     """A case conference on the consult: the coordinator and the specialist are its hub, the
     clinician's clinic is invited; tomorrow's session holds an approved case (with an image),
     a submitted one, a clean draft and a draft with a flagged phone number; the clinician
-    attended all of it; an unused invitation link for the other clinic (conf_token)."""
+    attended all of it; an unused invitation link for the other clinic (conf_token); one slide
+    for the room (conf_slide)."""
     from telehealth.conferences import services as conf
     from telehealth.conferences.models import AttendanceKind, ConferenceSession, MemberRole
 
@@ -148,10 +149,11 @@ def _conference_objects(world: dict[str, Any], consult: Any) -> dict[str, Any]:
     conf.record_attendance(session, clinician, AttendanceKind.JOIN, session.starts_at)
     conf.record_attendance(session, clinician, AttendanceKind.LEAVE, session.ends_at)
     _invitation, token = conf.create_invitation(series, coordinator, clinic=world["other_clinic"])
+    slide = conf.add_slides(session, coordinator, [(io.BytesIO(image_bytes()), "slide.jpg")])[0]
     objects = {"conf_series": series, "conf_session": session, "conf_case": approved,
                "conf_submitted": submitted, "conf_clean": case("Cough."),
                "conf_draft": case("Call +243 812 345 678."),
                "conf_image": approved.images[0] if approved.images else None,
-               "conf_token": token}
+               "conf_token": token, "conf_slide": slide}
     db.session.commit()
     return objects

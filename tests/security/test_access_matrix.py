@@ -43,7 +43,7 @@ CONF_COORD = frozenset({"coordinator"})
 CONF_HUB = frozenset({"coordinator", "specialist"})
 CONF_MEMBERS = CONF_HUB | CLINIC
 CONFERENCE_OBJECTS = ("conf_series", "conf_session", "conf_case", "conf_submitted",
-                      "conf_clean", "conf_draft", "conf_image")
+                      "conf_clean", "conf_draft", "conf_image", "conf_slide")
 NEW_SERIES = {"topic": "Paediatric HIV", "languages": "fr en", "timezone": "Africa/Kinshasa",
               "weekday": "2", "start": "14:00", "duration_minutes": "90",
               "teaching_minutes": "20", "case_slots": "3", "certificate_percent": "80"}
@@ -257,6 +257,17 @@ RULES: dict[str, list[R]] = {
                                   CLINIC)],
     "conferences.attendance_csv": [R("GET", "/conferences/{conf_series}/attendance.csv",
                                      CONF_COORD)],
+    # The live room: every member; where its socket lives (JSON); the hub adds slides (a
+    # POST without a file is refused as such, after the access check); members see them.
+    "conferences.room": [R("GET", "/conferences/sessions/{conf_session}/room", CONF_MEMBERS)],
+    "conferences.room_where": [R("GET", "/conferences/sessions/{conf_session}/room/where",
+                                 CONF_MEMBERS)],
+    "conferences.upload_slides": [R("POST", "/conferences/sessions/{conf_session}/slides",
+                                    CONF_HUB)],
+    "conferences.slide_image": [R("GET", "/conferences/slides/{conf_slide}/full", CONF_MEMBERS),
+                                R("GET", "/conferences/slides/{conf_slide}/preview",
+                                  CONF_MEMBERS)],
+    "conferences.static": [R("GET", "/conferences/static/room.js", PUBLIC)],
 }
 
 # Socket.IO: (namespace, event) -> checks. The check connects as the role and emits `data`
@@ -280,6 +291,8 @@ class S:
 CALL_EVENT = {"consult_id": "consult"}
 SDP_ANSWER_REFUSED = "The answer is not valid SDP."
 SERVER_OFFERS = "The server makes the offers; join the call again to reconnect."
+ROOM_EVENT = {"session_id": "conf_session"}
+NOT_IN_ROOM = "This person is not in the room."
 
 SOCKET_RULES: dict[tuple[str, str], list[S]] = {
     # Each signed-in user joins only their own room; nobody else connects.
@@ -306,6 +319,32 @@ SOCKET_RULES: dict[tuple[str, str], list[S]] = {
                           join_first=True)],
     ("/call", "keepalive"): [S(CALLERS, data=CALL_EVENT, join_first=True)],
     ("/call", "leave"): [S(CALLERS, data=CALL_EVENT, join_first=True)],
+    # A case conference's live room: its members (the hub and the invited clinic's
+    # clinicians); moderation and slides for the hub only. Without a browser, an action on
+    # somebody who is not in the room is refused as such once the sender passed the checks.
+    ("/conference", "connect"): [S(SIGNED_IN)],
+    ("/conference", "disconnect"): [S(SIGNED_IN)],
+    ("/conference", "join"): [S(CONF_MEMBERS, data={**ROOM_EVENT, "profile": "low"})],
+    ("/conference", "answer"): [S(CONF_MEMBERS, data={**ROOM_EVENT, "sdp": "no browser here"},
+                                  join_first=True, refusal=SDP_ANSWER_REFUSED)],
+    ("/conference", "candidate"): [S(CONF_MEMBERS, data={
+        **ROOM_EVENT, "candidate": "candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host",
+        "sdpMid": "0", "sdpMLineIndex": 0}, join_first=True)],
+    ("/conference", "media"): [S(CONF_MEMBERS, data={**ROOM_EVENT, "video": False},
+                                 join_first=True)],
+    ("/conference", "keepalive"): [S(CONF_MEMBERS, data=ROOM_EVENT, join_first=True)],
+    ("/conference", "hand"): [S(CONF_MEMBERS, data={**ROOM_EVENT, "raised": True},
+                                join_first=True)],
+    ("/conference", "mute"): [S(CONF_HUB, data={**ROOM_EVENT, "participant": "nobody",
+                                                "muted": True},
+                                join_first=True, refusal=NOT_IN_ROOM)],
+    ("/conference", "lower_hand"): [S(CONF_HUB, data={**ROOM_EVENT, "participant": "nobody"},
+                                      join_first=True, refusal=NOT_IN_ROOM)],
+    ("/conference", "remove"): [S(CONF_HUB, data={**ROOM_EVENT, "participant": "nobody"},
+                                  join_first=True, refusal=NOT_IN_ROOM)],
+    ("/conference", "slide"): [S(CONF_HUB, data={**ROOM_EVENT, "slide_id": "conf_slide"},
+                                 join_first=True)],
+    ("/conference", "leave"): [S(CONF_MEMBERS, data=ROOM_EVENT, join_first=True)],
     # The situation room's "figures changed" events: coordinators and admins only.
     ("/situation", "connect"): [S(STAFF)],
 }
@@ -432,9 +471,10 @@ def _socket_outcome(app, objects, namespace, event, rule, role) -> tuple[bool, l
             for k, v in rule.data.items()}
     sio = socketio.test_client(app, namespace=namespace, flask_test_client=client)
     denied, errors, joined = not sio.is_connected(namespace), [], False
+    # Which call or room: a consult's call, or a conference session's room.
+    where = {key: data[key] for key in ("consult_id", "session_id") if key in data}
     if not denied and rule.join_first:
-        sio.emit("join", {"consult_id": data["consult_id"], "profile": "low"},
-                 namespace=namespace)
+        sio.emit("join", {**where, "profile": "low"}, namespace=namespace)
         joined = sio.is_connected(namespace) and not _call_errors(sio, namespace, "join")
     if not denied and event not in ("connect", "disconnect"):
         ack = sio.emit(event, data, namespace=namespace, callback=True)
@@ -444,7 +484,7 @@ def _socket_outcome(app, objects, namespace, event, rule, role) -> tuple[bool, l
                   or (isinstance(ack, dict) and ack.get("status") in (401, 403, 404))
                   or any(message != rule.refusal for message in errors))
     if joined and sio.is_connected(namespace) and event != "leave":
-        sio.emit("leave", {"consult_id": data["consult_id"]}, namespace=namespace)
+        sio.emit("leave", where, namespace=namespace)
     if sio.is_connected(namespace):
         sio.disconnect(namespace=namespace)
     return denied, errors

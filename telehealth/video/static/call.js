@@ -4,6 +4,17 @@
   var root = document.getElementById("call");
   if (!root) { return; }
   var consultId = parseInt(root.dataset.consultId, 10);
+  // Another room page (a case conference) names its room by another field and id.
+  var idField = root.dataset.idField || "consult_id";
+  var roomId = root.dataset.roomId ? parseInt(root.dataset.roomId, 10) : consultId;
+  function ids(fields) {
+    var data = {};
+    data[idField] = roomId;
+    Object.keys(fields || {}).forEach(function (k) { data[k] = fields[k]; });
+    return data;
+  }
+  // Pages that add to the call (conference.js) register before this script runs.
+  var plugins = window.telehealthCallPlugins || [];
   var PROFILES = {
     low: { width: 320, height: 240, frameRate: 15, maxBitrate: 200000 },
     standard: { width: 640, height: 360, frameRate: 30, maxBitrate: 800000 }
@@ -148,8 +159,8 @@
     pc = new RTCPeerConnection({ iceServers: msg.ice_servers || [], bundlePolicy: "max-bundle" });
     pc.addEventListener("icecandidate", function (event) {
       if (answered && event.candidate) {
-        send("candidate", { consult_id: consultId, candidate: event.candidate.candidate,
-          sdpMid: event.candidate.sdpMid, sdpMLineIndex: event.candidate.sdpMLineIndex });
+        send("candidate", ids({ candidate: event.candidate.candidate,
+          sdpMid: event.candidate.sdpMid, sdpMLineIndex: event.candidate.sdpMLineIndex }));
       }
     });
     var connection = pc;
@@ -160,7 +171,7 @@
       if (state === "disconnected" && !left) { say(root.dataset.msgReconnecting); }
       if (state === "failed" && !left) {
         say(root.dataset.msgReconnecting);
-        send("join", { consult_id: consultId, profile: profile });
+        send("join", ids({ profile: profile }));
       }
     });
     pc.addEventListener("track", function () { renderPeers(); });
@@ -183,7 +194,7 @@
       return waitForGathering(pc);
     }).then(function () {
       answered = true;
-      send("answer", { consult_id: consultId, sdp: pc.localDescription.sdp });
+      send("answer", ids({ sdp: pc.localDescription.sdp }));
       renderPeers();
       if (startAudioOnly) {  // the check found the link too slow for video
         startAudioOnly = false;
@@ -214,11 +225,16 @@
     if (current !== mediaTrack) { element.srcObject = new MediaStream([mediaTrack]); }
   }
 
+  // A conference forwards only some people's media (the last speakers): a tile for those.
+  var forwardedOnly = root.dataset.forwardedOnly === "1";
+
   function renderPeers() {
     var present = {};
     peers.forEach(function (peer) {
+      if (forwardedOnly && !peer.video_mid && !peer.audio_mid) { return; }
       present[peer.id] = true;
       var tile = tileFor(peer);
+      tile.classList.toggle("no-video", !peer.video_mid);  // heard, not seen (last-N)
       tile.querySelector(".name").textContent = peer.name;
       tile.querySelector(".state").textContent =
         peer.state === "reconnecting" ? root.dataset.msgReconnecting : "";
@@ -250,7 +266,7 @@
       // Also on a new socket: joining again gives a fresh connection to the same call.
       getMedia.done = getMedia.done || getMedia();
       getMedia.done.then(function () {
-        if (!left && s === socket) { send("join", { consult_id: consultId, profile: profile }); }
+        if (!left && s === socket) { send("join", ids({ profile: profile })); }
       });
     });
     s.on("disconnect", function () {
@@ -277,6 +293,7 @@
     s.on("send_profile", function (msg) {
       if (PROFILES[msg.profile]) { sendProfile = msg.profile; applySendProfile(); }
     });
+    plugins.forEach(function (plugin) { if (plugin.bind) { plugin.bind(s, api); } });
   }
 
   function moveTo(nodeUrl) {
@@ -286,6 +303,13 @@
     if (nodeUrl) { connectTo(nodeUrl); } else { findCall(root.dataset.msgMoving); }
   }
 
+  // What a plugin may use: the page's socket, connection, own tracks and status line.
+  var api = {
+    ids: ids, send: send, say: say, track: track,
+    peerConnection: function () { return pc; },
+    hasLeft: function () { return left; }
+  };
+
   connectTo(root.dataset.socketUrl);
 
   // Being in a call is activity: media flows outside Socket.IO and the page makes no
@@ -294,48 +318,55 @@
   var keepaliveMs = (parseInt(root.dataset.keepaliveSeconds, 10) || 300) * 1000;
   window.setInterval(function () {
     if (left || !pc) { return; }
-    send("keepalive", { consult_id: consultId });
+    send("keepalive", ids());
     if (root.dataset.keepaliveUrl) {
       fetch(root.dataset.keepaliveUrl, { credentials: "same-origin", cache: "no-store" })
         .catch(function () { /* offline for a moment: the next one will do */ });
     }
   }, keepaliveMs);
 
-  document.getElementById("chat-form").addEventListener("submit", function (event) {
+  var chatForm = document.getElementById("chat-form");  // not on every room page
+  if (chatForm) chatForm.addEventListener("submit", function (event) {
     event.preventDefault();
     var input = document.getElementById("chat-input");
     if (input.value.trim()) {
-      send("chat", { consult_id: consultId, body: input.value });
+      send("chat", ids({ body: input.value }));
       input.value = "";
     }
   });
   document.getElementById("toggle-mic").addEventListener("click", function () {
     var t = track("audio");
     if (t) { t.enabled = !t.enabled; }
-    send("media", { consult_id: consultId, audio: !!(t && t.enabled) });
+    send("media", ids({ audio: !!(t && t.enabled) }));
   });
   document.getElementById("toggle-camera").addEventListener("click", function () {
     var t = track("video");
     if (t) { t.enabled = !t.enabled; }
-    send("media", { consult_id: consultId, video: !!(t && t.enabled) });
+    send("media", ids({ video: !!(t && t.enabled) }));
   });
   var audioOnly = false;
   document.getElementById("audio-only").addEventListener("click", function () {
     audioOnly = !audioOnly;
     var t = track("video");
     if (t) { t.enabled = !audioOnly; }
-    send("media", { consult_id: consultId, video: !audioOnly, receive_video: !audioOnly });
+    send("media", ids({ video: !audioOnly, receive_video: !audioOnly }));
   });
   document.getElementById("profile").addEventListener("change", function (event) {
     profile = event.target.value;
     // The server answers with a send_profile event when what we may send changes.
-    send("media", { consult_id: consultId, profile: profile });
+    send("media", ids({ profile: profile }));
   });
-  document.getElementById("leave").addEventListener("click", function () {
+  // Out of the call for good: no rejoin, camera and microphone released.
+  function stop() {
     left = true;
-    send("leave", { consult_id: consultId });
     if (pc) { pc.close(); }
     if (localStream) { localStream.getTracks().forEach(function (t) { t.stop(); }); }
+  }
+  api.stop = stop;
+
+  document.getElementById("leave").addEventListener("click", function () {
+    send("leave", ids());
+    stop();
     say(root.dataset.msgLeft);
   });
 }());

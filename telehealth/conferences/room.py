@@ -1,0 +1,488 @@
+"""The conference hub: who is in which session's live room, through which socket.
+
+One per app, beside the call hub (telehealth.video.hub), whose media engine it shares: the
+engine runs rooms named "conf-<session id>" as conferences (`ConferencePlan`: last-N video,
+the loudest audios) and reports their events here (`engine.route("conf-", hub)`). Like a
+call, a session's room lives on one node, claimed in a directory of its own
+("conf-node"); the page asks which node (see views.where) and reconnects there.
+
+Attendance comes from the media server: a member's connection reaching "connected" is a
+join, its "closed" (they left, were removed, dropped past the grace period, or their
+connection failed) is a leave; a reload or reconnect closes the old connection first, so
+the gap is not counted.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask, current_app
+from flask_babel import gettext as _
+
+from telehealth.boundary import unit_of_work
+from telehealth.conferences import services
+from telehealth.conferences.models import AttendanceKind
+from telehealth.errors import Unavailable
+from telehealth.extensions import socketio
+from telehealth.video.directory import (
+    DirectoryUnavailable,
+    directory_from_config,
+    is_node_url,
+)
+from telehealth.video.engine import ConferencePlan, EngineError
+from telehealth.video.guard import CallElsewhere
+from telehealth.video.hub import Offer, get_hub
+from telehealth.video.profiles import get_profile
+
+logger = logging.getLogger(__name__)
+
+NAMESPACE = "/conference"
+ROOM_PREFIX = "conf-"
+
+
+def room_id(session_id: int) -> str:
+    """The engine's room for a session."""
+    return f"{ROOM_PREFIX}{session_id}"
+
+
+def socket_room(session_id: int) -> str:
+    """The Socket.IO room of a session's members."""
+    return f"conference-{session_id}"
+
+
+def session_of(room: str) -> int:
+    return int(room.removeprefix(ROOM_PREFIX))
+
+
+@dataclass
+class Member:
+    person: services.RoomMember
+    sid: str | None
+    profile: str
+    state: str = "joining"
+    audio: bool = True
+    video: bool = True
+    hand_since: float | None = None  # monotonic time the hand went up; None: down
+
+
+@dataclass
+class Room:
+    members: dict[str, Member] = field(default_factory=dict)
+    # Participant ids a moderator muted: the mute holds across a reload or reconnect.
+    muted: set[str] = field(default_factory=set)
+    slide: dict[str, Any] | None = None  # what every page shows (see ConferenceHub.show_slide)
+
+
+class ConferenceHub:
+    """One per app: the rooms of conference sessions held by this node."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self.calls = get_hub(app)
+        self.engine = self.calls.engine
+        self.node = self.calls.node
+        self.directory = directory_from_config(app.config, "conf-node")
+        self.lock = threading.RLock()
+        self.rooms: dict[int, Room] = {}
+        self.joined: dict[str, tuple[int, str]] = {}  # sid -> (session id, participant id)
+        # (session id, participant id) -> user id, while their connection counts as attending.
+        self.attending: dict[tuple[int, str], int] = {}
+        # Users a moderator removed, per session: they do not come back in (this process).
+        self.removed: dict[int, set[int]] = {}
+        self.closing = threading.Event()
+        self.claim_keeper: threading.Thread | None = None
+        self.engine.route(ROOM_PREFIX, self)
+
+    def plan(self) -> ConferencePlan:
+        config = self.app.config
+        return ConferencePlan(last_n=int(config.get("CONFERENCE_LAST_N", 4)),
+                              audio_speakers=int(config.get("CONFERENCE_AUDIO_SPEAKERS", 3)),
+                              max_participants=int(config.get("CONFERENCE_MAX_PARTICIPANTS",
+                                                              50)))
+
+    # ---------------------------------------------------------------- which node
+
+    def owner(self, session_id: int) -> str:
+        """The node holding the session's room: this one when nobody held it."""
+        if self.closing.is_set():
+            raise Unavailable(_("This server is restarting; please try again."))
+        try:
+            return self.directory.claim(session_id, self.node.id)
+        except DirectoryUnavailable as exc:
+            logger.warning("conference directory unavailable for session %s: %s", session_id,
+                           exc)
+            raise Unavailable(_("Calls are unavailable for a moment; please try again.")) \
+                from exc
+
+    def socket_url(self, session_id: int) -> str | None:
+        """Where the room page opens its socket: the owning node's URL (None: its own)."""
+        owner = self.owner(session_id)
+        self.start_claim_keeper()
+        if owner == self.node.id:
+            return self.node.url
+        if is_node_url(owner):
+            return owner
+        logger.error("room of session %s is held by %s, which no page can reach", session_id,
+                     owner)
+        raise Unavailable(_("This call is held by a server that cannot be reached; "
+                            "please try again in a minute."))
+
+    def keep_claim(self, session_id: int) -> bool:
+        if self.directory.refresh(session_id, self.node.id):
+            return True
+        return self.directory.claim(session_id, self.node.id) == self.node.id
+
+    def release_claim(self, session_id: int) -> None:
+        try:
+            self.directory.release(session_id, self.node.id)
+        except DirectoryUnavailable as exc:
+            logger.warning("room of session %s: claim not released (it will expire): %s",
+                           session_id, exc)
+
+    def start_claim_keeper(self) -> None:
+        with self.lock:
+            if self.claim_keeper is not None and self.claim_keeper.is_alive():
+                return
+            self.claim_keeper = threading.Thread(target=self._keep_claims, daemon=True,
+                                                 name="conference-claims")
+            self.claim_keeper.start()
+
+    def _keep_claims(self) -> None:
+        interval = float(self.app.config.get("VIDEO_DIRECTORY_TTL_SECONDS", 30)) / 3
+        while not self.closing.wait(interval):
+            with self.lock:
+                session_ids = list(self.rooms)
+            for session_id in session_ids:
+                try:
+                    if not self.keep_claim(session_id):
+                        # Another node took the room while our claim had lapsed: send our
+                        # members there rather than keep half a room here.
+                        logger.error("room of session %s: node %s lost its claim", session_id,
+                                     self.node.id)
+                        self.move_members(session_id)
+                except DirectoryUnavailable as exc:
+                    logger.warning("room of session %s: claim not refreshed: %s", session_id,
+                                   exc)
+
+    def move_members(self, session_id: int) -> None:
+        """Close this node's side of a room; its pages ask where the room lives now."""
+        with self.lock:
+            room = self.rooms.pop(session_id, None)
+            members = room.members if room else {}
+            for member in members.values():
+                if member.sid is not None:
+                    self.joined.pop(member.sid, None)
+        for participant_id in members:
+            try:
+                self.engine.leave(room_id(session_id), participant_id)
+            except EngineError as exc:
+                logger.warning("room of session %s: %s not closed: %s", session_id,
+                               participant_id, exc)
+        for member in members.values():
+            if member.sid is not None:
+                socketio.server.leave_room(member.sid, socket_room(session_id),
+                                           namespace=NAMESPACE)
+                socketio.emit("call_moved", {"session_id": session_id, "node_url": None},
+                              to=member.sid, namespace=NAMESPACE)
+
+    def close(self) -> None:
+        """Give up every claim and send every room's pages elsewhere (at exit)."""
+        self.closing.set()
+        with self.lock:
+            session_ids = list(self.rooms)
+        for session_id in session_ids:
+            self.release_claim(session_id)
+            if self.engine.running:
+                self.move_members(session_id)
+
+    # ---------------------------------------------------------------- engine callbacks
+
+    def on_room_changed(self, room: str) -> None:
+        self.send_peers(session_of(room))
+
+    def on_send_limit(self, room: str, participant_id: str, profile: str) -> None:
+        sid = self._sid(session_of(room), participant_id)
+        if sid is not None:
+            socketio.emit("send_profile", {"profile": profile}, to=sid, namespace=NAMESPACE)
+
+    def on_connection_state(self, room: str, participant_id: str, state: str) -> None:
+        session_id = session_of(room)
+        key = (session_id, participant_id)
+        if state == "closed":
+            with self.lock:
+                user_id = self.attending.pop(key, None)
+            if user_id is not None:
+                self._attend(session_id, user_id, AttendanceKind.LEAVE)
+            return
+        with self.lock:
+            member = self.rooms.get(session_id, Room()).members.get(participant_id)
+            if member is None:
+                return
+            join = state == "connected" and key not in self.attending
+            if state == "connected":
+                member.state = "connected"
+                self.attending[key] = member.person.user_id
+            elif state in ("failed", "disconnected"):
+                member.state = "reconnecting"
+            else:
+                return
+        if join:
+            self._attend(session_id, member.person.user_id, AttendanceKind.JOIN)
+        socketio.emit("peer_state", {"id": participant_id, "state": member.state},
+                      to=socket_room(session_id), namespace=NAMESPACE)
+        self.send_roster(session_id)
+
+    def _attend(self, session_id: int, user_id: int, kind: AttendanceKind) -> None:
+        """Record a join or leave now (engine callbacks run outside any request)."""
+        with self.app.app_context(), unit_of_work():
+            services.record_room_attendance(session_id, user_id, kind)
+
+    # ---------------------------------------------------------------- room state
+
+    def _sid(self, session_id: int, participant_id: str) -> str | None:
+        with self.lock:
+            member = self.rooms.get(session_id, Room()).members.get(participant_id)
+            return member.sid if member is not None else None
+
+    def member(self, session_id: int, participant_id: str) -> Member | None:
+        with self.lock:
+            return self.rooms.get(session_id, Room()).members.get(participant_id)
+
+    def send_peers(self, session_id: int) -> None:
+        """Tell each member which mids carry whom (the engine's last-N layout for them)."""
+        with self.lock:
+            members = dict(self.rooms.get(session_id, Room()).members)
+        for pid, member in members.items():
+            if member.sid is None:
+                continue
+            try:
+                layout = self.engine.layout(room_id(session_id), pid)
+            except EngineError:
+                layout = {}
+            peers = [{"id": other_id, "name": other.person.display_name, "state": other.state,
+                      "audio": other.audio, "video": other.video,
+                      "audio_mid": layout.get(other_id, {}).get("audio"),
+                      "video_mid": layout.get(other_id, {}).get("video")}
+                     for other_id, other in members.items() if other_id != pid]
+            socketio.emit("peers", {"session_id": session_id, "self": pid, "peers": peers},
+                          to=member.sid, namespace=NAMESPACE)
+
+    def roster(self, session_id: int) -> dict[str, Any]:
+        """Everyone in the room for every page: raised hands first (oldest first), then the
+        hub, then the others by name."""
+        with self.lock:
+            room = self.rooms.get(session_id, Room())
+            people = [{"id": pid, "name": m.person.display_name,
+                       "moderator": m.person.moderator, "state": m.state,
+                       "audio": m.audio, "video": m.video, "hand": m.hand_since is not None,
+                       "muted": pid in room.muted, "_hand": m.hand_since}
+                      for pid, m in room.members.items()]
+            slide = room.slide
+        people.sort(key=lambda p: (p["_hand"] is None, p["_hand"] or 0, not p["moderator"],
+                                   p["name"]))
+        for person in people:
+            del person["_hand"]
+        return {"session_id": session_id, "people": people, "slide": slide}
+
+    def send_roster(self, session_id: int) -> None:
+        socketio.emit("roster", self.roster(session_id), to=socket_room(session_id),
+                      namespace=NAMESPACE)
+
+    # ---------------------------------------------------------------- sockets and members
+
+    def joined_as(self, sid: str) -> tuple[int, str] | None:
+        with self.lock:
+            return self.joined.get(sid)
+
+    def is_joined(self, sid: str, person: services.RoomMember) -> bool:
+        return self.joined_as(sid) == (person.session_id, person.participant_id)
+
+    def is_removed(self, person: services.RoomMember) -> bool:
+        with self.lock:
+            return person.user_id in self.removed.get(person.session_id, set())
+
+    def forget_socket(self, sid: str) -> None:
+        with self.lock:
+            self.joined.pop(sid, None)
+
+    def add_member(self, person: services.RoomMember, sid: str, profile: str) -> Offer:
+        """Put the person in the room through this socket; returns the engine's offer.
+
+        Joining again (a reload, a reconnect) replaces their previous connection, which the
+        engine closes without a word: its attendance ends here, and the new connection's
+        starts when it connects.
+        """
+        session_id, pid = person.session_id, person.participant_id
+        room = room_id(session_id)
+        self.engine.open_conference(room, self.plan())
+        sdp = self.engine.join(room, pid, get_profile(profile), self.calls.server_ice())
+        with self.lock:
+            state = self.rooms.setdefault(session_id, Room())
+            old = state.members.get(pid)
+            if old is not None and old.sid and old.sid != sid:
+                self.joined.pop(old.sid, None)
+            state.members[pid] = Member(person, sid, profile)
+            self.joined[sid] = (session_id, pid)
+            ended = self.attending.pop((session_id, pid), None)
+            muted = pid in state.muted
+            try:
+                held = self.keep_claim(session_id)
+            except DirectoryUnavailable:
+                held = True  # the claim keeper claims it again once the directory is back
+            if not held:
+                self.joined.pop(sid, None)
+                state.members.pop(pid, None)
+                if not state.members:
+                    self.rooms.pop(session_id, None)
+        if ended is not None:
+            self._attend(session_id, ended, AttendanceKind.LEAVE)
+        if not held:
+            self.engine.leave(room, pid)
+            raise CallElsewhere(self.directory.owner(session_id))
+        if muted:
+            self.engine.set_muted(room, pid, True)
+        self.start_claim_keeper()
+        return Offer(room, sdp)
+
+    def remove(self, session_id: int, participant_id: str) -> None:
+        """Take a participant out of the room: engine (which reports the leave), everybody's
+        view; the room's claim and plan go with its last member."""
+        with self.lock:
+            state = self.rooms.get(session_id)
+            if state is not None:
+                state.members.pop(participant_id, None)
+                if not state.members:
+                    self.rooms.pop(session_id, None)
+                    self.release_claim(session_id)
+                    state = None
+            empty = state is None
+        self.engine.leave(room_id(session_id), participant_id)
+        if empty:
+            self.engine.close_conference(room_id(session_id))
+        socketio.emit("peer_state", {"id": participant_id, "state": "left"},
+                      to=socket_room(session_id), namespace=NAMESPACE)
+        self.send_peers(session_id)
+        self.send_roster(session_id)
+
+    def remove_in_app(self, session_id: int, participant_id: str) -> None:
+        with self.app.app_context():
+            self.remove(session_id, participant_id)
+
+    def forget_after_grace(self, session_id: int, participant_id: str, dropped: Member) -> None:
+        """After a dropped socket: remove the member unless they came back in time."""
+        time.sleep(float(self.app.config.get("VIDEO_RECONNECT_GRACE_SECONDS", 20)))
+        with self.lock:
+            gone = (self.member(session_id, participant_id) is dropped
+                    and dropped.sid is None)
+        if gone:
+            self.remove_in_app(session_id, participant_id)
+
+    def socket_gone(self, sid: str, closed_by_us: bool) -> None:
+        """A socket disconnected: its member waits for a reconnect, or leaves at once when
+        we closed the socket ourselves (the session ended, it flooded us, it was removed)."""
+        with self.lock:
+            joined = self.joined.pop(sid, None)
+            member = self.member(*joined) if joined is not None else None
+            if member is not None and member.sid == sid:
+                member.sid, member.state = None, "reconnecting"
+            else:
+                member = None
+        if joined is None or member is None:
+            return
+        session_id, participant_id = joined
+        if closed_by_us:
+            socketio.start_background_task(self.remove_in_app, session_id, participant_id)
+            return
+        socketio.emit("peer_state", {"id": participant_id, "state": "reconnecting"},
+                      to=socket_room(session_id), namespace=NAMESPACE)
+        self.send_roster(session_id)
+        socketio.start_background_task(self.forget_after_grace, session_id, participant_id,
+                                       member)
+
+    def set_media(self, person: services.RoomMember, flags: dict[str, bool],
+                  profile: str | None) -> None:
+        """Camera/microphone flags, audio-only switch and profile of a member."""
+        room = room_id(person.session_id)
+        if "receive_video" in flags:
+            self.engine.set_receive_video(room, person.participant_id, flags["receive_video"])
+        if profile is not None:
+            self.engine.set_profile(room, person.participant_id, get_profile(profile))
+        with self.lock:
+            member = self.member(person.session_id, person.participant_id)
+            if member is not None:
+                member.audio = flags.get("audio", member.audio)
+                member.video = flags.get("video", member.video)
+                member.profile = profile or member.profile
+
+    # ---------------------------------------------------------------- the conference itself
+
+    def set_hand(self, session_id: int, participant_id: str, raised: bool) -> None:
+        with self.lock:
+            member = self.member(session_id, participant_id)
+            if member is None:
+                return
+            if not raised:
+                member.hand_since = None
+            elif member.hand_since is None:
+                member.hand_since = time.monotonic()
+
+    def set_muted(self, session_id: int, participant_id: str, muted: bool) -> None:
+        """A moderator's mute: the engine stops forwarding their audio; their page is told."""
+        self.engine.set_muted(room_id(session_id), participant_id, muted)
+        with self.lock:
+            room = self.rooms.get(session_id)
+            if room is not None:
+                (room.muted.add if muted else room.muted.discard)(participant_id)
+        sid = self._sid(session_id, participant_id)
+        if sid is not None:
+            socketio.emit("muted", {"muted": muted}, to=sid, namespace=NAMESPACE)
+
+    def expel(self, session_id: int, participant_id: str) -> None:
+        """A moderator removes a participant: out of the room, and not back in."""
+        member = self.member(session_id, participant_id)
+        if member is None:
+            return
+        with self.lock:
+            self.removed.setdefault(session_id, set()).add(member.person.user_id)
+            if member.sid is not None:
+                self.joined.pop(member.sid, None)
+        if member.sid is not None:
+            socketio.emit("removed", {"session_id": session_id}, to=member.sid,
+                          namespace=NAMESPACE)
+            socketio.server.leave_room(member.sid, socket_room(session_id),
+                                       namespace=NAMESPACE)
+        self.remove(session_id, participant_id)
+
+    def show_slide(self, session_id: int, slide: dict[str, Any] | None) -> None:
+        """What every page shows as the current slide (None: no slide)."""
+        with self.lock:
+            room = self.rooms.get(session_id)
+            if room is not None:
+                room.slide = slide
+        socketio.emit("slide", {"session_id": session_id, "slide": slide},
+                      to=socket_room(session_id), namespace=NAMESPACE)
+
+    def current_slide(self, session_id: int) -> dict[str, Any] | None:
+        with self.lock:
+            room = self.rooms.get(session_id)
+            return room.slide if room is not None else None
+
+
+def get_conference_hub(app: Flask | None = None) -> ConferenceHub:
+    """The app's conference hub (created on first use, with the call hub's engine)."""
+    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
+    with _HUB_LOCK:
+        hub = app.extensions.get("conference_hub")
+        if hub is None:
+            hub = app.extensions["conference_hub"] = ConferenceHub(app)
+            # Registered after the call hub's: atexit runs it first, while the engine runs.
+            atexit.register(hub.close)
+    return hub
+
+
+_HUB_LOCK = threading.Lock()

@@ -1,0 +1,180 @@
+"""Acceptance 2: a presenter and three clinic participants in headless Chromium (fake camera
+and microphone): slides, a raised hand, a moderator's mute; screenshots."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from telehealth.conferences.models import AttendanceEvent, AttendanceKind
+from telehealth.conferences.room import get_conference_hub, room_id
+from telehealth.extensions import db
+from tests.conftest import image_bytes, screenshot, sign_in
+
+pytestmark = pytest.mark.browser
+
+PEOPLE = ("specialist", "clinician", "clinician2", "clinician3")
+
+
+def wait_for(check: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, what
+        time.sleep(0.2)
+
+
+def wait_js(page: Any, function: str, what: str, timeout: float = 20.0) -> None:
+    """Wait until the page's function returns something true (polled from here: the page's
+    CSP forbids the eval behind Playwright's wait_for_function)."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(function):
+        assert time.monotonic() < deadline, f"{what}: {page.text_content('#call-status')}"
+        page.wait_for_timeout(200)
+
+
+def li_of(page: Any, user: Any) -> str:
+    return f'#people li[data-participant="u{user.id}"]'
+
+
+def test_presenter_slides_hand_and_mute_with_four_browsers(
+        app: Any, browser: Any, room_server: str, live_conference: dict[str, Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    session = live_conference["session"]
+    engine = get_conference_hub(app).engine
+    mutes: list[tuple[str, str, bool]] = []
+    original = engine.set_muted
+
+    def spy(room: str, participant_id: str, muted: bool) -> None:
+        mutes.append((room, participant_id, muted))
+        original(room, participant_id, muted)
+
+    monkeypatch.setattr(engine, "set_muted", spy)
+    db.session.commit()
+    pages: dict[str, Any] = {}
+    try:
+        for who in PEOPLE:
+            context = browser.new_context(viewport={"width": 1000, "height": 900})
+            page = context.new_page()
+            sign_in(page, room_server, live_conference[who].email)
+            page.goto(f"{room_server}/conferences/sessions/{session.id}")
+            page.click("#enter-room")
+            pages[who] = page
+        for who, page in pages.items():
+            page.wait_for_selector("#call-status:has-text('Connected')", timeout=30_000)
+            wait_js(page, "() => document.querySelectorAll('#people li').length === 4",
+                    f"{who} sees four people")
+        presenter = pages["specialist"]
+        # Remote pictures arrive (today's engine forwards all three others to each page).
+        wait_js(presenter, "() => [...document.querySelectorAll('.tile.remote video')]"
+                ".filter(v => v.videoWidth > 0).length >= 1", "a remote picture", 30)
+
+        # The presenter uploads two slides and shows the second; every participant sees it.
+        presenter.set_input_files("#slide-files", [
+            {"name": "intro.jpg", "mimeType": "image/jpeg",
+             "buffer": image_bytes(size=(640, 360))},
+            {"name": "cases.png", "mimeType": "image/png",
+             "buffer": image_bytes("PNG", size=(640, 360))}])
+        presenter.click("#slide-upload button")
+        presenter.wait_for_selector("#upload-status:has-text('Slides added.')", timeout=10_000)
+        presenter.click("#slide-list li:nth-child(2) button")
+        for who in ("clinician", "clinician2", "clinician3"):
+            page = pages[who]
+            page.wait_for_selector("#slide-caption:has-text('Slide 2 of 2')", timeout=10_000)
+            wait_js(page, "() => document.getElementById('slide-image').complete && "
+                    "document.getElementById('slide-image').naturalWidth > 0",
+                    f"{who} sees the slide")
+        # The `low` pages get the small still.
+        assert "/preview" in pages["clinician"].get_attribute("#slide-image", "src")
+        screenshot(pages["clinician"], "conference-room-slide")
+
+        # A participant raises a hand; the moderator sees it first in the list and lowers it.
+        raiser, raiser_user = pages["clinician"], live_conference["clinician"]
+        raiser.click("#hand")
+        raiser.wait_for_selector("#hand[aria-pressed='true']", timeout=10_000)
+        presenter.wait_for_selector(f"{li_of(presenter, raiser_user)}.hand", timeout=10_000)
+        assert presenter.get_attribute("#people li:first-child", "data-participant") == \
+            f"u{raiser_user.id}"
+        screenshot(presenter, "conference-room-moderator-hand")
+        presenter.click(f"{li_of(presenter, raiser_user)} button:has-text('Lower hand')")
+        raiser.wait_for_selector("#hand[aria-pressed='false']", timeout=10_000)
+        presenter.wait_for_selector(f"{li_of(presenter, raiser_user)}:not(.hand)",
+                                    timeout=10_000)
+
+        # The moderator mutes another participant: the server stops forwarding their audio,
+        # and their page mutes the microphone and says so.
+        muted_page, muted_user = pages["clinician2"], live_conference["clinician2"]
+        presenter.click(f"{li_of(presenter, muted_user)} button:has-text('Mute')")
+        muted_page.wait_for_selector("#room-notice:has-text('A moderator muted your microphone')",
+                                     timeout=10_000)
+        assert muted_page.is_disabled("#toggle-mic")
+        assert muted_page.evaluate(
+            "() => document.getElementById('local-video').srcObject.getAudioTracks()[0].enabled") \
+            is False
+        pages["clinician3"].wait_for_selector(f"{li_of(pages['clinician3'], muted_user)}"
+                                              ".muted-person", timeout=10_000)
+        assert mutes == [(room_id(session.id), f"u{muted_user.id}", True)]
+        screenshot(muted_page, "conference-room-muted")
+        screenshot(presenter, "conference-room-presenter")
+
+        # Attendance: the media server reported each connection as a join.
+        def joins() -> set[int]:
+            db.session.expire_all()
+            return {e.user_id for e in db.session.query(AttendanceEvent)
+                    .filter_by(session_id=session.id, kind=AttendanceKind.JOIN)}
+        wait_for(lambda: len(joins()) == 4, "four joins recorded")
+    finally:
+        for page in pages.values():
+            page.click("#leave")
+    def leaves() -> int:
+        db.session.expire_all()
+        return db.session.query(AttendanceEvent).filter_by(
+            session_id=session.id, kind=AttendanceKind.LEAVE).count()
+    wait_for(lambda: leaves() == 4, "four leaves recorded")
+    wait_for(lambda: not engine.participants(room_id(session.id)), "the room emptied")
+    for page in pages.values():
+        page.context.close()
+
+
+def test_the_room_page_is_light_and_fits_a_phone_in_english_and_arabic(
+        browser: Any, room_server: str, live_conference: dict[str, Any]) -> None:
+    """The page budget of every other page (40 KB cold, 8 KB warm, signaling left out) and no
+    sideways scrolling at 375 px, left to right and right to left, with the hub's controls."""
+    from tests.weight.test_page_weight import COLD_LIMIT, PHONE, WARM_LIMIT, Meter
+
+    session = live_conference["session"]
+    context = browser.new_context(viewport=PHONE)
+    try:
+        page = context.new_page()
+        sign_in(page, room_server, live_conference["specialist"].email)
+        meter = Meter(context, page)
+        url = f"{room_server}/conferences/sessions/{session.id}/room"
+        for language in ("en", "ar"):
+            live_conference["specialist"].locale = language
+            db.session.commit()
+            meter.cdp.send("Network.clearBrowserCache")
+
+            def in_room(load: Callable[[], Any]) -> None:
+                load()
+                page.wait_for_selector("#call-status:has-text('Connected'), "
+                                       "#call-status:has-text('متصل')", timeout=30_000)
+                # The browser's own late request (favicon.ico) counts with this load.
+                page.wait_for_timeout(1000)
+
+            cold = meter.measure(lambda: in_room(lambda: page.goto(url,
+                                                                   wait_until="networkidle")))
+            warm = meter.measure(lambda: in_room(lambda: page.reload(wait_until="networkidle")))
+            assert cold <= COLD_LIMIT and warm <= WARM_LIMIT, (language, cold, warm)
+            assert page.get_attribute("html", "dir") == ("rtl" if language == "ar" else "ltr")
+            sideways = page.evaluate("() => document.documentElement.scrollWidth"
+                                     " - window.innerWidth")
+            assert sideways <= 0, (language, sideways)
+            screenshot(page, f"conference-room-phone-{language}")
+        page.click("#leave")
+    finally:
+        context.close()

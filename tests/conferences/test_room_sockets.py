@@ -1,0 +1,344 @@
+"""The /conference namespace: who gets in, what a moderator may do, bad input, attendance."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import requests
+from PIL import Image
+
+from telehealth.conferences import services
+from telehealth.conferences.models import AttendanceEvent, AttendanceKind, ConferenceSlide
+from telehealth.conferences.room import get_conference_hub, room_id
+from telehealth.extensions import db
+from telehealth.uploads import stored_path
+from tests.conferences.conftest import RoomClient
+from tests.conftest import image_bytes
+from tests.video.conftest import login_cookie
+
+SDP = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"
+
+
+@pytest.fixture()
+def engine_calls(app: Any, room_server: str, monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
+    """(method, args) of the engine calls made during the test."""
+    calls: list[tuple] = []
+    engine = get_conference_hub(app).engine
+    for name in ("join", "answer", "add_candidate", "leave", "set_muted", "open_conference",
+                 "set_profile", "set_receive_video"):
+        original = getattr(engine, name)
+
+        def spy(*args: Any, _name: str = name, _original: Any = original) -> Any:
+            calls.append((_name, args))
+            return _original(*args)
+
+        monkeypatch.setattr(engine, name, spy)
+    return calls
+
+
+def every_event(session_id: int) -> list[tuple[str, dict[str, Any]]]:
+    return [
+        ("join", {"session_id": session_id, "profile": "low"}),
+        ("answer", {"session_id": session_id, "sdp": SDP}),
+        ("candidate", {"session_id": session_id, "candidate":
+                       "candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host",
+                       "sdpMid": "0", "sdpMLineIndex": 0}),
+        ("media", {"session_id": session_id, "video": False}),
+        ("hand", {"session_id": session_id, "raised": True}),
+        ("mute", {"session_id": session_id, "participant": "u1", "muted": True}),
+        ("lower_hand", {"session_id": session_id, "participant": "u1"}),
+        ("remove", {"session_id": session_id, "participant": "u1"}),
+        ("slide", {"session_id": session_id, "slide_id": 1}),
+        ("keepalive", {"session_id": session_id}),
+        ("leave", {"session_id": session_id}),
+    ]
+
+
+def refused(client: RoomClient, event: str, payload: Any) -> str:
+    client.emit(event, payload)
+    error = client.wait("call_error")
+    assert error["event"] == event
+    return str(error["message"])
+
+
+def join(client: RoomClient, session_id: int) -> dict[str, Any]:
+    client.emit("join", {"session_id": session_id, "profile": "low"})
+    offer: dict[str, Any] = client.wait("offer")
+    assert offer["session_id"] == session_id and offer["sdp"].startswith("v=0")
+    return offer
+
+
+def roster_where(client: RoomClient, check: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    found: dict[str, Any] = client.wait("roster", where=check)
+    return found
+
+
+def person(roster: dict[str, Any], participant_id: str) -> dict[str, Any]:
+    return next(p for p in roster["people"] if p["id"] == participant_id)
+
+
+@pytest.mark.parametrize("who", ["other_clinician", "other_specialist", "admin"])
+def test_people_outside_the_conference_are_refused_every_event(
+        who: str, live_conference: dict[str, Any], engine_calls: list[tuple],
+        room_client: Callable[..., RoomClient]) -> None:
+    session_id = live_conference["session"].id
+    client = room_client(live_conference[who])
+    for event, payload in every_event(session_id):
+        assert refused(client, event, payload)
+    assert client.drain("offer") == [] and client.drain("roster") == []
+    assert engine_calls == []
+
+
+def test_no_sign_in_cannot_connect(room_server: str) -> None:
+    import socketio
+
+    client = RoomClient(room_server, login_cookie(room_server, None))
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        client.connect()
+
+
+def test_members_join_and_see_each_other_in_the_roster(
+        live_conference: dict[str, Any], engine_calls: list[tuple],
+        room_client: Callable[..., RoomClient]) -> None:
+    session_id = live_conference["session"].id
+    specialist = room_client(live_conference["specialist"])
+    clinician = room_client(live_conference["clinician"])
+    offer = join(specialist, session_id)
+    join(clinician, session_id)
+    roster = roster_where(specialist, lambda r: len(r["people"]) == 2)
+    assert person(roster, offer["self"])["moderator"] is True
+    assert [p["moderator"] for p in roster["people"]] == [True, False]  # the hub first
+    # The engine runs the room as a conference with the configured plan.
+    plans = [args[1] for name, args in engine_calls if name == "open_conference"]
+    assert plans and plans[0].last_n == 4 and plans[0].audio_speakers == 3
+    assert all(args[0] == room_id(session_id) for name, args in engine_calls if name == "join")
+
+
+def test_only_moderators_mute_lower_hands_remove_and_show_slides(
+        live_conference: dict[str, Any], engine_calls: list[tuple],
+        room_client: Callable[..., RoomClient]) -> None:
+    session_id = live_conference["session"].id
+    clinician, other = (room_client(live_conference["clinician"]),
+                        room_client(live_conference["clinician2"]))
+    join(clinician, session_id)
+    target = join(other, session_id)["self"]
+    for event, extra in (("mute", {"muted": True}), ("lower_hand", {}), ("remove", {}),
+                         ("slide", {})):
+        payload = {"session_id": session_id, "participant": target, **extra}
+        if event == "slide":
+            payload = {"session_id": session_id, "slide_id": None}
+        assert refused(clinician, event, payload) == \
+            "Only the hub's coordinators and specialists can do this."
+    assert not [c for c in engine_calls if c[0] == "set_muted"]
+    assert other.drain("muted") == [] and other.drain("removed") == []
+
+
+def test_a_moderator_mutes_lowers_a_hand_and_removes(
+        live_conference: dict[str, Any], engine_calls: list[tuple],
+        room_client: Callable[..., RoomClient]) -> None:
+    session_id = live_conference["session"].id
+    moderator = room_client(live_conference["specialist"])
+    talker, raiser = (room_client(live_conference["clinician"]),
+                      room_client(live_conference["clinician2"]))
+    join(moderator, session_id)
+    talker_id = join(talker, session_id)["self"]
+    raiser_id = join(raiser, session_id)["self"]
+
+    raiser.emit("hand", {"session_id": session_id, "raised": True})
+    roster = roster_where(moderator, lambda r: any(p["hand"] for p in r["people"]))
+    assert roster["people"][0]["id"] == raiser_id  # raised hands come first
+    moderator.emit("lower_hand", {"session_id": session_id, "participant": raiser_id})
+    roster_where(moderator, lambda r: not any(p["hand"] for p in r["people"]))
+
+    moderator.emit("mute", {"session_id": session_id, "participant": talker_id, "muted": True})
+    assert talker.wait("muted") == {"muted": True}
+    assert person(roster_where(raiser, lambda r: person(r, talker_id)["muted"]),
+                  talker_id)["muted"]
+    assert ("set_muted", (room_id(session_id), talker_id, True)) in engine_calls
+    # The mute holds when the muted person reloads the page.
+    join(talker, session_id)
+    assert engine_calls[-1] == ("set_muted", (room_id(session_id), talker_id, True))
+
+    # A hub member cannot be removed; a participant can, and does not come back.
+    moderator_id = live_conference["specialist"].id
+    assert refused(moderator, "remove", {"session_id": session_id,
+                                         "participant": f"u{moderator_id}"}) == \
+        "Members of the hub cannot be removed from the room."
+    moderator.emit("remove", {"session_id": session_id, "participant": raiser_id})
+    assert raiser.wait("removed") == {"session_id": session_id}
+    roster_where(moderator, lambda r: raiser_id not in {p["id"] for p in r["people"]})
+    assert refused(raiser, "join", {"session_id": session_id, "profile": "low"}) == \
+        "A moderator removed you from this session."
+
+
+def test_bad_input_is_refused(live_conference: dict[str, Any],
+                              room_client: Callable[..., RoomClient]) -> None:
+    session_id = live_conference["session"].id
+    moderator = room_client(live_conference["specialist"])
+    assert refused(moderator, "join", {"session_id": "1"}).startswith("The message's session_id")
+    assert refused(moderator, "join", {"session_id": 2**40}).startswith("The message's")
+    assert refused(moderator, "join", ["not", "a", "dict"]) == "The message is not understood."
+    assert refused(moderator, "join", {"session_id": session_id, "profile": "ultra"}) == \
+        "Unknown quality profile."
+    assert refused(moderator, "join", {"session_id": 999999}) == "No such conference session."
+    join(moderator, session_id)
+    assert refused(moderator, "mute", {"session_id": session_id, "participant": "u999999",
+                                       "muted": True}) == "This person is not in the room."
+    assert refused(moderator, "mute", {"session_id": session_id, "participant": "u1"}) \
+        .startswith("The message's muted")
+    assert refused(moderator, "hand", {"session_id": session_id, "raised": "yes"}) \
+        .startswith("The message's raised")
+    assert refused(moderator, "answer", {"session_id": session_id, "sdp": "no"}) == \
+        "The answer is not valid SDP."
+    assert refused(moderator, "slide", {"session_id": session_id, "slide_id": 999999}) == \
+        "No such slide in this session."
+    # A huge message ends the connection.
+    moderator.emit("hand", {"session_id": session_id, "raised": True, "pad": "x" * 5000})
+    deadline = time.monotonic() + 5
+    while moderator.connected:
+        assert time.monotonic() < deadline, "the server kept the connection"
+        time.sleep(0.05)
+
+
+def test_attendance_comes_from_the_media_servers_connected_and_closed(
+        app: Any, live_conference: dict[str, Any], room_client: Callable[..., RoomClient]
+) -> None:
+    """The engine's connection states make the joins and leaves; a reload closes the old
+    connection (a leave) before the new one connects (a join)."""
+    session = live_conference["session"]
+    clinician = room_client(live_conference["clinician"])
+    pid = join(clinician, session.id)["self"]
+    hub = get_conference_hub(app)
+    room = room_id(session.id)
+    hub.on_connection_state(room, pid, "connected")
+    hub.on_connection_state(room, pid, "connected")  # said twice: one join
+    join(clinician, session.id)  # a reload
+    hub.on_connection_state(room, pid, "connected")
+    clinician.emit("leave", {"session_id": session.id})
+    clinician.wait("left")
+    deadline = time.monotonic() + 5
+    while True:  # the engine reports "closed" from its own thread
+        db.session.expire_all()
+        kinds = [e.kind for e in db.session.query(AttendanceEvent).order_by(AttendanceEvent.id)]
+        if len(kinds) == 4 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert kinds == [AttendanceKind.JOIN, AttendanceKind.LEAVE, AttendanceKind.JOIN,
+                     AttendanceKind.LEAVE]
+    row = services.attendance_of(session, live_conference["clinician"])
+    assert row is not None and row.minutes == 0 and not row.eligible
+
+
+def _exif_jpeg() -> bytes:
+    img = Image.new("RGB", (800, 600), (20, 90, 160))
+    exif = Image.Exif()
+    exif[0x010F] = "PhoneMaker"  # Make
+    exif[0x8825] = {2: (1.0, 2.0, 3.0)}  # GPS
+    out = io.BytesIO()
+    img.save(out, format="JPEG", exif=exif.tobytes())
+    return out.getvalue()
+
+
+def test_slides_are_reencoded_and_limited(app: Any, live_conference: dict[str, Any],
+                                          room_server: str) -> None:
+    session_id = live_conference["session"].id
+
+    def post(user: Any, files: list[tuple[str, bytes]]) -> requests.Response:
+        http = requests.Session()
+        http.headers["Cookie"] = login_cookie(room_server, user)
+        page = http.get(f"{room_server}/conferences/sessions/{session_id}/room")
+        token = page.text.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+        return http.post(f"{room_server}/conferences/sessions/{session_id}/slides",
+                         data={"csrf_token": token},
+                         files=[("slides", (name, data)) for name, data in files],
+                         headers={"Accept": "application/json"})
+
+    db.session.commit()
+    ok = post(live_conference["specialist"], [("intro.jpg", _exif_jpeg()),
+                                              ("chart.png", image_bytes("PNG"))])
+    assert ok.status_code == 200, ok.text
+    assert [s["position"] for s in ok.json()["slides"]] == [1, 2]
+    db.session.expire_all()
+    slide = db.session.query(ConferenceSlide).order_by(ConferenceSlide.id).first()
+    assert slide is not None
+    with Image.open(stored_path(slide.stored_name)) as stored:
+        assert not stored.getexif() and "exif" not in stored.info
+    # A participant cannot add slides; a PDF, a text file and an oversized image are refused
+    # with a message saying why.
+    denied = post(live_conference["clinician"], [("mine.jpg", image_bytes())])
+    assert denied.status_code == 403
+    pdf = post(live_conference["specialist"], [("deck.pdf", b"%PDF-1.4\n1 0 obj\n%%EOF\n")])
+    assert pdf.status_code == 400 and "JPEG or PNG image" in pdf.json()["error"]
+    text = post(live_conference["specialist"], [("notes.txt", b"hello")])
+    assert text.status_code == 400 and "is not a JPEG, PNG or PDF file" in text.json()["error"]
+    app.config["CONFERENCE_SLIDE_MAX_BYTES"] = 1000
+    try:
+        big = post(live_conference["specialist"], [("big.jpg", _exif_jpeg())])
+    finally:
+        app.config["CONFERENCE_SLIDE_MAX_BYTES"] = 5 * 1024 * 1024
+    assert big.status_code == 413 and "larger than the limit" in big.json()["error"]
+    assert db.session.query(ConferenceSlide).count() == 2
+    # Members see the slides (full and preview); people outside the conference do not.
+    for user, status in ((live_conference["clinician"], 200),
+                         (live_conference["other_clinician"], 404)):
+        http = requests.Session()
+        http.headers["Cookie"] = login_cookie(room_server, user)
+        for size in ("full", "preview"):
+            got = http.get(f"{room_server}/conferences/slides/{slide.id}/{size}")
+            assert got.status_code == status
+            if status == 200:
+                assert got.headers["Content-Type"] == "image/jpeg"
+
+
+def test_the_presenter_shows_a_slide_to_everyone(
+        live_conference: dict[str, Any], room_client: Callable[..., RoomClient]) -> None:
+    session = live_conference["session"]
+    slide = services.add_slides(session, live_conference["specialist"],
+                                [(io.BytesIO(image_bytes()), "one.jpg")])[0]
+    db.session.commit()
+    moderator, clinician = (room_client(live_conference["specialist"]),
+                            room_client(live_conference["clinician"]))
+    join(moderator, session.id)
+    join(clinician, session.id)
+    moderator.emit("slide", {"session_id": session.id, "slide_id": slide.id})
+    shown = clinician.wait("slide")["slide"]
+    assert (shown["id"], shown["position"], shown["count"]) == (slide.id, 1, 1)
+    assert shown["preview_url"].endswith(f"/conferences/slides/{slide.id}/preview")
+    # Whoever joins later gets the current slide with the roster.
+    late = room_client(live_conference["clinician2"])
+    join(late, session.id)
+    assert roster_where(late, lambda r: r["slide"] is not None)["slide"]["id"] == slide.id
+
+
+def test_a_room_held_by_another_node_sends_the_page_there(
+        app: Any, live_conference: dict[str, Any], engine_calls: list[tuple],
+        room_client: Callable[..., RoomClient], room_server: str) -> None:
+    """One process owns a session's room (the directory claim, as for calls): a page opened
+    here while another node holds it opens its socket there, and a join here is refused."""
+    session_id = live_conference["session"].id
+    hub = get_conference_hub(app)
+    other = "http://127.0.0.1:9"
+    hub.release_claim(session_id)  # an earlier test's page may have claimed it here
+    assert hub.directory.claim(session_id, other) == other
+    try:
+        http = requests.Session()
+        http.headers["Cookie"] = login_cookie(room_server, live_conference["clinician"])
+        page = http.get(f"{room_server}/conferences/sessions/{session_id}/room")
+        assert f'data-socket-url="{other}"' in page.text
+        assert "connect-src 'self' http://127.0.0.1:9 ws://127.0.0.1:9" in \
+            page.headers["Content-Security-Policy"]
+        where = http.get(f"{room_server}/conferences/sessions/{session_id}/room/where")
+        assert where.json() == {"socket_url": other}
+        client = room_client(live_conference["clinician"])
+        client.emit("join", {"session_id": session_id, "profile": "low"})
+        error = client.wait("call_error")
+        assert (error["event"], error["moved"], error["node_url"]) == ("join", True, other)
+        assert not [c for c in engine_calls if c[0] == "join"]
+    finally:
+        hub.directory.release(session_id, other)
+    # A consult's call with the same number is another room: its claim is apart.
+    assert hub.calls.directory.owner(session_id) is None
