@@ -12,7 +12,7 @@ import telehealth.db_types
 
 # revision identifiers, used by Alembic.
 revision = '7c4d2e9a1b35'
-down_revision = '5e1f0a7c2b9d'
+down_revision = '7a3c9e51d204'
 branch_labels = None
 depends_on = None
 
