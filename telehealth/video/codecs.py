@@ -6,6 +6,9 @@
   only encodes while a slot re-encodes; forwarded frames are only packetized).
 - Receiver tap: forwarding needs the encoded frames a receiver reassembles, which aiortc
   puts on its decoder thread's queue; the tap takes that queue's place (aiortc #449).
+- Audio levels: a conference ranks its speakers from the level each browser writes into its
+  audio packets (RFC 6464 "ssrc-audio-level", which aiortc negotiates for audio and parses
+  into `packet.extensions.audio_level`); we read it as the receiver is handed each packet.
 - Keyframe requests and bitrate feedback: a browser's picture-loss request on a forwarded
   stream must reach the participant who encodes it, and the bitrate we ask a participant
   to send (REMB) must respect what every receiver of theirs can take.
@@ -25,7 +28,13 @@ from typing import Any
 from aiortc import RTCRtpReceiver, RTCRtpSender
 from aiortc.codecs.opus import OpusEncoder
 from aiortc.codecs.vpx import Vp8Encoder
-from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci, unpack_remb_fci
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RtcpPsfbPacket,
+    RtpPacket,
+    pack_remb_fci,
+    unpack_remb_fci,
+)
 from av import VideoFrame
 from av.frame import Frame
 
@@ -219,6 +228,23 @@ def install_receiver_tap(receiver: RTCRtpReceiver, tap: queue.Queue[Any]) -> Non
     if not isinstance(getattr(receiver, _RECEIVER_QUEUE_ATTR, None), queue.Queue):
         raise RuntimeError("aiortc's RTCRtpReceiver no longer has the expected decoder queue")
     setattr(receiver, _RECEIVER_QUEUE_ATTR, tap)
+
+
+def on_audio_level(receiver: RTCRtpReceiver,
+                   callback: Callable[[bool, int], None]) -> None:
+    """Call `callback(voice, dbov)` with the audio level of every RTP packet the receiver is
+    handed that carries one (on the engine's loop, before the receiver's own handling)."""
+    handle = receiver._handle_rtp_packet
+    if not callable(handle):
+        raise RuntimeError("aiortc's RTCRtpReceiver no longer has _handle_rtp_packet")
+
+    async def tapped(packet: RtpPacket, arrival_time_ms: int) -> None:
+        level = packet.extensions.audio_level
+        if level is not None:
+            callback(bool(level[0]), int(level[1]))
+        await handle(packet, arrival_time_ms=arrival_time_ms)
+
+    receiver._handle_rtp_packet = tapped  # type: ignore[method-assign]
 
 
 def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> Callable[[], None]:

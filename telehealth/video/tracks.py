@@ -340,6 +340,8 @@ class Feed:
         self.size: tuple[int, int] | None = None
         self.judged_at: dict[int, float] = {}
         self.send_cap_bps: int | None = None
+        # A moderator's mute: the media still arrives (and is measured) but goes nowhere.
+        self.muted = False
         self._window: collections.deque[tuple[float, int]] = collections.deque()
         self._keyframe_asked_at = 0.0
         self.keyframes_requested = 0
@@ -392,6 +394,8 @@ class Feed:
         self._window.append((now, len(data)))
         while self._window and self._window[0][0] < now - STATS_WINDOW:
             self._window.popleft()
+        if self.muted:
+            return keyframe
         frame = Encoded(data, int(jitter_frame.timestamp), int(codec.clockRate), keyframe)
         for slot in tuple(self.slots):
             slot.offer_encoded(self, frame)
@@ -475,6 +479,8 @@ class Feed:
                     # One clock for every source, so a slot switching sources stays monotonic.
                     frame.pts = int((time.monotonic() - _CLOCK_ORIGIN) * VIDEO_CLOCK_RATE)
                     frame.time_base = VIDEO_TIME_BASE
+                if self.muted:
+                    continue
                 takers = [s for s in tuple(self.slots) if s.transcoding and not s.paused]
                 for index, slot in enumerate(takers):
                     # Each encoder gets a picture of its own: encoders run in threads at
