@@ -62,7 +62,7 @@ from telehealth.video.lastn import (
     SpeakerSelector,
     quality_for,
 )
-from telehealth.video.profiles import Profile
+from telehealth.video.profiles import Profile, conference_video_bps
 from telehealth.video.tracks import Feed, ReceiverTap, SlotTrack
 
 logger = logging.getLogger(__name__)
@@ -226,20 +226,21 @@ class InMemoryRoomRegistry:
         return list(self._rooms.values())
 
 
-def limit_offer(sdp: str, profile: Profile) -> str:
-    """Write the profile's send limits into the media sections the participant sends on.
+def limit_offer(sdp: str, profile: Profile, video_bps: int | None = None) -> str:
+    """Write the profile's send limits into the media sections the participant sends on
+    (`video_bps`: a lower video limit than the profile's).
 
     The browser sets its encoders from these (b=AS/TIAS for video, Opus
     maxaveragebitrate); aiortc ignores them, and they change nothing the server sends.
     """
+    video_bps = profile.video_max_bps if video_bps is None else video_bps
     sections = sdp.split("\r\nm=")
     out = [sections[0]]
     for section in sections[1:]:
         lines = section.split("\r\n")
         if "a=recvonly" in lines and lines[0].startswith("video"):
             at = next(i for i, line in enumerate(lines) if line.startswith("c=")) + 1
-            lines[at:at] = [f"b=AS:{profile.video_max_bps // 1000}",
-                            f"b=TIAS:{profile.video_max_bps}"]
+            lines[at:at] = [f"b=AS:{video_bps // 1000}", f"b=TIAS:{video_bps}"]
         elif "a=recvonly" in lines and lines[0].startswith("audio"):
             opus = [line.split()[0].split(":")[1] for line in lines
                     if line.startswith("a=rtpmap:") and " opus/" in line.lower()]
@@ -292,6 +293,14 @@ def layout(participant: Participant) -> dict[str, dict[str, str | None]]:
     for holder, lane in held:
         out.setdefault(holder, {"audio": None, "video": None})[lane.kind] = lane.transceiver.mid
     return out
+
+
+def video_cap(participant: Participant, room: Room) -> int:
+    """The video bitrate the participant is asked to send at most (SDP, then REMB)."""
+    limit = participant.send_limit or participant.profile
+    if room.conference is None:
+        return limit.video_max_bps
+    return conference_video_bps(limit, room.conference.plan.audio_speakers)
 
 
 def _prefer(transceiver: RTCRtpTransceiver, kind: str) -> None:
@@ -577,7 +586,7 @@ class VideoEngine:
             raise
         logger.info("%s: joined (%s profile)", label, profile.name)
         limit = participant.send_limit or profile
-        return limit_offer(str(pc.localDescription.sdp), limit)
+        return limit_offer(str(pc.localDescription.sdp), limit, video_cap(participant, room))
 
     @staticmethod
     def _make_sender(pc: RTCPeerConnection, kind: str, profile: Profile
@@ -622,13 +631,13 @@ class VideoEngine:
         """Ask each participant to send within what all their receivers can take."""
         for participant in room.participants.values():
             limit = send_limit(participant, room)
-            participant.feeds["video"].set_send_cap(limit.video_max_bps)
             if limit != participant.send_limit:
                 first = participant.send_limit is None
                 participant.send_limit = limit
                 if not first:  # the first one travels in the offer
                     self._notify("on_send_limit", room.id, participant.id,
                                  limit.name)
+            participant.feeds["video"].set_send_cap(video_cap(participant, room))
 
     async def _answer(self, room_id: str, participant_id: str, sdp: str) -> None:
         participant = self._participant(room_id, participant_id)
