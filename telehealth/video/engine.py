@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -164,6 +165,10 @@ class Conference:
     plan: ConferencePlan
     selector: SpeakerSelector
     task: asyncio.Task[None] | None = None
+    # The plans last applied, and until when they stay applied as they are (a quiet
+    # speaker's audio lane runs out): a tick that would change nothing does nothing.
+    applied: tuple[tuple[str, MediaPlan], ...] = ()
+    applied_until: float = 0.0
 
 
 @dataclass
@@ -781,14 +786,15 @@ class VideoEngine:
         while True:
             await asyncio.sleep(CONFERENCE_TICK)
             try:
-                self._replan(room)
+                self._replan(room, force=False)
             except Exception:  # a bad tick must not end the room's plan for good
                 logger.exception("%s: conference plan failed", room.id)
 
-    def _replan(self, room: Room) -> None:
+    def _replan(self, room: Room, force: bool = True) -> None:
         """Rank the speakers now and point every lane of the room at what the plan says;
         tell the pages (`on_room_changed`) when someone's layout or the active speaker
-        changed."""
+        changed. `force`: also when the plans look unchanged (someone joined, left, was
+        muted...)."""
         conference = room.conference
         if conference is None or not room.participants:
             return
@@ -799,18 +805,25 @@ class VideoEngine:
         qualities = {pid: quality_for(p.profile.name, weak_link=False,
                                       audio_only=not p.receive_video)
                      for pid, p in room.participants.items()}
+        plans = tuple(selector.plans_for(qualities, now).items())
         changed = selector.active != active
-        for pid, plan in selector.plans_for(qualities, now).items():
+        if not (force or changed) and plans == conference.applied \
+                and now < conference.applied_until:
+            return
+        conference.applied, conference.applied_until = plans, math.inf
+        for pid, plan in plans:
             receiver = room.participants[pid]
             before = list(layout(receiver).items())
-            self._assign(room, receiver, plan, now)
+            until = self._assign(room, receiver, plan, now)
+            conference.applied_until = min(conference.applied_until, until)
             changed = changed or list(layout(receiver).items()) != before
         if changed:
             self._notify("on_room_changed", room.id)
 
     def _assign(self, room: Room, receiver: Participant, plan: MediaPlan,
-                now: float) -> None:
-        """Point the receiver's lanes at the plan, moving as few lanes as possible."""
+                now: float) -> float:
+        """Point the receiver's lanes at the plan, moving as few lanes as possible; returns
+        when a quiet speaker's audio lane runs out (inf: none is held)."""
         receiver.plan = plan
         for kind, wanted in (("video", plan.video), ("audio", plan.audio)):
             lanes = [lane for lane in receiver.lanes if lane.kind == kind]
@@ -834,6 +847,9 @@ class VideoEngine:
                     min((lane for lane in lanes if lane.holder not in wanted),
                         key=lambda lane: lane.held_until)
                 self._fill(room, lane, pid, now)
+        return min((lane.held_until for lane in receiver.lanes if lane.kind == "audio"
+                    and lane.holder is not None and lane.holder not in plan.audio),
+                   default=math.inf)
 
     @staticmethod
     def _fill(room: Room, lane: Lane, holder_id: str | None, now: float) -> None:

@@ -112,8 +112,12 @@ class SelectorSettings:
     speech_threshold: float = 127 - 60
     # To take over from a still-speaking active speaker: louder by this margin ...
     switch_margin: float = 6.0
-    # ... continuously for this long. Into silence the dwell alone applies.
+    # ... continuously for this long.
     switch_dwell_s: float = 0.3
+    # Into silence (the active speaker has stopped) there is nobody to flap with: a voice
+    # held this long takes the floor, so a new speaker is on every screen within a second
+    # even after the keyframe and the network.
+    silence_dwell_s: float = 0.15
     # Without packets (DTX, muted) the level decays as if silent.
     stale_after_s: float = 0.1
     # Video lanes not yet earned by speakers go to participants in joining order (the hub,
@@ -209,7 +213,8 @@ class SpeakerSelector:
                 continue
             if track.louder_since is None:
                 track.louder_since = now
-            if now - track.louder_since >= s.switch_dwell_s and current > best_level:
+            dwell = s.switch_dwell_s if active_speaking else s.silence_dwell_s
+            if now - track.louder_since >= dwell and current > best_level:
                 best, best_level = participant, current
         if best is not None:
             self._make_active(best)
