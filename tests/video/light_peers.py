@@ -7,14 +7,14 @@ picture loop in its own shade of grey (VP8, keyframe first) and a tone of its ow
 (Opus), with the audio level it is told to have written into every audio packet as a
 browser does (RFC 6464). What a client receives is named by its bytes: the server forwards
 frames as they were sent, so a frame's bytes tell whose it is (a re-encoded frame would
-be named by nobody, which the tests would notice).
+be named by nobody, which the tests would notice). They read packets as they arrive, with
+neither jitter buffer nor decoder.
 """
 
 from __future__ import annotations
 
 import asyncio
 import fractions
-import queue
 import time
 import zlib
 from collections.abc import Callable
@@ -24,11 +24,13 @@ from typing import Any
 import av
 import numpy
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.codecs.vpx import vp8_depayload
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcconfiguration import RTCBundlePolicy
+from aiortc.rtp import RtpPacket
 from av.packet import Packet
 
-from telehealth.video.codecs import install_receiver_tap, on_keyframe_request
+from telehealth.video.codecs import on_keyframe_request
 
 SPEAKING = 25  # dBov of ordinary speech (RFC 6464 levels: 0 loudest .. 127 silent)
 QUIET = 80  # a room's background noise, under the speech threshold
@@ -136,22 +138,6 @@ class LoopTrack(MediaStreamTrack):
         return packet
 
 
-class Catcher(queue.Queue[Any]):
-    """Takes the place of a client receiver's decoder queue: names each reassembled frame
-    and hands nothing to the decoder (see codecs.install_receiver_tap)."""
-
-    def __init__(self, peer: LightPeer, kind: str, mid: str) -> None:
-        super().__init__()
-        self.peer, self.kind, self.mid = peer, kind, mid
-
-    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
-        if item is None:  # the receiver is stopping: let its decoder thread end
-            super().put(item, block, timeout)
-            return
-        _codec, frame = item
-        self.peer.heard(self.kind, self.mid, bytes(frame.data))
-
-
 @dataclass
 class Watch:
     """Resolves with the time the first video frame from `source` arrives after `since`."""
@@ -198,7 +184,7 @@ class LightPeer:
                     self._write_levels(transceiver.sender)
             else:
                 self.receiving[mid] = transceiver.kind
-                install_receiver_tap(transceiver.receiver, Catcher(self, transceiver.kind, mid))
+                self._catch(transceiver.receiver, transceiver.kind, mid)
         await pc.setLocalDescription(await pc.createAnswer())
         return str(pc.localDescription.sdp)
 
@@ -214,6 +200,29 @@ class LightPeer:
             return frame
 
         sender._next_encoded_frame = with_level
+
+    def _catch(self, receiver: Any, kind: str, mid: str) -> None:
+        # Frames are named as their last packet arrives (the marker bit, as a browser
+        # does), not when aiortc's jitter buffer lets them go (with the next frame's first
+        # packet, or later): no jitter buffer, no decoder, so light on the CPU.
+        parts: list[bytes] = []
+        timestamp: list[int | None] = [None]
+
+        async def handle(packet: RtpPacket, arrival_time_ms: int) -> None:
+            if not packet.payload:
+                return
+            if kind == "audio":  # one Opus frame a packet
+                self.heard(kind, mid, packet.payload)
+                return
+            if packet.timestamp != timestamp[0]:
+                parts.clear()
+                timestamp[0] = packet.timestamp
+            parts.append(vp8_depayload(packet.payload))
+            if packet.marker:
+                self.heard(kind, mid, b"".join(parts))
+                parts.clear()
+
+        receiver._handle_rtp_packet = handle
 
     def heard(self, kind: str, mid: str, data: bytes) -> None:
         now = time.monotonic()
