@@ -28,6 +28,7 @@ from typing import Any
 from aiortc import RTCRtpReceiver, RTCRtpSender
 from aiortc.codecs.opus import OpusEncoder
 from aiortc.codecs.vpx import Vp8Encoder
+from aiortc.rate import RemoteBitrateEstimator
 from aiortc.rtp import (
     RTCP_PSFB_APP,
     RtcpPsfbPacket,
@@ -48,6 +49,8 @@ _VP8_BITRATE_ATTR = "_Vp8Encoder__target_bitrate"
 _RECEIVER_QUEUE_ATTR = "_RTCRtpReceiver__decoder_queue"
 _RECEIVER_RTCP_SSRC_ATTR = "_RTCRtpReceiver__rtcp_ssrc"
 _RECEIVER_RTX_ATTR = "_RTCRtpReceiver__rtx_ssrc"
+# A video receiver's delay-based bandwidth estimator (the REMB it sends), None for audio.
+_RECEIVER_ESTIMATOR_ATTR = "_RTCRtpReceiver__remote_bitrate_estimator"
 
 # libvpx wanders around its target; aim below the profile's ceiling so the average keeps
 # under it (the byte budget below catches what still overshoots).
@@ -262,6 +265,23 @@ def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> C
 
     sender._send_keyframe = both  # type: ignore[method-assign]
     return own
+
+
+def estimate_bitrate(receiver: RTCRtpReceiver, on: bool) -> None:
+    """Run (or stop) a video receiver's bandwidth estimator.
+
+    It costs more than anything else per video packet received (aiortc's rate counter
+    steps through every millisecond between packets), and only matters while somebody
+    watches that video: a conference stops it for participants nobody watches (they keep
+    the last bitrate we asked for) and starts it afresh when they are watched again.
+    """
+    if not hasattr(receiver, _RECEIVER_ESTIMATOR_ATTR):
+        raise RuntimeError("aiortc's RTCRtpReceiver no longer has its bitrate estimator")
+    running = getattr(receiver, _RECEIVER_ESTIMATOR_ATTR) is not None
+    if on and not running:
+        setattr(receiver, _RECEIVER_ESTIMATOR_ATTR, RemoteBitrateEstimator())
+    elif running and not on:
+        setattr(receiver, _RECEIVER_ESTIMATOR_ATTR, None)
 
 
 def cap_remb(receiver: RTCRtpReceiver, cap: Callable[[], int | None]) -> None:

@@ -51,6 +51,7 @@ from telehealth.video.codecs import (
     ProfileOpusEncoder,
     ProfileVp8Encoder,
     cap_remb,
+    estimate_bitrate,
     install_encoder,
     install_receiver_tap,
     on_audio_level,
@@ -817,6 +818,10 @@ class VideoEngine:
             until = self._assign(room, receiver, plan, now)
             conference.applied_until = min(conference.applied_until, until)
             changed = changed or list(layout(receiver).items()) != before
+        watched = {lane.holder for p in room.participants.values() for lane in p.lanes
+                   if lane.kind == "video" and lane.holder is not None}
+        for pid, participant in room.participants.items():
+            estimate_bitrate(participant.feeds["video"].receiver, pid in watched)
         if changed:
             self._notify("on_room_changed", room.id)
 
