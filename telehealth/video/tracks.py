@@ -394,7 +394,7 @@ class Feed:
         self._window.append((now, len(data)))
         while self._window and self._window[0][0] < now - STATS_WINDOW:
             self._window.popleft()
-        if self.muted:
+        if self.muted or not self.slots:  # (a conference: most sources go nowhere)
             return keyframe
         frame = Encoded(data, int(jitter_frame.timestamp), int(codec.clockRate), keyframe)
         for slot in tuple(self.slots):
