@@ -43,14 +43,16 @@ class RoomEvents:
 
 
 def _forwarding(engine: VideoEngine) -> dict[str, int]:
-    """Send tracks that carry someone now, per kind, over every room."""
+    """Send tracks that carry someone now, per kind, over every room (and how many of the
+    conference lanes re-encode instead of forwarding)."""
     async def count() -> dict[str, int]:
-        out = {"audio": 0, "video": 0}
+        out = {"audio": 0, "video": 0, "reencoding": 0}
         for room in engine.rooms.all():
             for participant in room.participants.values():
                 for lane in participant.lanes:
                     if lane.holder is not None and not lane.track.paused:
                         out[lane.kind] += 1
+                        out["reencoding"] += lane.track.transcoding
                 for slot in participant.slots:
                     if slot.holder is not None:
                         out["audio"] += 1
