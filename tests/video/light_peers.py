@@ -127,10 +127,14 @@ class LoopTrack(MediaStreamTrack):
     async def recv(self) -> Packet:
         if self.readyState != "live":
             raise MediaStreamError
-        if self.start is None:
-            self.start = time.monotonic()
-        await asyncio.sleep(max(0.0, self.start + self.count / self.per_second
-                                - time.monotonic()))
+        now = time.monotonic()
+        if self.start is None or now - self.start - self.count / self.per_second \
+                > 2 / self.per_second:
+            # First frame, or this loop fell behind (a loaded machine): go on from now at the
+            # steady rate, as a camera drops what it missed; a burst of late frames would
+            # look like a source sending far over its frame rate.
+            self.start = now - self.count / self.per_second
+        await asyncio.sleep(max(0.0, self.start + self.count / self.per_second - now))
         packet = Packet(self.frames[self.index])
         packet.pts, packet.time_base = self.count * self.step, self.time_base
         self.count += 1
