@@ -143,7 +143,9 @@ async def conference(engine: EngineProcess, count: int, switches: int,
                 print(f"  {speaker.pid} not seen within 10 s by {len(missing)} receivers, "
                       f"e.g. {missing[0].pid}: sees {missing[0].hearing('video', 1)}, "
                       f"{missing[0].unknown_frames} frames unnamed; active speaker "
-                      f"{await off_loop(engine.active_speaker, ROOM)}")
+                      f"{await off_loop(engine.active_speaker, ROOM)}; still in the room: "
+                      f"{speaker.pid in await off_loop(engine.participants, ROOM)} (client "
+                      f"connection {speaker.pc.connectionState if speaker.pc else None})")
             previous = [speaker]
             until_next = time.monotonic() + hold
             while time.monotonic() < until_next:
