@@ -17,6 +17,7 @@ from typing import Any
 
 from telehealth.video.engine import ConferencePlan, VideoEngine
 from telehealth.video.profiles import get_profile
+from telehealth.video.tracks import SlotTrack
 from tests.video.light_peers import QUIET, SPEAKING, LightPeer, record
 
 ROOM = "conf-test"
@@ -43,20 +44,26 @@ class RoomEvents:
 
 
 def _forwarding(engine: VideoEngine) -> dict[str, int]:
-    """Send tracks that carry someone now, per kind, over every room (and how many of the
-    conference lanes re-encode instead of forwarding)."""
+    """Send tracks forwarding someone's media now (their source sent within the last
+    second), per kind, over every room; and how many conference lanes re-encode."""
     async def count() -> dict[str, int]:
+        now = time.monotonic()
+
+        def flowing(track: SlotTrack) -> bool:
+            source = track.source
+            return source is not None and not track.paused and bool(source._window) \
+                and now - source._window[-1][0] < 1.0
+
         out = {"audio": 0, "video": 0, "reencoding": 0}
         for room in engine.rooms.all():
             for participant in room.participants.values():
-                for lane in participant.lanes:
-                    if lane.holder is not None and not lane.track.paused:
-                        out[lane.kind] += 1
-                        out["reencoding"] += lane.track.transcoding
-                for slot in participant.slots:
-                    if slot.holder is not None:
-                        out["audio"] += 1
-                        out["video"] += not slot.video_track.paused
+                tracks = [lane.track for lane in participant.lanes] + \
+                    [t for slot in participant.slots for t in (slot.audio_track,
+                                                              slot.video_track)]
+                for track in tracks:
+                    if flowing(track):
+                        out[track.kind] += 1
+                        out["reencoding"] += track.transcoding and bool(participant.lanes)
         return out
 
     return engine.run(count())
