@@ -6,6 +6,9 @@
   only encodes while a slot re-encodes; forwarded frames are only packetized).
 - Receiver tap: forwarding needs the encoded frames a receiver reassembles, which aiortc
   puts on its decoder thread's queue; the tap takes that queue's place (aiortc #449).
+- Audio levels: a conference ranks its speakers from the level each browser writes into its
+  audio packets (RFC 6464 "ssrc-audio-level", which aiortc negotiates for audio and parses
+  into `packet.extensions.audio_level`); we read it as the receiver is handed each packet.
 - Keyframe requests and bitrate feedback: a browser's picture-loss request on a forwarded
   stream must reach the participant who encodes it, and the bitrate we ask a participant
   to send (REMB) must respect what every receiver of theirs can take.
@@ -25,7 +28,14 @@ from typing import Any
 from aiortc import RTCRtpReceiver, RTCRtpSender
 from aiortc.codecs.opus import OpusEncoder
 from aiortc.codecs.vpx import Vp8Encoder
-from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci, unpack_remb_fci
+from aiortc.rate import RemoteBitrateEstimator
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RtcpPsfbPacket,
+    RtpPacket,
+    pack_remb_fci,
+    unpack_remb_fci,
+)
 from av import VideoFrame
 from av.frame import Frame
 
@@ -39,6 +49,8 @@ _VP8_BITRATE_ATTR = "_Vp8Encoder__target_bitrate"
 _RECEIVER_QUEUE_ATTR = "_RTCRtpReceiver__decoder_queue"
 _RECEIVER_RTCP_SSRC_ATTR = "_RTCRtpReceiver__rtcp_ssrc"
 _RECEIVER_RTX_ATTR = "_RTCRtpReceiver__rtx_ssrc"
+# A video receiver's delay-based bandwidth estimator (the REMB it sends), None for audio.
+_RECEIVER_ESTIMATOR_ATTR = "_RTCRtpReceiver__remote_bitrate_estimator"
 
 # libvpx wanders around its target; aim below the profile's ceiling so the average keeps
 # under it (the byte budget below catches what still overshoots).
@@ -221,6 +233,23 @@ def install_receiver_tap(receiver: RTCRtpReceiver, tap: queue.Queue[Any]) -> Non
     setattr(receiver, _RECEIVER_QUEUE_ATTR, tap)
 
 
+def on_audio_level(receiver: RTCRtpReceiver,
+                   callback: Callable[[bool, int], None]) -> None:
+    """Call `callback(voice, dbov)` with the audio level of every RTP packet the receiver is
+    handed that carries one (on the engine's loop, before the receiver's own handling)."""
+    handle = receiver._handle_rtp_packet
+    if not callable(handle):
+        raise RuntimeError("aiortc's RTCRtpReceiver no longer has _handle_rtp_packet")
+
+    async def tapped(packet: RtpPacket, arrival_time_ms: int) -> None:
+        level = packet.extensions.audio_level
+        if level is not None:
+            callback(bool(level[0]), int(level[1]))
+        await handle(packet, arrival_time_ms=arrival_time_ms)
+
+    receiver._handle_rtp_packet = tapped  # type: ignore[method-assign]
+
+
 def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> Callable[[], None]:
     """Also call `callback` when the remote end asks this sender for a keyframe.
 
@@ -236,6 +265,23 @@ def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> C
 
     sender._send_keyframe = both  # type: ignore[method-assign]
     return own
+
+
+def estimate_bitrate(receiver: RTCRtpReceiver, on: bool) -> None:
+    """Run (or stop) a video receiver's bandwidth estimator.
+
+    It costs more than anything else per video packet received (aiortc's rate counter
+    steps through every millisecond between packets), and only matters while somebody
+    watches that video: a conference stops it for participants nobody watches (they keep
+    the last bitrate we asked for) and starts it afresh when they are watched again.
+    """
+    if not hasattr(receiver, _RECEIVER_ESTIMATOR_ATTR):
+        raise RuntimeError("aiortc's RTCRtpReceiver no longer has its bitrate estimator")
+    running = getattr(receiver, _RECEIVER_ESTIMATOR_ATTR) is not None
+    if on and not running:
+        setattr(receiver, _RECEIVER_ESTIMATOR_ATTR, RemoteBitrateEstimator())
+    elif running and not on:
+        setattr(receiver, _RECEIVER_ESTIMATOR_ATTR, None)
 
 
 def cap_remb(receiver: RTCRtpReceiver, cap: Callable[[], int | None]) -> None:

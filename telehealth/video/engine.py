@@ -12,6 +12,16 @@ themselves and those who receive their video (SDP limits in the offer, REMB, and
 `on_send_limit` callback for the page to set its encoder); a slot re-encodes only a source
 that does not keep to it.
 
+A room opened with `open_conference` is run differently, for up to its plan's
+`max_participants`: each connection gets `last_n` video and `audio_speakers` audio send
+"lanes" at join, whatever the room's size, and the server decides every CONFERENCE_TICK who
+fills them, from the audio level each participant's packets carry (RFC 6464; see lastn.py),
+without decoding: audio lanes carry the loudest speakers, video lanes the active speaker
+and the most recent ones (only the active speaker for a `low` receiver, none for one who
+turned video off). A lane that changes source waits for, and asks, the new source's
+keyframe, so the new picture appears at once. `layout` follows the plan, and
+`on_room_changed` tells the page when it changes.
+
 The engine imports neither Flask nor the database; it reports through callbacks.
 """
 
@@ -19,7 +29,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -39,17 +51,32 @@ from telehealth.video.codecs import (
     ProfileOpusEncoder,
     ProfileVp8Encoder,
     cap_remb,
+    estimate_bitrate,
     install_encoder,
     install_receiver_tap,
+    on_audio_level,
     on_keyframe_request,
 )
-from telehealth.video.profiles import Profile
+from telehealth.video.lastn import (
+    AudioLevel,
+    MediaPlan,
+    SelectorSettings,
+    SpeakerSelector,
+    quality_for,
+)
+from telehealth.video.profiles import Profile, conference_video_bps
 from telehealth.video.tracks import Feed, ReceiverTap, SlotTrack
 
 logger = logging.getLogger(__name__)
 
 MAX_PARTICIPANTS = 4
 CALL_TIMEOUT = 15.0
+# How often a conference's plan is computed: well under the selector's dwell (0.3 s), so
+# the dwell, not the timer, decides how soon a new speaker is seen.
+CONFERENCE_TICK = 0.05
+# A speaker who falls quiet keeps their audio lane this long unless a louder one needs it:
+# lanes (and the layout every page is sent) do not flap with each pause for breath.
+AUDIO_HOLD = 1.0
 T = TypeVar("T")
 
 
@@ -91,6 +118,10 @@ class ConferencePlan:
     audio_speakers: int = 3
     max_participants: int = 50
 
+    def __post_init__(self) -> None:
+        if self.last_n < 1 or self.audio_speakers < 1 or self.max_participants < 2:
+            raise ValueError("a conference needs a video and an audio lane and two people")
+
 
 class NoCallbacks:
     def on_connection_state(self, room_id: str, participant_id: str, state: str) -> None:
@@ -115,6 +146,33 @@ class Slot:
 
 
 @dataclass
+class Lane:
+    """One send transceiver of a conference participant: the audio or video of whoever the
+    conference plan puts on it (see `VideoEngine._replan`)."""
+
+    kind: str
+    transceiver: RTCRtpTransceiver
+    track: SlotTrack
+    encoder: ProfileOpusEncoder | ProfileVp8Encoder
+    holder: str | None = None
+    # Audio: until when a speaker who fell quiet keeps the lane (see AUDIO_HOLD).
+    held_until: float = 0.0
+
+
+@dataclass
+class Conference:
+    """A room's conference state: its plan, its speaker ranking and the timer applying it."""
+
+    plan: ConferencePlan
+    selector: SpeakerSelector
+    task: asyncio.Task[None] | None = None
+    # The plans last applied, and until when they stay applied as they are (a quiet
+    # speaker's audio lane runs out): a tick that would change nothing does nothing.
+    applied: tuple[tuple[str, MediaPlan], ...] = ()
+    applied_until: float = 0.0
+
+
+@dataclass
 class Participant:
     id: str
     room_id: str
@@ -125,6 +183,9 @@ class Participant:
     send_limit: Profile | None = None  # what they were last asked to send within
     closed: bool = False
     muted: bool = False  # by a moderator: their audio is not forwarded
+    receive_video: bool = True  # False: audio only (see set_receive_video)
+    lanes: list[Lane] = field(default_factory=list)  # conference rooms (instead of slots)
+    plan: MediaPlan | None = None  # conference rooms: what the lanes carry, in order
 
     def slot_for(self, other_id: str) -> Slot | None:
         return next((s for s in self.slots if s.holder == other_id), None)
@@ -137,6 +198,7 @@ class Participant:
 class Room:
     id: str
     participants: dict[str, Participant] = field(default_factory=dict)
+    conference: Conference | None = None
 
 
 class RoomRegistry(Protocol):
@@ -170,20 +232,21 @@ class InMemoryRoomRegistry:
         return list(self._rooms.values())
 
 
-def limit_offer(sdp: str, profile: Profile) -> str:
-    """Write the profile's send limits into the media sections the participant sends on.
+def limit_offer(sdp: str, profile: Profile, video_bps: int | None = None) -> str:
+    """Write the profile's send limits into the media sections the participant sends on
+    (`video_bps`: a lower video limit than the profile's).
 
     The browser sets its encoders from these (b=AS/TIAS for video, Opus
     maxaveragebitrate); aiortc ignores them, and they change nothing the server sends.
     """
+    video_bps = profile.video_max_bps if video_bps is None else video_bps
     sections = sdp.split("\r\nm=")
     out = [sections[0]]
     for section in sections[1:]:
         lines = section.split("\r\n")
         if "a=recvonly" in lines and lines[0].startswith("video"):
             at = next(i for i, line in enumerate(lines) if line.startswith("c=")) + 1
-            lines[at:at] = [f"b=AS:{profile.video_max_bps // 1000}",
-                            f"b=TIAS:{profile.video_max_bps}"]
+            lines[at:at] = [f"b=AS:{video_bps // 1000}", f"b=TIAS:{video_bps}"]
         elif "a=recvonly" in lines and lines[0].startswith("audio"):
             opus = [line.split()[0].split(":")[1] for line in lines
                     if line.startswith("a=rtpmap:") and " opus/" in line.lower()]
@@ -202,13 +265,48 @@ def limit_offer(sdp: str, profile: Profile) -> str:
 
 
 def send_limit(participant: Participant, room: Room) -> Profile:
-    """The lowest profile among the participant and everyone who receives their video."""
+    """The lowest profile among the participant and everyone who receives their video.
+
+    In a conference anyone who takes video may receive anyone's at the next change of
+    speaker: everyone sends within the lowest profile among those who take video (a
+    forwarded picture then fits every receiver without re-encoding, and the send limit
+    does not change with each speaker).
+    """
     profiles = [participant.profile]
+    if room.conference is not None:
+        profiles += [other.profile for other in room.participants.values()
+                     if other.receive_video]
+        return min(profiles, key=lambda p: (p.video_max_bps, p.width * p.height))
     for other in room.participants.values():
         slot = other.slot_for(participant.id)
         if other is not participant and slot is not None and not slot.video_track.paused:
             profiles.append(other.profile)
     return min(profiles, key=lambda p: (p.video_max_bps, p.width * p.height))
+
+
+def layout(participant: Participant) -> dict[str, dict[str, str | None]]:
+    """Which of the participant's mids carry each other participant's audio and video
+    (in a conference: in the plan's order, the active speaker's video first)."""
+    if not participant.lanes:
+        return {slot.holder: {"audio": slot.audio.mid, "video": slot.video.mid}
+                for slot in participant.slots if slot.holder is not None}
+    plan = participant.plan
+    order = [*plan.video, *plan.audio] if plan is not None else []
+    rank = {pid: order.index(pid) for pid in reversed(order)}
+    held = sorted(((lane.holder, lane) for lane in participant.lanes if lane.holder is not None),
+                  key=lambda pair: rank.get(pair[0], len(order)))
+    out: dict[str, dict[str, str | None]] = {}
+    for holder, lane in held:
+        out.setdefault(holder, {"audio": None, "video": None})[lane.kind] = lane.transceiver.mid
+    return out
+
+
+def video_cap(participant: Participant, room: Room) -> int:
+    """The video bitrate the participant is asked to send at most (SDP, then REMB)."""
+    limit = participant.send_limit or participant.profile
+    if room.conference is None:
+        return limit.video_max_bps
+    return conference_video_bps(limit, room.conference.plan.audio_speakers)
 
 
 def _prefer(transceiver: RTCRtpTransceiver, kind: str) -> None:
@@ -346,8 +444,20 @@ class VideoEngine:
         self._call(self._set_receive_video(room_id, participant_id, enabled))
 
     def layout(self, room_id: str, participant_id: str) -> dict[str, dict[str, str | None]]:
-        """For one participant: which mids carry each other participant's audio and video."""
+        """For one participant: which mids carry each other participant's audio and video.
+
+        In a conference only the participants the plan forwards appear (a mid may be None),
+        in the plan's order: the active speaker's video first."""
         return self._call(self._layout(room_id, participant_id))
+
+    def layouts(self, room_id: str) -> dict[str, dict[str, dict[str, str | None]]]:
+        """`layout` of every participant of the room at once (one trip to the loop)."""
+        return self._call(self._layouts(room_id))
+
+    def active_speaker(self, room_id: str) -> str | None:
+        """A conference room's active speaker (None before anyone spoke, or not a
+        conference)."""
+        return self._call(self._active_speaker(room_id))
 
     def send_limit(self, room_id: str, participant_id: str) -> str:
         """The profile this participant is asked to send within (see `on_send_limit`)."""
@@ -358,7 +468,9 @@ class VideoEngine:
         return self._call(self._participants(room_id))
 
     def open_conference(self, room_id: str, plan: ConferencePlan) -> None:
-        """Run `room_id` as a conference room from its next join on (idempotent)."""
+        """Run `room_id` as a conference room from its next join on (idempotent).
+
+        A room that already has participants keeps how it was opened until it empties."""
         self.plans[room_id] = plan
 
     def close_conference(self, room_id: str) -> None:
@@ -386,12 +498,21 @@ class VideoEngine:
     async def _join(self, room_id: str, participant_id: str, profile: Profile,
                     ice_servers: list[IceServer], relay_only: bool) -> str:
         room = self.rooms.get_or_create(room_id)
+        muted = False
         if participant_id in room.participants:  # a reload or a reconnect: start afresh
+            muted = room.participants[participant_id].muted  # a reload does not unmute
             await self._remove(room, participant_id, notify=False)
             # Alone in the call, they emptied the room and the registry dropped it: join a
             # registered room, never the dropped one (its connection would be unreachable).
             room = self.rooms.get_or_create(room_id)
-        if len(room.participants) >= MAX_PARTICIPANTS:
+        plan = self.plans.get(room_id)
+        if room.conference is None and plan is not None and not room.participants:
+            settings = SelectorSettings(last_n=plan.last_n, max_audio=plan.audio_speakers,
+                                        fill_from_roster=True)
+            room.conference = Conference(plan, SpeakerSelector(settings))
+        conference = room.conference
+        capacity = conference.plan.max_participants if conference else MAX_PARTICIPANTS
+        if len(room.participants) >= capacity:
             if not room.participants:
                 self.rooms.remove(room_id)
             raise RoomFull("the call is full")
@@ -414,10 +535,22 @@ class VideoEngine:
             feeds[kind] = feed = Feed(kind, f"{label}/{kind}", transceiver.receiver, tap)
             if kind == "video":
                 cap_remb(transceiver.receiver, feed.send_cap)
-        slots = []
-        for _n in range(MAX_PARTICIPANTS - 1):
-            slots.append(self._make_slot(pc, profile))
-        participant = Participant(participant_id, room_id, pc, profile, slots, feeds)
+            elif conference is not None:
+                on_audio_level(transceiver.receiver,
+                               self._level_listener(conference.selector, participant_id))
+        feeds["audio"].muted = muted
+        if conference is None:
+            slots = [self._make_slot(pc, profile) for _n in range(MAX_PARTICIPANTS - 1)]
+            lanes = []
+        else:
+            # Lanes, not one slot per other participant: a connection's size does not grow
+            # with the room, and nobody's joining needs a renegotiation.
+            slots = []
+            lanes = [self._make_lane(pc, kind, profile) for kind, count in
+                     (("video", conference.plan.last_n), ("audio", conference.plan.audio_speakers))
+                     for _n in range(count)]
+        participant = Participant(participant_id, room_id, pc, profile, slots, feeds,
+                                  muted=muted, lanes=lanes)
 
         @pc.on("track")
         def on_track(track: Any) -> None:
@@ -435,8 +568,8 @@ class VideoEngine:
             if state == "failed":
                 await self._remove(room, participant_id, notify=True)
 
-        # Fill slots both ways with everybody already here.
-        for other in room.participants.values():
+        # Fill slots both ways with everybody already here (a conference's plan fills lanes).
+        for other in room.participants.values() if conference is None else ():
             theirs, mine = other.free_slot(), participant.free_slot()
             assert theirs is not None and mine is not None  # MAX_PARTICIPANTS guarantees it
             theirs.holder, mine.holder = participant_id, other.id
@@ -445,6 +578,11 @@ class VideoEngine:
             feeds["audio"].attach(theirs.audio_track)
             feeds["video"].attach(theirs.video_track)
         room.participants[participant_id] = participant
+        if conference is not None:
+            conference.selector.add(participant_id)
+            conference.selector.set_muted(participant_id, muted)
+            if conference.task is None:
+                conference.task = asyncio.ensure_future(self._run_conference(room))
         self._update_limits(room)
 
         try:
@@ -454,36 +592,58 @@ class VideoEngine:
             raise
         logger.info("%s: joined (%s profile)", label, profile.name)
         limit = participant.send_limit or profile
-        return limit_offer(str(pc.localDescription.sdp), limit)
+        return limit_offer(str(pc.localDescription.sdp), limit, video_cap(participant, room))
 
     @staticmethod
-    def _make_slot(pc: RTCPeerConnection, profile: Profile) -> Slot:
-        audio_track, video_track = SlotTrack("audio", profile), SlotTrack("video", profile)
-        audio = pc.addTransceiver(audio_track, direction="sendonly")
-        video = pc.addTransceiver(video_track, direction="sendonly")
-        _prefer(audio, "audio")
-        _prefer(video, "video")
-        slot = Slot(audio, video, audio_track, video_track,
-                    ProfileOpusEncoder(profile), ProfileVp8Encoder(profile, video_track.window))
-        install_encoder(audio.sender, slot.audio_encoder)
-        install_encoder(video.sender, slot.video_encoder)
-        # A receiver's picture-loss request reaches the participant whose frames we forward;
-        # our own encoder's keyframe (the sender's own handler) serves while re-encoding.
-        video_track.on_keyframe_needed = on_keyframe_request(video.sender,
-                                                             video_track.request_keyframe)
-        return slot
+    def _make_sender(pc: RTCPeerConnection, kind: str, profile: Profile
+                     ) -> tuple[RTCRtpTransceiver, SlotTrack,
+                                ProfileOpusEncoder | ProfileVp8Encoder]:
+        """One send transceiver whose track is filled by the engine, with its encoder."""
+        track = SlotTrack(kind, profile)
+        transceiver = pc.addTransceiver(track, direction="sendonly")
+        _prefer(transceiver, kind)
+        encoder: ProfileOpusEncoder | ProfileVp8Encoder = ProfileOpusEncoder(profile) \
+            if kind == "audio" else ProfileVp8Encoder(profile, track.window)
+        install_encoder(transceiver.sender, encoder)
+        if kind == "video":
+            # A receiver's picture-loss request reaches the participant whose frames we
+            # forward; our own encoder's keyframe (the sender's own handler) serves while
+            # re-encoding.
+            track.on_keyframe_needed = on_keyframe_request(transceiver.sender,
+                                                           track.request_keyframe)
+        return transceiver, track, encoder
+
+    @classmethod
+    def _make_slot(cls, pc: RTCPeerConnection, profile: Profile) -> Slot:
+        audio, audio_track, audio_encoder = cls._make_sender(pc, "audio", profile)
+        video, video_track, video_encoder = cls._make_sender(pc, "video", profile)
+        assert isinstance(audio_encoder, ProfileOpusEncoder)
+        assert isinstance(video_encoder, ProfileVp8Encoder)
+        return Slot(audio, video, audio_track, video_track, audio_encoder, video_encoder)
+
+    @classmethod
+    def _make_lane(cls, pc: RTCPeerConnection, kind: str, profile: Profile) -> Lane:
+        return Lane(kind, *cls._make_sender(pc, kind, profile))
+
+    @staticmethod
+    def _level_listener(selector: SpeakerSelector,
+                        participant_id: str) -> Callable[[bool, int], None]:
+        """Feeds the audio level of each packet a participant sends to the room's ranking."""
+        def heard(voice: bool, dbov: int) -> None:
+            selector.record(participant_id, AudioLevel(voice, dbov), time.monotonic())
+        return heard
 
     def _update_limits(self, room: Room) -> None:
         """Ask each participant to send within what all their receivers can take."""
         for participant in room.participants.values():
             limit = send_limit(participant, room)
-            participant.feeds["video"].set_send_cap(limit.video_max_bps)
             if limit != participant.send_limit:
                 first = participant.send_limit is None
                 participant.send_limit = limit
                 if not first:  # the first one travels in the offer
                     self._notify("on_send_limit", room.id, participant.id,
                                  limit.name)
+            participant.feeds["video"].set_send_cap(video_cap(participant, room))
 
     async def _answer(self, room_id: str, participant_id: str, sdp: str) -> None:
         participant = self._participant(room_id, participant_id)
@@ -531,17 +691,27 @@ class VideoEngine:
                 for track in (slot.audio_track, slot.video_track):
                     if track.source is not None:
                         track.source.detach(track)
+            for lane in other.lanes:
+                if lane.holder == participant_id:
+                    self._fill(room, lane, None, 0.0)
+        if room.conference is not None:
+            room.conference.selector.remove(participant_id)
         for feed in participant.feeds.values():
             await feed.stop()
         for slot in participant.slots:
             slot.audio_track.stop()
             slot.video_track.stop()
+        for lane in participant.lanes:
+            lane.track.stop()
         await participant.pc.close()
         logger.info("%s/%s: left", room.id, participant_id)
         if not room.participants:
             self.rooms.remove(room.id)
+            if room.conference is not None and room.conference.task is not None:
+                room.conference.task.cancel()
         else:
             self._update_limits(room)
+            self._replan(room)  # the leaver's lanes go to the next in line at once
         if notify:
             self._notify("on_connection_state", room.id, participant_id, "closed")
             self._notify("on_room_changed", room.id)
@@ -553,15 +723,21 @@ class VideoEngine:
             slot.video_encoder.set_profile(profile)
             slot.audio_track.set_profile(profile)
             slot.video_track.set_profile(profile)
+        for lane in participant.lanes:
+            if isinstance(lane.encoder, ProfileVp8Encoder):
+                lane.encoder.set_profile(profile)
+            lane.track.set_profile(profile)
         room = self.rooms.get(room_id)
         assert room is not None
         self._update_limits(room)
+        self._replan(room)  # `low` takes the active speaker's video only
 
     async def _set_receive_video(self, room_id: str, participant_id: str,
                                  enabled: bool) -> None:
         participant = self._participant(room_id, participant_id)
-        for slot in participant.slots:
-            track = slot.video_track
+        participant.receive_video = enabled
+        for track in [slot.video_track for slot in participant.slots] + \
+                [lane.track for lane in participant.lanes if lane.kind == "video"]:
             track.paused = not enabled
             track.clear()  # stopping, or starting again from a keyframe
             if track.source is not None:
@@ -571,12 +747,19 @@ class VideoEngine:
         room = self.rooms.get(room_id)
         assert room is not None
         self._update_limits(room)
+        self._replan(room)
 
     async def _layout(self, room_id: str, participant_id: str
                       ) -> dict[str, dict[str, str | None]]:
-        participant = self._participant(room_id, participant_id)
-        return {slot.holder: {"audio": slot.audio.mid, "video": slot.video.mid}
-                for slot in participant.slots if slot.holder is not None}
+        return layout(self._participant(room_id, participant_id))
+
+    async def _layouts(self, room_id: str) -> dict[str, dict[str, dict[str, str | None]]]:
+        room = self.rooms.get(room_id)
+        return {pid: layout(p) for pid, p in room.participants.items()} if room else {}
+
+    async def _active_speaker(self, room_id: str) -> str | None:
+        room = self.rooms.get(room_id)
+        return room.conference.selector.active if room and room.conference else None
 
     async def _send_limit(self, room_id: str, participant_id: str) -> str:
         participant = self._participant(room_id, participant_id)
@@ -588,7 +771,100 @@ class VideoEngine:
 
     async def _set_muted(self, room_id: str, participant_id: str, muted: bool) -> None:
         participant = self._participant(room_id, participant_id)
-        participant.muted = muted  # the conference media plan stops forwarding it
+        participant.muted = muted
+        # Their audio still reaches the server but goes to no one (consult or conference)...
+        participant.feeds["audio"].muted = muted
+        room = self.rooms.get(room_id)
+        if room is not None and room.conference is not None:
+            # ...and in a conference they rank as silent, so their audio lanes go to others.
+            room.conference.selector.set_muted(participant_id, muted)
+            self._replan(room)
+
+    # ------------------------------------------------------------------ conference plan
+
+    async def _run_conference(self, room: Room) -> None:
+        """Apply the room's conference plan every CONFERENCE_TICK until the room empties."""
+        while True:
+            await asyncio.sleep(CONFERENCE_TICK)
+            try:
+                self._replan(room, force=False)
+            except Exception:  # a bad tick must not end the room's plan for good
+                logger.exception("%s: conference plan failed", room.id)
+
+    def _replan(self, room: Room, force: bool = True) -> None:
+        """Rank the speakers now and point every lane of the room at what the plan says;
+        tell the pages (`on_room_changed`) when someone's layout or the active speaker
+        changed. `force`: also when the plans look unchanged (someone joined, left, was
+        muted...)."""
+        conference = room.conference
+        if conference is None or not room.participants:
+            return
+        now = time.monotonic()
+        selector = conference.selector
+        active = selector.active
+        selector.tick(now)
+        qualities = {pid: quality_for(p.profile.name, weak_link=False,
+                                      audio_only=not p.receive_video)
+                     for pid, p in room.participants.items()}
+        plans = tuple(selector.plans_for(qualities, now).items())
+        changed = selector.active != active
+        if not (force or changed) and plans == conference.applied \
+                and now < conference.applied_until:
+            return
+        conference.applied, conference.applied_until = plans, math.inf
+        for pid, plan in plans:
+            receiver = room.participants[pid]
+            before = list(layout(receiver).items())
+            until = self._assign(room, receiver, plan, now)
+            conference.applied_until = min(conference.applied_until, until)
+            changed = changed or list(layout(receiver).items()) != before
+        watched = {lane.holder for p in room.participants.values() for lane in p.lanes
+                   if lane.kind == "video" and lane.holder is not None}
+        for pid, participant in room.participants.items():
+            estimate_bitrate(participant.feeds["video"].receiver, pid in watched)
+        if changed:
+            self._notify("on_room_changed", room.id)
+
+    def _assign(self, room: Room, receiver: Participant, plan: MediaPlan,
+                now: float) -> float:
+        """Point the receiver's lanes at the plan, moving as few lanes as possible; returns
+        when a quiet speaker's audio lane runs out (inf: none is held)."""
+        receiver.plan = plan
+        for kind, wanted in (("video", plan.video), ("audio", plan.audio)):
+            lanes = [lane for lane in receiver.lanes if lane.kind == kind]
+            for lane in lanes:
+                if lane.holder is None:
+                    continue
+                if lane.holder in wanted:
+                    lane.held_until = now + AUDIO_HOLD
+                    continue
+                holder = room.participants.get(lane.holder)
+                # A quiet speaker keeps an audio lane a while; never a muted one.
+                if kind == "video" or holder is None or holder.muted \
+                        or now >= lane.held_until:
+                    self._fill(room, lane, None, now)
+            for pid in wanted:
+                if any(lane.holder == pid for lane in lanes):
+                    continue
+                # A free lane, else the quiet speaker's lane held the shortest (a plan never
+                # wants more than there are lanes).
+                lane = next((lane for lane in lanes if lane.holder is None), None) or \
+                    min((lane for lane in lanes if lane.holder not in wanted),
+                        key=lambda lane: lane.held_until)
+                self._fill(room, lane, pid, now)
+        return min((lane.held_until for lane in receiver.lanes if lane.kind == "audio"
+                    and lane.holder is not None and lane.holder not in plan.audio),
+                   default=math.inf)
+
+    @staticmethod
+    def _fill(room: Room, lane: Lane, holder_id: str | None, now: float) -> None:
+        """Forward `holder_id`'s media on the lane (None empties it). A video lane starts
+        from the new source's next keyframe, which attaching asks it for."""
+        if lane.track.source is not None:
+            lane.track.source.detach(lane.track)
+        lane.holder, lane.held_until = holder_id, now + AUDIO_HOLD
+        if holder_id is not None:
+            room.participants[holder_id].feeds[lane.kind].attach(lane.track)
 
     async def _stats(self) -> dict[str, int]:
         rooms = self.rooms.all()

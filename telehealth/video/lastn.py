@@ -14,17 +14,17 @@ short while (a dwell), so two people talking over each other do not make the pic
 a participant who starts speaking into silence still becomes active well within a second.
 
 Pure logic with an injected clock (`now` in seconds): no aiortc, no asyncio, no Flask; the
-engine feeds it packets and asks it for plans (see the integration notes in the report).
+engine feeds it each packet's level (`record`) and asks it for plans on a timer
+(`tick`, `plans_for`; see engine.py).
 """
 
 from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Hashable
 from dataclasses import dataclass, field
 
-ParticipantId = Hashable
+ParticipantId = str  # the engine's participant ids
 
 # RFC 8285 profiles of the RTP header extension block.
 ONE_BYTE_PROFILE = 0xBEDE
@@ -112,10 +112,17 @@ class SelectorSettings:
     speech_threshold: float = 127 - 60
     # To take over from a still-speaking active speaker: louder by this margin ...
     switch_margin: float = 6.0
-    # ... continuously for this long. Into silence the dwell alone applies.
+    # ... continuously for this long.
     switch_dwell_s: float = 0.3
+    # Into silence (the active speaker has stopped) there is nobody to flap with: a voice
+    # held this long takes the floor, so a new speaker is on every screen within a second
+    # even after the keyframe and the network.
+    silence_dwell_s: float = 0.15
     # Without packets (DTX, muted) the level decays as if silent.
     stale_after_s: float = 0.1
+    # Video lanes not yet earned by speakers go to participants in joining order (the hub,
+    # who usually joins first, is seen before anyone has spoken).
+    fill_from_roster: bool = False
 
 
 @dataclass
@@ -133,12 +140,15 @@ class SpeakerSelector:
     active: ParticipantId | None = None
     _tracks: dict[ParticipantId, _Track] = field(default_factory=dict)
     _recent: list[ParticipantId] = field(default_factory=list)  # most recent speaker first
+    # Muted by a moderator: their levels are ignored and nobody is sent their audio.
+    muted: set[ParticipantId] = field(default_factory=set)
 
     def add(self, participant: ParticipantId) -> None:
         self._tracks.setdefault(participant, _Track())
 
     def remove(self, participant: ParticipantId) -> None:
         self._tracks.pop(participant, None)
+        self.muted.discard(participant)
         if participant in self._recent:
             self._recent.remove(participant)
         if self.active == participant:
@@ -154,15 +164,33 @@ class SpeakerSelector:
         track = self._tracks.get(participant)
         return self._decayed(track, now) if track is not None else 0.0
 
+    def set_muted(self, participant: ParticipantId, muted: bool) -> None:
+        """A muted participant is silent to the plan at once (and stays so until unmuted)."""
+        if muted:
+            self.muted.add(participant)
+            track = self._tracks.get(participant)
+            if track is not None:
+                track.level, track.louder_since = 0.0, None
+        else:
+            self.muted.discard(participant)
+
     def on_audio_level(self, participant: ParticipantId, level: AudioLevel, now: float) -> None:
         """Feed one packet's level (about every 20 ms per speaking participant)."""
-        track = self._tracks.setdefault(participant, _Track())
+        self.add(participant)
+        self.record(participant, level, now)
+        self._update_active(now)
+
+    def record(self, participant: ParticipantId, level: AudioLevel, now: float) -> None:
+        """Feed one packet's level without re-ranking: a room of 50 sends 2,500 levels a
+        second, so the engine ranks on its timer (`tick`) instead of on every packet."""
+        track = self._tracks.get(participant)
+        if track is None or participant in self.muted:
+            return  # not (or no longer) in the room, or muted
         previous = self._decayed(track, now)
         dt = max(0.0, now - track.updated_at) if track.updated_at > -math.inf else 0.02
         alpha = 1 - math.exp(-dt / self.settings.smoothing_s)
         track.level = previous + alpha * (level.loudness - previous)
         track.updated_at = now
-        self._update_active(now)
 
     def tick(self, now: float) -> None:
         """Re-evaluate without a packet (e.g. on a timer), so silence hands over the floor."""
@@ -185,7 +213,8 @@ class SpeakerSelector:
                 continue
             if track.louder_since is None:
                 track.louder_since = now
-            if now - track.louder_since >= s.switch_dwell_s and current > best_level:
+            dwell = s.switch_dwell_s if active_speaking else s.silence_dwell_s
+            if now - track.louder_since >= dwell and current > best_level:
                 best, best_level = participant, current
         if best is not None:
             self._make_active(best)
@@ -200,25 +229,38 @@ class SpeakerSelector:
 
     def loudest(self, now: float, limit: int) -> list[ParticipantId]:
         """Up to `limit` participants above the speech threshold, loudest first."""
-        speaking = [(self._decayed(t, now), p) for p, t in self._tracks.items()
-                    if self._decayed(t, now) >= self.settings.speech_threshold]
+        levels = ((self._decayed(t, now), p) for p, t in self._tracks.items()
+                  if p not in self.muted)
+        speaking = [(level, p) for level, p in levels
+                    if level >= self.settings.speech_threshold]
         speaking.sort(key=lambda pair: -pair[0])
         return [p for _level, p in speaking[:limit]]
 
     def plan_for(self, receiver: ParticipantId, quality: ReceiverQuality,
                  now: float) -> MediaPlan:
         """The audio and video one receiver gets now; never their own."""
+        return self.plans_for({receiver: quality}, now)[receiver]
+
+    def plans_for(self, receivers: dict[ParticipantId, ReceiverQuality],
+                  now: float) -> dict[ParticipantId, MediaPlan]:
+        """`plan_for` for many receivers at once (the ranking is done once for the room)."""
         s = self.settings
-        audio = [p for p in self.loudest(now, s.max_audio + 1) if p != receiver][:s.max_audio]
-        if self.active is not None and self.active != receiver and self.active not in audio:
-            audio = [self.active, *audio][:s.max_audio]
-        if quality == ReceiverQuality.AUDIO_ONLY:
-            return MediaPlan(tuple(audio), ())
-        # The receiver's own picture is never sent back: the previous speaker stands in.
-        speakers = [p for p in self._recent if p != receiver]
-        if quality == ReceiverQuality.LOW:
-            return MediaPlan(tuple(audio), tuple(speakers[:1]))
-        return MediaPlan(tuple(audio), tuple(speakers[:s.last_n]))
+        loudest = self.loudest(now, s.max_audio + 1)
+        active = self.active if self.active not in self.muted else None
+        recent = self._recent[:s.last_n + 1]
+        if s.fill_from_roster and len(recent) < s.last_n + 1:
+            recent += [p for p in self._tracks if p not in recent][:s.last_n + 1 - len(recent)]
+        plans = {}
+        for receiver, quality in receivers.items():
+            audio = [p for p in loudest if p != receiver][:s.max_audio]
+            if active is not None and active != receiver and active not in audio:
+                audio = [active, *audio][:s.max_audio]
+            # The receiver's own picture is never sent back: the previous speaker stands in.
+            speakers = [p for p in recent if p != receiver]
+            count = {ReceiverQuality.AUDIO_ONLY: 0, ReceiverQuality.LOW: 1}.get(quality,
+                                                                                s.last_n)
+            plans[receiver] = MediaPlan(tuple(audio), tuple(speakers[:count]))
+        return plans
 
 
 def quality_for(profile_name: str, weak_link: bool, audio_only: bool) -> ReceiverQuality:

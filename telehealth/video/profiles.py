@@ -55,3 +55,23 @@ def recommend(rtt_ms: float, down_bps: float, up_bps: float, camera: bool) -> st
     if rtt_ms <= MAX_AUDIO_RTT_MS and slowest >= AUDIO_ONLY_BPS:
         return "audio"
     return "written"
+
+
+# Bytes each RTP packet costs on the wire beyond its payload: RTP header (12), header
+# extensions (about 8), SRTP tag (10), UDP (8), IPv4 (20).
+PACKET_OVERHEAD_BYTES = 58
+AUDIO_PACKETS_PER_SECOND = 50  # Opus in 20 ms frames
+
+
+def audio_wire_bps(profile: Profile) -> int:
+    """What one audio stream at this profile costs on the wire, headers included."""
+    return profile.audio_bps + AUDIO_PACKETS_PER_SECOND * PACKET_OVERHEAD_BYTES * 8
+
+
+def conference_video_bps(profile: Profile, audio_streams: int) -> int:
+    """The video a conference participant may send when receivers on `profile` also take
+    the audio of `audio_streams` speakers: the profile budgets one other party's audio and
+    video, so the extra speakers' audio comes out of the video (a `low` receiver hearing
+    three speakers stays within its 256 kbps link)."""
+    extra = max(0, audio_streams - 1) * audio_wire_bps(profile)
+    return max(profile.video_min_bps, profile.video_max_bps - extra)

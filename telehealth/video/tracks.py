@@ -340,7 +340,10 @@ class Feed:
         self.size: tuple[int, int] | None = None
         self.judged_at: dict[int, float] = {}
         self.send_cap_bps: int | None = None
-        self._window: collections.deque[tuple[float, int]] = collections.deque()
+        # A moderator's mute: the media still arrives (and is measured) but goes nowhere.
+        self.muted = False
+        # (arrival, bytes, media time in seconds) of the frames of the last STATS_WINDOW.
+        self._window: collections.deque[tuple[float, int, float]] = collections.deque()
         self._keyframe_asked_at = 0.0
         self.keyframes_requested = 0
         self.task: asyncio.Task[None] | None = None
@@ -389,9 +392,11 @@ class Feed:
                 keyframe, self.size = True, size
         else:
             keyframe = True  # every Opus packet stands alone
-        self._window.append((now, len(data)))
+        self._window.append((now, len(data), jitter_frame.timestamp / codec.clockRate))
         while self._window and self._window[0][0] < now - STATS_WINDOW:
             self._window.popleft()
+        if self.muted or not self.slots:  # (a conference: most sources go nowhere)
+            return keyframe
         frame = Encoded(data, int(jitter_frame.timestamp), int(codec.clockRate), keyframe)
         for slot in tuple(self.slots):
             slot.offer_encoded(self, frame)
@@ -406,13 +411,23 @@ class Feed:
         """Enough has been seen of the source to judge it."""
         return self._span() >= MIN_SPAN and (self.kind == "audio" or self.size is not None)
 
+    def _media_span(self) -> float:
+        # Rates are measured against the source's own clock (RTP timestamps), not arrival
+        # times: a starved machine or a congested path delivers frames in bursts, which
+        # would look like a source sending over its frame rate and make every slot that
+        # forwards it re-encode it (the costliest thing the server does) for nothing.
+        if len(self._window) < 2:
+            return 0.0
+        span = self._window[-1][2] - self._window[0][2]
+        return span if span > 0 else self._span()
+
     def bps(self) -> float:
-        span = self._span()
+        span = self._media_span()
         # The first entry's bytes arrived at the window's start: count what came after.
-        return sum(n for _t, n in list(self._window)[1:]) * 8 / span if span else 0.0
+        return sum(n for _t, n, _m in list(self._window)[1:]) * 8 / span if span else 0.0
 
     def fps(self) -> float:
-        span = self._span()
+        span = self._media_span()
         return (len(self._window) - 1) / span if span else 0.0
 
     def fits(self, profile: Profile, strict: bool = False) -> bool:
@@ -475,6 +490,8 @@ class Feed:
                     # One clock for every source, so a slot switching sources stays monotonic.
                     frame.pts = int((time.monotonic() - _CLOCK_ORIGIN) * VIDEO_CLOCK_RATE)
                     frame.time_base = VIDEO_TIME_BASE
+                if self.muted:
+                    continue
                 takers = [s for s in tuple(self.slots) if s.transcoding and not s.paused]
                 for index, slot in enumerate(takers):
                     # Each encoder gets a picture of its own: encoders run in threads at

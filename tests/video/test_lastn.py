@@ -8,6 +8,7 @@ from telehealth.video.lastn import (
     ONE_BYTE_PROFILE,
     AudioLevel,
     ReceiverQuality,
+    SelectorSettings,
     SpeakerSelector,
     find_extension,
     parse_audio_level,
@@ -128,3 +129,47 @@ def test_a_participant_who_leaves_drops_out_of_every_plan() -> None:
 def test_quality_for(profile: str, weak: bool, audio_only: bool,
                      quality: ReceiverQuality) -> None:
     assert quality_for(profile, weak, audio_only) == quality
+
+
+def test_a_muted_participant_is_silent_to_the_plan_until_unmuted() -> None:
+    selector = _room(4)
+    now = _run(selector, {"p1": SPEECH}, 0.0, 1.0)
+    assert selector.active == "p1"
+    selector.set_muted("p1", True)
+    assert "p1" not in selector.plan_for("p0", ReceiverQuality.FULL, now).audio
+    # Shouting while muted does not keep the floor: a quieter voice takes it.
+    start = now
+    while selector.active != "p2":
+        now = _run(selector, {"p1": AudioLevel(True, 10), "p2": AudioLevel(True, 40)}, now,
+                   PACKET_S)
+        assert now - start <= 1.0
+    plan = selector.plan_for("p0", ReceiverQuality.FULL, now)
+    assert plan.audio == ("p2",) and plan.video[:2] == ("p2", "p1")
+    selector.set_muted("p1", False)
+    now = _run(selector, {"p1": SPEECH}, now, 0.5)
+    assert "p1" in selector.plan_for("p0", ReceiverQuality.FULL, now).audio
+
+
+def test_levels_recorded_without_a_tick_do_not_change_the_speaker() -> None:
+    selector = _room(2)
+    now = 0.0
+    for _n in range(50):
+        selector.record("p1", SPEECH, now)
+        now += PACKET_S
+    selector.record("ghost", SPEECH, now)  # not (or no longer) in the room: ignored
+    assert selector.active is None and selector.level("ghost", now) == 0.0
+    selector.tick(now)  # the engine's timer: the voice is held from here...
+    assert selector.active is None
+    selector.record("p1", SPEECH, now + 0.1)
+    selector.tick(now + 0.2)  # ...and takes the floor after the dwell into silence
+    assert selector.active == "p1"
+
+
+def test_before_anyone_speaks_video_goes_to_the_first_to_join() -> None:
+    selector = SpeakerSelector(SelectorSettings(last_n=2, fill_from_roster=True))
+    for participant in ("hub", "a", "b", "c"):
+        selector.add(participant)
+    assert selector.plan_for("a", ReceiverQuality.FULL, 0.0).video == ("hub", "b")
+    assert selector.plan_for("hub", ReceiverQuality.LOW, 0.0).video == ("a",)
+    now = _run(selector, {"c": SPEECH}, 0.0, 1.0)
+    assert selector.plan_for("a", ReceiverQuality.FULL, now).video == ("c", "hub")

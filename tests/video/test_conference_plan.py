@@ -1,0 +1,204 @@
+"""The conference room's media plan in the engine: lanes at join, plan changes told to the
+page, a moderator's mute, and `low` or audio-only receivers (issue 15)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from types import SimpleNamespace
+
+import pytest
+
+from telehealth.video.engine import AUDIO_HOLD, ConferencePlan, RoomFull
+from telehealth.video.profiles import conference_video_bps, get_profile
+from telehealth.video.tracks import Feed, ReceiverTap, SlotTrack
+from tests.video.conference_room import (
+    EngineProcess,
+    close_all,
+    join_all,
+    make_peers,
+    off_loop,
+    until,
+)
+from tests.video.light_peers import QUIET, SPEAKING, LightPeer
+
+LOW = get_profile("low")
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[EngineProcess]:
+    """The media engine in a process of its own, for this module's tests."""
+    process = EngineProcess()
+    yield process
+    process.close()
+
+
+def light(count: int, prefix: str) -> list[LightPeer]:
+    return make_peers(count, prefix=prefix, fps=10, audio_ms=60)
+
+
+def media_lines(sdp: str) -> list[tuple[str, str]]:
+    """(kind, direction) of each media section of an SDP."""
+    out = []
+    for section in sdp.split("\r\nm=")[1:]:
+        direction = next(line[2:] for line in section.split("\r\n")
+                         if line in ("a=sendonly", "a=recvonly", "a=sendrecv", "a=inactive"))
+        out.append((section.split()[0], direction))
+    return out
+
+
+def test_a_conference_connection_has_lanes_not_a_slot_per_participant(
+        engine: EngineProcess) -> None:
+    engine.open_conference("conf-lanes", ConferencePlan(last_n=2, audio_speakers=3,
+                                                        max_participants=3))
+    try:
+        offers = [engine.join("conf-lanes", f"l{n}", LOW) for n in range(3)]
+        for sdp in offers:
+            lines = media_lines(sdp)
+            assert lines[:2] == [("audio", "recvonly"), ("video", "recvonly")]
+            assert sorted(lines[2:]) == [("audio", "sendonly")] * 3 + [("video", "sendonly")] * 2
+            # Room in a 256 kbps link for the video of one and the voices of three.
+            assert f"b=TIAS:{conference_video_bps(LOW, 3)}" in sdp
+        with pytest.raises(RoomFull):
+            engine.join("conf-lanes", "l3", LOW)
+    finally:
+        for n in range(3):
+            engine.leave("conf-lanes", f"l{n}")
+        engine.close_conference("conf-lanes")
+    # A consult call is what it was: three audio+video slots, one per other participant.
+    lines = media_lines(engine.join("consult-1", "a", LOW))
+    assert lines[2:].count(("video", "sendonly")) == 3
+    engine.leave("consult-1", "a")
+    with pytest.raises(ValueError):
+        ConferencePlan(last_n=0)
+
+
+def test_plan_changes_follow_the_speakers_and_are_told_to_the_page(
+        engine: EngineProcess) -> None:
+    peers = light(5, "c")
+    c0, c1, c2, c3, c4 = peers
+
+    def videos(layouts: dict, pid: str) -> list[str]:
+        return [holder for holder, mids in layouts[pid].items() if mids["video"]]
+
+    def audios(layouts: dict, pid: str) -> list[str]:
+        return [holder for holder, mids in layouts[pid].items() if mids["audio"]]
+
+    async def scenario() -> None:
+        try:
+            await join_all(engine, peers, plan=ConferencePlan(last_n=2, audio_speakers=2))
+            await until(lambda: all(len(p.hearing("video", 0.5)) == 2 for p in peers))
+            began = time.monotonic()
+            c3.level = SPEAKING
+            await until(lambda: all(videos(engine.layouts("conf-test"), p.pid)[:1] == ["c3"]
+                                    for p in peers if p is not c3), timeout=5)
+            assert any(at > began for at in engine.changes())
+            layouts = engine.layouts("conf-test")
+            assert videos(layouts, "c3") == ["c0", "c1"]  # never themselves
+            assert all(audios(layouts, p.pid) == ["c3"] for p in peers if p is not c3)
+
+            # c4 takes over: c3 stays on screen as the previous speaker, and their voice
+            # goes once they have been quiet a while.
+            c3.level, c4.level = QUIET, SPEAKING
+            await until(lambda: all(videos(engine.layouts("conf-test"), p.pid) == ["c4", "c3"]
+                                    for p in (c0, c1, c2)), timeout=5)
+            assert videos(engine.layouts("conf-test"), "c4") == ["c3", "c0"]
+            await asyncio.sleep(AUDIO_HOLD + 0.3)
+            layouts = engine.layouts("conf-test")
+            assert all(audios(layouts, p.pid) == ["c4"] for p in (c0, c1, c2, c3))
+            assert all("c3" not in p.hearing("audio", 0.3) for p in (c0, c1, c2, c4))
+            assert all(p.unknown_frames == 0 for p in peers)
+
+            # Someone leaves: their lanes go to the next in line.
+            await peers[4].close()
+            await off_loop(engine.leave, "conf-test", "c4")
+            layouts = engine.layouts("conf-test")
+            assert all(videos(layouts, p.pid) == ["c3", "c0"] for p in (c1, c2))
+        finally:
+            await close_all(engine, peers)
+
+    asyncio.run(scenario())
+
+
+def test_a_muted_participant_is_neither_forwarded_nor_ranked(engine: EngineProcess) -> None:
+    peers = light(4, "m")
+    m0, m1, m2, m3 = peers
+
+    async def scenario() -> None:
+        try:
+            await join_all(engine, peers, plan=ConferencePlan(last_n=2, audio_speakers=2))
+            m1.level = SPEAKING
+            await until(lambda: all("m1" in p.hearing("audio", 0.3) for p in (m0, m2, m3)),
+                        timeout=5)
+            await off_loop(engine.set_muted, "conf-test", "m1", True)
+            await asyncio.sleep(0.5)  # what was already on its way
+            assert all("m1" not in p.hearing("audio", 0.3) for p in (m0, m2, m3))
+            layouts = engine.layouts("conf-test")
+            assert all(not layouts[p.pid].get("m1", {}).get("audio") for p in (m0, m2, m3))
+
+            # Still shouting, m1 no longer holds the floor: a quieter voice takes it.
+            m2.level = 40
+            await until(lambda: engine.active_speaker("conf-test") == "m2", timeout=5)
+            await until(lambda: all("m2" in p.hearing("audio", 0.3) for p in (m0, m1, m3)))
+            assert all("m1" not in p.hearing("audio", 0.3) for p in (m0, m2, m3))
+
+            await off_loop(engine.set_muted, "conf-test", "m1", False)
+            await until(lambda: all("m1" in p.hearing("audio", 0.3) for p in (m0, m2, m3)),
+                        timeout=5)
+        finally:
+            await close_all(engine, peers)
+
+    asyncio.run(scenario())
+
+
+def test_mute_stops_a_feed_in_a_consult_call_too() -> None:
+    """Outside conferences, set_muted silences the participant's feed for every slot."""
+    feed = Feed("audio", "consult-1/a/audio", receiver=None, tap=ReceiverTap())
+    slot = SlotTrack("audio", LOW)
+    feed.attach(slot)
+    codec = SimpleNamespace(name="opus", clockRate=48_000)
+    frame = SimpleNamespace(data=b"\x78" * 40, timestamp=960)
+    feed.on_encoded(codec, frame)
+    assert len(slot._queue) == 1
+    feed.muted = True
+    feed.on_encoded(codec, frame)
+    assert len(slot._queue) == 1
+    feed.muted = False
+    feed.on_encoded(codec, frame)
+    assert len(slot._queue) == 2
+
+
+def test_a_low_receiver_gets_the_active_speaker_only_or_no_video(
+        engine: EngineProcess) -> None:
+    peers = light(4, "w")
+    w0, w1, w2, w3 = peers
+
+    def videos(pid: str) -> list[str]:
+        return [h for h, mids in engine.layouts("conf-test")[pid].items() if mids["video"]]
+
+    async def scenario() -> None:
+        try:
+            await join_all(engine, peers[1:], plan=ConferencePlan(last_n=3, audio_speakers=2))
+            await join_all(engine, [w0], profile="low")
+            w2.level = SPEAKING
+            await until(lambda: videos("w0") == ["w2"] and videos("w1") == ["w2", "w3", "w0"],
+                        timeout=5)
+            await asyncio.sleep(0.5)
+            assert w0.hearing("video", 0.3) == {"w2"}
+            w2.level, w3.level = QUIET, SPEAKING
+            await until(lambda: videos("w0") == ["w3"], timeout=5)
+            await until(lambda: w0.hearing("video", 0.3) == {"w3"})
+
+            # Video off: no lane carries video to w0; the voices go on.
+            await off_loop(engine.set_receive_video, "conf-test", "w0", False)
+            assert videos("w0") == []
+            await asyncio.sleep(0.5)
+            assert w0.hearing("video", 0.3) == set()
+            assert "w3" in w0.hearing("audio", 0.3)
+            await off_loop(engine.set_receive_video, "conf-test", "w0", True)
+            await until(lambda: w0.hearing("video", 0.3) == {"w3"}, timeout=5)
+        finally:
+            await close_all(engine, peers)
+
+    asyncio.run(scenario())
