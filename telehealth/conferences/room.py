@@ -257,13 +257,16 @@ class ConferenceHub:
         """Tell each member which mids carry whom (the engine's last-N layout for them)."""
         with self.lock:
             members = dict(self.rooms.get(session_id, Room()).members)
+        # One trip to the media loop for the whole room: this runs on every plan change
+        # (up to every 50 ms tick) and a room holds up to 50 people.
+        try:
+            layouts = self.engine.layouts(room_id(session_id))
+        except EngineError:
+            layouts = {}
         for pid, member in members.items():
             if member.sid is None:
                 continue
-            try:
-                layout = self.engine.layout(room_id(session_id), pid)
-            except EngineError:
-                layout = {}
+            layout = layouts.get(pid, {})
             peers = [{"id": other_id, "name": other.person.display_name, "state": other.state,
                       "audio": other.audio, "video": other.video,
                       "audio_mid": layout.get(other_id, {}).get("audio"),
