@@ -95,28 +95,82 @@ class Stats:
 # ---------------------------------------------------------------- the data
 
 
-def fill(url: str, consults: int, specialists: int, clinics: int) -> dict[str, object]:
-    """Empty, migrate and fill the database; return who to sign in as and what to open."""
-    engine = create_engine(url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
+def size_label(size: int) -> str:
+    """1000 -> 1k, 100000 -> 100k: the `{size}` of a database URL."""
+    return f"{size // 1000}k" if size % 1000 == 0 else str(size)
+
+
+def ensure_database(url: str) -> None:
+    """Create the database named in `url` when it does not exist yet."""
+    from sqlalchemy.engine import make_url
+
+    target = make_url(url)
+    admin = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        if not conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :name"),
+                           {"name": target.database}):
+            conn.execute(text(f'CREATE DATABASE "{target.database}"'))
+    admin.dispose()
+
+
+def filled_with(url: str) -> dict[str, int] | None:
+    """What an earlier fill of this database made (its marker table), or None."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            if not conn.scalar(text("SELECT to_regclass('public.bench_fill') IS NOT NULL")):
+                return None
+            row = conn.execute(text(
+                "SELECT consults, specialists, clinics FROM bench_fill")).mappings().first()
+            return dict(row) if row else None
+    finally:
+        engine.dispose()
+
+
+def fill(url: str, consults: int, specialists: int, clinics: int, reuse: bool = False
+         ) -> dict[str, object]:
+    """Empty, migrate and fill the database; return who to sign in as and what to open.
+
+    With `reuse`, a database an earlier run filled with the same sizes is kept (a 100,000
+    fill takes minutes): it is only migrated (new indexes) and analysed again."""
     from flask_migrate import upgrade
 
-    from bench.fill import fill_consults, fill_roster, reset_sequences
+    from bench.fill import Network, fill_consults, fill_roster, reset_sequences
     from telehealth import create_app
     from telehealth.accounts.services import hash_password
     from telehealth.consults.models import Consult, ConsultStatus
     from telehealth.extensions import db
 
+    ensure_database(url)
+    wanted = {"consults": consults, "specialists": specialists, "clinics": clinics}
+    kept = reuse and filled_with(url) == wanted
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    if not kept:
+        with engine.connect() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SWEEPER_INTERVAL_SECONDS": 0})
     with app.app_context():
         upgrade()
         started = time.perf_counter()
-        net = fill_roster(specialists, clinics, hash_password(PASSWORD))
-        fill_consults(net, consults)
-        reset_sequences()
-        db.session.commit()
+        if kept:
+            # The fill is deterministic: the same people are the first and the busiest.
+            net = Network(
+                coordinator_emails=[f"coordinator{n}@bench.example.org" for n in range(3)],
+                clinician_emails=["clinician1-0@bench.example.org"],
+                specialist_emails=["specialist0@bench.example.org"])
+            net.consult_ids = list(db.session.scalars(
+                select(Consult.id).where(Consult.clinic_id == 1)
+                .order_by(Consult.id.desc()).limit(20)))
+        else:
+            net = fill_roster(specialists, clinics, hash_password(PASSWORD))
+            fill_consults(net, consults)
+            reset_sequences()
+            db.session.execute(text(
+                "CREATE TABLE bench_fill (consults int, specialists int, clinics int)"))
+            db.session.execute(text("INSERT INTO bench_fill VALUES (:consults, :specialists, "
+                                    ":clinics)"), wanted)
+            db.session.commit()
         escalated = db.session.scalar(select(Consult.id).where(
             Consult.status == ConsultStatus.ESCALATED).order_by(Consult.id.desc()).limit(1))
         took = time.perf_counter() - started
@@ -125,8 +179,8 @@ def fill(url: str, consults: int, specialists: int, clinics: int) -> dict[str, o
     with engine.connect() as conn:
         conn.execute(text("VACUUM ANALYZE"))
     engine.dispose()
-    print(f"  filled {consults:,} consults, {specialists:,} specialists, {clinics} clinics "
-          f"in {took:.0f} s", flush=True)
+    print(f"  {'kept' if kept else 'filled'} {consults:,} consults, {specialists:,} "
+          f"specialists, {clinics} clinics in {took:.0f} s", flush=True)
     return {"net": net, "escalated": escalated or net.consult_ids[0]}
 
 
@@ -276,7 +330,12 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_args: sys.exit(1))
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--postgres", required=True, help="a database this bench may empty")
+    parser.add_argument("--postgres", required=True,
+                        help="a database this bench may empty; {size} in it (1k, 100k) gives "
+                             "each size its own database, created when missing")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep a database an earlier run filled with the same sizes")
+    parser.add_argument("--fill-only", action="store_true", help="fill, then stop")
     parser.add_argument("--sizes", default="1000,100000", help="consults, comma-separated")
     parser.add_argument("--specialists", type=int, default=10_000)
     parser.add_argument("--clinics", type=int, default=200)
@@ -289,8 +348,11 @@ def main() -> None:
     results: dict[int, dict[str, Stats]] = {}
     for size in [int(s) for s in args.sizes.split(",")]:
         print(f"{size:,} consults:", flush=True)
-        data = fill(args.postgres, size, args.specialists, args.clinics)
-        process, base = serve(args.postgres, args.threads)
+        url = args.postgres.replace("{size}", size_label(size))
+        data = fill(url, size, args.specialists, args.clinics, reuse=args.reuse)
+        if args.fill_only:
+            continue
+        process, base = serve(url, args.threads)
         try:
             started = time.perf_counter()
             results[size] = drive(base, data, args.clients, args.rounds, args.think)
@@ -301,7 +363,8 @@ def main() -> None:
         finally:
             process.terminate()
             process.wait(timeout=30)
-    report(results)
+    if results:
+        report(results)
 
 
 if __name__ == "__main__":
