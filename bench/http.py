@@ -37,8 +37,16 @@ os.environ.setdefault("TELEHEALTH_SECRET_KEY", "bench-http")
 
 import requests  # noqa: E402
 from sqlalchemy import create_engine, select, text  # noqa: E402
+from sqlalchemy.exc import ProgrammingError  # noqa: E402
 
 PASSWORD = "bench password 2026"
+# Bumped when bench/fill.py makes different data: --reuse then fills again.
+FILL_SHAPE = 2
+# The busiest volunteer's own work does not grow with the network: at every size they have
+# BUSIEST_WAITING offers waiting and at least BUSIEST_CONSULTS consults, so their dashboard
+# holds full pages at 1,000 consults as at 100,000 and the two sizes compare the same page.
+BUSIEST_WAITING = 30
+BUSIEST_CONSULTS = 60
 
 
 @dataclass(frozen=True)
@@ -68,7 +76,7 @@ PAGES = [
     Page("specialist dashboard (busiest)", "specialist", "/"),
     Page("/api/consults (specialist)", "specialist", "/api/consults"),
     Page("situation room", "coordinator", "/situation"),
-    Page("situation room, filtered", "coordinator", "/situation?period=30&specialty=s01"),
+    Page("situation room, filtered", "coordinator", "/situation?period=30&specialty=spec01"),
     Page("/situation/api", "coordinator", "/situation/api"),
     Page("/situation/demand.csv", "coordinator", "/situation/demand.csv"),
 ]
@@ -120,8 +128,11 @@ def filled_with(url: str) -> dict[str, int] | None:
         with engine.connect() as conn:
             if not conn.scalar(text("SELECT to_regclass('public.bench_fill') IS NOT NULL")):
                 return None
-            row = conn.execute(text(
-                "SELECT consults, specialists, clinics FROM bench_fill")).mappings().first()
+            try:
+                row = conn.execute(text("SELECT consults, specialists, clinics, shape "
+                                        "FROM bench_fill")).mappings().first()
+            except ProgrammingError:  # an older shape of the marker
+                return None
             return dict(row) if row else None
     finally:
         engine.dispose()
@@ -142,7 +153,8 @@ def fill(url: str, consults: int, specialists: int, clinics: int, reuse: bool = 
     from telehealth.extensions import db
 
     ensure_database(url)
-    wanted = {"consults": consults, "specialists": specialists, "clinics": clinics}
+    wanted = {"consults": consults, "specialists": specialists, "clinics": clinics,
+              "shape": FILL_SHAPE}
     kept = reuse and filled_with(url) == wanted
     engine = create_engine(url, isolation_level="AUTOCOMMIT")
     if not kept:
@@ -164,12 +176,13 @@ def fill(url: str, consults: int, specialists: int, clinics: int, reuse: bool = 
                 .order_by(Consult.id.desc()).limit(20)))
         else:
             net = fill_roster(specialists, clinics, hash_password(PASSWORD))
-            fill_consults(net, consults)
+            fill_consults(net, consults, busy_share=max(0.02, BUSIEST_CONSULTS / consults),
+                          busiest_waiting=BUSIEST_WAITING)
             reset_sequences()
-            db.session.execute(text(
-                "CREATE TABLE bench_fill (consults int, specialists int, clinics int)"))
+            db.session.execute(text("CREATE TABLE bench_fill (consults int, specialists int, "
+                                    "clinics int, shape int)"))
             db.session.execute(text("INSERT INTO bench_fill VALUES (:consults, :specialists, "
-                                    ":clinics)"), wanted)
+                                    ":clinics, :shape)"), wanted)
             db.session.commit()
         escalated = db.session.scalar(select(Consult.id).where(
             Consult.status == ConsultStatus.ESCALATED).order_by(Consult.id.desc()).limit(1))
@@ -227,38 +240,45 @@ def sign_in(base: str, email: str) -> requests.Session:
 # ---------------------------------------------------------------- the load
 
 
-def drive(base: str, data: dict[str, object], clients: int, rounds: int, think: float
-          ) -> dict[str, Stats]:
-    """Role after role, `clients` signed-in clients at once walk the role's pages `rounds`
-    times (after one unmeasured warm-up round)."""
-    net = data["net"]
-    emails = {"coordinator": net.coordinator_emails[0],  # type: ignore[attr-defined]
-              "admin": net.admin_email,  # type: ignore[attr-defined]
-              "clinician": net.clinician_emails[0],  # type: ignore[attr-defined]
-              "specialist": net.specialist_emails[0]}  # type: ignore[attr-defined]
-    values = {"consult": net.consult_ids[0], "escalated": data["escalated"]}  # type: ignore
-    stats = {page.name: Stats() for page in PAGES}
+def drive(servers: dict[int, str], data: dict[int, dict[str, object]], clients: int,
+          rounds: int, think: float) -> dict[int, dict[str, Stats]]:
+    """Role after role, `clients` signed-in clients per size walk the role's pages `rounds`
+    times (after one unmeasured warm-up round), every size's clients at the same time: the
+    sizes share the machine's load at every moment, so their ratio is a same-run ratio even
+    when other work comes and goes."""
+    stats = {size: {page.name: Stats() for page in PAGES} for size in servers}
     lock = threading.Lock()
-    for role in emails:
+    for role in ("coordinator", "admin", "clinician", "specialist"):
         pages = [p for p in PAGES if p.role == role]
-        sessions = [sign_in(base, emails[role]) for _n in range(clients)]
-        for session in sessions[:1]:
-            for page in pages:  # warm-up: caches, prepared plans
-                session.get(base + page.path.format(**values))
+        workers = []
+        for size, base in servers.items():
+            net = data[size]["net"]
+            email = {"coordinator": net.coordinator_emails[0],  # type: ignore[attr-defined]
+                     "admin": net.admin_email,  # type: ignore[attr-defined]
+                     "clinician": net.clinician_emails[0],  # type: ignore[attr-defined]
+                     "specialist": net.specialist_emails[0]}[role]  # type: ignore
+            values = {"consult": net.consult_ids[0],  # type: ignore[attr-defined]
+                      "escalated": data[size]["escalated"]}
+            urls = [base + page.path.format(**values) for page in pages]
+            sessions = [sign_in(base, email) for _n in range(clients)]
+            for url in urls:  # warm-up: caches, prepared plans
+                sessions[0].get(url)
+            workers += [(size, session, urls, n) for n, session in enumerate(sessions)]
 
-        def client(session: requests.Session, offset: int, pages: list[Page] = pages) -> None:
+        def client(size: int, session: requests.Session, urls: list[str], offset: int,
+                   pages: list[Page] = pages) -> None:
             for n in range(rounds * len(pages)):
-                page = pages[(n + offset) % len(pages)]
+                index = (n + offset) % len(pages)
+                s = stats[size][pages[index].name]
                 started = time.perf_counter()
                 try:
-                    response = session.get(base + page.path.format(**values), timeout=60)
+                    response = session.get(urls[index], timeout=60)
                 except requests.RequestException:
                     with lock:
-                        stats[page.name].refused += 1
+                        s.refused += 1
                     continue
                 took = time.perf_counter() - started
                 with lock:
-                    s = stats[page.name]
                     s.times.append(took)
                     s.sizes.append(len(response.content))
                     s.statements.append(int(response.headers.get("X-SQL-Statements", -1)))
@@ -270,14 +290,15 @@ def drive(base: str, data: dict[str, object], clients: int, rounds: int, think: 
                     time.sleep(think)
 
         started = time.perf_counter()
-        threads = [threading.Thread(target=client, args=(s, i)) for i, s in enumerate(sessions)]
+        threads = [threading.Thread(target=client, args=worker) for worker in workers]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
         elapsed = time.perf_counter() - started
-        for page in pages:
-            stats[page.name].elapsed = elapsed
+        for size in servers:
+            for page in pages:
+                stats[size][page.name].elapsed = elapsed
     return stats
 
 
@@ -345,24 +366,31 @@ def main() -> None:
                         help="seconds each client waits between two requests")
     parser.add_argument("--threads", type=int, default=32, help="gunicorn threads (and pool)")
     args = parser.parse_args()
-    results: dict[int, dict[str, Stats]] = {}
-    for size in [int(s) for s in args.sizes.split(",")]:
+    sizes = [int(s) for s in args.sizes.split(",")]
+    data, urls = {}, {}
+    for size in sizes:
         print(f"{size:,} consults:", flush=True)
-        url = args.postgres.replace("{size}", size_label(size))
-        data = fill(url, size, args.specialists, args.clinics, reuse=args.reuse)
-        if args.fill_only:
-            continue
-        process, base = serve(url, args.threads)
+        urls[size] = args.postgres.replace("{size}", size_label(size))
+        if len(sizes) > 1 and urls[size] == args.postgres:
+            raise SystemExit("the sizes are served at the same time: put {size} in --postgres")
+        data[size] = fill(urls[size], size, args.specialists, args.clinics, reuse=args.reuse)
+    results: dict[int, dict[str, Stats]] = {}
+    if not args.fill_only:
+        processes, servers = [], {}
         try:
+            for size in sizes:
+                process, servers[size] = serve(urls[size], args.threads)
+                processes.append(process)
             started = time.perf_counter()
-            results[size] = drive(base, data, args.clients, args.rounds, args.think)
-            total = sum(len(s.times) for s in results[size].values())
+            results = drive(servers, data, args.clients, args.rounds, args.think)
+            total = sum(len(s.times) for r in results.values() for s in r.values())
             took = time.perf_counter() - started
-            print(f"  {total:,} requests in {took:.0f} s ({total / took:.1f} req/s)",
-                  flush=True)
+            print(f"  {total:,} requests in {took:.0f} s ({total / took:.1f} req/s); "
+                  f"load average at the end: {os.getloadavg()[0]:.1f}", flush=True)
         finally:
-            process.terminate()
-            process.wait(timeout=30)
+            for process in processes:
+                process.terminate()
+                process.wait(timeout=30)
     if results:
         report(results)
 

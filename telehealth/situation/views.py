@@ -38,6 +38,8 @@ BARS: dict[str, tuple[str, str, str | None, float]] = {
     "outcomes_clinic": ("clinic", "referral_avoided_share", None, 100),
 }
 SHARE_COLUMNS = ("share", "rate", "_share")
+# Rows of each table on the page (the chart beside it draws as many); the CSV has them all.
+TABLE_ROWS = charts.MAX_ROWS
 
 
 def _require_staff() -> None:
@@ -119,7 +121,7 @@ def index() -> str:
         bars=_bar_charts(room, cells, rtl), heat_map=_heat_map(room, rtl),
         clinics=services.clinic_choices(), specialties=sorted(specialties.items(),
                                                               key=lambda s: s[1]),
-        periods=services.PERIOD_DAYS, block_reasons=services.BLOCK_REASONS,
+        periods=services.PERIOD_DAYS, block_reasons=services.BLOCK_REASONS, table_rows=TABLE_ROWS,
         deadlines=services.answer_deadlines())
 
 

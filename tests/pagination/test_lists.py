@@ -257,3 +257,34 @@ def test_the_consult_page_costs_the_same_statements_for_5_and_200_notes(app: Fla
     large = consult_page_counts(app, notes=200)
     assert large == small
     assert max(large.values()) <= MAX_STATEMENTS, large
+
+
+def test_dashboard_counts_read_only_an_index_on_postgresql(app: Flask) -> None:
+    """A clinic's or a volunteer's status counts include their whole history: PostgreSQL
+    answers them from (clinic_id, status) / (specialist_id, status) alone, without reading
+    the consults (an index-only scan), so a long history costs index entries, not rows; the
+    coordinators' open counts come from (status)."""
+    if db.engine.dialect.name != "postgresql":
+        need_service("PostgreSQL", "set TELEHEALTH_TEST_DATABASE_URL to a PostgreSQL database")
+    net = fill(consults=4000, specialists=300, clinics=5, years=2)
+    db.session.remove()
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE consults"))  # the visibility map index-only needs
+    plans: dict[str, str] = {}
+
+    def explain(key: str, seen: list[tuple[str, Any]]) -> None:
+        counts = [(s, p) for s, p in seen if re.match(r"\s*SELECT consults.status, count\(\*\)", s)]
+        assert len(counts) == 1, (key, [s for s, _p in seen])
+        raw = db.engine.raw_connection()
+        try:
+            with raw.cursor() as cursor:
+                cursor.execute("EXPLAIN " + counts[0][0], counts[0][1])
+                plans[key] = "\n".join(row[0] for row in cursor.fetchall())
+        finally:
+            raw.close()
+
+    visit(app, [(net.clinician_emails[0], "/"), (net.specialist_emails[0], "/"),
+                (net.coordinator_emails[0], "/")], explain)
+    assert len(plans) == 3
+    for key, plan in plans.items():
+        assert "Index Only Scan" in plan and "consults" in plan, f"{key}:\n{plan}"
