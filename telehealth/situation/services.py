@@ -317,10 +317,11 @@ class HeatMap:
     table: Table
 
 
-def demand_supply(filters: Filters) -> HeatMap:
+def demand_supply(filters: Filters,
+                  names: dict[int, tuple[str, str]] | None = None) -> HeatMap:
     demand = demand_counts(filters)
     supply = supply_counts(filters)
-    names = specialty_names()
+    names = specialty_names() if names is None else names
     keys = set(demand) | set(supply)
     cells = {key: (demand.get(key, 0), *supply.get(key, (0, 0))) for key in keys}
     # Where the work is first: most open consults, then by name.
@@ -374,11 +375,12 @@ def _block_reason(row: Any) -> str:
     return "unavailable"
 
 
-def gap_list(heat: HeatMap) -> tuple[list[Gap], Table]:
+def gap_list(heat: HeatMap,
+             names: dict[int, tuple[str, str]] | None = None) -> tuple[list[Gap], Table]:
     """The cells with open consults and nobody eligible within 24 h, and what would fix them:
     the volunteers who have the specialty and the language but are blocked (and why), or,
     when there are none, the specialty and language to recruit."""
-    names = specialty_names()
+    names = specialty_names() if names is None else names
     gap_keys = [key for key, (open_, _, within_day) in heat.cells.items()
                 if open_ > 0 and within_day == 0]
     blocked: dict[tuple[int, str], list[tuple[str, str]]] = {key: [] for key in gap_keys}
@@ -632,15 +634,16 @@ def volunteer_summary(filters: Filters) -> Table:
     now = clock.now()
     recent = exists().where(Consult.specialist_id == User.id,
                             Consult.accepted_at >= now - timedelta(days=IDLE_DAYS))
-    idle = db.session.scalar(
-        select(func.count(User.id)).join(SpecialistProfile, SpecialistProfile.user_id == User.id)
-        .where(*_volunteers(filters), ~recent))
     today = now.date()
-    expiring = db.session.scalar(
-        select(func.count(User.id)).join(SpecialistProfile, SpecialistProfile.user_id == User.id)
-        .where(*_volunteers(filters), SpecialistProfile.licence_expires_on >= today,
-               SpecialistProfile.licence_expires_on
-               <= today + timedelta(days=EXPIRY_WARNING_DAYS)))
+    # Idle and expiring volunteers in one pass over the roster (one statement, not two).
+    idle, expiring = db.session.execute(
+        select(func.count(User.id).filter(~recent),
+               func.count(User.id).filter(
+                   SpecialistProfile.licence_expires_on >= today,
+                   SpecialistProfile.licence_expires_on
+                   <= today + timedelta(days=EXPIRY_WARNING_DAYS)))
+        .join(SpecialistProfile, SpecialistProfile.user_id == User.id)
+        .where(*_volunteers(filters))).one()
     busiest_count = (int(total) + 9) // 10 if total else 0
     table = Table("volunteers", _l("Volunteers"),
                   ["volunteers", "consults_accepted", "busiest_10pct_volunteers",
@@ -789,8 +792,9 @@ def table_builders() -> dict[str, Any]:
 
 def compute_room(filters: Filters) -> Room:
     """Every figure of the room for these filters, from the database."""
-    heat = demand_supply(filters)
-    gaps, gap_table = gap_list(heat)
+    names = specialty_names()  # read once for the heat map and the gap list
+    heat = demand_supply(filters, names)
+    gaps, gap_table = gap_list(heat, names)
     tables = {"demand": heat.table, "gaps": gap_table, **speed_tables(filters)}
     for key, build in table_builders().items():
         if key not in tables:

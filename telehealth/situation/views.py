@@ -6,7 +6,7 @@ import csv
 import io
 from typing import Any
 
-from flask import Blueprint, jsonify, render_template, request
+from flask import Blueprint, jsonify, render_template, request, url_for
 from flask_babel import format_decimal, format_percent, get_locale
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
@@ -40,6 +40,9 @@ BARS: dict[str, tuple[str, str, str | None, float]] = {
 SHARE_COLUMNS = ("share", "rate", "_share")
 # Rows of each table on the page (the chart beside it draws as many); the CSV has them all.
 TABLE_ROWS = charts.MAX_ROWS
+# Rows of each figure in the whole room's JSON; the figure's own JSON (`more`) has them all.
+# Tables by clinic grow with the network (200 clinics: 600 clinic-months), the room must not.
+API_ROWS = 50
 
 
 def _require_staff() -> None:
@@ -143,8 +146,16 @@ def download(key: str) -> Response:
         "Content-Disposition": f'attachment; filename="situation-{table.key}.csv"'})
 
 
-def table_json(table: Table) -> dict[str, Any]:
-    return {"title": str(table.title), "columns": table.columns, "rows": table.records()}
+def table_json(table: Table, limit: int | None = None, filters: Filters | None = None
+               ) -> dict[str, Any]:
+    """A figure as JSON; with `limit`, its first rows and where to find every row (`more`)."""
+    rows = table.records()
+    answer: dict[str, Any] = {"title": str(table.title), "columns": table.columns,
+                              "rows": rows[:limit], "rows_total": len(rows)}
+    if limit is not None and len(rows) > limit:
+        query: dict[str, Any] = filters.query_args() if filters else {}
+        answer["more"] = url_for("situation.api_table", key=table.key, **query)
+    return answer
 
 
 @bp.route("/situation/api")
@@ -153,7 +164,8 @@ def api_room() -> Response:
     filters = _filters()
     room = services.room(filters)
     return jsonify({"filters": filters.query_args(),
-                    "figures": {key: table_json(t) for key, t in room.tables.items()}})
+                    "figures": {key: table_json(t, API_ROWS, filters)
+                                for key, t in room.tables.items()}})
 
 
 @bp.route("/situation/api/<key>")
