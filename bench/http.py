@@ -1,13 +1,17 @@
 """Benchmark: every list page through the served app, at 1,000 and 100,000 consults.
 
-    .venv/bin/python bench/http.py --postgres postgresql+psycopg://postgres@127.0.0.1:5432/bench_http
+    .venv/bin/python bench/http.py --reuse \\
+        --postgres 'postgresql+psycopg://postgres@127.0.0.1:5432/bench_{size}'
 
-For each size the PostgreSQL database given is emptied (DROP SCHEMA public CASCADE),
-migrated and filled through the models' tables (bench/fill.py: 10,000 specialists, 200
-clinics, consults over two years with notes and offers). The app is then served with the
-README's production command (gunicorn, one worker, threads) plus a config file that only adds
-an `X-SQL-Statements` header (bench/gunicorn_count.py), and for each role CLIENTS signed-in
-clients at once walk that role's pages (PAGES below: one line per page). Printed per page:
+Each size has its own PostgreSQL database (`{size}` becomes 1k, 100k; created when missing),
+emptied (DROP SCHEMA public CASCADE), migrated and filled through the models' tables
+(bench/fill.py: 10,000 specialists, 200 clinics, consults over two years with notes and
+offers). With --reuse a database that an earlier run filled the same way is kept (only
+migrated and analysed again): the 100,000 fill takes minutes. Every size is then served at
+once, each with the README's production command (gunicorn, one worker, threads) plus a config
+file that only adds an `X-SQL-Statements` header (bench/gunicorn_count.py), and for each role
+CLIENTS signed-in clients per size walk that role's pages (PAGES below: one line per page),
+all sizes at the same time so that they share the machine's load. Printed per page:
 p50/p95/p99, requests/s, bytes and SQL statements per request, both sizes side by side with
 the growth of p50, and the issue's targets.
 """
@@ -36,17 +40,19 @@ os.environ.setdefault("TELEHEALTH_INSTANCE_DIR", tempfile.mkdtemp(prefix="bench-
 os.environ.setdefault("TELEHEALTH_SECRET_KEY", "bench-http")
 
 import requests  # noqa: E402
-from sqlalchemy import create_engine, select, text  # noqa: E402
+from sqlalchemy import create_engine, func, select, text  # noqa: E402
 from sqlalchemy.exc import ProgrammingError  # noqa: E402
 
 PASSWORD = "bench password 2026"
 # Bumped when bench/fill.py makes different data: --reuse then fills again.
-FILL_SHAPE = 2
+FILL_SHAPE = 3
 # The busiest volunteer's own work does not grow with the network: at every size they have
 # BUSIEST_WAITING offers waiting and at least BUSIEST_CONSULTS consults, so their dashboard
 # holds full pages at 1,000 consults as at 100,000 and the two sizes compare the same page.
 BUSIEST_WAITING = 30
 BUSIEST_CONSULTS = 60
+# Likewise the escalation queue (and the dashboard's escalations) holds full pages at 1,000.
+ESCALATED = 30
 
 
 @dataclass(frozen=True)
@@ -151,6 +157,7 @@ def fill(url: str, consults: int, specialists: int, clinics: int, reuse: bool = 
     from telehealth.accounts.services import hash_password
     from telehealth.consults.models import Consult, ConsultStatus
     from telehealth.extensions import db
+    from telehealth.notes.models import Note
 
     ensure_database(url)
     wanted = {"consults": consults, "specialists": specialists, "clinics": clinics,
@@ -177,7 +184,7 @@ def fill(url: str, consults: int, specialists: int, clinics: int, reuse: bool = 
         else:
             net = fill_roster(specialists, clinics, hash_password(PASSWORD))
             fill_consults(net, consults, busy_share=max(0.02, BUSIEST_CONSULTS / consults),
-                          busiest_waiting=BUSIEST_WAITING)
+                          busiest_waiting=BUSIEST_WAITING, escalated=ESCALATED)
             reset_sequences()
             db.session.execute(text("CREATE TABLE bench_fill (consults int, specialists int, "
                                     "clinics int, shape int)"))
@@ -186,6 +193,9 @@ def fill(url: str, consults: int, specialists: int, clinics: int, reuse: bool = 
             db.session.commit()
         escalated = db.session.scalar(select(Consult.id).where(
             Consult.status == ConsultStatus.ESCALATED).order_by(Consult.id.desc()).limit(1))
+        # The consult page opened: the clinic's newest consult with a thread of notes.
+        with_notes = db.session.scalar(select(func.max(Note.consult_id)).join(
+            Consult, Consult.id == Note.consult_id).where(Consult.clinic_id == 1))
         took = time.perf_counter() - started
         db.session.remove()
         db.engine.dispose()
@@ -194,7 +204,8 @@ def fill(url: str, consults: int, specialists: int, clinics: int, reuse: bool = 
     engine.dispose()
     print(f"  {'kept' if kept else 'filled'} {consults:,} consults, {specialists:,} "
           f"specialists, {clinics} clinics in {took:.0f} s", flush=True)
-    return {"net": net, "escalated": escalated or net.consult_ids[0]}
+    return {"net": net, "escalated": escalated or net.consult_ids[0],
+            "consult": with_notes or net.consult_ids[0]}
 
 
 # ---------------------------------------------------------------- the server
@@ -257,8 +268,7 @@ def drive(servers: dict[int, str], data: dict[int, dict[str, object]], clients: 
                      "admin": net.admin_email,  # type: ignore[attr-defined]
                      "clinician": net.clinician_emails[0],  # type: ignore[attr-defined]
                      "specialist": net.specialist_emails[0]}[role]  # type: ignore
-            values = {"consult": net.consult_ids[0],  # type: ignore[attr-defined]
-                      "escalated": data[size]["escalated"]}
+            values = {"consult": data[size]["consult"], "escalated": data[size]["escalated"]}
             urls = [base + page.path.format(**values) for page in pages]
             sessions = [sign_in(base, email) for _n in range(clients)]
             for url in urls:  # warm-up: caches, prepared plans

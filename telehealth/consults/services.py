@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import IO, Any
@@ -48,10 +48,13 @@ def visible_consults_clause(user: User) -> Any:
     return false()
 
 
-def get_visible_consult(user: User, consult_id: int) -> Consult:
-    """Return the consult if the user may read it; otherwise NotFound (never reveal it exists)."""
+def get_visible_consult(user: User, consult_id: int, options: Sequence[Any] = ()) -> Consult:
+    """Return the consult if the user may read it; otherwise NotFound (never reveal it exists).
+
+    `options`: what the caller's page reads of it, loaded with it (eager loads)."""
     consult = db.session.scalar(
         select(Consult).where(Consult.id == consult_id, visible_consults_clause(user))
+        .options(*options)
     )
     if consult is None:
         raise NotFound(_("No such consult, or you do not have access to it."))
