@@ -807,6 +807,7 @@ def compute_room(filters: Filters) -> Room:
 # SITUATION_CACHE_SECONDS, for what time and the roster change), per process.
 _CACHE: OrderedDict[tuple[Any, ...], tuple[float, Room]] = OrderedDict()
 _CACHE_LOCK = threading.Lock()
+_COMPUTING: dict[tuple[Any, ...], threading.Lock] = {}  # the key whose figures are being made
 CACHE_ENTRIES = 32
 
 
@@ -830,18 +831,38 @@ def room(filters: Filters) -> Room:
     if seconds <= 0:
         return compute_room(filters)
     key = (filters, _dialect(), data_version())
-    now = time.monotonic()
     with _CACHE_LOCK:
         hit = _CACHE.get(key)
-        if hit is not None and now - hit[0] < seconds:
+        if hit is not None:
             _CACHE.move_to_end(key)
-            return hit[1]
-    fresh = compute_room(filters)
-    with _CACHE_LOCK:
-        _CACHE[key] = (now, fresh)
-        while len(_CACHE) > CACHE_ENTRIES:
-            _CACHE.popitem(last=False)
-    return fresh
+            if time.monotonic() - hit[0] < seconds:
+                return hit[1]
+        lock = _COMPUTING.setdefault(key, threading.Lock())
+    # One computation per key at a time (at 100,000 consults it takes seconds): the others
+    # either keep the figures of the same data while they are recomputed for the passing time
+    # (`hit`: nothing changed in the consults or offers), or wait for the new ones (the data
+    # changed: a coordinator told of a change must see it) instead of computing them too.
+    if hit is not None and not lock.acquire(blocking=False):
+        return hit[1]
+    if hit is None:
+        lock.acquire()
+    try:
+        with _CACHE_LOCK:
+            again = _CACHE.get(key)
+        if again is not None and again is not hit \
+                and time.monotonic() - again[0] < seconds:
+            return again[1]  # computed by the request this one waited for
+        fresh = compute_room(filters)
+        with _CACHE_LOCK:
+            _CACHE[key] = (time.monotonic(), fresh)
+            while len(_CACHE) > CACHE_ENTRIES:
+                _CACHE.popitem(last=False)
+        return fresh
+    finally:
+        with _CACHE_LOCK:
+            if _COMPUTING.get(key) is lock:
+                del _COMPUTING[key]
+        lock.release()
 
 
 def one_table(key: str, filters: Filters) -> Table:
