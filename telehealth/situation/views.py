@@ -6,8 +6,9 @@ import csv
 import io
 from typing import Any
 
+from babel import numbers
 from flask import Blueprint, jsonify, render_template, request, url_for
-from flask_babel import format_decimal, format_percent, get_locale
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
@@ -61,6 +62,19 @@ class Cells:
 
     def __init__(self, specialties: dict[str, str]) -> None:
         self.specialties = specialties
+        # A page formats about a thousand numbers: the reader's locale is looked up once, and
+        # a number already written is not formatted again (most repeat: 0, 1, 100 %).
+        self.locale = get_locale() or "en"
+        self.written: dict[tuple[bool, Any], str] = {}
+
+    def number(self, value: float, share: bool) -> str:
+        key = (share, value)
+        text = self.written.get(key)
+        if text is None:
+            text = self.written[key] = str(
+                numbers.format_percent(value, "#,##0.#%", locale=self.locale) if share
+                else numbers.format_decimal(value, "#,##0.##", locale=self.locale))
+        return text
 
     def __call__(self, column: str, value: Any) -> str:
         if value is None:
@@ -74,9 +88,9 @@ class Cells:
         if column == "fix":
             return _("Unblock them") if value == "unblock" else _("Recruit")
         if isinstance(value, float) and column.endswith(SHARE_COLUMNS):
-            return str(format_percent(value, "#,##0.#%"))
+            return self.number(value, share=True)
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return str(format_decimal(value, "#,##0.##"))
+            return self.number(value, share=False)
         return str(value)
 
 
