@@ -132,11 +132,17 @@ def fill_roster(specialists: int, clinics: int, password_hash: str, seed: int = 
 
 
 def fill_consults(net: Network, consults: int, seed: int = 12, now: datetime | None = None,
-                  busy_share: float = 0.02, years: float = 2.0) -> None:
+                  busy_share: float = 0.02, years: float = 2.0,
+                  busiest_waiting: int = 0, escalated: int = 0) -> None:
     """`consults` consults over `years`, with notes, revisions and offers.
 
     Clinic 1 and the first specialist are the busiest (`busy_share` of everything each), so
-    their dashboards are the heaviest ones; everything else is spread evenly.
+    their dashboards are the heaviest ones; everything else is spread evenly. The newest
+    `busiest_waiting` consults wait for an answer to an offer made to the first specialist
+    too: a volunteer's pending offers do not grow with the network, and a benchmark compares
+    the same dashboard at two sizes. The `escalated` consults before them wait for a
+    coordinator (at least that many: recent ones escalate anyway), so the escalation queue
+    has full pages at any size too.
     """
     rnd = random.Random(seed)
     now = now or clock.now()
@@ -155,6 +161,11 @@ def fill_consults(net: Network, consults: int, seed: int = 12, now: datetime | N
         created = now - age
         status = _pick(rnd, WEEK if age < timedelta(days=7) else
                        MONTH if age < timedelta(days=30) else OLD)
+        waiting_for_busiest = n >= consults - busiest_waiting
+        if waiting_for_busiest:
+            status = S.OFFERED
+        elif n >= consults - busiest_waiting - escalated:
+            status = S.ESCALATED
         clinic = 1 if rnd.random() < busy_share else rnd.randint(1, clinics)
         specialist = None
         if status in (S.ACCEPTED, S.ANSWERED, S.CLOSED):
@@ -195,7 +206,8 @@ def fill_consults(net: Network, consults: int, seed: int = 12, now: datetime | N
                                    hours=24 if status != S.OFFERED else 24 * 30),
                                "responded_at": None if offer_status == OfferStatus.PENDING
                                else created + timedelta(minutes=30)})
-            if status == S.OFFERED and rnd.random() < busy_share * 10 and first not in asked:
+            if status == S.OFFERED and (waiting_for_busiest or rnd.random() < busy_share * 10) \
+                    and first not in asked:
                 offers.append({"consult_id": cid, "specialist_id": first,
                                "status": OfferStatus.PENDING, "created_at": created,
                                "expires_at": now + timedelta(days=30), "responded_at": None})

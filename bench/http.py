@@ -1,13 +1,17 @@
 """Benchmark: every list page through the served app, at 1,000 and 100,000 consults.
 
-    .venv/bin/python bench/http.py --postgres postgresql+psycopg://postgres@127.0.0.1:5432/bench_http
+    .venv/bin/python bench/http.py --reuse \\
+        --postgres 'postgresql+psycopg://postgres@127.0.0.1:5432/bench_{size}'
 
-For each size the PostgreSQL database given is emptied (DROP SCHEMA public CASCADE),
-migrated and filled through the models' tables (bench/fill.py: 10,000 specialists, 200
-clinics, consults over two years with notes and offers). The app is then served with the
-README's production command (gunicorn, one worker, threads) plus a config file that only adds
-an `X-SQL-Statements` header (bench/gunicorn_count.py), and for each role CLIENTS signed-in
-clients at once walk that role's pages (PAGES below: one line per page). Printed per page:
+Each size has its own PostgreSQL database (`{size}` becomes 1k, 100k; created when missing),
+emptied (DROP SCHEMA public CASCADE), migrated and filled through the models' tables
+(bench/fill.py: 10,000 specialists, 200 clinics, consults over two years with notes and
+offers). With --reuse a database that an earlier run filled the same way is kept (only
+migrated and analysed again): the 100,000 fill takes minutes. Every size is then served at
+once, each with the README's production command (gunicorn, one worker, threads) plus a config
+file that only adds an `X-SQL-Statements` header (bench/gunicorn_count.py), and for each role
+CLIENTS signed-in clients per size walk that role's pages (PAGES below: one line per page),
+all sizes at the same time so that they share the machine's load. Printed per page:
 p50/p95/p99, requests/s, bytes and SQL statements per request, both sizes side by side with
 the growth of p50, and the issue's targets.
 """
@@ -36,9 +40,19 @@ os.environ.setdefault("TELEHEALTH_INSTANCE_DIR", tempfile.mkdtemp(prefix="bench-
 os.environ.setdefault("TELEHEALTH_SECRET_KEY", "bench-http")
 
 import requests  # noqa: E402
-from sqlalchemy import create_engine, select, text  # noqa: E402
+from sqlalchemy import create_engine, func, select, text  # noqa: E402
+from sqlalchemy.exc import ProgrammingError  # noqa: E402
 
 PASSWORD = "bench password 2026"
+# Bumped when bench/fill.py makes different data: --reuse then fills again.
+FILL_SHAPE = 3
+# The busiest volunteer's own work does not grow with the network: at every size they have
+# BUSIEST_WAITING offers waiting and at least BUSIEST_CONSULTS consults, so their dashboard
+# holds full pages at 1,000 consults as at 100,000 and the two sizes compare the same page.
+BUSIEST_WAITING = 30
+BUSIEST_CONSULTS = 60
+# Likewise the escalation queue (and the dashboard's escalations) holds full pages at 1,000.
+ESCALATED = 30
 
 
 @dataclass(frozen=True)
@@ -68,7 +82,7 @@ PAGES = [
     Page("specialist dashboard (busiest)", "specialist", "/"),
     Page("/api/consults (specialist)", "specialist", "/api/consults"),
     Page("situation room", "coordinator", "/situation"),
-    Page("situation room, filtered", "coordinator", "/situation?period=30&specialty=s01"),
+    Page("situation room, filtered", "coordinator", "/situation?period=30&specialty=spec01"),
     Page("/situation/api", "coordinator", "/situation/api"),
     Page("/situation/demand.csv", "coordinator", "/situation/demand.csv"),
 ]
@@ -82,6 +96,8 @@ class Stats:
     statements: list[int] = field(default_factory=list)
     errors: int = 0  # 5xx
     refused: int = 0  # no answer: connection refused, reset or timed out
+    why: list[str] = field(default_factory=list)  # what the client saw, for those
+    retried: int = 0  # a kept-alive connection closed under the request, asked again
     other: int = 0  # any other non-200
     elapsed: float = 0.0
 
@@ -95,39 +111,103 @@ class Stats:
 # ---------------------------------------------------------------- the data
 
 
-def fill(url: str, consults: int, specialists: int, clinics: int) -> dict[str, object]:
-    """Empty, migrate and fill the database; return who to sign in as and what to open."""
-    engine = create_engine(url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
+def size_label(size: int) -> str:
+    """1000 -> 1k, 100000 -> 100k: the `{size}` of a database URL."""
+    return f"{size // 1000}k" if size % 1000 == 0 else str(size)
+
+
+def ensure_database(url: str) -> None:
+    """Create the database named in `url` when it does not exist yet."""
+    from sqlalchemy.engine import make_url
+
+    target = make_url(url)
+    admin = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        if not conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :name"),
+                           {"name": target.database}):
+            conn.execute(text(f'CREATE DATABASE "{target.database}"'))
+    admin.dispose()
+
+
+def filled_with(url: str) -> dict[str, int] | None:
+    """What an earlier fill of this database made (its marker table), or None."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            if not conn.scalar(text("SELECT to_regclass('public.bench_fill') IS NOT NULL")):
+                return None
+            try:
+                row = conn.execute(text("SELECT consults, specialists, clinics, shape "
+                                        "FROM bench_fill")).mappings().first()
+            except ProgrammingError:  # an older shape of the marker
+                return None
+            return dict(row) if row else None
+    finally:
+        engine.dispose()
+
+
+def fill(url: str, consults: int, specialists: int, clinics: int, reuse: bool = False
+         ) -> dict[str, object]:
+    """Empty, migrate and fill the database; return who to sign in as and what to open.
+
+    With `reuse`, a database an earlier run filled with the same sizes is kept (a 100,000
+    fill takes minutes): it is only migrated (new indexes) and analysed again."""
     from flask_migrate import upgrade
 
-    from bench.fill import fill_consults, fill_roster, reset_sequences
+    from bench.fill import Network, fill_consults, fill_roster, reset_sequences
     from telehealth import create_app
     from telehealth.accounts.services import hash_password
     from telehealth.consults.models import Consult, ConsultStatus
     from telehealth.extensions import db
+    from telehealth.notes.models import Note
 
+    ensure_database(url)
+    wanted = {"consults": consults, "specialists": specialists, "clinics": clinics,
+              "shape": FILL_SHAPE}
+    kept = reuse and filled_with(url) == wanted
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    if not kept:
+        with engine.connect() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SWEEPER_INTERVAL_SECONDS": 0})
     with app.app_context():
         upgrade()
         started = time.perf_counter()
-        net = fill_roster(specialists, clinics, hash_password(PASSWORD))
-        fill_consults(net, consults)
-        reset_sequences()
-        db.session.commit()
+        if kept:
+            # The fill is deterministic: the same people are the first and the busiest.
+            net = Network(
+                coordinator_emails=[f"coordinator{n}@bench.example.org" for n in range(3)],
+                clinician_emails=["clinician1-0@bench.example.org"],
+                specialist_emails=["specialist0@bench.example.org"])
+            net.consult_ids = list(db.session.scalars(
+                select(Consult.id).where(Consult.clinic_id == 1)
+                .order_by(Consult.id.desc()).limit(20)))
+        else:
+            net = fill_roster(specialists, clinics, hash_password(PASSWORD))
+            fill_consults(net, consults, busy_share=max(0.02, BUSIEST_CONSULTS / consults),
+                          busiest_waiting=BUSIEST_WAITING, escalated=ESCALATED)
+            reset_sequences()
+            db.session.execute(text("CREATE TABLE bench_fill (consults int, specialists int, "
+                                    "clinics int, shape int)"))
+            db.session.execute(text("INSERT INTO bench_fill VALUES (:consults, :specialists, "
+                                    ":clinics, :shape)"), wanted)
+            db.session.commit()
         escalated = db.session.scalar(select(Consult.id).where(
             Consult.status == ConsultStatus.ESCALATED).order_by(Consult.id.desc()).limit(1))
+        # The consult page opened: the clinic's newest consult with a thread of notes.
+        with_notes = db.session.scalar(select(func.max(Note.consult_id)).join(
+            Consult, Consult.id == Note.consult_id).where(Consult.clinic_id == 1))
         took = time.perf_counter() - started
         db.session.remove()
         db.engine.dispose()
     with engine.connect() as conn:
         conn.execute(text("VACUUM ANALYZE"))
     engine.dispose()
-    print(f"  filled {consults:,} consults, {specialists:,} specialists, {clinics} clinics "
-          f"in {took:.0f} s", flush=True)
-    return {"net": net, "escalated": escalated or net.consult_ids[0]}
+    print(f"  {'kept' if kept else 'filled'} {consults:,} consults, {specialists:,} "
+          f"specialists, {clinics} clinics in {took:.0f} s", flush=True)
+    return {"net": net, "escalated": escalated or net.consult_ids[0],
+            "consult": with_notes or net.consult_ids[0]}
 
 
 # ---------------------------------------------------------------- the server
@@ -173,38 +253,56 @@ def sign_in(base: str, email: str) -> requests.Session:
 # ---------------------------------------------------------------- the load
 
 
-def drive(base: str, data: dict[str, object], clients: int, rounds: int, think: float
-          ) -> dict[str, Stats]:
-    """Role after role, `clients` signed-in clients at once walk the role's pages `rounds`
-    times (after one unmeasured warm-up round)."""
-    net = data["net"]
-    emails = {"coordinator": net.coordinator_emails[0],  # type: ignore[attr-defined]
-              "admin": net.admin_email,  # type: ignore[attr-defined]
-              "clinician": net.clinician_emails[0],  # type: ignore[attr-defined]
-              "specialist": net.specialist_emails[0]}  # type: ignore[attr-defined]
-    values = {"consult": net.consult_ids[0], "escalated": data["escalated"]}  # type: ignore
-    stats = {page.name: Stats() for page in PAGES}
+def drive(servers: dict[int, str], data: dict[int, dict[str, object]], clients: int,
+          rounds: int, think: float) -> dict[int, dict[str, Stats]]:
+    """Role after role, `clients` signed-in clients per size walk the role's pages `rounds`
+    times (after one unmeasured warm-up round), every size's clients at the same time: the
+    sizes share the machine's load at every moment, so their ratio is a same-run ratio even
+    when other work comes and goes."""
+    stats = {size: {page.name: Stats() for page in PAGES} for size in servers}
     lock = threading.Lock()
-    for role in emails:
+    for role in ("coordinator", "admin", "clinician", "specialist"):
         pages = [p for p in PAGES if p.role == role]
-        sessions = [sign_in(base, emails[role]) for _n in range(clients)]
-        for session in sessions[:1]:
-            for page in pages:  # warm-up: caches, prepared plans
-                session.get(base + page.path.format(**values))
+        workers = []
+        for size, base in servers.items():
+            net = data[size]["net"]
+            email = {"coordinator": net.coordinator_emails[0],  # type: ignore[attr-defined]
+                     "admin": net.admin_email,  # type: ignore[attr-defined]
+                     "clinician": net.clinician_emails[0],  # type: ignore[attr-defined]
+                     "specialist": net.specialist_emails[0]}[role]  # type: ignore
+            values = {"consult": data[size]["consult"], "escalated": data[size]["escalated"]}
+            urls = [base + page.path.format(**values) for page in pages]
+            sessions = [sign_in(base, email) for _n in range(clients)]
+            for url in urls:  # warm-up: caches, prepared plans
+                sessions[0].get(url)
+            workers += [(size, session, urls, n) for n, session in enumerate(sessions)]
 
-        def client(session: requests.Session, offset: int, pages: list[Page] = pages) -> None:
+        def client(size: int, session: requests.Session, urls: list[str], offset: int,
+                   pages: list[Page] = pages) -> None:
             for n in range(rounds * len(pages)):
-                page = pages[(n + offset) % len(pages)]
+                index = (n + offset) % len(pages)
+                s = stats[size][pages[index].name]
                 started = time.perf_counter()
                 try:
-                    response = session.get(base + page.path.format(**values), timeout=60)
-                except requests.RequestException:
+                    try:
+                        response = session.get(urls[index], timeout=60)
+                    except requests.ConnectionError as exc:
+                        # The server closed an idle kept-alive connection (gunicorn's
+                        # --keep-alive, 2 s) as the request went out on it: a browser asks
+                        # again on a new connection, and so does this client, once (counted).
+                        if "Connection aborted" not in str(exc):
+                            raise
+                        with lock:
+                            s.retried += 1
+                        response = session.get(urls[index], timeout=60)
+                except requests.RequestException as exc:
                     with lock:
-                        stats[page.name].refused += 1
+                        s.refused += 1
+                        s.why.append(f"{type(exc).__name__} after "
+                                     f"{time.perf_counter() - started:.1f} s: {exc}"[:160])
                     continue
                 took = time.perf_counter() - started
                 with lock:
-                    s = stats[page.name]
                     s.times.append(took)
                     s.sizes.append(len(response.content))
                     s.statements.append(int(response.headers.get("X-SQL-Statements", -1)))
@@ -216,14 +314,15 @@ def drive(base: str, data: dict[str, object], clients: int, rounds: int, think: 
                     time.sleep(think)
 
         started = time.perf_counter()
-        threads = [threading.Thread(target=client, args=(s, i)) for i, s in enumerate(sessions)]
+        threads = [threading.Thread(target=client, args=worker) for worker in workers]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
         elapsed = time.perf_counter() - started
-        for page in pages:
-            stats[page.name].elapsed = elapsed
+        for size in servers:
+            for page in pages:
+                stats[size][page.name].elapsed = elapsed
     return stats
 
 
@@ -240,7 +339,7 @@ def report(results: dict[int, dict[str, Stats]]) -> None:
     head += ["p50 growth"]
     print("\n| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
-    failures = []
+    failures, notes = [], []
     for page in PAGES:
         cells = [page.name]
         for size in sizes:
@@ -253,9 +352,12 @@ def report(results: dict[int, dict[str, Stats]]) -> None:
             if s.errors:
                 failures.append(f"{page.name} @{size}: {s.errors} 5xx")
             if s.refused:
-                failures.append(f"{page.name} @{size}: {s.refused} without an answer")
+                failures.append(f"{page.name} @{size}: {s.refused} without an answer "
+                                f"({'; '.join(s.why[:2])})")
             if s.other:
                 failures.append(f"{page.name} @{size}: {s.other} non-200")
+            if s.retried:
+                notes.append(f"{page.name} @{size}: {s.retried} asked again on a new connection")
             if sql > TARGETS["statements"]:
                 failures.append(f"{page.name} @{size}: {sql} statements")
             if s.sizes and max(s.sizes) > TARGETS["bytes"]:
@@ -269,6 +371,9 @@ def report(results: dict[int, dict[str, Stats]]) -> None:
         print("| " + " | ".join(cells) + " |")
     print("\nTargets: p50 growth ≤ 1.5×, ≤ 25 statements, ≤ 100 KB, p99 ≤ 300 ms, no 5xx.")
     print("Missed:\n  " + "\n  ".join(failures) if failures else "All targets met.")
+    if notes:
+        print("Kept-alive connections closed by the server under a request (asked again):\n  "
+              + "\n  ".join(notes))
 
 
 def main() -> None:
@@ -276,7 +381,12 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_args: sys.exit(1))
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--postgres", required=True, help="a database this bench may empty")
+    parser.add_argument("--postgres", required=True,
+                        help="a database this bench may empty; {size} in it (1k, 100k) gives "
+                             "each size its own database, created when missing")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep a database an earlier run filled with the same sizes")
+    parser.add_argument("--fill-only", action="store_true", help="fill, then stop")
     parser.add_argument("--sizes", default="1000,100000", help="consults, comma-separated")
     parser.add_argument("--specialists", type=int, default=10_000)
     parser.add_argument("--clinics", type=int, default=200)
@@ -286,22 +396,33 @@ def main() -> None:
                         help="seconds each client waits between two requests")
     parser.add_argument("--threads", type=int, default=32, help="gunicorn threads (and pool)")
     args = parser.parse_args()
-    results: dict[int, dict[str, Stats]] = {}
-    for size in [int(s) for s in args.sizes.split(",")]:
+    sizes = [int(s) for s in args.sizes.split(",")]
+    data, urls = {}, {}
+    for size in sizes:
         print(f"{size:,} consults:", flush=True)
-        data = fill(args.postgres, size, args.specialists, args.clinics)
-        process, base = serve(args.postgres, args.threads)
+        urls[size] = args.postgres.replace("{size}", size_label(size))
+        if len(sizes) > 1 and urls[size] == args.postgres:
+            raise SystemExit("the sizes are served at the same time: put {size} in --postgres")
+        data[size] = fill(urls[size], size, args.specialists, args.clinics, reuse=args.reuse)
+    results: dict[int, dict[str, Stats]] = {}
+    if not args.fill_only:
+        processes, servers = [], {}
         try:
+            for size in sizes:
+                process, servers[size] = serve(urls[size], args.threads)
+                processes.append(process)
             started = time.perf_counter()
-            results[size] = drive(base, data, args.clients, args.rounds, args.think)
-            total = sum(len(s.times) for s in results[size].values())
+            results = drive(servers, data, args.clients, args.rounds, args.think)
+            total = sum(len(s.times) for r in results.values() for s in r.values())
             took = time.perf_counter() - started
-            print(f"  {total:,} requests in {took:.0f} s ({total / took:.1f} req/s)",
-                  flush=True)
+            print(f"  {total:,} requests in {took:.0f} s ({total / took:.1f} req/s); "
+                  f"load average at the end: {os.getloadavg()[0]:.1f}", flush=True)
         finally:
-            process.terminate()
-            process.wait(timeout=30)
-    report(results)
+            for process in processes:
+                process.terminate()
+                process.wait(timeout=30)
+    if results:
+        report(results)
 
 
 if __name__ == "__main__":

@@ -68,10 +68,12 @@ def create_app(config: dict[str, Any] | None = None) -> TelehealthFlask:
     from telehealth.matching.services import connect_signals as matching_listens
     from telehealth.notes.views import connect_signals as notes_listen
     from telehealth.notifications import events  # noqa: F401  (Socket.IO handlers)
+    from telehealth.translation.views import connect_signals as translation_listens
 
     matching_listens()  # offers submitted consults, re-offers after roster changes
     notes_listen()  # the consult page shows the notes
     situation_events.connect_signals()  # the room refreshes when a consult's status changes
+    translation_listens()  # ... each in the reader's language, the thread's translations at once
 
     video_events.init_app(app)
     conference_events.init_app(app)

@@ -176,3 +176,5 @@ Index("ix_consults_specialty_id_created_at_id", Consult.specialty_id, Consult.cr
       Consult.id)
 # The load report counts the consults accepted in the last 90 days.
 Index("ix_consults_accepted_at_specialist_id", Consult.accepted_at, Consult.specialist_id)
+# A clinic's dashboard counts by status from the index alone (status_counts).
+Index("ix_consults_clinic_id_status", Consult.clinic_id, Consult.status)

@@ -11,6 +11,7 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload, selectinload
 from werkzeug.wrappers import Response
 
 from telehealth import signals, uploads
@@ -94,10 +95,17 @@ def new() -> Any:
     return render_template("consults/new.html", form=form), status
 
 
+# What the consult page reads of the consult, loaded with it: one statement (and one for the
+# files) instead of a lazy load for each while the template renders.
+DETAIL_LOADS = (joinedload(Consult.specialty), joinedload(Consult.clinic),
+                joinedload(Consult.created_by), joinedload(Consult.specialist),
+                selectinload(Consult.attachments))
+
+
 @bp.route("/consults/<int:consult_id>")
 @login_required
 def detail(consult_id: int) -> Any:
-    consult = services.get_visible_consult(current_user, consult_id)
+    consult = services.get_visible_consult(current_user, consult_id, DETAIL_LOADS)
     record("consult.viewed", consult_id=consult.id, obj=consult)
     return render_template("consults/detail.html", **detail_context(consult))
 

@@ -119,9 +119,10 @@ def _load_counts_query() -> Any:
     now = clock.now()
     since_30, since_90 = now - timedelta(days=30), now - timedelta(days=90)
     return (
+        # count(*): the (accepted_at, specialist_id) index answers it alone (index-only).
         select(Consult.specialist_id.label("user_id"),
-               func.count(Consult.id).filter(Consult.accepted_at >= since_30).label("last_30"),
-               func.count(Consult.id).label("last_90"))
+               func.count().filter(Consult.accepted_at >= since_30).label("last_30"),
+               func.count().label("last_90"))
         .where(Consult.specialist_id.is_not(None), Consult.accepted_at >= since_90)
         .group_by(Consult.specialist_id)
     )

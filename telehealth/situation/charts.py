@@ -34,16 +34,25 @@ def _number(value: float) -> str:
     return f"{value:.1f}".rstrip("0").rstrip(".") if value % 1 else f"{value:.0f}"
 
 
-def _svg(width: int, height: int, body: list[str]) -> Markup:
+TEXT = "#222"
+
+
+def _svg(width: int, height: int, body: list[str], anchor: str) -> Markup:
+    """The chart; text colour and the usual anchor are set once here (both are inherited),
+    so each <text> only says where it differs: a heat map of 24 × 6 cells stays small."""
     return Markup(
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {width} {height}" '
         f'width="{width}" height="{height}" aria-hidden="true" focusable="false" direction="ltr" '
-        f'font-size="11" font-family="sans-serif">{"".join(body)}</svg>')
+        f'font-size="11" font-family="sans-serif" fill="{TEXT}" text-anchor="{anchor}">'
+        f'{"".join(body)}</svg>')
 
 
-def _text(x: float, y: float, content: str, anchor: str, fill: str = "#222") -> str:
-    return (f'<text x="{x:.0f}" y="{y:.0f}" text-anchor="{anchor}" fill="{fill}">'
-            f'{escape(content)}</text>')
+def _text(x: float, y: float, content: str, anchor: str | None = None,
+          fill: str = TEXT) -> str:
+    """A label; `anchor` only when it is not the chart's own, `fill` only when not TEXT."""
+    extra = (f' text-anchor="{anchor}"' if anchor else "") + \
+        (f' fill="{fill}"' if fill != TEXT else "")
+    return f'<text x="{x:.0f}" y="{y:.0f}"{extra}>{escape(content)}</text>'
 
 
 def bar_chart(bars: Sequence[Bar], rtl: bool = False) -> Markup:
@@ -60,7 +69,7 @@ def bar_chart(bars: Sequence[Bar], rtl: bool = False) -> Markup:
     near = "end" if rtl else "start"
     for i, bar in enumerate(bars):
         y = i * ROW
-        body.append(_text(x_of(PAD), y + 14, bar.label[:24], near))
+        body.append(_text(x_of(PAD), y + 14, bar.label[:24]))
         for value, colour, height in ((bar.second, COLOURS["second"], ROW - 6),
                                       (bar.value, COLOURS["main"], ROW - 10)):
             if value is None or top <= 0:
@@ -74,8 +83,8 @@ def bar_chart(bars: Sequence[Bar], rtl: bool = False) -> Markup:
         if bar.second is not None:
             text += f" / {_number(bar.second)}"
         end = LABEL + 3 * PAD + (span * longest / top if top > 0 else 0)
-        body.append(_text(x_of(end), y + 14, text, near))
-    return _svg(WIDTH, max(ROW, len(bars) * ROW), body)
+        body.append(_text(x_of(end), y + 14, text))
+    return _svg(WIDTH, max(ROW, len(bars) * ROW), body, near)
 
 
 def cell_level(open_consults: int, within_day: int) -> str:
@@ -96,7 +105,7 @@ def heat_map(rows: Sequence[str], columns: Sequence[str],
     body: list[str] = []
     for j, column in enumerate(columns):
         x = LABEL + j * cell_width + cell_width / 2
-        body.append(_text(x if not rtl else width - x, 14, column, "middle"))
+        body.append(_text(x if not rtl else width - x, 14, column))
     for i, row in enumerate(rows):
         y = ROW + i * ROW
         body.append(_text(PAD if not rtl else width - PAD, y + 14, row[:24], "start" if not rtl
@@ -111,5 +120,5 @@ def heat_map(rows: Sequence[str], columns: Sequence[str],
                         f'height="{ROW - 2}" fill="{COLOURS[level]}"/>')
             fill = "#fff" if level in ("gap", "ok") else "#222"
             body.append(_text(x + cell_width / 2, y + 14, f"{open_}·{now}·{within_day}",
-                              "middle", fill))
-    return _svg(width, ROW * (len(rows) + 1), body)
+                              fill=fill))
+    return _svg(width, ROW * (len(rows) + 1), body, "middle")

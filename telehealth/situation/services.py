@@ -317,10 +317,11 @@ class HeatMap:
     table: Table
 
 
-def demand_supply(filters: Filters) -> HeatMap:
+def demand_supply(filters: Filters,
+                  names: dict[int, tuple[str, str]] | None = None) -> HeatMap:
     demand = demand_counts(filters)
     supply = supply_counts(filters)
-    names = specialty_names()
+    names = specialty_names() if names is None else names
     keys = set(demand) | set(supply)
     cells = {key: (demand.get(key, 0), *supply.get(key, (0, 0))) for key in keys}
     # Where the work is first: most open consults, then by name.
@@ -374,11 +375,12 @@ def _block_reason(row: Any) -> str:
     return "unavailable"
 
 
-def gap_list(heat: HeatMap) -> tuple[list[Gap], Table]:
+def gap_list(heat: HeatMap,
+             names: dict[int, tuple[str, str]] | None = None) -> tuple[list[Gap], Table]:
     """The cells with open consults and nobody eligible within 24 h, and what would fix them:
     the volunteers who have the specialty and the language but are blocked (and why), or,
     when there are none, the specialty and language to recruit."""
-    names = specialty_names()
+    names = specialty_names() if names is None else names
     gap_keys = [key for key, (open_, _, within_day) in heat.cells.items()
                 if open_ > 0 and within_day == 0]
     blocked: dict[tuple[int, str], list[tuple[str, str]]] = {key: [] for key in gap_keys}
@@ -632,15 +634,16 @@ def volunteer_summary(filters: Filters) -> Table:
     now = clock.now()
     recent = exists().where(Consult.specialist_id == User.id,
                             Consult.accepted_at >= now - timedelta(days=IDLE_DAYS))
-    idle = db.session.scalar(
-        select(func.count(User.id)).join(SpecialistProfile, SpecialistProfile.user_id == User.id)
-        .where(*_volunteers(filters), ~recent))
     today = now.date()
-    expiring = db.session.scalar(
-        select(func.count(User.id)).join(SpecialistProfile, SpecialistProfile.user_id == User.id)
-        .where(*_volunteers(filters), SpecialistProfile.licence_expires_on >= today,
-               SpecialistProfile.licence_expires_on
-               <= today + timedelta(days=EXPIRY_WARNING_DAYS)))
+    # Idle and expiring volunteers in one pass over the roster (one statement, not two).
+    idle, expiring = db.session.execute(
+        select(func.count(User.id).filter(~recent),
+               func.count(User.id).filter(
+                   SpecialistProfile.licence_expires_on >= today,
+                   SpecialistProfile.licence_expires_on
+                   <= today + timedelta(days=EXPIRY_WARNING_DAYS)))
+        .join(SpecialistProfile, SpecialistProfile.user_id == User.id)
+        .where(*_volunteers(filters))).one()
     busiest_count = (int(total) + 9) // 10 if total else 0
     table = Table("volunteers", _l("Volunteers"),
                   ["volunteers", "consults_accepted", "busiest_10pct_volunteers",
@@ -789,8 +792,9 @@ def table_builders() -> dict[str, Any]:
 
 def compute_room(filters: Filters) -> Room:
     """Every figure of the room for these filters, from the database."""
-    heat = demand_supply(filters)
-    gaps, gap_table = gap_list(heat)
+    names = specialty_names()  # read once for the heat map and the gap list
+    heat = demand_supply(filters, names)
+    gaps, gap_table = gap_list(heat, names)
     tables = {"demand": heat.table, "gaps": gap_table, **speed_tables(filters)}
     for key, build in table_builders().items():
         if key not in tables:
@@ -803,6 +807,7 @@ def compute_room(filters: Filters) -> Room:
 # SITUATION_CACHE_SECONDS, for what time and the roster change), per process.
 _CACHE: OrderedDict[tuple[Any, ...], tuple[float, Room]] = OrderedDict()
 _CACHE_LOCK = threading.Lock()
+_COMPUTING: dict[tuple[Any, ...], threading.Lock] = {}  # the key whose figures are being made
 CACHE_ENTRIES = 32
 
 
@@ -826,18 +831,38 @@ def room(filters: Filters) -> Room:
     if seconds <= 0:
         return compute_room(filters)
     key = (filters, _dialect(), data_version())
-    now = time.monotonic()
     with _CACHE_LOCK:
         hit = _CACHE.get(key)
-        if hit is not None and now - hit[0] < seconds:
+        if hit is not None:
             _CACHE.move_to_end(key)
-            return hit[1]
-    fresh = compute_room(filters)
-    with _CACHE_LOCK:
-        _CACHE[key] = (now, fresh)
-        while len(_CACHE) > CACHE_ENTRIES:
-            _CACHE.popitem(last=False)
-    return fresh
+            if time.monotonic() - hit[0] < seconds:
+                return hit[1]
+        lock = _COMPUTING.setdefault(key, threading.Lock())
+    # One computation per key at a time (at 100,000 consults it takes seconds): the others
+    # either keep the figures of the same data while they are recomputed for the passing time
+    # (`hit`: nothing changed in the consults or offers), or wait for the new ones (the data
+    # changed: a coordinator told of a change must see it) instead of computing them too.
+    if hit is not None and not lock.acquire(blocking=False):
+        return hit[1]
+    if hit is None:
+        lock.acquire()
+    try:
+        with _CACHE_LOCK:
+            again = _CACHE.get(key)
+        if again is not None and again is not hit \
+                and time.monotonic() - again[0] < seconds:
+            return again[1]  # computed by the request this one waited for
+        fresh = compute_room(filters)
+        with _CACHE_LOCK:
+            _CACHE[key] = (time.monotonic(), fresh)
+            while len(_CACHE) > CACHE_ENTRIES:
+                _CACHE.popitem(last=False)
+        return fresh
+    finally:
+        with _CACHE_LOCK:
+            if _COMPUTING.get(key) is lock:
+                del _COMPUTING[key]
+        lock.release()
 
 
 def one_table(key: str, filters: Filters) -> Table:

@@ -6,8 +6,9 @@ import csv
 import io
 from typing import Any
 
-from flask import Blueprint, jsonify, render_template, request
-from flask_babel import format_decimal, format_percent, get_locale
+from babel import numbers
+from flask import Blueprint, jsonify, render_template, request, url_for
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
@@ -38,6 +39,11 @@ BARS: dict[str, tuple[str, str, str | None, float]] = {
     "outcomes_clinic": ("clinic", "referral_avoided_share", None, 100),
 }
 SHARE_COLUMNS = ("share", "rate", "_share")
+# Rows of each table on the page (the chart beside it draws as many); the CSV has them all.
+TABLE_ROWS = charts.MAX_ROWS
+# Rows of each figure in the whole room's JSON; the figure's own JSON (`more`) has them all.
+# Tables by clinic grow with the network (200 clinics: 600 clinic-months), the room must not.
+API_ROWS = 50
 
 
 def _require_staff() -> None:
@@ -56,6 +62,19 @@ class Cells:
 
     def __init__(self, specialties: dict[str, str]) -> None:
         self.specialties = specialties
+        # A page formats about a thousand numbers: the reader's locale is looked up once, and
+        # a number already written is not formatted again (most repeat: 0, 1, 100 %).
+        self.locale = get_locale() or "en"
+        self.written: dict[tuple[bool, Any], str] = {}
+
+    def number(self, value: float, share: bool) -> str:
+        key = (share, value)
+        text = self.written.get(key)
+        if text is None:
+            text = self.written[key] = str(
+                numbers.format_percent(value, "#,##0.#%", locale=self.locale) if share
+                else numbers.format_decimal(value, "#,##0.##", locale=self.locale))
+        return text
 
     def __call__(self, column: str, value: Any) -> str:
         if value is None:
@@ -69,9 +88,9 @@ class Cells:
         if column == "fix":
             return _("Unblock them") if value == "unblock" else _("Recruit")
         if isinstance(value, float) and column.endswith(SHARE_COLUMNS):
-            return str(format_percent(value, "#,##0.#%"))
+            return self.number(value, share=True)
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return str(format_decimal(value, "#,##0.##"))
+            return self.number(value, share=False)
         return str(value)
 
 
@@ -119,7 +138,7 @@ def index() -> str:
         bars=_bar_charts(room, cells, rtl), heat_map=_heat_map(room, rtl),
         clinics=services.clinic_choices(), specialties=sorted(specialties.items(),
                                                               key=lambda s: s[1]),
-        periods=services.PERIOD_DAYS, block_reasons=services.BLOCK_REASONS,
+        periods=services.PERIOD_DAYS, block_reasons=services.BLOCK_REASONS, table_rows=TABLE_ROWS,
         deadlines=services.answer_deadlines())
 
 
@@ -141,8 +160,16 @@ def download(key: str) -> Response:
         "Content-Disposition": f'attachment; filename="situation-{table.key}.csv"'})
 
 
-def table_json(table: Table) -> dict[str, Any]:
-    return {"title": str(table.title), "columns": table.columns, "rows": table.records()}
+def table_json(table: Table, limit: int | None = None, filters: Filters | None = None
+               ) -> dict[str, Any]:
+    """A figure as JSON; with `limit`, its first rows and where to find every row (`more`)."""
+    rows = table.records()
+    answer: dict[str, Any] = {"title": str(table.title), "columns": table.columns,
+                              "rows": rows[:limit], "rows_total": len(rows)}
+    if limit is not None and len(rows) > limit:
+        query: dict[str, Any] = filters.query_args() if filters else {}
+        answer["more"] = url_for("situation.api_table", key=table.key, **query)
+    return answer
 
 
 @bp.route("/situation/api")
@@ -151,7 +178,8 @@ def api_room() -> Response:
     filters = _filters()
     room = services.room(filters)
     return jsonify({"filters": filters.query_args(),
-                    "figures": {key: table_json(t) for key, t in room.tables.items()}})
+                    "figures": {key: table_json(t, API_ROWS, filters)
+                                for key, t in room.tables.items()}})
 
 
 @bp.route("/situation/api/<key>")

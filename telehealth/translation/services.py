@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
 
 from flask import current_app
 from flask_babel import gettext as _
-from sqlalchemy import select
+from sqlalchemy import false, func, or_, select
+from sqlalchemy.orm import joinedload
 
 from telehealth import clock
 from telehealth.accounts.models import Role, User
@@ -237,15 +241,43 @@ def request_translation(note: Note, user: User, language: str) -> TranslationReq
     return request
 
 
+def _in_languages(column: Any, codes: set[str]) -> Any:
+    """SQL for primary(column) in codes: 'pt' matches 'pt' and 'pt-BR', in any case."""
+    if not codes:
+        return false()
+    lowered = func.lower(column)
+    return or_(*(or_(lowered == code, lowered.like(f"{code}-%")) for code in sorted(codes)))
+
+
+def _queue_query(user: User) -> Any:
+    codes = {primary(c) for c in user.language_codes if primary(c)}
+    return (select(TranslationRequest).join(Note, Note.id == TranslationRequest.note_id)
+            .where(TranslationRequest.fulfilled_at.is_(None),
+                   _in_languages(TranslationRequest.language, codes),
+                   _in_languages(Note.language, codes)))
+
+
+def may_use_queue(user: User) -> bool:
+    return user.is_translator or user.role in (Role.COORDINATOR, Role.ADMIN)
+
+
 def queue_for(user: User) -> list[TranslationRequest]:
     """Open requests this volunteer can do: into a language they read, from one they read."""
-    if not (user.is_translator or user.role in (Role.COORDINATOR, Role.ADMIN)):
+    if not may_use_queue(user):
         return []
-    codes = {primary(c) for c in user.language_codes}
-    requests = db.session.scalars(select(TranslationRequest).where(
-        TranslationRequest.fulfilled_at.is_(None)).order_by(TranslationRequest.created_at))
-    return [r for r in requests if primary(r.language) in codes
-            and primary(r.note.language) in codes]
+    # The notes, their authors and texts come with the requests: the page shows them all.
+    return list(db.session.scalars(_queue_query(user).options(
+        joinedload(TranslationRequest.note).joinedload(Note.author),
+        joinedload(TranslationRequest.note).selectinload(Note.revisions))
+        .order_by(TranslationRequest.created_at, TranslationRequest.id)).unique())
+
+
+def queue_size(user: User) -> int:
+    """How many requests queue_for() would list, counted in SQL (every page's menu shows it)."""
+    if not may_use_queue(user):
+        return 0
+    return db.session.scalar(select(func.count()).select_from(
+        _queue_query(user).subquery())) or 0
 
 
 def set_translator(target: User, by: User, granted: bool) -> None:
@@ -280,13 +312,70 @@ class NoteView:
         return primary(self.note.language) == primary(self.reader_language)
 
 
-def note_view(note: Note, reader: User, reader_language: str) -> NoteView:
-    """Decide what the reader sees of a note: original, or their language's translation."""
+@dataclass
+class ThreadTranslations:
+    """What the consult page needs to decide every note's view, read once for the thread:
+    the notes' translations (with who made and verified them), their open requests, and
+    whether the reader sees each consult."""
+
+    translations: dict[int, list[NoteTranslation]] = field(default_factory=dict)
+    open_requests: dict[int, list[TranslationRequest]] = field(default_factory=dict)
+    sees_consult: dict[int, bool] = field(default_factory=dict)
+
+
+def thread_translations(consult_ids: Iterable[int], reader: User) -> ThreadTranslations:
+    """Three statements for the notes of these consults, however many notes they have."""
+    ids = sorted(set(consult_ids))
+    thread = ThreadTranslations(translations=defaultdict(list), open_requests=defaultdict(list))
+    for translation in db.session.scalars(
+            select(NoteTranslation).join(Note, Note.id == NoteTranslation.note_id)
+            .where(Note.consult_id.in_(ids))
+            .options(joinedload(NoteTranslation.created_by),
+                     joinedload(NoteTranslation.verified_by))
+            .order_by(NoteTranslation.created_at.desc(), NoteTranslation.id.desc())):
+        thread.translations[translation.note_id].append(translation)
+    for request in db.session.scalars(
+            select(TranslationRequest).join(Note, Note.id == TranslationRequest.note_id)
+            .where(Note.consult_id.in_(ids), TranslationRequest.fulfilled_at.is_(None))
+            .order_by(TranslationRequest.id)):
+        thread.open_requests[request.note_id].append(request)
+    visible = set(db.session.scalars(select(Consult.id).where(
+        Consult.id.in_(ids), visible_consults_clause(reader))))
+    thread.sees_consult = {consult_id: consult_id in visible for consult_id in ids}
+    return thread
+
+
+def _best_of(note: Note, translations: list[NoteTranslation],
+             language: str) -> NoteTranslation | None:
+    candidates = [t for t in translations if primary(t.language) == primary(language)
+                  and t.revision_id == note.current.id]
+    if not candidates:
+        return None
+    return min(candidates, key=lambda t: _PREFERENCE[(t.method, t.state)])
+
+
+def note_view(note: Note, reader: User, reader_language: str,
+              thread: ThreadTranslations | None = None) -> NoteView:
+    """Decide what the reader sees of a note: original, or their language's translation.
+
+    `thread` holds what was read for the note's whole thread (thread_translations); without
+    it, it is read now."""
+    if thread is None or note.consult_id not in thread.sees_consult:
+        thread = thread_translations([note.consult_id], reader)
+    requests = thread.open_requests.get(note.id, [])
     same = note.language is None or primary(note.language) == primary(reader_language)
-    translation = None if same else best_translation(note, reader_language)
-    requested = not same and open_request(note, reader_language) is not None
+    translation = None if same else _best_of(note, thread.translations.get(note.id, []),
+                                             reader_language)
+    # open_request(): an open request in exactly the reader's language.
+    requested = not same and any(r.language == reader_language for r in requests)
+    # can_translate() over what was read: both languages known, and the note readable.
+    readable = thread.sees_consult[note.consult_id] or (
+        reader.is_translator and knows(reader, note.language)
+        and any(knows(reader, r.language) for r in requests))
     translate_ok = not same and reader_language in note_languages() \
-        and can_translate(reader, note, reader_language)
+        and primary(reader_language) != primary(note.language) \
+        and knows(reader, note.language) and knows(reader, reader_language) and readable
+    requested_languages = {primary(r.language) for r in requests}
     return NoteView(
         note=note,
         reader_language=reader_language,
@@ -305,6 +394,6 @@ def note_view(note: Note, reader: User, reader_language: str) -> NoteView:
         requestable_languages=[
             code for code in note_languages()
             if note.language and primary(code) != primary(note.language)
-            and code not in {primary(r.language) for r in open_requests_for(note)}
+            and code not in requested_languages
         ],
     )

@@ -13,6 +13,7 @@ from werkzeug.wrappers import Response
 
 from telehealth import signals
 from telehealth.accounts.models import Role, User
+from telehealth.consults.models import Consult
 from telehealth.errors import InvalidInput, NotFound, PermissionDenied
 from telehealth.extensions import db
 from telehealth.notes.models import Note
@@ -137,15 +138,27 @@ def translators() -> Any:
     return render_template("translation/translators.html", people=people)
 
 
+def _consult_page(consult: Consult, user: Any) -> dict[str, Any]:
+    # The translations and open requests of the whole thread, read once for the page: each
+    # note's view then costs no statement, however many notes the consult has.
+    return {"note_thread": services.thread_translations([consult.id], user)}
+
+
+def connect_signals() -> None:
+    """The consult page shows each note in the reader's language."""
+    signals.consult_page.connect(_consult_page)
+
+
 @bp.app_context_processor
 def note_view_context() -> dict[str, Any]:
-    def note_view(note: Note) -> services.NoteView:
-        return services.note_view(note, current_user, str(get_locale() or "en"))
+    def note_view(note: Note, thread: services.ThreadTranslations | None = None
+                  ) -> services.NoteView:
+        return services.note_view(note, current_user, str(get_locale() or "en"), thread)
 
     def queue_size() -> int:
         if not current_user.is_authenticated:
             return 0
-        return len(services.queue_for(current_user))
+        return services.queue_size(current_user)
 
     return {
         "note_view": note_view,

@@ -172,3 +172,119 @@ def test_every_list_query_uses_an_index_on_postgresql(app: Flask) -> None:
     assert len(set(explained)) == len(pages)  # every page's queries were looked at
     assert not plans, "\n\n".join(f"{k}:\n{v}" for k, v in plans.items())
     assert db.session.scalar(select(db.func.count(User.id))) > 3000
+
+
+# ---------------------------------------------------------------- the consult page's thread
+
+
+def add_thread(consult_id: int, notes: int) -> None:
+    """`notes` notes on the consult, in French, each with what the page shows per note: an
+    amended text, a file, a translation into English (people's and verified on even notes, a
+    machine's draft on odd ones, one of the earlier text on every third) and open requests."""
+    from telehealth import clock
+    from telehealth.consults.models import Attachment
+    from telehealth.notes.models import Note, NoteKind, NoteRevision
+    from telehealth.translation.models import (
+        NoteTranslation,
+        TranslationMethod,
+        TranslationRequest,
+        TranslationState,
+    )
+
+    consult = db.session.get(Consult, consult_id)
+    assert consult is not None and consult.specialist_id is not None
+    people = [consult.created_by_id, consult.specialist_id]
+    now = clock.now()
+    base = (db.session.scalar(select(db.func.max(Note.id))) or 0) + 1
+    revision = (db.session.scalar(select(db.func.max(NoteRevision.id))) or 0) + 1
+    for n in range(notes):
+        note_id, author, other = base + n, people[n % 2], people[(n + 1) % 2]
+        db.session.add(Note(id=note_id, consult_id=consult_id, author_id=author,
+                            kind=NoteKind.NOTE, created_at=now, language="fr",
+                            language_detected=n % 3 == 0))
+        db.session.flush()
+        for number in (1, 2):
+            db.session.add(NoteRevision(id=revision, note_id=note_id, number=number,
+                                        author_id=author, created_at=now,
+                                        body=f"Texte {n}, version {number}."))
+            revision += 1
+        db.session.flush()
+        current, earlier = revision - 1, revision - 2
+        human = n % 2 == 0
+        db.session.add(NoteTranslation(
+            note_id=note_id, revision_id=earlier if n % 3 == 0 else current, language="en",
+            text=f"Text {n}.", method=TranslationMethod.HUMAN if human
+            else TranslationMethod.MACHINE,
+            state=TranslationState.VERIFIED if human else TranslationState.DRAFT,
+            created_by_id=author, verified_by_id=other if human else None,
+            verified_at=now if human else None))
+        db.session.add(TranslationRequest(note_id=note_id, language="es",
+                                          requested_by_id=other))
+        if n % 3 == 0:
+            db.session.add(TranslationRequest(note_id=note_id, language="en",
+                                              requested_by_id=other))
+        db.session.add(Attachment(
+            consult_id=consult_id, note_id=note_id, uploaded_by_id=author,
+            original_name=f"scan{n}.png", stored_name=f"thread-{note_id}.png",
+            content_type="image/png", size=2048, sha256="0" * 64, created_at=now))
+    db.session.execute(update(User).values(locale="en"))
+    db.session.commit()
+
+
+def consult_page_counts(app: Flask, notes: int) -> dict[str, int]:
+    net = fill(consults=3, specialists=3)
+    consult_id = db.session.scalar(select(Consult.id).where(
+        Consult.specialist_id.is_not(None)).order_by(Consult.id).limit(1))
+    assert consult_id is not None
+    add_thread(consult_id, notes)
+    consult = db.session.get(Consult, consult_id)
+    assert consult is not None
+    readers = [net.coordinator_emails[0], net.admin_email,
+               db.session.get(User, consult.created_by_id).email,  # type: ignore[union-attr]
+               db.session.get(User, consult.specialist_id).email]  # type: ignore[union-attr]
+    counts: dict[str, int] = {}
+    visit(app, [(who, f"/consults/{consult_id}") for who in readers],
+          lambda key, seen: counts.__setitem__(key, len(seen)))
+    return counts
+
+
+def test_the_consult_page_costs_the_same_statements_for_5_and_200_notes(app: Flask) -> None:
+    """Notes with translations, requests, revisions and files: one query per kind of thing,
+    not one per note (the translation look-ups used to cost 3 to 4 statements a note)."""
+    small = consult_page_counts(app, notes=5)
+    db.session.remove()
+    _empty_tables()
+    large = consult_page_counts(app, notes=200)
+    assert large == small
+    assert max(large.values()) <= MAX_STATEMENTS, large
+
+
+def test_dashboard_counts_read_only_an_index_on_postgresql(app: Flask) -> None:
+    """A clinic's or a volunteer's status counts include their whole history: PostgreSQL
+    answers them from (clinic_id, status) / (specialist_id, status) alone, without reading
+    the consults (an index-only scan), so a long history costs index entries, not rows; the
+    coordinators' open counts come from (status)."""
+    if db.engine.dialect.name != "postgresql":
+        need_service("PostgreSQL", "set TELEHEALTH_TEST_DATABASE_URL to a PostgreSQL database")
+    net = fill(consults=4000, specialists=300, clinics=5, years=2)
+    db.session.remove()
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE consults"))  # the visibility map index-only needs
+    plans: dict[str, str] = {}
+
+    def explain(key: str, seen: list[tuple[str, Any]]) -> None:
+        counts = [(s, p) for s, p in seen if re.match(r"\s*SELECT consults.status, count\(\*\)", s)]
+        assert len(counts) == 1, (key, [s for s, _p in seen])
+        raw = db.engine.raw_connection()
+        try:
+            with raw.cursor() as cursor:
+                cursor.execute("EXPLAIN " + counts[0][0], counts[0][1])
+                plans[key] = "\n".join(row[0] for row in cursor.fetchall())
+        finally:
+            raw.close()
+
+    visit(app, [(net.clinician_emails[0], "/"), (net.specialist_emails[0], "/"),
+                (net.coordinator_emails[0], "/")], explain)
+    assert len(plans) == 3
+    for key, plan in plans.items():
+        assert "Index Only Scan" in plan and "consults" in plan, f"{key}:\n{plan}"
