@@ -42,6 +42,7 @@ from telehealth.conferences.models import (
 )
 from telehealth.consults.models import Attachment, Consult
 from telehealth.crypto import hash_token
+from telehealth.db_types import known
 from telehealth.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from telehealth.extensions import db
 from telehealth.i18n.formatting import is_timezone, local_call_time
@@ -454,7 +455,7 @@ def dismiss_finding(case: ConferenceCase, presenter: User, kind: str, text: str,
 
 def transition_case(case: ConferenceCase, new: CaseStatus, **values: object) -> None:
     """The one way a case changes status: allowed moves only, and one conditional UPDATE."""
-    if new not in CASE_TRANSITIONS[case.status]:
+    if new not in CASE_TRANSITIONS[known(case.status)]:
         raise Conflict(_("This case cannot go from %(old)s to %(new)s.", old=case.status.value,
                          new=new.value))
     done = db.session.execute(update(ConferenceCase).where(
