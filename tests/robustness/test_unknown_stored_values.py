@@ -192,6 +192,10 @@ def test_services_refuse_to_act_on_an_unknown_status(app):
                                     "password": DEMO_PASSWORD})
     for path in (f"/consults/{consult.id}/accept", f"/consults/{consult.id}/decline"):
         assert specialist.post(path).status_code < 500, path
+    refused = clinician.post(f"/api/consults/{consult.id}/cancel",
+                             json={"reason": "no longer needed"})
+    assert refused.status_code == 409
+    assert "does not know (LEGACY_X)" in refused.json["error"]
     db.session.expire_all()
     assert db.session.scalar(text("SELECT DISTINCT status FROM consults")) == LEGACY
 
