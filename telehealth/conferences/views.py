@@ -33,6 +33,7 @@ from telehealth.consults.services import sex_label
 from telehealth.errors import InvalidInput, NotFound
 from telehealth.extensions import db
 from telehealth.i18n.formatting import local_call_time
+from telehealth.validation import database_id
 
 bp = Blueprint("conferences", __name__, template_folder="templates",
                url_prefix="/conferences")
@@ -136,7 +137,7 @@ def session(session_id: int) -> str:
 @login_required
 def new_case(session_id: int) -> Any:
     found, _role = services.get_session(current_user, session_id)
-    consult_id = request.values.get("consult_id", type=int)
+    consult_id = request.values.get("consult_id", type=database_id)
     mine = services.consults_to_present(current_user)
     if consult_id is None and request.method == "GET":  # first choose which consult
         return render_template("conferences/new_case.html", session=found, consult=None,
