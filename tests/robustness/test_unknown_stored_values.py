@@ -124,7 +124,7 @@ def walk_everyone(app: Any) -> list[tuple[str, str, int]]:
             failures.append((email, "/login", signed_in.status_code))
             continue
 
-        def fetch(path: str, client: Any = client) -> tuple[int, str]:
+        def fetch(path: str, client: Any = client, email: str = email) -> tuple[int, str]:
             try:
                 response = client.get(path)
             except Exception as exc:  # noqa: BLE001 - the test names what broke, and where
