@@ -218,3 +218,9 @@ def test_an_account_with_an_unknown_role_is_refused_cleanly_and_shown_to_the_adm
     assert listing.status_code == 200 and "unknown: SUPERVISOR" in listing.text
     page = admin.get(f"/admin/users/{victim.id}")
     assert page.status_code == 200
+    # The administrator repairs it with the ordinary form.
+    repaired = admin.post(f"/admin/users/{victim.id}", data={
+        "role": "coordinator", "clinic": "", "active": "y", "timezone": "", "locale": ""})
+    assert repaired.status_code == 302
+    db.session.expire_all()
+    assert db.session.get(User, victim.id).role.value == "coordinator"
