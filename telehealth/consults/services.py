@@ -300,7 +300,8 @@ def urgency_label(urgency: Urgency) -> str:
 
 
 def mode_label(mode: ConsultMode) -> str:
-    return _("written answer") if mode == ConsultMode.WRITTEN else _("video call")
+    labels = {ConsultMode.WRITTEN: _("written answer"), ConsultMode.VIDEO: _("video call")}
+    return labels.get(mode, str(mode))
 
 
 # ---------------------------------------------------------------- creating
