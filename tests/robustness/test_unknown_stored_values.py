@@ -224,3 +224,28 @@ def test_an_account_with_an_unknown_role_is_refused_cleanly_and_shown_to_the_adm
     assert repaired.status_code == 302
     db.session.expire_all()
     assert db.session.get(User, victim.id).role.value == "coordinator"
+
+
+def test_acting_in_a_stored_zone_gone_bad_is_refused_clearly(app):
+    """Planning sessions in the hub's zone, or proposing a call time in one's own: refused
+    with the zone named (an administrator or the person repairs it), never a 500."""
+    seed_world(photo_size=(320, 240))
+    add_conference()
+    store_raw({("conference_series", "timezone"): "Nowhere/Atlantis",
+               ("users", "timezone"): "Mars/Olympus"})
+    from telehealth.conferences.models import ConferenceSeries
+    from telehealth.consults.models import Consult
+
+    series = db.session.scalars(select(ConferenceSeries)).first()
+    coordinator = app.test_client()
+    coordinator.post("/login", data={"email": DEMO_ROLES["coordinator"],
+                                     "password": DEMO_PASSWORD})
+    planned = coordinator.post(f"/conferences/{series.id}/sessions", data={"weeks": "4"})
+    assert 400 <= planned.status_code < 500
+    assert "Nowhere/Atlantis" in planned.text
+    consult = db.session.scalars(select(Consult)).first()
+    clinician = app.test_client()
+    clinician.post("/login", data={"email": DEMO_ROLES["clinician"], "password": DEMO_PASSWORD})
+    proposed = clinician.post(f"/consults/{consult.id}/call/proposals",
+                              data={"starts_at": "2030-01-01T10:00"})
+    assert proposed.status_code < 500
