@@ -85,6 +85,9 @@ def known(value: E | UnknownValue, what: str = "") -> E:
     return value
 
 
+_LOGGED: set[tuple[str, str]] = set()
+
+
 class _TolerantEnum(Enum):
     """SQLAlchemy's Enum, except that an unknown stored string reads as an UnknownValue (with a
     log line) instead of raising LookupError in the middle of rendering a page."""
@@ -97,8 +100,12 @@ class _TolerantEnum(Enum):
         except LookupError:
             if self.enum_class is None:
                 raise
-            logger.warning("unknown stored %s value %r: shown as unknown, not acted on",
-                           self.enum_class.__name__, elem)
+            key = (self.enum_class.__name__, elem)
+            if key not in _LOGGED and len(_LOGGED) < 1000:
+                # Once per value and process: a list of fifty such rows is one line, not fifty.
+                _LOGGED.add(key)
+                logger.warning("unknown stored %s value %r: shown as unknown, not acted on",
+                               *key)
             return UnknownValue(elem, self.enum_class)
 
     def _db_value_for_elem(self, elem: Any) -> Any:
