@@ -19,6 +19,7 @@ from wtforms.validators import DataRequired, InputRequired, Length, NumberRange,
 
 from telehealth.consults.forms import MultiCheckboxField
 from telehealth.i18n.forms import TimeZoneField
+from telehealth.validation import MAX_ID
 
 
 class InviteForm(FlaskForm):
@@ -86,7 +87,8 @@ class ImportForm(FlaskForm):
 
 
 class AssignForm(FlaskForm):
-    specialist_id = IntegerField(_l("Specialist"), validators=[InputRequired()])
+    specialist_id = IntegerField(_l("Specialist"), validators=[InputRequired(),
+                                                               NumberRange(1, MAX_ID)])
     note = StringField(_l("Why (recorded in the audit log)"), validators=[Optional(),
                                                                          Length(max=500)])
     submit = SubmitField(_l("Assign"))
