@@ -46,7 +46,8 @@ class UnknownValue(str):
     Read back instead of failing the whole query, so a page that lists the row still renders:
     as text it is "unknown: <raw>", it equals no member of its enum (every `==` and `in` test
     is False), and `.value`/`.name` give the raw string. Code that must act on the value
-    calls `known(value)`, which refuses it with a clear error; writing it back is refused too.
+    calls `known(value)`, which refuses it with a clear error. Written back (an UPDATE of
+    another column that names this one) it stays the raw string it was.
     """
 
     raw: str
@@ -69,14 +70,11 @@ class UnknownValue(str):
     def __repr__(self) -> str:
         return f"<unknown {self.enum_class.__name__} {self.raw!r}>"
 
-    # A str subclass that defines __eq__ must define __hash__; keep str's.
-    __hash__ = str.__hash__
-
 
 E = TypeVar("E", bound=enum.Enum)
 
 
-def known(value: E | UnknownValue, what: str = "") -> E:
+def known(value: E | UnknownValue) -> E:
     """The value when it is a member of its enum; Conflict (a clear 409) when it was stored by
     something this version does not understand, so nobody acts on a guess."""
     if isinstance(value, UnknownValue):

@@ -9,6 +9,7 @@ import traceback
 from datetime import time, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import select, text
 
 from telehealth import clock, db_types
@@ -250,3 +251,17 @@ def test_acting_in_a_stored_zone_gone_bad_is_refused_clearly(app):
     proposed = clinician.post(f"/consults/{consult.id}/call/proposals",
                               data={"starts_at": "2030-01-01T10:00"})
     assert proposed.status_code < 500
+
+
+def test_an_unknown_value_equals_no_member_and_cannot_be_acted_on():
+    from telehealth.consults.models import ConsultStatus
+    from telehealth.db_types import known
+    from telehealth.errors import Conflict
+
+    value = UnknownValue("LEGACY_X", ConsultStatus)
+    assert str(value) == "unknown: LEGACY_X" and value.value == value.raw == "LEGACY_X"
+    assert all(value != member for member in ConsultStatus)
+    assert value not in {ConsultStatus.DRAFT, ConsultStatus.CLOSED}
+    assert known(ConsultStatus.CLOSED) is ConsultStatus.CLOSED
+    with pytest.raises(Conflict, match="LEGACY_X"):
+        known(value)
