@@ -155,3 +155,29 @@ def test_a_hostile_data_file_is_refused_clearly(app, client, auth, world, path, 
                            content_type="multipart/form-data")
     assert 400 <= response.status_code < 500, response.status_code
     assert uploaded_files(app) == []
+
+
+@pytest.mark.parametrize("as_json", [True, False], ids=["json", "form"])
+def test_text_where_a_file_is_expected_is_no_file(app, client, auth, world, make_consult,
+                                                  as_json):
+    """A hand-made request names the file fields but sends text: the text is not taken for a
+    file (nothing stored), and the rest of the request is handled as usual."""
+    def post(path: str, data: dict[str, Any]) -> Any:
+        return client.post(path, json=data) if as_json else client.post(path, data=data)
+
+    consult = make_consult(world["clinician"])
+    take_consult(consult, world["specialist"])
+    db.session.commit()
+    before = set(uploaded_files(app))
+    auth.login(world["clinician"])
+    form = _new_consult_form(specialty=str(world["specialist"].specialties[0].id))
+    assert post("/consults/new", {**form, "attachments": "x"}).status_code < 500
+    auth.logout()
+    auth.login(world["specialist"])
+    assert post(f"/consults/{consult.id}/notes", {"body": "Seen.", "language": "en",
+                                                  "attachments": ["x", "y"]}).status_code < 500
+    assert post(f"/roster/{world['specialist'].id}/credential", {
+        "licence_number": "1", "licence_body": "Council", "licence_country": "ca",
+        "expires_on": "2030-01-01", "document": "x"}).status_code < 500
+    assert set(uploaded_files(app)) == before
+    assert count(Attachment) == 0
