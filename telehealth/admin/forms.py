@@ -13,10 +13,10 @@ from wtforms import (
     StringField,
     SubmitField,
 )
-from wtforms.validators import DataRequired, Length, Optional, Regexp, ValidationError
+from wtforms.validators import DataRequired, Length, Optional, Regexp
 
 from telehealth.accounts.models import Role
-from telehealth.i18n.formatting import is_timezone
+from telehealth.i18n.forms import TimeZoneField
 from telehealth.i18n.services import LANGUAGE_NAMES
 
 ROLE_CHOICES = [
@@ -28,11 +28,6 @@ ROLE_CHOICES = [
 ]
 
 
-def _valid_timezone(form: FlaskForm, field: StringField) -> None:
-    if not is_timezone(field.data or ""):
-        raise ValidationError(_l("Unknown time zone; use a name like Africa/Kinshasa."))
-
-
 class UserForm(FlaskForm):
     email = EmailField(_l("E-mail"), validators=[DataRequired(), Length(max=254), Regexp(
         r"^[^@\s]+@[^@\s]+\.[^@\s]+$", message=_l("This is not an e-mail address."))])
@@ -41,8 +36,7 @@ class UserForm(FlaskForm):
                                                                  Length(min=10, max=200)])
     role = SelectField(_l("Role"), choices=ROLE_CHOICES)
     clinic = SelectField(_l("Clinic (clinicians only)"), choices=[], validators=[Optional()])
-    timezone = StringField(_l("Time zone"), default="UTC", validators=[DataRequired(),
-                                                                       _valid_timezone])
+    timezone = TimeZoneField(_l("Time zone"), default="UTC")
     locale = SelectField(_l("Interface language"), choices=list(LANGUAGE_NAMES.items()))
     specialties = SelectMultipleField(_l("Specialties (specialists only)"), choices=[],
                                       validators=[Optional()])
@@ -55,7 +49,7 @@ class UserEditForm(FlaskForm):
     role = SelectField(_l("Role"), choices=ROLE_CHOICES)
     clinic = SelectField(_l("Clinic (clinicians only)"), choices=[], validators=[Optional()])
     # Here an administrator repairs a stored zone or language the pages could not use.
-    timezone = StringField(_l("Time zone"), validators=[Optional(), _valid_timezone])
+    timezone = TimeZoneField(_l("Time zone"), validators=[Optional()])
     locale = SelectField(_l("Interface language"),
                          choices=[("", "—"), *LANGUAGE_NAMES.items()], validators=[Optional()])
     active = BooleanField(_l("Active (may sign in)"))
@@ -69,8 +63,7 @@ class ClinicForm(FlaskForm):
         validators=[DataRequired(), Regexp(r"^[A-Za-z]{2}$", message=_l("Two letters, e.g. CD."))],
     )
     city = StringField(_l("City"), validators=[Optional(), Length(max=120)])
-    timezone = StringField(_l("Time zone"), default="UTC", validators=[DataRequired(),
-                                                                       _valid_timezone])
+    timezone = TimeZoneField(_l("Time zone"), default="UTC")
     languages = SelectMultipleField(
         _l("Languages the clinic reads"), choices=list(LANGUAGE_NAMES.items()),
         validators=[DataRequired()],

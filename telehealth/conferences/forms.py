@@ -7,6 +7,8 @@ from flask_wtf import FlaskForm
 from wtforms import IntegerField, SelectField, StringField, TextAreaField, TimeField
 from wtforms.validators import DataRequired, Length, NumberRange
 
+from telehealth.i18n.forms import TimeZoneField
+
 WEEKDAYS = [(0, _l("Monday")), (1, _l("Tuesday")), (2, _l("Wednesday")), (3, _l("Thursday")),
             (4, _l("Friday")), (5, _l("Saturday")), (6, _l("Sunday"))]
 
@@ -15,8 +17,7 @@ class SeriesForm(FlaskForm):
     topic = StringField(_l("Topic"), validators=[DataRequired(), Length(max=200)])
     languages = StringField(_l("Languages (codes, e.g. fr en)"), default="en",
                             validators=[DataRequired(), Length(max=100)])
-    timezone = StringField(_l("The hub's time zone"), default="UTC",
-                           validators=[DataRequired(), Length(max=64)])
+    timezone = TimeZoneField(_l("The hub's time zone"), default="UTC")
     weekday = SelectField(_l("Weekday"), choices=WEEKDAYS, coerce=int)
     start = TimeField(_l("Start (hub's local time)"), validators=[DataRequired()])
     duration_minutes = IntegerField(_l("Length (minutes)"), default=90,

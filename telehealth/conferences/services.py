@@ -45,12 +45,14 @@ from telehealth.conferences.models import (
 )
 from telehealth.consults.models import Attachment, Consult
 from telehealth.crypto import hash_token
+from telehealth.db_types import known
 from telehealth.errors import Conflict, InvalidInput, NotFound, PermissionDenied, TooLarge
 from telehealth.extensions import db
 from telehealth.i18n.formatting import is_timezone, local_call_time
 from telehealth.notes.models import NoteKind
 from telehealth.notes.services import write_note
 from telehealth.notifications.services import notify
+from telehealth.validation import check_timezone
 
 INVITATION_DAYS = 30
 MAX_TEXT = 5000
@@ -230,7 +232,7 @@ def accept_invitation(token: str, user: User) -> ConferenceSeries:
 def occurrences(series: ConferenceSeries, first_day: date, weeks: int) -> list[datetime]:
     """Session starts (UTC) of the weekly recurrence, computed in the hub's own zone so a
     daylight-saving change moves the UTC time, never the hub's local time."""
-    zone = ZoneInfo(series.timezone)
+    zone = ZoneInfo(check_timezone(series.timezone))  # a stored zone gone bad: refused
     day = first_day + timedelta(days=(series.weekday - first_day.weekday()) % 7)
     local = time(series.start_minute // 60, series.start_minute % 60)
     return [datetime.combine(day + timedelta(weeks=n), local, tzinfo=zone).astimezone(UTC)
@@ -243,7 +245,8 @@ def generate_sessions(series: ConferenceSeries, actor: User, weeks: int,
     require_hub(actor, series, coordinator=True)
     if not 1 <= weeks <= 52:
         raise InvalidInput(_("Plan between 1 and 52 weeks."))
-    first = first_day or clock.now().astimezone(ZoneInfo(series.timezone)).date()
+    hub_zone = ZoneInfo(check_timezone(series.timezone))
+    first = first_day or clock.now().astimezone(hub_zone).date()
     existing = set(db.session.scalars(select(ConferenceSession.starts_at).where(
         ConferenceSession.series_id == series.id)))
     created = []
@@ -457,7 +460,7 @@ def dismiss_finding(case: ConferenceCase, presenter: User, kind: str, text: str,
 
 def transition_case(case: ConferenceCase, new: CaseStatus, **values: object) -> None:
     """The one way a case changes status: allowed moves only, and one conditional UPDATE."""
-    if new not in CASE_TRANSITIONS[case.status]:
+    if new not in CASE_TRANSITIONS[known(case.status)]:
         raise Conflict(_("This case cannot go from %(old)s to %(new)s.", old=case.status.value,
                          new=new.value))
     done = db.session.execute(update(ConferenceCase).where(

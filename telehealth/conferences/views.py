@@ -38,6 +38,7 @@ from telehealth.errors import InvalidInput, NotFound
 from telehealth.extensions import db
 from telehealth.i18n.formatting import local_call_time
 from telehealth.security.headers import allow_for_this_page, cache_privately
+from telehealth.validation import database_id
 from telehealth.video.directory import connect_sources, socket_origins
 from telehealth.video.profiles import DEFAULT_PROFILE, PROFILES
 from telehealth.web import error_response, wants_json
@@ -203,7 +204,7 @@ def slide_image(slide_id: int, size: str) -> Response:
 @login_required
 def new_case(session_id: int) -> Any:
     found, _role = services.get_session(current_user, session_id)
-    consult_id = request.values.get("consult_id", type=int)
+    consult_id = request.values.get("consult_id", type=database_id)
     mine = services.consults_to_present(current_user)
     if consult_id is None and request.method == "GET":  # first choose which consult
         return render_template("conferences/new_case.html", session=found, consult=None,

@@ -6,11 +6,14 @@ import secrets
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
+
+# Flask-WTF's file field keeps only real uploads: text sent under its name (a JSON body, a
+# hand-made form) is no file, where WTForms' own field handed the view a str.
+from flask_wtf.file import MultipleFileField
 from wtforms import (
     BooleanField,
     HiddenField,
     IntegerField,
-    MultipleFileField,
     RadioField,
     SelectField,
     SelectMultipleField,

@@ -27,7 +27,7 @@ from telehealth.consults.models import (
     Sex,
     Urgency,
 )
-from telehealth.db_types import rows_changed
+from telehealth.db_types import known, rows_changed
 from telehealth.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from telehealth.extensions import db
 from telehealth.pagination import DEFAULT_PAGE_SIZE, Page, keyset_page
@@ -248,7 +248,7 @@ def transition(consult: Consult, to: ConsultStatus, **values: Any) -> None:
     The UPDATE is conditional on the status read before, so two people acting at once
     can never both succeed: the slower one gets Conflict.
     """
-    current = consult.status
+    current = known(consult.status)
     if to not in ALLOWED_TRANSITIONS[current]:
         raise Conflict(
             _(
@@ -284,7 +284,7 @@ def status_label(status: ConsultStatus) -> str:
         ConsultStatus.CLOSED: _("closed"),
         ConsultStatus.CANCELLED: _("cancelled"),
     }
-    return labels[status]
+    return labels.get(status, str(status))  # an unknown stored status: "unknown: X"
 
 
 def outcome_label(outcome: Outcome | None) -> str:
@@ -295,23 +295,24 @@ def outcome_label(outcome: Outcome | None) -> str:
         Outcome.DIED: _("patient died"),
         Outcome.UNKNOWN: _("unknown"),
     }
-    return labels[outcome] if outcome else ""
+    return labels.get(outcome, str(outcome)) if outcome else ""
 
 
 def sex_label(sex: Sex) -> str:
     labels = {Sex.FEMALE: _("female"), Sex.MALE: _("male"), Sex.OTHER: _("other"),
               Sex.UNKNOWN: _("sex unknown")}
-    return labels[sex]
+    return labels.get(sex, str(sex))
 
 
 def urgency_label(urgency: Urgency) -> str:
     labels = {Urgency.ROUTINE: _("routine"), Urgency.URGENT: _("urgent"),
               Urgency.EMERGENCY: _("emergency")}
-    return labels[urgency]
+    return labels.get(urgency, str(urgency))
 
 
 def mode_label(mode: ConsultMode) -> str:
-    return _("written answer") if mode == ConsultMode.WRITTEN else _("video call")
+    labels = {ConsultMode.WRITTEN: _("written answer"), ConsultMode.VIDEO: _("video call")}
+    return labels.get(mode, str(mode))
 
 
 # ---------------------------------------------------------------- creating

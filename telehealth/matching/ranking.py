@@ -45,13 +45,19 @@ NO_RESPONSE_HISTORY = 10_000.0  # ranks specialists without history after the re
 
 def offer_expiry(urgency: Urgency) -> timedelta:
     """How long an offer of this urgency waits for an answer (configurable)."""
-    minutes = current_app.config["OFFER_EXPIRY_MINUTES"][urgency.value]
+    minutes = current_app.config["OFFER_EXPIRY_MINUTES"][_urgency_or_most(urgency).value]
     return timedelta(minutes=int(minutes))
 
 
 def offer_fanout(urgency: Urgency) -> int:
     """How many specialists get the offer at once: several for emergencies, else one."""
-    return int(current_app.config["OFFER_FANOUT_BY_URGENCY"][urgency.value])
+    return int(current_app.config["OFFER_FANOUT_BY_URGENCY"][_urgency_or_most(urgency).value])
+
+
+def _urgency_or_most(urgency: Urgency) -> Urgency:
+    # An urgency stored by another version (db_types.UnknownValue): the safe reading for a
+    # patient is the most urgent one (shortest wait, widest offer), never a crash.
+    return urgency if isinstance(urgency, Urgency) else Urgency.EMERGENCY
 
 
 def utc_offset_minutes(zone_name: str, moment: datetime) -> int | None:

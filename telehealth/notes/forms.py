@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, MultipleFileField, SelectField, SubmitField, TextAreaField
+from flask_wtf.file import MultipleFileField  # real uploads only, never text
+from wtforms import BooleanField, SelectField, SubmitField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
 from telehealth.i18n.forms import language_choices

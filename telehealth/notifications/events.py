@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from flask_login import current_user
-from flask_socketio import disconnect, join_room
+from flask_socketio import join_room
 
 from telehealth.extensions import socketio
 from telehealth.notifications.services import NAMESPACE
-from telehealth.security.sessions import socket_session_alive, user_room
+from telehealth.security.sessions import answer_unknown_event, socket_session_alive, user_room
 
 
 @socketio.on("connect", namespace=NAMESPACE)
@@ -19,9 +19,5 @@ def connect(auth: object = None) -> bool:
     return True
 
 
-@socketio.on("*", namespace=NAMESPACE)
-def any_event(event: object = None, *args: object) -> None:
-    """Receive-only: nothing is handled, but a socket whose session ended elsewhere (a
-    process that missed the message) is closed by its next event."""
-    if not socket_session_alive():
-        disconnect()
+# Receive-only: an event sent here is answered with an error, or closes a dead session.
+socketio.on("*", namespace=NAMESPACE)(answer_unknown_event)

@@ -76,6 +76,9 @@ def create_area(name: str, code: str, level: str = "district", parent: Area | No
     name, code = name.strip(), code.strip()
     if not name or not code:
         raise InvalidInput(_("An area needs a name and a code."))
+    if len(name) > 160 or len(code) > 40 or len(level) > 40:  # the columns' lengths
+        raise InvalidInput(_("An area's name has at most 160 characters, its code and level "
+                             "40."))
     if db.session.scalar(select(Area.id).where(Area.code == code)) is not None:
         raise InvalidInput(_("An area with the code %(code)s exists already.", code=code))
     _check_coordinates(latitude, longitude)

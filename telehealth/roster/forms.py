@@ -18,6 +18,8 @@ from wtforms import (
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
 from telehealth.consults.forms import MultiCheckboxField
+from telehealth.i18n.forms import TimeZoneField
+from telehealth.validation import MAX_ID
 
 
 class InviteForm(FlaskForm):
@@ -29,8 +31,7 @@ class SignUpForm(FlaskForm):
     name = StringField(_l("Full name"), validators=[DataRequired(), Length(max=120)])
     password = PasswordField(_l("Password (10 characters or more)"),
                              validators=[DataRequired(), Length(min=10, max=200)])
-    timezone = StringField(_l("Time zone (e.g. America/Montreal)"),
-                           validators=[DataRequired(), Length(max=64)])
+    timezone = TimeZoneField(_l("Time zone"))
     languages = StringField(_l("Languages with level 1-3 (e.g. fr:3 en:2)"),
                             validators=[DataRequired(), Length(max=200)])
     specialties = MultiCheckboxField(_l("Specialties"), validators=[DataRequired()])
@@ -41,8 +42,7 @@ class SetPasswordForm(FlaskForm):
     """The page behind a set-password link: the account exists, only the password is new."""
 
     name = StringField(_l("Full name"), validators=[DataRequired(), Length(max=120)])
-    timezone = StringField(_l("Time zone (e.g. America/Montreal)"),
-                           validators=[DataRequired(), Length(max=64)])
+    timezone = TimeZoneField(_l("Time zone"))
     password = PasswordField(_l("Password (10 characters or more)"),
                              validators=[DataRequired(), Length(min=10, max=200)])
     submit = SubmitField(_l("Set my password"))
@@ -50,7 +50,7 @@ class SetPasswordForm(FlaskForm):
 
 class ProfileForm(FlaskForm):
     name = StringField(_l("Full name"), validators=[DataRequired(), Length(max=120)])
-    timezone = StringField(_l("Time zone"), validators=[DataRequired(), Length(max=64)])
+    timezone = TimeZoneField(_l("Time zone"))
     specialties = SelectMultipleField(_l("Specialties"), validators=[DataRequired()])
     subspecialty = StringField(_l("Subspecialty"), validators=[Optional(), Length(max=120)])
     languages = StringField(_l("Languages with level 1-3 (e.g. fr:3 en:2)"),
@@ -87,7 +87,8 @@ class ImportForm(FlaskForm):
 
 
 class AssignForm(FlaskForm):
-    specialist_id = IntegerField(_l("Specialist"), validators=[InputRequired()])
+    specialist_id = IntegerField(_l("Specialist"), validators=[InputRequired(),
+                                                               NumberRange(1, MAX_ID)])
     note = StringField(_l("Why (recorded in the audit log)"), validators=[Optional(),
                                                                          Length(max=500)])
     submit = SubmitField(_l("Assign"))

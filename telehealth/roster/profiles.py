@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from telehealth import clock, signals
 from telehealth.accounts.models import Role, Specialty, User, UserLanguage
 from telehealth.audit.services import record
-from telehealth.db_types import rows_changed
+from telehealth.db_types import known, rows_changed
 from telehealth.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from telehealth.extensions import db
 from telehealth.i18n.services import check_timezone
@@ -47,7 +47,7 @@ def get_specialist(user_id: int) -> User:
 def set_status(profile: SpecialistProfile, status: ProfileStatus, actor: User) -> None:
     """Approve, suspend or reactivate a specialist, as the transition table allows."""
     require_roster_manager(actor)
-    old = profile.status
+    old = known(profile.status)
     if status not in PROFILE_TRANSITIONS[old]:
         raise Conflict(_("A specialist who is %(old)s cannot become %(new)s.",
                          old=profile_status_label(old), new=profile_status_label(status)))
@@ -89,13 +89,13 @@ def apply_status_action(profile: SpecialistProfile, action: str, actor: User) ->
 
 def profile_status_label(status: ProfileStatus) -> str:
     return {ProfileStatus.PENDING: _("pending approval"), ProfileStatus.ACTIVE: _("active"),
-            ProfileStatus.SUSPENDED: _("suspended")}[status]
+            ProfileStatus.SUSPENDED: _("suspended")}.get(status, str(status))
 
 
 def credential_status_label(status: CredentialStatus) -> str:
     return {CredentialStatus.UNVERIFIED: _("not verified"),
             CredentialStatus.VERIFIED: _("verified"),
-            CredentialStatus.REJECTED: _("rejected")}[status]
+            CredentialStatus.REJECTED: _("rejected")}.get(status, str(status))
 
 
 @dataclass

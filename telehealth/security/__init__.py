@@ -7,6 +7,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from telehealth import crypto
 from telehealth.security import commands, headers, inputs, sessions, views
+from telehealth.validation import install_json_forms
 
 
 def trust_proxies(app: Flask, hops: int) -> None:
@@ -20,6 +21,7 @@ def init_app(app: Flask) -> None:
     crypto.ring_for(app.config)  # a malformed TELEHEALTH_DATA_KEY stops the start, clearly
 
     app.request_class = inputs.CleanRequest
+    install_json_forms()
     trust_proxies(app, app.config["TRUSTED_PROXIES"])
     app.register_blueprint(views.bp)
     commands.init_app(app)

@@ -26,6 +26,7 @@ from blinker import Namespace
 from flask import current_app, flash, g, jsonify, redirect, request, session, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, logout_user
+from flask_socketio import disconnect, emit
 from sqlalchemy import event
 from sqlalchemy.orm import object_session
 
@@ -94,6 +95,17 @@ def socket_session_alive() -> bool:
         return False  # pages send them to turn it on first; sockets just refuse
     mark_active()
     return True
+
+
+def answer_unknown_event(event: object = None, *args: object) -> None:
+    """The catch-all ("*") of a namespace that only sends: a socket whose session ended
+    elsewhere is closed by its next event; anything else sent there is answered with an
+    "error" event naming it, never dropped in silence."""
+    if not socket_session_alive():
+        disconnect()
+        return
+    emit("error", {"event": str(event)[:64],
+                   "message": _("This channel only sends; your message was not used.")})
 
 
 def second_factor_required(user: User) -> bool:

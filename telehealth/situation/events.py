@@ -20,7 +20,7 @@ from telehealth import signals, transaction
 from telehealth.accounts.models import Role
 from telehealth.consults.models import Consult
 from telehealth.extensions import socketio
-from telehealth.security.sessions import socket_session_alive, user_room
+from telehealth.security.sessions import answer_unknown_event, socket_session_alive, user_room
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,9 @@ def connect(auth: object = None) -> bool:
     join_room(user_room(current_user.id))
     join_room(ROOM)
     return True
+
+
+socketio.on("*", namespace=NAMESPACE)(answer_unknown_event)  # the room only sends
 
 
 def mark_changed(_consult: Consult | None = None, **_changes: Any) -> None:

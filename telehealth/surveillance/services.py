@@ -39,6 +39,7 @@ from telehealth.accounts.models import Role, User
 from telehealth.audit.services import record
 from telehealth.clinics.models import Clinic
 from telehealth.consults.models import Consult, ConsultStatus, Sex
+from telehealth.db_types import known
 from telehealth.diagnoses.models import ConsultDiagnosis
 from telehealth.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from telehealth.extensions import db
@@ -749,7 +750,7 @@ def move_alert(alert: Alert, user: User, to: AlertStage, note: str = "",
                outcome: AlertOutcome | None = None) -> Alert:
     """Take an alert to its next stage: allowed moves only, one winner if two act at once."""
     get_visible_alert(user, alert.id)
-    current = alert.stage
+    current = known(alert.stage)
     if to not in ALERT_TRANSITIONS[current]:
         raise Conflict(_("This alert cannot go from %(from)s to %(to)s.",
                          **{"from": str(STAGE_LABELS[current]), "to": str(STAGE_LABELS[to])}))

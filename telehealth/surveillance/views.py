@@ -115,7 +115,7 @@ def alert_detail(alert_id: int) -> str:
                             evidence.get("upper"), services.syndrome_label(alert.syndrome))
     return render_template("surveillance/alert.html", alert=alert, evidence=evidence,
                            chart=chart, rows=rows, readable=readable,
-                           moves=sorted(ALERT_TRANSITIONS[alert.stage]),
+                           moves=sorted(ALERT_TRANSITIONS.get(alert.stage, ())),
                            outcomes=list(AlertOutcome))
 
 

@@ -17,6 +17,7 @@ from telehealth.accounts.models import Role, User
 from telehealth.audit.services import record
 from telehealth.consults.models import Consult
 from telehealth.consults.services import visible_consults_clause
+from telehealth.db_types import known
 from telehealth.errors import Conflict, InvalidInput, PermissionDenied, ServiceError
 from telehealth.extensions import db
 from telehealth.i18n.services import check_language
@@ -181,7 +182,7 @@ def verify_translation(translation: NoteTranslation, user: User) -> None:
                                  "verify this translation."))
     if translation.method == TranslationMethod.HUMAN and translation.created_by_id == user.id:
         raise PermissionDenied(_("Someone other than the translator must verify it."))
-    if TranslationState.VERIFIED not in ALLOWED_TRANSITIONS[translation.state]:
+    if TranslationState.VERIFIED not in ALLOWED_TRANSITIONS[known(translation.state)]:
         raise Conflict(_("This translation is already verified."))
     translation.state = TranslationState.VERIFIED
     translation.verified_by_id = user.id

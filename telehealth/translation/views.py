@@ -20,6 +20,7 @@ from telehealth.notes.models import Note
 from telehealth.translation import services
 from telehealth.translation.forms import LanguageOnlyForm, NoteLanguageForm, TranslationForm
 from telehealth.translation.models import NoteTranslation, TranslationRequest
+from telehealth.validation import database_id
 
 bp = Blueprint("translation", __name__, template_folder="templates")
 
@@ -125,7 +126,7 @@ def translators() -> Any:
     if current_user.role not in (Role.COORDINATOR, Role.ADMIN):
         raise PermissionDenied(_("Only coordinators can grant the translator role."))
     if request.method == "POST":
-        target = db.session.get(User, request.form.get("user_id", type=int) or 0)
+        target = db.session.get(User, request.form.get("user_id", type=database_id) or 0)
         if target is None:
             raise NotFound(_("No such user."))
         granted = request.form.get("granted") == "1"

@@ -16,6 +16,7 @@ from telehealth.accounts.models import Role, User
 from telehealth.audit.services import record
 from telehealth.consults.models import Consult, ConsultStatus
 from telehealth.consults.services import consult_url
+from telehealth.db_types import known
 from telehealth.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from telehealth.extensions import db
 from telehealth.i18n.formatting import local_call_time
@@ -284,7 +285,7 @@ def proposal_actions(proposal: CallProposal, consult: Consult, actor: User) -> l
     """What this user may do with a proposed time now ("accept", "withdraw")."""
     passed = proposal.starts_at <= clock.now()
     return [action for action, to in PROPOSAL_ACTIONS.items()
-            if to in PROPOSAL_TRANSITIONS[proposal.status]
+            if to in PROPOSAL_TRANSITIONS.get(proposal.status, ())
             and not (passed and to == ProposalStatus.ACCEPTED)
             and _may_set_proposal(proposal, consult, actor, to)]
 
@@ -296,7 +297,7 @@ def set_proposal_status(proposal: CallProposal, consult: Consult, actor: User,
     if not _may_set_proposal(proposal, consult, actor, to):
         raise PermissionDenied(_("The other side accepts a proposed time; the side that "
                                  "proposed it can withdraw it."))
-    if to not in PROPOSAL_TRANSITIONS[proposal.status]:
+    if to not in PROPOSAL_TRANSITIONS[known(proposal.status)]:
         raise Conflict(_("This time has already been accepted or withdrawn."))
     if to == ProposalStatus.ACCEPTED and proposal.starts_at <= clock.now():
         raise Conflict(_("This time has passed; propose a new one."))

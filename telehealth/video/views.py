@@ -27,6 +27,7 @@ from telehealth.consults.services import get_visible_consult
 from telehealth.errors import InvalidInput, PermissionDenied
 from telehealth.extensions import db
 from telehealth.security.headers import allow_for_this_page
+from telehealth.validation import check_timezone
 from telehealth.video import services
 from telehealth.video.directory import connect_sources, socket_origins
 from telehealth.video.forms import InviteForm, ProposalActionForm, ProposeForm
@@ -117,7 +118,9 @@ def propose(consult_id: int) -> Any:
     if not form.validate_on_submit() or form.starts_at.data is None:
         flash(_("Give a date and time."), "error")
         return redirect(url_for("consults.detail", consult_id=consult.id)), 303
-    local = form.starts_at.data.replace(tzinfo=ZoneInfo(current_user.timezone or "UTC"))
+    # A stored zone gone bad is refused (fix it in the preferences), never guessed as UTC.
+    local = form.starts_at.data.replace(tzinfo=ZoneInfo(check_timezone(current_user.timezone
+                                                                       or "UTC")))
     services.propose_time(consult, current_user, local)
     flash(_("The time is proposed."), "success")
     return redirect(url_for("consults.detail", consult_id=consult.id) + "#call"), 303
