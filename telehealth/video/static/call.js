@@ -30,7 +30,11 @@
   var peers = [];
   var left = false;
   var socket = null;
-  var retryMs = 1000;
+  // Between two tries to find the call: short, and never long, so that a page whose server
+  // died rejoins within a second or two of another server taking the call.
+  var RETRY_FIRST_MS = 500;
+  var RETRY_MAX_MS = 2000;
+  var retryMs = RETRY_FIRST_MS;
 
   // The call's media lives on one server ("node"); the page was told which. Empty: this
   // page's own origin. A node URL may carry a path prefix (routing behind the proxy).
@@ -69,7 +73,7 @@
                                    headers: { Accept: "application/json" } })
       .then(function (response) {
         return response.json().then(function (body) {
-          if (response.ok) { retryMs = 1000; connectTo(body.socket_url); return; }
+          if (response.ok) { connectTo(body.socket_url); return; }
           if (response.status === 401 || response.status === 403 || response.status === 404) {
             left = true;  // not a passing trouble: say why and stop
             say(body.error);
@@ -78,10 +82,12 @@
           throw new Error(body.error);
         });
       })
-      .catch(function () {
-        window.setTimeout(function () { findCall(root.dataset.msgLost); }, retryMs);
-        retryMs = Math.min(retryMs * 2, 5000);
-      });
+      .catch(retryLater);
+  }
+
+  function retryLater() {
+    window.setTimeout(function () { findCall(root.dataset.msgLost); }, retryMs);
+    retryMs = Math.min(retryMs * 2, RETRY_MAX_MS);
   }
 
   function say(text) { statusEl.textContent = text; }
@@ -246,6 +252,7 @@
 
   function bind(s) {
     s.on("connect", function () {
+      retryMs = RETRY_FIRST_MS;
       say(root.dataset.msgConnecting);
       // Also on a new socket: joining again gives a fresh connection to the same call.
       getMedia.done = getMedia.done || getMedia();
@@ -260,8 +267,7 @@
       if (s !== socket) { return; }
       dropSocket();
       say(root.dataset.msgLost);
-      window.setTimeout(function () { findCall(root.dataset.msgLost); }, retryMs);
-      retryMs = Math.min(retryMs * 2, 5000);
+      retryLater();
     });
     s.on("offer", onOffer);
     s.on("peers", function (msg) { peers = msg.peers; renderPeers(); });
