@@ -160,9 +160,10 @@ class RedisDirectory:
     owner keeps refreshing, and one "alive" key per node."""
 
     def __init__(self, client: redis.Redis, ttl_seconds: float = DEFAULT_TTL_SECONDS,
-                 prefix: str = "telehealth:call-node:") -> None:
+                 prefix: str = "telehealth:call-node:", alive: float | None = None) -> None:
+        """alive: seconds a node counts as alive after its heartbeat (from the lease)."""
         self.client, self.ttl_ms, self.prefix = client, int(ttl_seconds * 1000), prefix
-        self.alive_ms = int(alive_seconds(ttl_seconds) * 1000)
+        self.alive_ms = int((alive or alive_seconds(ttl_seconds)) * 1000)
         self.alive_prefix = f"{prefix}alive:"
         self._claim = client.register_script(_CLAIM)
         self._owner = client.register_script(_OWNER)
@@ -174,10 +175,11 @@ class RedisDirectory:
 
     @classmethod
     def from_url(cls, url: str, ttl_seconds: float = DEFAULT_TTL_SECONDS,
-                 prefix: str = "telehealth:call-node:") -> RedisDirectory:
+                 prefix: str = "telehealth:call-node:", alive: float | None = None
+                 ) -> RedisDirectory:
         """A directory on the Redis at `url` (short time-outs: a page waits on it)."""
         client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-        return cls(client, ttl_seconds, prefix)
+        return cls(client, ttl_seconds, prefix, alive)
 
     def _key(self, consult_id: int) -> str:
         return f"{self.prefix}{consult_id}"

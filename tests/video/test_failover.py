@@ -62,6 +62,31 @@ def test_claims_carry_a_fencing_token_that_only_grows() -> None:
             directory.client.close()
 
 
+def test_a_dead_nodes_claims_count_for_nothing_once_its_alive_key_lapses() -> None:
+    """Node health apart from placement: well within the 30 s lease, a node that stopped
+    saying it is alive holds nothing, and a live one keeps its calls by its heartbeat."""
+    url = redis_url()
+    prefix = f"test-alive:{uuid.uuid4().hex}:"
+    a, b = (RedisDirectory.from_url(url, 30, prefix, alive=0.4) for _n in range(2))
+    try:
+        assert a.claim(7, "node-a") == "node-a" and a.claim(8, "node-a") == "node-a"
+        for _n in range(6):  # node a lives on, refreshing no claim, only its heartbeat
+            time.sleep(0.1)
+            a.heartbeat("node-a")
+        assert b.owner(7) == "node-a" and b.claim(7, "node-b") == "node-a"
+        time.sleep(0.6)  # node a dies
+        assert b.owner(7) is None
+        assert b.claim(7, "node-b") == "node-b"  # taken over, fenced
+        assert not a.refresh(7, "node-a")
+        assert a.claim(7, "node-a") == "node-b"
+        assert b.owner(8) is None
+    finally:
+        for directory in (a, b):
+            for key in directory.client.scan_iter(f"{prefix}*"):
+                directory.client.delete(key)
+            directory.client.close()
+
+
 def test_a_node_that_lost_its_claim_stops_serving_the_call_and_moves_its_pages(
         app: Flask, call_consult: Any, world: dict[str, Any],
         signal_client: Callable[..., SignalClient]) -> None:
