@@ -137,7 +137,8 @@ def test_deployments_sharing_a_redis_server_never_see_each_others_events(
         app: Flask, tmp_path: Path, own_redis: RedisServer, world: dict[str, Any]) -> None:
     clinician = world["clinician"]
     with run_nodes(app, tmp_path, own_redis.url,
-                   [{"DEPLOYMENT_NAME": "north"}, {"DEPLOYMENT_NAME": "south"}]) as nodes:
+                   [{"TELEHEALTH_DEPLOYMENT_NAME": "north"},
+                    {"TELEHEALTH_DEPLOYMENT_NAME": "south"}]) as nodes:
         listeners = [Listener(node, login_cookie(node, clinician)) for node in nodes]
         try:
             for deployment, mine, other in (("north", 0, 1), ("south", 1, 0)):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
 import time
 import uuid
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from tests.video.peers import CallPeer
 from tests.video.test_call import until
 from tests.video.test_deployments import RedisServer, own_redis  # noqa: F401  (fixture)
 from tests.video.test_directory import redis_url
-from tests.video.test_nodes import run_nodes
+from tests.video.test_nodes import NodeProcess, run_nodes
 
 OTHER_NODE = "http://127.0.0.1:1"
 
@@ -144,10 +143,10 @@ def test_a_call_no_node_holds_with_nobody_in_it_is_ended(
 def test_sigterm_moves_the_calls_of_a_node_at_once(
         app: Flask, tmp_path: Path, own_redis: RedisServer,  # noqa: F811
         call_consult: Any, world: dict[str, Any]) -> None:
-    processes: list[subprocess.Popen[str]] = []
+    processes: list[NodeProcess] = []
     ttl = 30  # the lease: SIGTERM must not wait for it
     with run_nodes(app, tmp_path, own_redis.url,
-                   [{"VIDEO_DIRECTORY_TTL_SECONDS": ttl}] * 2, processes) as (node1, node2):
+                   [{"TELEHEALTH_VIDEO_DIRECTORY_TTL": ttl}] * 2, processes) as (node1, node2):
         cookie = login_cookie(node1, world["clinician"])
         first = requests.get(f"{node1}/consults/{call_consult.id}/call/where",
                              headers={"Cookie": cookie, "Accept": "application/json"},
@@ -231,9 +230,9 @@ def test_pages_recover_by_themselves_when_the_owner_of_their_call_is_killed(
     from tests.video.test_browser import wait_playing
 
     lease = 4
-    processes: list[subprocess.Popen[str]] = []
+    processes: list[NodeProcess] = []
     with run_nodes(app, tmp_path, own_redis.url,
-                   [{"VIDEO_DIRECTORY_TTL_SECONDS": lease}] * 2, processes) as (node1, node2):
+                   [{"TELEHEALTH_VIDEO_DIRECTORY_TTL": lease}] * 2, processes) as (node1, node2):
         # Node 1 holds the call; both pages come from node 2 (the public site, in effect)
         # and open their sockets on node 1.
         cookie = login_cookie(node1, world["clinician"])
@@ -282,9 +281,9 @@ def test_a_call_whose_owner_is_killed_and_that_nobody_rejoins_is_ended(
     """SIGKILL the owner of a call whose only member then goes away: the other process
     ends the call (session end time, consult page) within lease + 10 s."""
     lease = 4
-    processes: list[subprocess.Popen[str]] = []
+    processes: list[NodeProcess] = []
     with run_nodes(app, tmp_path, own_redis.url,
-                   [{"VIDEO_DIRECTORY_TTL_SECONDS": lease}] * 2, processes) as (node1, node2):
+                   [{"TELEHEALTH_VIDEO_DIRECTORY_TTL": lease}] * 2, processes) as (node1, node2):
         cookie = login_cookie(node1, world["clinician"])
         assert where_is(node1, call_consult.id, cookie) == node1
         assert where_is(node2, call_consult.id, cookie) == node1  # node 2 served a page too
@@ -332,9 +331,9 @@ def test_a_stalled_owner_that_resumes_hands_its_call_to_the_new_owner(
     takes the call), SIGCONT: the stalled node hands its member over at once, and both
     participants meet on the new owner, media both ways."""
     lease = 3
-    processes: list[subprocess.Popen[str]] = []
+    processes: list[NodeProcess] = []
     with run_nodes(app, tmp_path, own_redis.url,
-                   [{"VIDEO_DIRECTORY_TTL_SECONDS": lease}] * 2, processes) as (node1, node2):
+                   [{"TELEHEALTH_VIDEO_DIRECTORY_TTL": lease}] * 2, processes) as (node1, node2):
         clinician_cookie = login_cookie(node1, world["clinician"])
         specialist_cookie = login_cookie(node2, world["specialist"])
         clients = [SignalClient(node1, clinician_cookie, origin=node1),
@@ -399,71 +398,3 @@ def test_a_stalled_owner_that_resumes_hands_its_call_to_the_new_owner(
             processes[0].send_signal(signal.SIGCONT)
             for client in clients:
                 client.close()
-
-
-def test_sigterm_under_the_production_server_moves_the_call_at_once(
-        app: Flask, tmp_path: Path, own_redis: RedisServer,  # noqa: F811
-        call_consult: Any, world: dict[str, Any]) -> None:
-    """gunicorn (one worker, threads) as the README runs it: SIGTERM to the server gives up
-    the call's claim and tells its page to move, long before the 30 s lease."""
-    import json
-    import os
-    import sys
-
-    from tests.video.test_nodes import ROOT, free_port
-
-    port = free_port()
-    node = f"http://127.0.0.1:{port}"
-    config = {"TESTING": True, "SERVER_NAME": None, "WTF_CSRF_ENABLED": False,
-              "SQLALCHEMY_DATABASE_URI": app.config["SQLALCHEMY_DATABASE_URI"],
-              "SOCKETIO_MESSAGE_QUEUE": own_redis.url, "VIDEO_NODE_URL": node}
-    db.session.commit()
-    log = (tmp_path / "gunicorn.log").open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-w", "1", "--threads", "20", "-b",
-         f"127.0.0.1:{port}", "--graceful-timeout", "10",
-         "tests.video.node_server:make_app()"],
-        cwd=ROOT, env={**os.environ, "TELEHEALTH_NODE_CONFIG": json.dumps(config)},
-        stdout=log, stderr=log, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if requests.get(f"{node}/login", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline, (tmp_path / "gunicorn.log").read_text()[-3000:]
-            time.sleep(0.2)
-        cookie = login_cookie(node, world["clinician"])
-        signal_client = SignalClient(node, cookie, origin=node)
-        signal_client.connect()
-
-        async def scenario() -> None:
-            peer = CallPeer(signal_client, "red")
-            try:
-                await peer.join(call_consult.id)
-                directory = RedisDirectory.from_url(own_redis.url)
-                try:
-                    assert directory.owner(call_consult.id) == node
-                    sent_at = time.monotonic()
-                    server.send_signal(signal.SIGTERM)
-                    moved = await signal_client.await_event("call_moved", 10)
-                    assert moved["node_url"] is None
-                    assert directory.owner(call_consult.id) is None
-                    assert time.monotonic() - sent_at < 5
-                finally:
-                    directory.client.close()
-            finally:
-                await peer.close()
-
-        try:
-            asyncio.run(scenario())
-        finally:
-            signal_client.close()
-        assert server.wait(30) is not None
-    finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(10)
-        log.close()

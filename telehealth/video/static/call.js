@@ -30,10 +30,11 @@
   var peers = [];
   var left = false;
   var socket = null;
-  // Between two tries to find the call: short, and never long, so that a page whose server
-  // died rejoins within a second or two of another server taking the call.
-  var RETRY_FIRST_MS = 500;
-  var RETRY_MAX_MS = 2000;
+  // Between two tries to find the call: short, and never more than a second, so that a page
+  // whose server died rejoins within a second of another server taking the call (asking
+  // where the call lives costs the app one lookup).
+  var RETRY_FIRST_MS = 300;
+  var RETRY_MAX_MS = 1000;
   var retryMs = RETRY_FIRST_MS;
 
   // The call's media lives on one server ("node"); the page was told which. Empty: this
