@@ -80,6 +80,7 @@ class CallHub:
         self.node = node_from_config(app.config)
         self.directory = directory_from_config(app.config)
         self.closing = threading.Event()
+        self.keeper_stop = threading.Event()  # set by close() and stop_claim_keeper()
         self.claim_keeper: threading.Thread | None = None
         # Every third of this, the keeper says this node is alive and refreshes its claims;
         # a call nobody held at looks two thirds of it apart is ended.
@@ -150,9 +151,20 @@ class CallHub:
 
     def _keep_claims(self) -> None:
         interval = self.alive_seconds / 3
-        while not self.closing.is_set():
+        while not self.keeper_stop.is_set():
             self.keep_claims_once()
-            self.closing.wait(interval)
+            self.keeper_stop.wait(interval)
+
+    def stop_claim_keeper(self) -> None:
+        """Stop the keeper (it starts again with the next call page or join)."""
+        with self.lock:
+            keeper = self.claim_keeper
+            self.keeper_stop.set()
+        if keeper is not None:
+            keeper.join(10)
+        with self.lock:
+            if not self.closing.is_set():
+                self.keeper_stop.clear()
 
     def keep_claims_once(self) -> None:
         """One round of the keeper: this node is alive, its calls' claims are fresh (or
@@ -258,6 +270,7 @@ class CallHub:
         """Give up every claim, send every call's pages elsewhere, close the engine (at
         exit and on SIGTERM): the calls move at once, without waiting for the lease."""
         self.closing.set()  # no new claim from now on
+        self.keeper_stop.set()
         with self.lock:
             consult_ids = list(self.members)
         for consult_id in consult_ids:

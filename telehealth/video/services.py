@@ -155,6 +155,12 @@ def record_join(caller: Caller, profile: str) -> VideoParticipation:
     """Note a (re)join on the consult's current session, opening one if needed."""
     session = active_session(caller.consult_id, lock=True)
     if session is None:
+        # Two first joins at once (the second before the first commits) would each open a
+        # session: they queue on the consult's row, and the second finds the first's.
+        db.session.execute(select(Consult.id).where(Consult.id == caller.consult_id)
+                           .with_for_update())
+        session = active_session(caller.consult_id, lock=True)
+    if session is None:
         session = VideoSession(consult_id=caller.consult_id, profile=profile)
         db.session.add(session)
         db.session.flush()
