@@ -202,3 +202,45 @@ def test_live_events_resume_promptly_after_a_redis_outage_and_none_is_lost(
         finally:
             listener.close()
             signed_out.close()
+
+
+def test_what_a_process_publishes_while_redis_is_down_goes_out_in_order_once_it_is_back(
+        own_redis: RedisServer) -> None:
+    import json
+
+    import redis
+
+    from telehealth.realtime import DeploymentRedisManager
+
+    channel = "test:socketio"
+    manager = DeploymentRedisManager(own_redis.url, channel, lambda user_ids: None)
+
+    def subscriber() -> Any:
+        pubsub = redis.Redis.from_url(own_redis.url).pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(channel)
+        return pubsub
+
+    def received(pubsub: Any, count: int, timeout: float) -> list[Any]:
+        deadline, got = time.monotonic() + timeout, []
+        while len(got) < count and time.monotonic() < deadline:
+            message = pubsub.get_message(timeout=0.1)
+            if message and message["type"] == "message":
+                got.append(json.loads(message["data"])["n"])
+        return got
+
+    listening = subscriber()
+    assert wait_until(lambda: manager.listeners == 1, 3.0)  # counted while Redis is well
+    manager._publish({"n": 0})
+    assert received(listening, 1, 2.0) == [0]
+    own_redis.stop()
+    for n in (1, 2, 3):
+        manager._publish({"n": n})  # kept, without waiting for Redis
+    assert len(manager.unpublished) == 3
+    own_redis.start()
+    back = time.monotonic()
+    listening = subscriber()  # the other process listens again
+    assert received(listening, 3, 3.0) == [1, 2, 3]
+    assert time.monotonic() - back < 3.0
+    assert not manager.unpublished
+    manager._publish({"n": 4})  # and straight through again
+    assert received(listening, 1, 2.0) == [4]
