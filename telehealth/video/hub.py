@@ -216,6 +216,8 @@ class CallHub:
             except DirectoryUnavailable:
                 return ended
             for consult_id in due:
+                if consult_id in self.members:  # a page joined here meanwhile
+                    continue
                 if services.end_session(consult_id) is not None:
                     logger.info("call of consult %s ended: no live node holds it",
                                 consult_id)

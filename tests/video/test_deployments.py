@@ -241,6 +241,6 @@ def test_what_a_process_publishes_while_redis_is_down_goes_out_in_order_once_it_
     listening = subscriber()  # the other process listens again
     assert received(listening, 3, 3.0) == [1, 2, 3]
     assert time.monotonic() - back < 3.0
-    assert not manager.unpublished
+    assert wait_until(lambda: not manager.unpublished, 1.0)
     manager._publish({"n": 4})  # and straight through again
     assert received(listening, 1, 2.0) == [4]

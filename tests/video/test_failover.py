@@ -328,7 +328,7 @@ def test_a_stalled_owner_that_resumes_hands_its_call_to_the_new_owner(
         app: Flask, tmp_path: Path, own_redis: RedisServer,  # noqa: F811
         call_consult: Any, world: dict[str, Any]) -> None:
     """SIGSTOP the owner past its lease, a page is loaded through the other node (which
-    takes the call), SIGCONT: the stalled node hands its member over at once, and both
+    takes the call), SIGCONT: the stalled node hands its member over within 5 s, and both
     participants meet on the new owner, media both ways."""
     lease = 3
     processes: list[NodeProcess] = []
@@ -351,12 +351,15 @@ def test_a_stalled_owner_that_resumes_hands_its_call_to_the_new_owner(
                                      headers={"Cookie": specialist_cookie,
                                               "Accept": "application/json"}, timeout=10)
                 assert where.json() == {"socket_url": node2}
+                # SIGCONT once the page is loaded, before it joins: a process stopped in
+                # the middle of a commit holds database locks (the audit chain's) that
+                # every other process's next write waits for.
+                processes[0].send_signal(signal.SIGCONT)
+                resumed = time.monotonic()
                 clients[1].connect()
                 second = CallPeer(clients[1], "blue")
                 peers.append(second)
                 await second.join(call_consult.id)
-                processes[0].send_signal(signal.SIGCONT)
-                resumed = time.monotonic()
                 # The stalled node lets go: it moves its page (`call_moved`), or the page's
                 # socket is gone (it stalled past Engine.IO's ping time-out too).
                 await until(lambda: not clients[0].connected or any(
