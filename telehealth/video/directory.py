@@ -22,8 +22,18 @@ import redis
 
 from telehealth.realtime import key_prefix
 
-# Seconds a claim lives without a refresh: how long a dead node's calls stay unreachable.
+# Seconds a claim lives without a refresh (the lease): the longest a dead node's calls stay
+# unreachable, should its "alive" key somehow outlive it.
 DEFAULT_TTL_SECONDS = 30.0
+# Seconds a node's "alive" key lives without a refresh (never more than the lease): how long
+# a dead node's calls stay unreachable. The node writes it every third of that, so a stall
+# of a few seconds (a busy machine) does not cost it its calls.
+DEFAULT_ALIVE_SECONDS = 6.0
+
+
+def alive_seconds(ttl_seconds: float) -> float:
+    """How long a node counts as alive after its last heartbeat, for a given lease."""
+    return min(ttl_seconds, DEFAULT_ALIVE_SECONDS)
 
 
 class DirectoryUnavailable(Exception):
@@ -47,6 +57,10 @@ class CallDirectory(Protocol):
 
     def release(self, consult_id: int, node_id: str) -> None:
         """Give the call up, if `node_id` holds it (never someone else's claim)."""
+        ...
+
+    def heartbeat(self, node_id: str) -> None:
+        """`node_id` is alive: its claims count for another `alive_seconds`."""
         ...
 
 
@@ -92,22 +106,39 @@ class LocalDirectory:
             if self._live(consult_id) == node_id:
                 del self._claims[consult_id]
 
+    def heartbeat(self, node_id: str) -> None:
+        """One process: the only node is alive as long as the directory is."""
+
 
 # A claim's value is "<node id> <fencing token>": the token comes from a counter per call
 # that only grows, so a node whose claim lapsed and was taken (even by itself, later)
 # holds a token that no longer matches, and stops serving the call instead of refreshing.
 # Compare-and-act in one step on the server: between a GET and a PEXPIRE/DEL the claim
 # could expire and be taken by another node, whose claim we would then extend or delete.
+# A claim whose node's "alive" key (ARGV[3] .. node) has lapsed is a dead node's: it is
+# taken like a lapsed one. The alive key is named from the claim's value, not passed as a
+# key: fine on one Redis server (not on a Redis Cluster).
 _CLAIM = """
 local holder = redis.call('get', KEYS[1])
-if holder then return holder end
+if holder and redis.call('exists', ARGV[3] .. string.match(holder, '^(.*) ')) == 1 then
+  return holder
+end
 local token = redis.call('incr', KEYS[2])
 local value = ARGV[1] .. ' ' .. token
 redis.call('set', KEYS[1], value, 'PX', ARGV[2])
+redis.call('set', ARGV[3] .. ARGV[1], '1', 'PX', ARGV[4])
 return value
+"""
+_OWNER = """
+local holder = redis.call('get', KEYS[1])
+if holder and redis.call('exists', ARGV[1] .. string.match(holder, '^(.*) ')) == 1 then
+  return holder
+end
+return false
 """
 _REFRESH = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
+  redis.call('set', ARGV[3] .. string.match(ARGV[1], '^(.*) '), '1', 'PX', ARGV[4])
   return redis.call('pexpire', KEYS[1], ARGV[2])
 end
 return 0
@@ -126,12 +157,16 @@ def _text(value: object) -> str:
 
 class RedisDirectory:
     """Shared by every node: one key per call, claimed with a fencing token and a TTL the
-    owner keeps refreshing."""
+    owner keeps refreshing, and one "alive" key per node."""
 
     def __init__(self, client: redis.Redis, ttl_seconds: float = DEFAULT_TTL_SECONDS,
-                 prefix: str = "telehealth:call-node:") -> None:
+                 prefix: str = "telehealth:call-node:", alive: float | None = None) -> None:
+        """alive: seconds a node counts as alive after its heartbeat (from the lease)."""
         self.client, self.ttl_ms, self.prefix = client, int(ttl_seconds * 1000), prefix
+        self.alive_ms = int((alive or alive_seconds(ttl_seconds)) * 1000)
+        self.alive_prefix = f"{prefix}alive:"
         self._claim = client.register_script(_CLAIM)
+        self._owner = client.register_script(_OWNER)
         self._refresh = client.register_script(_REFRESH)
         self._release = client.register_script(_RELEASE)
         # The claims this directory made, by call: "<node> <token>" as stored.
@@ -140,10 +175,11 @@ class RedisDirectory:
 
     @classmethod
     def from_url(cls, url: str, ttl_seconds: float = DEFAULT_TTL_SECONDS,
-                 prefix: str = "telehealth:call-node:") -> RedisDirectory:
+                 prefix: str = "telehealth:call-node:", alive: float | None = None
+                 ) -> RedisDirectory:
         """A directory on the Redis at `url` (short time-outs: a page waits on it)."""
         client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-        return cls(client, ttl_seconds, prefix)
+        return cls(client, ttl_seconds, prefix, alive)
 
     def _key(self, consult_id: int) -> str:
         return f"{self.prefix}{consult_id}"
@@ -157,7 +193,8 @@ class RedisDirectory:
     def claim(self, consult_id: int, node_id: str) -> str:
         value = _text(self._run(self._claim, keys=[self._key(consult_id),
                                                    f"{self.prefix}fence:{consult_id}"],
-                                args=[node_id, self.ttl_ms]))
+                                args=[node_id, self.ttl_ms, self.alive_prefix,
+                                      self.alive_ms]))
         holder = value.rsplit(" ", 1)[0]
         if holder == node_id:
             with self._lock:
@@ -171,17 +208,21 @@ class RedisDirectory:
         return int(value.rsplit(" ", 1)[1]) if value else None
 
     def owner(self, consult_id: int) -> str | None:
-        holder = self._run(self.client.get, self._key(consult_id))
+        holder = self._run(self._owner, keys=[self._key(consult_id)], args=[self.alive_prefix])
         if holder is None:
             return None
         return _text(holder).rsplit(" ", 1)[0]
+
+    def heartbeat(self, node_id: str) -> None:
+        self._run(self.client.set, f"{self.alive_prefix}{node_id}", "1", px=self.alive_ms)
 
     def refresh(self, consult_id: int, node_id: str) -> bool:
         with self._lock:
             value = self._held.get(consult_id)
         if value is None or value.rsplit(" ", 1)[0] != node_id:
             return False
-        if self._run(self._refresh, keys=[self._key(consult_id)], args=[value, self.ttl_ms]):
+        if self._run(self._refresh, keys=[self._key(consult_id)],
+                     args=[value, self.ttl_ms, self.alive_prefix, self.alive_ms]):
             return True
         with self._lock:
             if self._held.get(consult_id) == value:

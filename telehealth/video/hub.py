@@ -24,7 +24,9 @@ from telehealth.errors import Unavailable
 from telehealth.extensions import db, socketio
 from telehealth.video import services
 from telehealth.video.directory import (
+    DEFAULT_TTL_SECONDS,
     DirectoryUnavailable,
+    alive_seconds,
     directory_from_config,
     is_node_url,
     node_from_config,
@@ -78,9 +80,14 @@ class CallHub:
         self.node = node_from_config(app.config)
         self.directory = directory_from_config(app.config)
         self.closing = threading.Event()
+        self.keeper_stop = threading.Event()  # set by close() and stop_claim_keeper()
         self.claim_keeper: threading.Thread | None = None
-        # Open calls no node held at the keeper's last look (see end_orphaned_calls).
-        self.unowned: set[int] = set()
+        # Every third of this, the keeper says this node is alive and refreshes its claims;
+        # a call nobody held at looks two thirds of it apart is ended.
+        lease = float(app.config.get("VIDEO_DIRECTORY_TTL_SECONDS") or DEFAULT_TTL_SECONDS)
+        self.alive_seconds = alive_seconds(lease)
+        # Open calls no node held, by when the keeper first saw it (see end_orphaned_calls).
+        self.unowned: dict[int, float] = {}
 
     def ice_settings(self) -> IceSettings:
         config = self.app.config
@@ -143,48 +150,80 @@ class CallHub:
             self.claim_keeper.start()
 
     def _keep_claims(self) -> None:
-        interval = float(self.app.config.get("VIDEO_DIRECTORY_TTL_SECONDS", 30)) / 3
-        while not self.closing.wait(interval):
+        interval = self.alive_seconds / 3
+        while not self.keeper_stop.is_set():
+            self.keep_claims_once()
+            self.keeper_stop.wait(interval)
+
+    def stop_claim_keeper(self) -> None:
+        """Stop the keeper (it starts again with the next call page or join)."""
+        with self.lock:
+            keeper = self.claim_keeper
+            self.keeper_stop.set()
+        if keeper is not None:
+            keeper.join(10)
+        with self.lock:
+            if not self.closing.is_set():
+                self.keeper_stop.clear()
+
+    def keep_claims_once(self) -> None:
+        """One round of the keeper: this node is alive, its calls' claims are fresh (or
+        handed over when lost), and calls nobody holds are ended."""
+        try:
+            self.directory.heartbeat(self.node.id)
+        except DirectoryUnavailable as exc:
+            logger.warning("node %s: heartbeat not written: %s", self.node.id, exc)
+        with self.lock:
+            consult_ids = list(self.members)
+        for consult_id in consult_ids:
             try:
-                self.end_orphaned_calls()
-            except Exception:  # the keeper must go on keeping claims
-                logger.exception("could not end the calls nobody holds")
-            with self.lock:
-                consult_ids = list(self.members)
-            for consult_id in consult_ids:
-                try:
-                    if not self.keep_claim(consult_id):
-                        # Another node took the call while our claim had lapsed (Redis
-                        # restarted, or this process stalled): stop serving it here at
-                        # once, or each side would sit alone in its own half of the call.
-                        logger.error("call of consult %s: node %s lost its claim; moving "
-                                     "its members", consult_id, self.node.id)
-                        self.evict(consult_id)
-                except DirectoryUnavailable as exc:
-                    logger.warning("call of consult %s: claim not refreshed: %s", consult_id,
-                                   exc)
+                if not self.keep_claim(consult_id):
+                    # Another node took the call while our claim had lapsed (Redis
+                    # restarted, or this process stalled): stop serving it here at
+                    # once, or each side would sit alone in its own half of the call.
+                    logger.error("call of consult %s: node %s lost its claim; moving "
+                                 "its members", consult_id, self.node.id)
+                    self.evict(consult_id)
+            except DirectoryUnavailable as exc:
+                logger.warning("call of consult %s: claim not refreshed: %s", consult_id,
+                               exc)
+        try:
+            self.end_orphaned_calls()
+        except Exception:  # the keeper must go on keeping claims
+            logger.exception("could not end the calls nobody holds")
 
     def end_orphaned_calls(self) -> list[int]:
-        """End the calls that no node has held, with nobody in them, at two looks in a row.
+        """End the open calls that no live node has held, with nobody in them here, at
+        looks two thirds of the alive time apart (the first look never ends one).
 
-        Their owner died: nobody is left to end them. Two looks, a third of the lease apart:
-        a live owner whose claim vanished (Redis restarted empty) claims again in between.
+        Their owner died: nobody is left to end them. A live owner whose claim or alive key
+        vanished (Redis restarted empty) writes them again within a third of that time.
+        This node claims a call before ending it: a stalled owner that resumes then finds
+        its claim taken and sends its pages away instead of serving an ended call.
         Returns the consults whose call was ended.
         """
         ended: list[int] = []
+        now = time.monotonic()
         with self.app.app_context():
             try:
-                unowned = {consult_id for consult_id in services.open_call_consult_ids()
+                unowned = {consult_id: self.unowned.get(consult_id, now)
+                           for consult_id in services.open_call_consult_ids()
                            if consult_id not in self.members
                            and self.directory.owner(consult_id) is None}
+                due = [consult_id for consult_id, since in sorted(unowned.items())
+                       if since < now and now - since >= self.alive_seconds * 2 / 3
+                       and self.directory.claim(consult_id, self.node.id) == self.node.id]
             except DirectoryUnavailable:
                 return ended
-            for consult_id in sorted(unowned & self.unowned):
+            for consult_id in due:
+                if consult_id in self.members:  # a page joined here meanwhile
+                    continue
                 if services.end_session(consult_id) is not None:
-                    logger.info("call of consult %s ended: no node holds it", consult_id)
+                    logger.info("call of consult %s ended: no live node holds it",
+                                consult_id)
                     ended.append(consult_id)
             db.session.commit()
-        self.unowned = unowned - set(ended)
+        self.unowned = {c: since for c, since in unowned.items() if c not in due}
         return ended
 
     def evict(self, consult_id: int) -> None:
@@ -233,6 +272,7 @@ class CallHub:
         """Give up every claim, send every call's pages elsewhere, close the engine (at
         exit and on SIGTERM): the calls move at once, without waiting for the lease."""
         self.closing.set()  # no new claim from now on
+        self.keeper_stop.set()
         with self.lock:
             consult_ids = list(self.members)
         for consult_id in consult_ids:

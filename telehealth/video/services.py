@@ -9,7 +9,8 @@ from datetime import datetime, timedelta
 
 from flask import current_app
 from flask_babel import gettext as _
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, or_, select, text
+from sqlalchemy.exc import OperationalError
 
 from telehealth import clock
 from telehealth.accounts.models import Role, User
@@ -152,9 +153,30 @@ def open_call_consult_ids() -> list[int]:
         VideoSession.ended_at.is_(None))))
 
 
+def _wait_for_a_first_join(consult_id: int) -> bool:
+    """Queue behind another first join of the call still in progress (one that has not
+    committed its new session yet), so that the two share one session instead of opening
+    two. Not for ever: a process stalled in the middle of its join (it holds the consult's
+    row) costs this join 2 s, not the whole stall. False: nothing to wait for (SQLite runs
+    one writer at a time anyway)."""
+    if db.session.get_bind().dialect.name != "postgresql":
+        return False
+    try:
+        with db.session.begin_nested():  # a lock time-out undoes this savepoint only
+            db.session.execute(text("SET LOCAL lock_timeout = '2s'"))
+            db.session.execute(select(Consult.id).where(Consult.id == consult_id)
+                               .with_for_update())
+            db.session.execute(text("SET LOCAL lock_timeout = DEFAULT"))
+    except OperationalError:
+        return False
+    return True
+
+
 def record_join(caller: Caller, profile: str) -> VideoParticipation:
     """Note a (re)join on the consult's current session, opening one if needed."""
     session = active_session(caller.consult_id, lock=True)
+    if session is None and _wait_for_a_first_join(caller.consult_id):
+        session = active_session(caller.consult_id, lock=True)
     if session is None:
         session = VideoSession(consult_id=caller.consult_id, profile=profile)
         db.session.add(session)

@@ -42,10 +42,13 @@ def live_server(live_server: str, _video_engine: None) -> str:
 
 @pytest.fixture(autouse=True)
 def _reset_calls(app: Flask) -> Iterator[None]:
-    """Each test starts and ends with no call in the hub or the engine."""
+    """Each test starts and ends with no call in the hub or the engine, and no claim
+    keeper: this process's in-memory directory knows nothing of the calls the next test's
+    app processes hold in Redis, and would end them as orphans."""
     yield
     hub = app.extensions.get("video_hub")
     if hub is not None:
+        hub.stop_claim_keeper()
         with hub.lock:
             hub.members.clear()
             hub.joined.clear()

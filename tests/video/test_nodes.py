@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -171,46 +173,106 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# Threads of each test node's one gunicorn worker (the README runs 32; the test's few
+# sockets need fewer, and every thread may hold a database connection).
+NODE_THREADS = 16
+
+
+class NodeProcess:
+    """One app process under gunicorn: its master and its one worker, in a process group of
+    their own. SIGTERM goes to the master (gunicorn's graceful stop, which the worker turns
+    into moving its calls); SIGKILL, SIGSTOP and SIGCONT to both: the worker holds the
+    calls, and a killed master's worker would otherwise stop by itself, cleanly."""
+
+    def __init__(self, url: str, env: dict[str, str], log: Path) -> None:
+        self.url, self.log = url, log
+        with log.open("w") as out:  # the child writes on its own copy
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "-w", "1", "--threads", str(NODE_THREADS),
+                 "-b", url.removeprefix("http://"), "--graceful-timeout", "10",
+                 # Two masters on one host would share the default control socket.
+                 "--no-control-socket",
+                 "tests.video.node_server:make_app()"],
+                cwd=ROOT, env=env, stdout=out, stderr=out, start_new_session=True)
+
+    def wait_ready(self, deadline: float) -> None:
+        while True:
+            assert self.process.poll() is None, f"node died: {self.log.read_text()[-3000:]}"
+            try:
+                if requests.get(f"{self.url}/login", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            assert time.monotonic() < deadline, \
+                f"node did not start: {self.log.read_text()[-3000:]}"
+            time.sleep(0.1)
+
+    def send_signal(self, signum: int) -> None:
+        if signum == signal.SIGTERM:
+            self.process.send_signal(signum)
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signum)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def wait(self, timeout: float) -> int:
+        return self.process.wait(timeout)
+
+    def stop(self) -> None:
+        """Stop as a deployment would (SIGTERM), or kill after 15 s."""
+        self.send_signal(signal.SIGCONT)  # in case the test left it stopped
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill()  # the worker too, whatever became of the master
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(5)
+
+
 @contextlib.contextmanager
 def run_nodes(app: Flask, tmp_path: Path, redis: str, extra: list[dict[str, Any]],
-              processes: list[subprocess.Popen[str]] | None = None) -> Iterator[list[str]]:
-    """App processes (one per `extra` config) on the test's database, with `redis` as
-    message queue and call directory; yields their base URLs (`processes` gets theirs)."""
+              processes: list[NodeProcess] | None = None) -> Iterator[list[str]]:
+    """App processes under the production server (one per `extra`: more TELEHEALTH_*
+    variables) on the test's database, with `redis` as message queue and call directory;
+    yields their base URLs (`processes` gets them)."""
     urls = [f"http://127.0.0.1:{free_port()}" for _ in extra]
     db.session.commit()  # the nodes must see what the test created
     processes = [] if processes is None else processes
-    logs: list[Path] = []
+    # No Celery worker runs in the tests: jobs (outbox delivery) run in the request, as
+    # under TESTING, instead of going to a broker on TELEHEALTH_REDIS_URL.
+    test_only = {"TESTING": True, "SERVER_NAME": None, "WTF_CSRF_ENABLED": False,
+                 "ARGON2_TIME_COST": 1, "ARGON2_MEMORY_KIB": 1024, "JOBS_BROKER_URL": None}
     try:
         for n, (url, more) in enumerate(zip(urls, extra, strict=True)):
-            config = {"TESTING": True, "SERVER_NAME": None, "WTF_CSRF_ENABLED": False,
-                      "SQLALCHEMY_DATABASE_URI": app.config["SQLALCHEMY_DATABASE_URI"],
-                      "SOCKETIO_MESSAGE_QUEUE": redis, "VIDEO_NODE_URL": url,
-                      # Each node serves call pages too, and sends them to the other.
-                      "VIDEO_ALLOWED_ORIGINS": ",".join(urls),
-                      "VIDEO_RECONNECT_GRACE_SECONDS": 1, **more}
-            logs.append(tmp_path / f"node{n + 1}.log")
-            with logs[-1].open("w") as log:  # the child writes on its own copy
-                processes.append(subprocess.Popen(
-                    [sys.executable, "-m", "tests.video.node_server", url.rsplit(":", 1)[1],
-                     json.dumps(config)],
-                    cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-                    text=True))
-        for process, log in zip(processes, logs, strict=True):
-            line = process.stdout.readline() if process.stdout else ""
-            assert line.strip() == "ready", f"node did not start: {log.read_text()[-3000:]}"
+            # What the README's production section says each process needs.
+            env = {**os.environ,
+                   "TELEHEALTH_DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
+                   "TELEHEALTH_REDIS_URL": redis,
+                   "TELEHEALTH_VIDEO_NODE_URL": url,
+                   # Each node serves call pages too, and sends them to the other.
+                   "TELEHEALTH_VIDEO_ALLOWED_ORIGINS": ",".join(urls),
+                   "TELEHEALTH_PUBLIC_BASE_URL": urls[0],
+                   "TELEHEALTH_THREADS": str(NODE_THREADS),
+                   "TELEHEALTH_VIDEO_RECONNECT_GRACE": "1",
+                   "TELEHEALTH_NODE_TEST_CONFIG": json.dumps(test_only),
+                   **{name: str(value) for name, value in more.items()}}
+            processes.append(NodeProcess(url, env, tmp_path / f"node{n + 1}.log"))
+        deadline = time.monotonic() + 60
+        for process in processes:
+            process.wait_ready(deadline)
         yield urls
     finally:
         for process in processes:
-            if process.stdin:
-                process.stdin.close()
+            process.send_signal(signal.SIGCONT)
+            if process.process.poll() is None:
+                process.process.send_signal(signal.SIGTERM)  # all at once: they stop together
         for process in processes:
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
-            if process.stdout:
-                process.stdout.close()
+            process.stop()
 
 
 @pytest.fixture()
@@ -305,7 +367,10 @@ def test_two_nodes_route_both_participants_to_the_same_one(
         directory.client.close()
     assert socket_url_of(call_page(node2, specialist_cookie).text) == node2
     db.session.expire_all()
-    assert db.session.query(VideoSession).one().consult_id == call_consult.id
+    sessions = db.session.query(VideoSession).all()
+    assert [s.consult_id for s in sessions] == [call_consult.id], [
+        (s.started_at, s.ended_at, [(p.joined_at, p.left_at, p.left_reason)
+                                    for p in s.participations]) for s in sessions]
 
 
 @pytest.mark.browser

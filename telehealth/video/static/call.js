@@ -41,7 +41,12 @@
   var peers = [];
   var left = false;
   var socket = null;
-  var retryMs = 1000;
+  // Between two tries to find the call: short, and never more than a second, so that a page
+  // whose server died rejoins within a second of another server taking the call (asking
+  // where the call lives costs the app one lookup).
+  var RETRY_FIRST_MS = 300;
+  var RETRY_MAX_MS = 1000;
+  var retryMs = RETRY_FIRST_MS;
 
   // The call's media lives on one server ("node"); the page was told which. Empty: this
   // page's own origin. A node URL may carry a path prefix (routing behind the proxy).
@@ -80,7 +85,7 @@
                                    headers: { Accept: "application/json" } })
       .then(function (response) {
         return response.json().then(function (body) {
-          if (response.ok) { retryMs = 1000; connectTo(body.socket_url); return; }
+          if (response.ok) { connectTo(body.socket_url); return; }
           if (response.status === 401 || response.status === 403 || response.status === 404) {
             left = true;  // not a passing trouble: say why and stop
             say(body.error);
@@ -89,10 +94,12 @@
           throw new Error(body.error);
         });
       })
-      .catch(function () {
-        window.setTimeout(function () { findCall(root.dataset.msgLost); }, retryMs);
-        retryMs = Math.min(retryMs * 2, 5000);
-      });
+      .catch(retryLater);
+  }
+
+  function retryLater() {
+    window.setTimeout(function () { findCall(root.dataset.msgLost); }, retryMs);
+    retryMs = Math.min(retryMs * 2, RETRY_MAX_MS);
   }
 
   function say(text) { statusEl.textContent = text; }
@@ -262,6 +269,7 @@
 
   function bind(s) {
     s.on("connect", function () {
+      retryMs = RETRY_FIRST_MS;
       say(root.dataset.msgConnecting);
       // Also on a new socket: joining again gives a fresh connection to the same call.
       getMedia.done = getMedia.done || getMedia();
@@ -276,8 +284,7 @@
       if (s !== socket) { return; }
       dropSocket();
       say(root.dataset.msgLost);
-      window.setTimeout(function () { findCall(root.dataset.msgLost); }, retryMs);
-      retryMs = Math.min(retryMs * 2, 5000);
+      retryLater();
     });
     s.on("offer", onOffer);
     s.on("peers", function (msg) { peers = msg.peers; renderPeers(); });
