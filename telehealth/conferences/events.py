@@ -13,7 +13,7 @@ from typing import Any
 from flask import Flask, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
-from flask_socketio import Namespace, emit, join_room, leave_room
+from flask_socketio import emit, join_room, leave_room
 
 from telehealth import clock
 from telehealth.conferences import services
@@ -30,6 +30,7 @@ from telehealth.security.sessions import socket_session_alive, user_room
 from telehealth.video.guard import (
     FLAG,
     TEXT,
+    AnsweringNamespace,
     CallElsewhere,
     Field,
     RateLimits,
@@ -113,7 +114,7 @@ def slide_payload(slide: services.ConferenceSlide, count: int) -> dict[str, Any]
                                    size="preview")}
 
 
-class ConferenceNamespace(Namespace):
+class ConferenceNamespace(AnsweringNamespace):
     """/conference: join, answer, candidates, media, hands, moderation, slides, leave."""
 
     def __init__(self, app: Flask) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 from flask import Flask, session
 from flask_babel import gettext as _
 from flask_login import current_user
-from flask_socketio import Namespace, emit, join_room, leave_room
+from flask_socketio import emit, join_room, leave_room
 
 from telehealth import clock, transaction
 from telehealth.errors import InvalidInput
@@ -20,6 +20,7 @@ from telehealth.extensions import socketio
 from telehealth.security.sessions import socket_session_alive, user_room
 from telehealth.video import services
 from telehealth.video.guard import (
+    AnsweringNamespace,
     CallElsewhere,
     RateLimits,
     Refused,
@@ -56,7 +57,7 @@ def _rates(namespace: CallNamespace) -> RateLimits:
     return namespace.rates
 
 
-class CallNamespace(Namespace):
+class CallNamespace(AnsweringNamespace):
     """/call: join, answer the server's offer, trickle candidates, media state, chat, leave."""
 
     def __init__(self, app: Flask) -> None:

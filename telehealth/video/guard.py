@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from flask import request, session
 from flask_babel import gettext as _
-from flask_socketio import disconnect, emit
+from flask_socketio import Namespace, disconnect, emit
 
 from telehealth.boundary import unit_of_work
 from telehealth.errors import InvalidInput, ServiceError
@@ -228,3 +228,21 @@ def refuse(event: str, exc: Refused | ServiceError | EngineError) -> None:
     emit("call_error", {**details, "event": event, "message": message})
     if isinstance(exc, Refused) and exc.drop:
         disconnect()
+
+
+class AnsweringNamespace(Namespace):
+    """A namespace that answers an event it has no handler for (a typo, an older page, a
+    probe) with `call_error`, as it answers a refused one, instead of dropping it unheard."""
+
+    def trigger_event(self, event: str, *args: Any) -> Any:
+        if event not in ("connect", "disconnect") and not hasattr(self, f"on_{event or ''}"):
+            return self.socketio._handle_event(  # the same contexts a handler runs in
+                functools.partial(_answer_unknown, str(event)), event, self.namespace, *args)
+        return super().trigger_event(event, *args)
+
+
+def _answer_unknown(event: str, *_args: Any) -> None:
+    if not is_guest() and not socket_session_alive():
+        disconnect()  # the session ended elsewhere: its next event closes the socket
+        return
+    emit("call_error", {"event": event[:64], "message": _("The message is not understood.")})

@@ -197,7 +197,7 @@ def test_services_refuse_to_act_on_an_unknown_status(app):
     refused = clinician.post(f"/api/consults/{consult.id}/cancel",
                              json={"reason": "no longer needed"})
     assert refused.status_code == 409
-    assert "does not know (LEGACY_X)" in refused.json["error"]
+    assert "(LEGACY_X)" in refused.json["error"]  # named, in the clinician's language
     db.session.expire_all()
     assert db.session.scalar(text("SELECT DISTINCT status FROM consults")) == LEGACY
 
