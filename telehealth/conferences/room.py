@@ -31,6 +31,7 @@ from telehealth.errors import Unavailable
 from telehealth.extensions import socketio
 from telehealth.video.directory import (
     DirectoryUnavailable,
+    alive_seconds,
     directory_from_config,
     is_node_url,
 )
@@ -152,22 +153,36 @@ class ConferenceHub:
                                                  name="conference-claims")
             self.claim_keeper.start()
 
+    def keeper_interval(self) -> float:
+        """Seconds between the keeper's rounds. A claim counts only while its node's "alive"
+        key does (a few seconds, shorter than the lease): a round every third of that, or
+        another node would take our rooms between two refreshes."""
+        return alive_seconds(float(self.app.config.get("VIDEO_DIRECTORY_TTL_SECONDS", 30))) / 3
+
     def _keep_claims(self) -> None:
-        interval = float(self.app.config.get("VIDEO_DIRECTORY_TTL_SECONDS", 30)) / 3
+        interval = self.keeper_interval()
         while not self.closing.wait(interval):
-            with self.lock:
-                session_ids = list(self.rooms)
-            for session_id in session_ids:
-                try:
-                    if not self.keep_claim(session_id):
-                        # Another node took the room while our claim had lapsed: send our
-                        # members there rather than keep half a room here.
-                        logger.error("room of session %s: node %s lost its claim", session_id,
-                                     self.node.id)
-                        self.move_members(session_id)
-                except DirectoryUnavailable as exc:
-                    logger.warning("room of session %s: claim not refreshed: %s", session_id,
-                                   exc)
+            self.keep_claims_once()
+
+    def keep_claims_once(self) -> None:
+        """One round of the keeper: this node is alive, and its rooms' claims are fresh (or
+        their members sent where the room lives now)."""
+        try:
+            self.directory.heartbeat(self.node.id)
+        except DirectoryUnavailable as exc:
+            logger.warning("node %s: conference heartbeat not written: %s", self.node.id, exc)
+        with self.lock:
+            session_ids = list(self.rooms)
+        for session_id in session_ids:
+            try:
+                if not self.keep_claim(session_id):
+                    # Another node took the room while our claim had lapsed: send our
+                    # members there rather than keep half a room here.
+                    logger.error("room of session %s: node %s lost its claim", session_id,
+                                 self.node.id)
+                    self.move_members(session_id)
+            except DirectoryUnavailable as exc:
+                logger.warning("room of session %s: claim not refreshed: %s", session_id, exc)
 
     def move_members(self, session_id: int) -> None:
         """Close this node's side of a room; its pages ask where the room lives now."""
