@@ -1,6 +1,7 @@
 """On several processes a conference room, like a call, belongs to the node whose claim counts,
 and a claim counts only while its node's "alive" key does: the room hub must write that key
-often enough that no other node takes a room it is serving."""
+often enough that no other node takes a room it is serving. (That a dead node's claims lapse
+with its alive key is tests/video/test_directory.py's.)"""
 
 from __future__ import annotations
 
@@ -35,9 +36,6 @@ def test_the_room_hub_keeps_its_rooms_claimed_on_redis_between_two_rounds(app: A
             # Another node asking for the room is sent to us: our claim still counts.
             assert other.claim(session_id, "http://127.0.0.1:9") == hub.node.id
             time.sleep(hub.keeper_interval())
-        # A node that stops its rounds (dead) loses the room once its alive key lapses.
-        time.sleep(alive_seconds(lease) + 0.5)
-        assert other.claim(session_id, "http://127.0.0.1:9") == "http://127.0.0.1:9"
     finally:
         with hub.lock:
             hub.rooms.pop(session_id, None)
