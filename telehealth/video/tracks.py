@@ -346,6 +346,7 @@ class Feed:
         self._window: collections.deque[tuple[float, int, float]] = collections.deque()
         self._keyframe_asked_at = 0.0
         self.keyframes_requested = 0
+        self.last_frame_at = 0.0  # when the last frame came (monotonic): a paused source's stops
         self.task: asyncio.Task[None] | None = None
 
     def start(self, track: MediaStreamTrack) -> None:
@@ -383,7 +384,7 @@ class Feed:
         """An encoded frame from the receiver (on the loop): measure it, hand it on.
 
         Returns whether it is a keyframe (every audio frame is)."""
-        now = time.monotonic()
+        now = self.last_frame_at = time.monotonic()
         data = bytes(jitter_frame.data)
         keyframe = False
         if self.kind == "video":
