@@ -876,9 +876,11 @@ class VideoEngine:
             if pid in watched or pid in speaking:
                 participant.unwatched_since = None
                 if not participant.video_wanted:
+                    # Their encoder starts with a keyframe; the lane that takes them asks
+                    # for another (a request now would make that one wait out the
+                    # KEYFRAME_REQUEST_GAP).
                     participant.video_wanted = True
                     self._tell_video_wanted(room, participant, now)
-                    feed.request_keyframe()  # what they send first is what a lane waits for
                 elif pid in watched and now - feed.last_frame_at > VIDEO_WANTED_RESEND \
                         and now - participant.video_told_at > VIDEO_WANTED_RESEND:
                     self._tell_video_wanted(room, participant, now)  # told, still nothing

@@ -76,6 +76,27 @@ def _forwarding(engine: VideoEngine) -> dict[str, int]:
     return engine.run(count())
 
 
+def _profile(engine: VideoEngine, seconds: float, top: int = 40) -> str:
+    """Where the media loop's thread spends its time (cProfile, by own time)."""
+    import cProfile
+    import io
+    import pstats
+
+    profiler = cProfile.Profile()
+
+    async def sample() -> None:
+        profiler.enable()  # in the loop's thread: it profiles that thread only
+        await asyncio.sleep(seconds)
+        profiler.disable()
+
+    loop = engine._loop  # engine.run() would time out on a long sample
+    assert loop is not None
+    asyncio.run_coroutine_threadsafe(sample(), loop).result(seconds + 30)
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(top)
+    return out.getvalue()
+
+
 def _serve(conn: Any, pushed: Any) -> None:
     """Child process: one engine, its conference callbacks recorded, driven by messages;
     what the hub would tell a page goes back at once on `pushed`."""
@@ -95,6 +116,8 @@ def _serve(conn: Any, pushed: Any) -> None:
                 result = times.user + times.system
             elif name == "forwarding":
                 result = _forwarding(engine)
+            elif name == "profile":  # cProfile of the media loop's thread for `seconds`
+                result = _profile(engine, *args)
             else:
                 result = getattr(engine, name)(*args)
         except Exception as exc:
