@@ -881,7 +881,7 @@ class VideoEngine:
                     # KEYFRAME_REQUEST_GAP).
                     participant.video_wanted = True
                     self._tell_video_wanted(room, participant, now)
-                elif pid in watched and now - feed.last_frame_at > VIDEO_WANTED_RESEND \
+                elif now - feed.last_frame_at > VIDEO_WANTED_RESEND \
                         and now - participant.video_told_at > VIDEO_WANTED_RESEND:
                     self._tell_video_wanted(room, participant, now)  # told, still nothing
                 continue
