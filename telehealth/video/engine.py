@@ -866,8 +866,9 @@ class VideoEngine:
         """Ask participants whose video no plan has held for VIDEO_PAUSE_AFTER to stop
         sending it, and to start again as soon as a plan holds it or their voice rises
         above the speech threshold: a voice becomes the active speaker only after a dwell
-        (0.15 s or more), which hides most of the page's round trip, so a new speaker's
-        picture still comes from the keyframe their encoder sends as it starts."""
+        (0.15 s or more), which hides most of the page's round trip, so by the time a lane
+        takes a new speaker their encoder runs again and answers the lane's keyframe
+        request with its next frame."""
         assert room.conference is not None
         watched = {pid for _receiver, plan in plans for pid in plan.video}
         speaking = room.conference.selector.speaking(now)
