@@ -1,6 +1,8 @@
 """Conference room benchmark (issue 15, acceptance 6): a 30-participant session at `low`.
 
     .venv/bin/python bench/conference.py [--participants 30] [--switches 10] [--hold 2.5]
+    BENCH_PROFILE=1 .venv/bin/python bench/conference.py   # also: 15 s of cProfile of the
+                                                           # engine's loop after measuring
 
 The media engine runs in a child process (as beside the web app), so its CPU is measured
 apart from the clients. Clients are light aiortc peers (tests/video/light_peers.py): they
@@ -13,7 +15,10 @@ engine, whose four forwarded tracks give the per-track cost of today's calls.
 
 Prints: server CPU per forwarded track, forwarded tracks per core, each receiver's downlink
 (min / median / max, RTP/RTCP datagrams plus UDP/IP headers), and the time for a new active
-speaker's video to reach every receiver (p50 / p95 over the switches).
+speaker's video to reach every receiver (p50 / p95 over the switches). The clients behave as
+Chrome does where the server asks (light_peers.py): Opus DTX in silence because the offer
+says usedtx=1, and no video while the engine says nobody is shown it (on_video_wanted), so
+frames sent per second are printed too.
 """
 
 from __future__ import annotations
@@ -125,15 +130,18 @@ async def conference(engine: EngineProcess, count: int, switches: int,
         meter = Meter(engine)
         bytes_before = [await transport_bytes(p) for p in people]
         me = psutil.Process()
+        sent_before = [sum(p.tracks[k].sent for p in people) for k in (0, 1)]
         started, cpu, client_cpu = time.monotonic(), meter.cpu(), sum(me.cpu_times()[:2])
         samples: list[int] = []
         reencoding: list[int] = []
         latencies: list[float] = []
         previous: list[LightPeer] = []
         # Speakers take turns; each is someone nobody was watching.
+        from_paused = 0
         for n in range(switches):
             speaker = people[(n * 7 + 3) % count]
             others = [p for p in people if p is not speaker]
+            from_paused += not speaker.video_wanted  # its page had stopped sending video
             try:
                 latencies.append(await speak(speaker, others, previous, timeout=10))
             except TimeoutError:  # counted as a miss, and said why
@@ -155,8 +163,12 @@ async def conference(engine: EngineProcess, count: int, switches: int,
                 await asyncio.sleep(0.5)
         seconds = time.monotonic() - started
         cores = (meter.cpu() - cpu) / seconds
+        sent = [(sum(p.tracks[k].sent for p in people) - sent_before[k]) / seconds
+                for k in (0, 1)]
         client_cores = (sum(me.cpu_times()[:2]) - client_cpu) / seconds
         bytes_after = [await transport_bytes(p) for p in people]
+        if os.environ.get("BENCH_PROFILE"):  # where the engine's loop spends its time
+            print(await off_loop(engine.profile, 15.0))
         downlink = [(after[0] - before[0]) * 8 / seconds / 1000
                     for before, after in zip(bytes_before, bytes_after, strict=True)]
         tracks = statistics.mean(samples)
@@ -164,7 +176,8 @@ async def conference(engine: EngineProcess, count: int, switches: int,
         return {"cores": cores, "tracks": tracks, "per_track": cores / tracks,
                 "downlink": downlink, "latencies": latencies, "seconds": seconds,
                 "unknown": unknown, "client_cores": client_cores,
-                "reencoding": max(reencoding)}
+                "reencoding": max(reencoding), "sent": sent, "from_paused": from_paused,
+                "dtx": all(p.dtx for p in people)}
     finally:
         for peer in people:
             await peer.close()
@@ -205,6 +218,9 @@ def main() -> None:
           f"{conf['seconds']:.0f} s, {args.switches} speaker switches:")
     print(f"  forwarded tracks (mean): {conf['tracks']:.1f}; server CPU "
           f"{conf['cores'] * 100:.1f}% of a core")
+    print(f"  frames the clients sent the server: {conf['sent'][0]:.0f} audio/s "
+          f"(Opus DTX asked: {conf['dtx']}), {conf['sent'][1]:.0f} video/s; "
+          f"{conf['from_paused']} of {args.switches} new speakers' video was paused")
     print(f"  server CPU per forwarded track: {per_track_ms:.2f} ms CPU/s "
           f"({conf['per_track'] / base['per_track']:.2f}x the consult call's)")
     print(f"  forwarded tracks per core: {tracks_per_core:.0f} "

@@ -225,6 +225,13 @@ class ConferenceHub:
         if sid is not None:
             socketio.emit("send_profile", {"profile": profile}, to=sid, namespace=NAMESPACE)
 
+    def on_video_wanted(self, room: str, participant_id: str, wanted: bool) -> None:
+        """Nobody has been shown this member's video for a while (or somebody is about to
+        be): their page stops (or starts again) sending it (call.js, `send_video`)."""
+        sid = self._sid(session_of(room), participant_id)
+        if sid is not None:  # reconnecting: the engine tells them again if it must
+            socketio.emit("send_video", {"send": wanted}, to=sid, namespace=NAMESPACE)
+
     def on_connection_state(self, room: str, participant_id: str, state: str) -> None:
         session_id = session_of(room)
         key = (session_id, participant_id)

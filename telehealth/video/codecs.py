@@ -49,6 +49,8 @@ _VP8_BITRATE_ATTR = "_Vp8Encoder__target_bitrate"
 _RECEIVER_QUEUE_ATTR = "_RTCRtpReceiver__decoder_queue"
 _RECEIVER_RTCP_SSRC_ATTR = "_RTCRtpReceiver__rtcp_ssrc"
 _RECEIVER_RTX_ATTR = "_RTCRtpReceiver__rtx_ssrc"
+# SSRC -> when last heard; getSynchronizationSources() gives only the last 10 s of it.
+_RECEIVER_ACTIVE_SSRC_ATTR = "_RTCRtpReceiver__active_ssrc"
 # A video receiver's delay-based bandwidth estimator (the REMB it sends), None for audio.
 _RECEIVER_ESTIMATOR_ATTR = "_RTCRtpReceiver__remote_bitrate_estimator"
 
@@ -307,9 +309,16 @@ def cap_remb(receiver: RTCRtpReceiver, cap: Callable[[], int | None]) -> None:
 
 
 def media_ssrcs(receiver: RTCRtpReceiver) -> list[int]:
-    """The SSRCs the receiver heard media on lately (retransmission streams left out)."""
+    """The SSRCs the receiver heard media on lately (retransmission streams left out); if
+    none in the last 10 s, those it heard last: a conference participant whose video is
+    paused (see engine.VIDEO_PAUSE_AFTER) must still get our keyframe request and REMB."""
     rtx = getattr(receiver, _RECEIVER_RTX_ATTR, {})
-    return [s.source for s in receiver.getSynchronizationSources() if s.source not in rtx]
+    recent = [s.source for s in receiver.getSynchronizationSources() if s.source not in rtx]
+    if recent:
+        return recent
+    heard: dict[int, Any] = getattr(receiver, _RECEIVER_ACTIVE_SSRC_ATTR, {})
+    return [ssrc for ssrc, _at in sorted(heard.items(), key=lambda pair: pair[1],
+                                          reverse=True) if ssrc not in rtx]
 
 
 def request_keyframe(receiver: RTCRtpReceiver) -> None:

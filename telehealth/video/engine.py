@@ -22,6 +22,13 @@ turned video off). A lane that changes source waits for, and asks, the new sourc
 keyframe, so the new picture appears at once. `layout` follows the plan, and
 `on_room_changed` tells the page when it changes.
 
+What nobody uses is not sent to the server either, as production SFUs do for large rooms:
+the offer asks conference participants for Opus DTX (`usedtx=1`: a silent browser sends a
+comfort-noise packet every 400 ms instead of 50 packets a second; the ranking takes a
+participant whose packets stop for silent), and a participant whose video no plan has held
+for VIDEO_PAUSE_AFTER is asked to stop sending it (`on_video_wanted`), and to start again as
+soon as their voice rises or a plan picks them.
+
 The engine imports neither Flask nor the database; it reports through callbacks.
 """
 
@@ -77,6 +84,14 @@ CONFERENCE_TICK = 0.05
 # A speaker who falls quiet keeps their audio lane this long unless a louder one needs it:
 # lanes (and the layout every page is sent) do not flap with each pause for breath.
 AUDIO_HOLD = 1.0
+# A participant's video nobody has been sent for this long is paused at its source (the page
+# stops its encoder): most of a large room is watched by nobody, and receiving their video
+# through aiortc costs the server more than forwarding what is watched. Long enough that a
+# speaker who drops out of the last-N for a moment keeps sending.
+VIDEO_PAUSE_AFTER = 2.0
+# A participant told to resume (or pause) whose video still does not come (or still comes)
+# this long after is told again: a page that reconnected, or a message lost on the way.
+VIDEO_WANTED_RESEND = 3.0
 T = TypeVar("T")
 
 
@@ -107,6 +122,10 @@ class EngineCallbacks(Protocol):
     def on_send_limit(self, room_id: str, participant_id: str, profile: str) -> None:
         """The participant should now send within this profile (its page sets its encoder)."""
 
+    def on_video_wanted(self, room_id: str, participant_id: str, wanted: bool) -> None:
+        """Conference rooms: the participant should stop (False) or start again (True)
+        sending video; nobody has been shown it for a while, or somebody will be now."""
+
 
 @dataclass(frozen=True)
 class ConferencePlan:
@@ -131,6 +150,9 @@ class NoCallbacks:
         pass
 
     def on_send_limit(self, room_id: str, participant_id: str, profile: str) -> None:
+        pass
+
+    def on_video_wanted(self, room_id: str, participant_id: str, wanted: bool) -> None:
         pass
 
 
@@ -186,6 +208,11 @@ class Participant:
     receive_video: bool = True  # False: audio only (see set_receive_video)
     lanes: list[Lane] = field(default_factory=list)  # conference rooms (instead of slots)
     plan: MediaPlan | None = None  # conference rooms: what the lanes carry, in order
+    # Conference rooms: whether they are asked to send video (see `on_video_wanted`), since
+    # when no plan has held their video, and when they were last told.
+    video_wanted: bool = True
+    unwatched_since: float | None = None
+    video_told_at: float = 0.0
 
     def slot_for(self, other_id: str) -> Slot | None:
         return next((s for s in self.slots if s.holder == other_id), None)
@@ -232,12 +259,14 @@ class InMemoryRoomRegistry:
         return list(self._rooms.values())
 
 
-def limit_offer(sdp: str, profile: Profile, video_bps: int | None = None) -> str:
+def limit_offer(sdp: str, profile: Profile, video_bps: int | None = None,
+                dtx: bool = False) -> str:
     """Write the profile's send limits into the media sections the participant sends on
-    (`video_bps`: a lower video limit than the profile's).
+    (`video_bps`: a lower video limit than the profile's; `dtx`: ask for Opus DTX).
 
     The browser sets its encoders from these (b=AS/TIAS for video, Opus
-    maxaveragebitrate); aiortc ignores them, and they change nothing the server sends.
+    maxaveragebitrate and usedtx); aiortc ignores them, and they change nothing the server
+    sends.
     """
     video_bps = profile.video_max_bps if video_bps is None else video_bps
     sections = sdp.split("\r\nm=")
@@ -254,6 +283,10 @@ def limit_offer(sdp: str, profile: Profile, video_bps: int | None = None) -> str
                 fmtp = next((i for i, line in enumerate(lines)
                              if line.startswith(f"a=fmtp:{pt} ")), None)
                 limit = f"maxaveragebitrate={profile.audio_bps}"
+                if dtx:
+                    # RFC 7587: the receiver prefers DTX; Chrome then sends a comfort-noise
+                    # packet every 400 ms while the microphone hears no speech.
+                    limit += ";usedtx=1"
                 if fmtp is None:
                     at = next(i for i, line in enumerate(lines)
                               if line.startswith(f"a=rtpmap:{pt} ")) + 1
@@ -550,7 +583,7 @@ class VideoEngine:
                      (("video", conference.plan.last_n), ("audio", conference.plan.audio_speakers))
                      for _n in range(count)]
         participant = Participant(participant_id, room_id, pc, profile, slots, feeds,
-                                  muted=muted, lanes=lanes)
+                                  muted=muted, lanes=lanes, video_told_at=time.monotonic())
 
         @pc.on("track")
         def on_track(track: Any) -> None:
@@ -592,7 +625,8 @@ class VideoEngine:
             raise
         logger.info("%s: joined (%s profile)", label, profile.name)
         limit = participant.send_limit or profile
-        return limit_offer(str(pc.localDescription.sdp), limit, video_cap(participant, room))
+        return limit_offer(str(pc.localDescription.sdp), limit, video_cap(participant, room),
+                           dtx=conference is not None)
 
     @staticmethod
     def _make_sender(pc: RTCPeerConnection, kind: str, profile: Profile
@@ -810,6 +844,7 @@ class VideoEngine:
         changed = selector.active != active
         if not (force or changed) and plans == conference.applied \
                 and now < conference.applied_until:
+            self._want_video(room, plans, now)
             return
         conference.applied, conference.applied_until = plans, math.inf
         for pid, plan in plans:
@@ -822,8 +857,50 @@ class VideoEngine:
                    if lane.kind == "video" and lane.holder is not None}
         for pid, participant in room.participants.items():
             estimate_bitrate(participant.feeds["video"].receiver, pid in watched)
+        self._want_video(room, plans, now)
         if changed:
             self._notify("on_room_changed", room.id)
+
+    def _want_video(self, room: Room, plans: tuple[tuple[str, MediaPlan], ...],
+                    now: float) -> None:
+        """Ask participants whose video no plan has held for VIDEO_PAUSE_AFTER to stop
+        sending it, and to start again as soon as a plan holds it or their voice rises
+        above the speech threshold: a voice becomes the active speaker only after a dwell
+        (0.15 s or more), which hides most of the page's round trip, so by the time a lane
+        takes a new speaker their encoder runs again and answers the lane's keyframe
+        request with its next frame."""
+        assert room.conference is not None
+        watched = {pid for _receiver, plan in plans for pid in plan.video}
+        speaking = room.conference.selector.speaking(now)
+        for pid, participant in room.participants.items():
+            feed = participant.feeds["video"]
+            if pid in watched or pid in speaking:
+                participant.unwatched_since = None
+                if not participant.video_wanted:
+                    # Their encoder starts with a keyframe; the lane that takes them asks
+                    # for another (a request now would make that one wait out the
+                    # KEYFRAME_REQUEST_GAP).
+                    participant.video_wanted = True
+                    self._tell_video_wanted(room, participant, now)
+                elif now - feed.last_frame_at > VIDEO_WANTED_RESEND \
+                        and now - participant.video_told_at > VIDEO_WANTED_RESEND:
+                    self._tell_video_wanted(room, participant, now)  # told, still nothing
+                continue
+            if participant.unwatched_since is None:
+                participant.unwatched_since = now
+            if participant.video_wanted:
+                if now - participant.unwatched_since >= VIDEO_PAUSE_AFTER:
+                    participant.video_wanted = False
+                    self._tell_video_wanted(room, participant, now)
+            elif now - feed.last_frame_at < 1.0 \
+                    and now - participant.video_told_at > VIDEO_WANTED_RESEND:
+                self._tell_video_wanted(room, participant, now)  # told, still sending
+
+    def _tell_video_wanted(self, room: Room, participant: Participant, now: float) -> None:
+        participant.video_told_at = now
+        logger.debug("%s/%s: video %s", room.id, participant.id,
+                     "wanted" if participant.video_wanted else "paused")
+        self._notify("on_video_wanted", room.id, participant.id, participant.video_wanted)
 
     def _assign(self, room: Room, receiver: Participant, plan: MediaPlan,
                 now: float) -> float:

@@ -295,6 +295,9 @@ class CallHub:
         if sid is not None:
             socketio.emit("send_profile", {"profile": profile}, to=sid, namespace=NAMESPACE)
 
+    def on_video_wanted(self, room: str, participant_id: str, wanted: bool) -> None:
+        """Only conference rooms pause unwatched video; a consult call sends everyone's."""
+
     def on_connection_state(self, room: str, participant_id: str, state: str) -> None:
         consult_id = int(room.removeprefix("consult-"))
         with self.lock:

@@ -118,7 +118,8 @@ class SelectorSettings:
     # held this long takes the floor, so a new speaker is on every screen within a second
     # even after the keyframe and the network.
     silence_dwell_s: float = 0.15
-    # Without packets (DTX, muted) the level decays as if silent.
+    # Without packets (DTX, muted) the level decays as if silent. Conference participants
+    # are asked for Opus DTX: a silent one sends a comfort-noise packet every 400 ms.
     stale_after_s: float = 0.1
     # Video lanes not yet earned by speakers go to participants in joining order (the hub,
     # who usually joins first, is seen before anyone has spoken).
@@ -187,7 +188,11 @@ class SpeakerSelector:
         if track is None or participant in self.muted:
             return  # not (or no longer) in the room, or muted
         previous = self._decayed(track, now)
-        dt = max(0.0, now - track.updated_at) if track.updated_at > -math.inf else 0.02
+        # A packet weighs for the audio it carries, not for the gap before it: after a DTX
+        # or loss gap (already decayed as silence above) one loud packet is one frame of
+        # sound, not 400 ms of it (a cough after silence must not take the floor at once).
+        dt = min(max(0.0, now - track.updated_at), self.settings.stale_after_s) \
+            if track.updated_at > -math.inf else 0.02
         alpha = 1 - math.exp(-dt / self.settings.smoothing_s)
         track.level = previous + alpha * (level.loudness - previous)
         track.updated_at = now
@@ -235,6 +240,12 @@ class SpeakerSelector:
                     if level >= self.settings.speech_threshold]
         speaking.sort(key=lambda pair: -pair[0])
         return [p for _level, p in speaking[:limit]]
+
+    def speaking(self, now: float) -> set[ParticipantId]:
+        """Everyone whose voice is above the speech threshold now (muted people are not)."""
+        threshold = self.settings.speech_threshold
+        return {p for p, t in self._tracks.items()
+                if p not in self.muted and self._decayed(t, now) >= threshold}
 
     def plan_for(self, receiver: ParticipantId, quality: ReceiverQuality,
                  now: float) -> MediaPlan:

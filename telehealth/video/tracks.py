@@ -49,6 +49,15 @@ FIT_AGAIN_SECONDS = 5.0
 # Picture loss requests to one source: at most one per this many seconds.
 KEYFRAME_REQUEST_GAP = 0.5
 _CLOCK_ORIGIN = time.monotonic()
+_TIME_BASES: dict[int, fractions.Fraction] = {}
+
+
+def _time_base(clock_rate: int) -> fractions.Fraction:
+    # One Fraction per clock rate, not one per forwarded packet (thousands a second).
+    base = _TIME_BASES.get(clock_rate)
+    if base is None:
+        base = _TIME_BASES[clock_rate] = fractions.Fraction(1, clock_rate)
+    return base
 
 
 @dataclass(frozen=True)
@@ -302,7 +311,7 @@ class SlotTrack(MediaStreamTrack):
                     packet = Packet(item.data)
                     step = item.clock_rate // 30 if self.kind == "video" else 960
                     packet.pts = self._restamp((source, False), item.timestamp, step)
-                    packet.time_base = fractions.Fraction(1, item.clock_rate)
+                    packet.time_base = _time_base(item.clock_rate)
                     return packet
                 if isinstance(item, VideoFrame) and item.pts is not None:
                     item.pts = self._restamp((source, True), item.pts, 3000)
@@ -346,6 +355,7 @@ class Feed:
         self._window: collections.deque[tuple[float, int, float]] = collections.deque()
         self._keyframe_asked_at = 0.0
         self.keyframes_requested = 0
+        self.last_frame_at = 0.0  # when the last frame came (monotonic): a paused source's stops
         self.task: asyncio.Task[None] | None = None
 
     def start(self, track: MediaStreamTrack) -> None:
@@ -383,7 +393,7 @@ class Feed:
         """An encoded frame from the receiver (on the loop): measure it, hand it on.
 
         Returns whether it is a keyframe (every audio frame is)."""
-        now = time.monotonic()
+        now = self.last_frame_at = time.monotonic()
         data = bytes(jitter_frame.data)
         keyframe = False
         if self.kind == "video":

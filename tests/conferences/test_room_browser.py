@@ -74,6 +74,25 @@ def test_presenter_slides_hand_and_mute_with_four_browsers(
         wait_js(presenter, "() => [...document.querySelectorAll('.tile.remote video')]"
                 ".filter(v => v.videoWidth > 0).length >= 1", "a remote picture", 30)
 
+        # The engine's send_video reaches the page, which stops its video encoder (the
+        # server receives no more frames from it) and starts it again.
+        paused_id, room = f"u{live_conference['clinician3'].id}", room_id(session.id)
+        hub = get_conference_hub(app)
+
+        async def since_last_frame() -> float:
+            held = engine.rooms.get(room)
+            assert held is not None
+            return time.monotonic() - held.participants[paused_id].feeds["video"].last_frame_at
+
+        hub.on_video_wanted(room, paused_id, True)  # whatever the engine said so far
+        wait_for(lambda: engine.run(since_last_frame()) < 0.5, "clinician3 sends video")
+        hub.on_video_wanted(room, paused_id, False)
+        wait_for(lambda: engine.run(since_last_frame()) > 1.0, "the page stopped its video",
+                 timeout=2.9)
+        hub.on_video_wanted(room, paused_id, True)
+        wait_for(lambda: engine.run(since_last_frame()) < 0.5, "the page sends video again",
+                 timeout=5)
+
         # The presenter uploads two slides and shows the second; every participant sees it.
         presenter.set_input_files("#slide-files", [
             {"name": "intro.jpg", "mimeType": "image/jpeg",

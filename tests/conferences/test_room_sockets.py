@@ -243,6 +243,25 @@ def _exif_jpeg() -> bytes:
     return out.getvalue()
 
 
+def test_the_engine_asks_a_members_page_to_pause_and_resume_its_video(
+        app: Any, live_conference: dict[str, Any], room_client: Callable[..., RoomClient]
+) -> None:
+    """Nobody shown their video for a while: the engine's on_video_wanted reaches that
+    member's page (only theirs) as send_video, which call.js applies to its sender."""
+    session = live_conference["session"]
+    clinician = room_client(live_conference["clinician"])
+    hub_person = room_client(live_conference["specialist"])
+    pid = join(clinician, session.id)["self"]
+    join(hub_person, session.id)
+    hub = get_conference_hub(app)
+    hub.on_video_wanted(room_id(session.id), pid, False)
+    assert clinician.wait("send_video") == {"send": False}
+    hub.on_video_wanted(room_id(session.id), pid, True)
+    assert clinician.wait("send_video") == {"send": True}
+    with pytest.raises(AssertionError):
+        hub_person.wait("send_video", timeout=0.5)
+
+
 def test_slides_are_reencoded_and_limited(app: Any, live_conference: dict[str, Any],
                                           room_server: str) -> None:
     session_id = live_conference["session"].id

@@ -26,10 +26,11 @@ ROOM = "conf-test"
 class RoomEvents:
     """Engine callbacks of the conference rooms, kept for the test to read."""
 
-    def __init__(self) -> None:
+    def __init__(self, events: Any = None) -> None:
         self.lock = threading.Lock()
         self.changes: list[float] = []  # when on_room_changed came (monotonic)
         self.states: list[tuple[str, str]] = []
+        self.events = events  # a pipe to the test process (see EngineProcess.peers)
 
     def on_connection_state(self, room_id: str, participant_id: str, state: str) -> None:
         with self.lock:
@@ -41,6 +42,12 @@ class RoomEvents:
 
     def on_send_limit(self, room_id: str, participant_id: str, profile: str) -> None:
         pass
+
+    def on_video_wanted(self, room_id: str, participant_id: str, wanted: bool) -> None:
+        # To the test process at once, as the hub's `send_video` goes to the page.
+        if self.events is not None:
+            with self.lock:
+                self.events.send(("video_wanted", room_id, participant_id, wanted))
 
 
 def _forwarding(engine: VideoEngine) -> dict[str, int]:
@@ -69,9 +76,33 @@ def _forwarding(engine: VideoEngine) -> dict[str, int]:
     return engine.run(count())
 
 
-def _serve(conn: Any) -> None:
-    """Child process: one engine, its conference callbacks recorded, driven by messages."""
-    events = RoomEvents()
+def _profile(engine: VideoEngine, seconds: float, top: int = 40) -> str:
+    """Where the media loop's thread spends its time (cProfile, by own time)."""
+    import cProfile
+    import io
+    import pstats
+
+    profiler = cProfile.Profile()
+
+    async def sample() -> None:
+        profiler.enable()  # in the loop's thread: it profiles that thread only
+        await asyncio.sleep(seconds)
+        profiler.disable()
+
+    loop = engine._loop  # engine.run() would time out on a long sample
+    assert loop is not None
+    asyncio.run_coroutine_threadsafe(sample(), loop).result(seconds + 30)
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out)
+    stats.sort_stats("tottime").print_stats(top)
+    stats.sort_stats("cumulative").print_stats("telehealth", top // 2)  # our share
+    return out.getvalue()
+
+
+def _serve(conn: Any, pushed: Any) -> None:
+    """Child process: one engine, its conference callbacks recorded, driven by messages;
+    what the hub would tell a page goes back at once on `pushed`."""
+    events = RoomEvents(pushed)
     engine = VideoEngine()
     engine.route("conf-", events)
     engine.start()
@@ -87,6 +118,8 @@ def _serve(conn: Any) -> None:
                 result = times.user + times.system
             elif name == "forwarding":
                 result = _forwarding(engine)
+            elif name == "profile":  # cProfile of the media loop's thread for `seconds`
+                result = _profile(engine, *args)
             else:
                 result = getattr(engine, name)(*args)
         except Exception as exc:
@@ -100,17 +133,40 @@ def _serve(conn: Any) -> None:
 class EngineProcess:
     """A VideoEngine in a child process, called with the engine's own method names
     (`join`, `answer`, `layouts`, `set_muted`, ...) plus `changes`, `cpu_seconds` and
-    `forwarding`."""
+    `forwarding`.
+
+    The engine's `on_video_wanted` reaches the light peer it names (registered in `peers`
+    by `join`) on that peer's loop, as the conference hub's `send_video` reaches a page."""
 
     def __init__(self) -> None:
         context = multiprocessing.get_context("spawn")
         self._conn, child = context.Pipe()
-        self.process = context.Process(target=_serve, args=(child,), daemon=True)
+        self._pushed, pushed = context.Pipe(duplex=False)
+        self.process = context.Process(target=_serve, args=(child, pushed), daemon=True)
         self.process.start()
         self._lock = threading.Lock()
+        # (room, participant id) -> (the peer's loop, the peer)
+        self.peers: dict[tuple[str, str], tuple[asyncio.AbstractEventLoop, LightPeer]] = {}
+        self.video_asks: list[tuple[float, str, str, bool]] = []  # (at, room, pid, wanted)
         if not self._conn.poll(60):
             raise RuntimeError("the engine process did not start")
         assert self._conn.recv() == "ready"
+        threading.Thread(target=self._relay, daemon=True, name="engine-events").start()
+
+    def _relay(self) -> None:
+        while True:
+            try:
+                _name, room, pid, wanted = self._pushed.recv()
+            except (EOFError, OSError):
+                return
+            self.video_asks.append((time.monotonic(), room, pid, wanted))
+            target = self.peers.get((room, pid))
+            if target is not None:
+                loop, peer = target
+                try:
+                    loop.call_soon_threadsafe(peer.set_video_wanted, wanted)
+                except RuntimeError:  # that peer's loop is gone
+                    pass
 
     def call(self, name: str, *args: Any) -> Any:
         with self._lock:
@@ -138,6 +194,8 @@ async def off_loop(func: Callable[..., Any], *args: Any) -> Any:
 
 async def join(engine: Any, peer: LightPeer, profile: str = "standard",
                room: str = ROOM) -> None:
+    if isinstance(engine, EngineProcess):
+        engine.peers[(room, peer.pid)] = (asyncio.get_running_loop(), peer)
     offer = await off_loop(engine.join, room, peer.pid, get_profile(profile))
     answer = await peer.answer(offer)
     await off_loop(engine.answer, room, peer.pid, answer)

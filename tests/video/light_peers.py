@@ -9,12 +9,19 @@ browser does (RFC 6464). What a client receives is named by its bytes: the serve
 frames as they were sent, so a frame's bytes tell whose it is (a re-encoded frame would
 be named by nobody, which the tests would notice). They read packets as they arrive, with
 neither jitter buffer nor decoder.
+
+They behave as Chrome does where the server asks for less: when the offer's Opus fmtp says
+`usedtx=1` (conference rooms), a client whose level is that of silence sends one small
+comfort-noise packet every 400 ms, its RTP clock running on; and when the server says nobody
+is shown its video (`set_video_wanted(False)`, what call.js does with `send_video`), it
+sends no video until told again, then starts with a keyframe, its RTP clock having run on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import fractions
+import math
 import time
 import zlib
 from collections.abc import Callable
@@ -34,6 +41,10 @@ from telehealth.video.codecs import on_keyframe_request
 
 SPEAKING = 25  # dBov of ordinary speech (RFC 6464 levels: 0 loudest .. 127 silent)
 QUIET = 80  # a room's background noise, under the speech threshold
+# Opus's voice detection takes what is quieter than this (-dBov) for silence; with DTX on,
+# a silent client sends a comfort-noise packet every DTX_INTERVAL_MS, as Chrome does.
+DTX_SILENCE_DBOV = 60
+DTX_INTERVAL_MS = 400
 AUDIO_RATE = 48_000
 VIDEO_CLOCK = 90_000
 
@@ -48,6 +59,7 @@ class Recording:
 
     video: tuple[bytes, ...]  # one picture loop; the first frame is a keyframe
     audio: tuple[bytes, ...]  # Opus frames, one second of them
+    comfort: bytes  # the comfort-noise frame a silent client sends with DTX on
     fps: int
     size: tuple[int, int]
     audio_ms: int
@@ -96,11 +108,19 @@ def record(owner: str, shade: int, width: int = 160, height: int = 120, fps: int
         frame.sample_rate, frame.pts = AUDIO_RATE, n * step
         frame.time_base = fractions.Fraction(1, AUDIO_RATE)
         audio.extend(bytes(p) for p in opus.encode(frame))
+    # Comfort noise: one frame of the owner's own faint noise (a real one is a few bytes
+    # of noise parameters; its bytes must name its owner here).
+    hiss = numpy.random.default_rng(seed).integers(-40, 41, step).astype(numpy.int16)
+    frame = av.AudioFrame.from_ndarray(hiss.reshape(1, -1), format="s16", layout="mono")
+    frame.sample_rate, frame.pts = AUDIO_RATE, AUDIO_RATE
+    frame.time_base = fractions.Fraction(1, AUDIO_RATE)
+    packets = [bytes(p) for p in opus.encode(frame)] + [bytes(p) for p in opus.encode(None)]
+    comfort = max(packets, key=len)
 
-    for data in (*video, *audio):
+    for data in (*video, *audio, comfort):
         if _OWNERS.setdefault(data, owner) != owner:
             _SHARED.add(data)  # the same bytes from two people name neither
-    return Recording(tuple(video), tuple(audio), fps, (width, height), audio_ms)
+    return Recording(tuple(video), tuple(audio), comfort, fps, (width, height), audio_ms)
 
 
 def owner_of(data: bytes) -> str | None:
@@ -108,38 +128,92 @@ def owner_of(data: bytes) -> str | None:
     return None if data in _SHARED else _OWNERS.get(data)
 
 
+def _asks_dtx(sdp: str) -> bool:
+    """Whether the offer's first audio section asks for Opus DTX (usedtx=1 in its fmtp)."""
+    for section in sdp.split("\r\nm=")[1:]:
+        if not section.startswith("audio"):
+            continue
+        lines = section.split("\r\n")
+        opus = {line.split()[0].split(":")[1] for line in lines
+                if line.startswith("a=rtpmap:") and " opus/" in line.lower()}
+        return any(line.startswith("a=fmtp:") and " " in line
+                   and line.split()[0].split(":")[1] in opus
+                   and "usedtx=1" in [p.strip() for p in line.split(" ", 1)[1].split(";")]
+                   for line in lines)
+    return False
+
+
 class LoopTrack(MediaStreamTrack):
     """Sends pre-encoded frames in a loop at their real pace. For video, a keyframe request
-    makes the next frame the loop's first (its keyframe)."""
+    makes the next frame the loop's first (its keyframe).
 
-    def __init__(self, kind: str, frames: tuple[bytes, ...], per_second: float) -> None:
+    `every()` says how many frame times go by per frame sent: 1 (every frame), n (audio
+    with DTX in silence: one `comfort` frame in n) or 0 (video paused: none). Frames not
+    sent still move the RTP clock on, as a browser's capture clock does."""
+
+    def __init__(self, kind: str, frames: tuple[bytes, ...], per_second: float,
+                 every: Callable[[], int] = lambda: 1, comfort: bytes | None = None) -> None:
         super().__init__()
         self.kind, self.frames, self.per_second = kind, frames, per_second
+        self.every, self.comfort = every, comfort
         clock = AUDIO_RATE if kind == "audio" else VIDEO_CLOCK
         self.time_base = fractions.Fraction(1, clock)
         self.step = round(clock / per_second)
         self.count = self.index = 0
+        self.sent = 0
         self.start: float | None = None
+        self._nudged = asyncio.Event()
 
     def restart(self) -> None:
         self.index = 0
 
+    def nudge(self) -> None:
+        """What `every()` says may have changed (the level rose, video was resumed)."""
+        self._nudged.set()
+
+    async def _wait(self, seconds: float | None) -> bool:
+        """Sleep `seconds` (None: until nudged); True when nudged first."""
+        self._nudged.clear()
+        try:
+            await asyncio.wait_for(self._nudged.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
+
     async def recv(self) -> Packet:
-        if self.readyState != "live":
-            raise MediaStreamError
-        now = time.monotonic()
-        if self.start is None or now - self.start - self.count / self.per_second \
-                > 2 / self.per_second:
-            # First frame, or this loop fell behind (a loaded machine): go on from now at the
-            # steady rate, as a camera drops what it missed; a burst of late frames would
-            # look like a source sending far over its frame rate.
-            self.start = now - self.count / self.per_second
-        await asyncio.sleep(max(0.0, self.start + self.count / self.per_second - now))
-        packet = Packet(self.frames[self.index])
-        packet.pts, packet.time_base = self.count * self.step, self.time_base
-        self.count += 1
-        self.index = (self.index + 1) % len(self.frames)
-        return packet
+        while True:
+            if self.readyState != "live":
+                raise MediaStreamError
+            now = time.monotonic()
+            every = self.every()
+            if self.start is not None and every != 1:
+                # DTX silence or paused video: wait for the next frame that is sent (one in
+                # `every`), or for a nudge; the clock runs on meanwhile.
+                following = math.ceil(self.count / every) * every if every else None
+                due = None if following is None else self.start + following / self.per_second
+                if due is None or due > now:
+                    if await self._wait(None if due is None else due - now):
+                        elapsed = (time.monotonic() - self.start) * self.per_second
+                        self.count = max(self.count, math.ceil(elapsed))
+                        continue
+                assert following is not None
+                self.count = following
+                data = self.comfort or self.frames[self.index]
+            else:
+                if self.start is None or now - self.start - self.count / self.per_second \
+                        > 2 / self.per_second:
+                    # First frame, or this loop fell behind (a loaded machine): go on from
+                    # now at the steady rate, as a camera drops what it missed; a burst of
+                    # late frames would look like a source sending far over its frame rate.
+                    self.start = now - self.count / self.per_second
+                await asyncio.sleep(max(0.0, self.start + self.count / self.per_second - now))
+                data = self.frames[self.index]
+                self.index = (self.index + 1) % len(self.frames)
+            packet = Packet(data)
+            packet.pts, packet.time_base = self.count * self.step, self.time_base
+            self.count += 1
+            self.sent += 1
+            return packet
 
 
 @dataclass
@@ -168,11 +242,37 @@ class LightPeer:
     unknown_frames: int = 0  # frames nobody's recording has: re-encoded or corrupted
     watches: list[Watch] = field(default_factory=list)
     tracks: list[LoopTrack] = field(default_factory=list)
+    dtx: bool = False  # the offer asked for Opus DTX
+    video_wanted: bool = True  # the server has not said that nobody is shown our video
+    # (monotonic time, wanted) of each pause / resume the server asked for
+    video_asks: list[tuple[float, bool]] = field(default_factory=list)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name in ("level", "video_wanted"):
+            for track in getattr(self, "tracks", ()):
+                track.nudge()  # speech ends DTX at once; a resume starts the video at once
+
+    def silent(self) -> bool:
+        return self.level >= DTX_SILENCE_DBOV
+
+    def set_video_wanted(self, wanted: bool) -> None:
+        """The server's `send_video`: stop, or start again with a keyframe (Chrome sends one
+        when an encoding becomes active again)."""
+        self.video_asks.append((time.monotonic(), wanted))
+        if wanted and not self.video_wanted and len(self.tracks) > 1:
+            self.tracks[1].restart()
+        self.video_wanted = wanted
 
     async def answer(self, offer_sdp: str) -> str:
         """Take the server's offer: send on mids 0 and 1, catch every other mid."""
-        self.tracks = [LoopTrack("audio", self.recording.audio, 1000 / self.recording.audio_ms),
-                       LoopTrack("video", self.recording.video, self.recording.fps)]
+        self.dtx = _asks_dtx(offer_sdp)
+        dtx_every = max(1, round(DTX_INTERVAL_MS / self.recording.audio_ms))
+        self.tracks = [LoopTrack("audio", self.recording.audio, 1000 / self.recording.audio_ms,
+                                 every=lambda: dtx_every if self.dtx and self.silent() else 1,
+                                 comfort=self.recording.comfort),
+                       LoopTrack("video", self.recording.video, self.recording.fps,
+                                 every=lambda: 1 if self.video_wanted else 0)]
         self.pc = pc = RTCPeerConnection(RTCConfiguration(
             iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
         await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from telehealth.video.engine import AUDIO_HOLD, ConferencePlan, RoomFull
+from telehealth.video.engine import AUDIO_HOLD, VIDEO_PAUSE_AFTER, ConferencePlan, RoomFull
 from telehealth.video.profiles import conference_video_bps, get_profile
 from telehealth.video.tracks import Feed, ReceiverTap, SlotTrack
 from tests.video.conference_room import (
@@ -48,6 +48,15 @@ def media_lines(sdp: str) -> list[tuple[str, str]]:
     return out
 
 
+def opus_fmtp(sdp: str) -> str:
+    """The Opus fmtp line of the first audio section (what the participant sends)."""
+    section = next(s for s in sdp.split("\r\nm=")[1:] if s.startswith("audio"))
+    lines = section.split("\r\n")
+    pt = next(line.split()[0].split(":")[1] for line in lines
+              if line.startswith("a=rtpmap:") and " opus/" in line.lower())
+    return next(line for line in lines if line.startswith(f"a=fmtp:{pt} "))
+
+
 def test_a_conference_connection_has_lanes_not_a_slot_per_participant(
         engine: EngineProcess) -> None:
     engine.open_conference("conf-lanes", ConferencePlan(last_n=2, audio_speakers=3,
@@ -60,15 +69,20 @@ def test_a_conference_connection_has_lanes_not_a_slot_per_participant(
             assert sorted(lines[2:]) == [("audio", "sendonly")] * 3 + [("video", "sendonly")] * 2
             # Room in a 256 kbps link for the video of one and the voices of three.
             assert f"b=TIAS:{conference_video_bps(LOW, 3)}" in sdp
+            # Opus DTX: a silent participant sends a packet every 400 ms, not 50 a second.
+            assert ";usedtx=1" in opus_fmtp(sdp)
         with pytest.raises(RoomFull):
             engine.join("conf-lanes", "l3", LOW)
     finally:
         for n in range(3):
             engine.leave("conf-lanes", f"l{n}")
         engine.close_conference("conf-lanes")
-    # A consult call is what it was: three audio+video slots, one per other participant.
-    lines = media_lines(engine.join("consult-1", "a", LOW))
+    # A consult call is what it was: three audio+video slots, one per other participant,
+    # and no DTX asked.
+    consult = engine.join("consult-1", "a", LOW)
+    lines = media_lines(consult)
     assert lines[2:].count(("video", "sendonly")) == 3
+    assert "usedtx" not in consult
     engine.leave("consult-1", "a")
     with pytest.raises(ValueError):
         ConferencePlan(last_n=0)
@@ -198,6 +212,61 @@ def test_a_low_receiver_gets_the_active_speaker_only_or_no_video(
             assert "w3" in w0.hearing("audio", 0.3)
             await off_loop(engine.set_receive_video, "conf-test", "w0", True)
             await until(lambda: w0.hearing("video", 0.3) == {"w3"}, timeout=5)
+        finally:
+            await close_all(engine, peers)
+
+    asyncio.run(scenario())
+
+
+def test_a_long_unwatched_participant_pauses_its_video_and_resumes_when_it_speaks(
+        engine: EngineProcess) -> None:
+    """Nobody is shown e2's and e3's video: after VIDEO_PAUSE_AFTER they are asked to stop
+    sending it (and do), and their silent audio is DTX comfort noise. When e3 speaks it is
+    asked to resume before it takes the floor, and everyone sees it within a second; e1,
+    no longer shown, is asked to pause only after VIDEO_PAUSE_AFTER."""
+    peers = light(4, "e")
+    e0, e1, e2, e3 = peers
+
+    def asks(pid: str) -> list[tuple[float, bool]]:
+        return [(at, wanted) for at, room, who, wanted in engine.video_asks
+                if room == "conf-test" and who == pid]
+
+    async def scenario() -> None:
+        try:
+            began = time.monotonic()
+            # Last-N 1: e0 sees e1, everyone else sees e0 (joining order, before speech).
+            await join_all(engine, peers, plan=ConferencePlan(last_n=1, audio_speakers=2))
+            await until(lambda: all(len(p.hearing("video", 0.5)) == 1 for p in peers),
+                        timeout=10)
+            assert all(p.dtx for p in peers)
+            await until(lambda: not e2.video_wanted and not e3.video_wanted,
+                        timeout=VIDEO_PAUSE_AFTER + 5)
+            assert asks("e2")[0][1] is False
+            assert asks("e2")[0][0] - began >= VIDEO_PAUSE_AFTER
+            assert asks("e0") == [] and asks("e1") == []  # watched: never paused
+            await asyncio.sleep(0.3)  # what was on its way
+            video, audio = e2.tracks[1].sent, e2.tracks[0].sent
+            await asyncio.sleep(2.0)
+            assert e2.tracks[1].sent == video  # no video at all
+            # DTX: a comfort-noise frame about every 400 ms instead of 16 a second (60 ms).
+            assert 3 <= e2.tracks[0].sent - audio <= 7
+
+            # e3 speaks: asked to resume at once, seen by everyone within a second.
+            e3.level = SPEAKING
+            spoke = time.monotonic()
+            arrivals = [p.video_from("e3", spoke) for p in (e0, e1, e2)]
+            seen = await asyncio.wait_for(asyncio.gather(*arrivals), 5)
+            assert max(seen) - spoke <= 1.0, max(seen) - spoke
+            resumed = [at for at, wanted in asks("e3") if wanted]
+            assert resumed and resumed[0] <= min(seen)
+            assert await off_loop(engine.active_speaker, "conf-test") == "e3"
+            assert e3.video_wanted and not e2.video_wanted
+
+            # e1 is no longer shown (e0 now sees e3): paused, but not before the delay.
+            await until(lambda: not e1.video_wanted, timeout=VIDEO_PAUSE_AFTER + 5)
+            paused_at = asks("e1")[0][0]
+            assert paused_at - spoke >= VIDEO_PAUSE_AFTER - 0.1
+            assert all(p.unknown_frames == 0 for p in peers)
         finally:
             await close_all(engine, peers)
 

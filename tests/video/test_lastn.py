@@ -173,3 +173,54 @@ def test_before_anyone_speaks_video_goes_to_the_first_to_join() -> None:
     assert selector.plan_for("hub", ReceiverQuality.LOW, 0.0).video == ("a",)
     now = _run(selector, {"c": SPEECH}, 0.0, 1.0)
     assert selector.plan_for("a", ReceiverQuality.FULL, now).video == ("c", "hub")
+
+
+DTX_S = 0.4  # Opus DTX: a silent browser sends one comfort-noise packet every 400 ms
+
+
+def _run_dtx(selector: SpeakerSelector, speaking: dict[str, AudioLevel], silent: list[str],
+             start: float, seconds: float) -> float:
+    """Speakers send every 20 ms; the silent send a packet of their silence every 400 ms."""
+    now = start
+    while now < start + seconds:
+        for participant, level in speaking.items():
+            selector.on_audio_level(participant, level, now)
+        for participant in silent:
+            if round(now / PACKET_S) % round(DTX_S / PACKET_S) == 0:
+                selector.on_audio_level(participant, NOISE, now)
+        selector.tick(now)
+        now += PACKET_S
+    return now
+
+
+def test_dtx_gaps_are_silence_and_a_speaker_whose_packets_stop_falls_silent() -> None:
+    selector = _room(4)
+    others = ["p1", "p2", "p3"]
+    now = _run_dtx(selector, {"p0": SPEECH}, others, 0.0, 2.0)
+    assert selector.active == "p0" and selector.speaking(now) == {"p0"}
+    # p0 stops: DTX, packets stop. Within half a second they no longer count as speaking
+    # (nor get an audio lane), though they stay the active speaker until someone speaks.
+    now = _run_dtx(selector, {}, ["p0", *others], now, 0.5)
+    assert selector.speaking(now) == set()
+    assert selector.plan_for("p1", ReceiverQuality.FULL, now).audio == ("p0",)  # active
+    assert selector.loudest(now, 3) == []
+    # Comfort noise every 400 ms for a long while: still nobody speaks, nobody switches.
+    now = _run_dtx(selector, {}, ["p0", *others], now, 10.0)
+    assert selector.active == "p0" and selector.speaking(now) == set()
+    # Someone speaks out of DTX: on every screen within a second.
+    started = now
+    while selector.active != "p2":
+        now = _run_dtx(selector, {"p2": SPEECH}, ["p0", "p1", "p3"], now, PACKET_S)
+        assert now - started <= 1.0
+
+
+def test_one_loud_packet_after_a_dtx_gap_is_one_frame_of_sound() -> None:
+    """A cough (or a door) after seconds of DTX: its packet weighs as 20 ms of sound, not as
+    the whole gap, so it neither counts as speech nor takes the floor."""
+    selector = _room(2)
+    now = _run_dtx(selector, {"p0": SPEECH}, ["p1"], 0.0, 1.0)
+    now = _run_dtx(selector, {}, ["p0", "p1"], now, 3.0)
+    selector.on_audio_level("p1", AudioLevel(True, 5), now)
+    assert selector.level("p1", now) < selector.settings.speech_threshold
+    now = _run_dtx(selector, {}, ["p0", "p1"], now + PACKET_S, 1.0)
+    assert selector.active == "p0" and selector.speaking(now) == set()

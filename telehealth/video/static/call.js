@@ -33,6 +33,9 @@
   } catch (e) { /* no storage: the server's default */ }
   // What we send: the lowest profile among us and those who receive us (the server says).
   var sendProfile = profile;
+  // A conference asks us to stop sending video while nobody is shown it (send_video); a new
+  // connection starts sending.
+  var sendVideo = true;
   var statusEl = document.getElementById("call-status");
   var tiles = document.getElementById("tiles");
   var template = document.getElementById("tile-template");
@@ -132,6 +135,7 @@
     if (!params.encodings || !params.encodings.length) { params.encodings = [{}]; }
     params.encodings[0].maxBitrate = p.maxBitrate;
     params.encodings[0].maxFramerate = p.frameRate;
+    params.encodings[0].active = sendVideo;
     sender.setParameters(params).catch(function () { /* older browsers: keep defaults */ });
   }
 
@@ -149,6 +153,19 @@
     }
   }
 
+  // The encoder stops (and the camera preview goes on) while the server says nobody is
+  // shown our video; started again, it sends a keyframe first, which the server waits for.
+  function applySendVideo() {
+    if (!pc) { return; }
+    pc.getTransceivers().forEach(function (x) {
+      if (x.mid !== "1" || !x.sender.track) { return; }
+      var params = x.sender.getParameters();
+      if (!params.encodings || !params.encodings.length) { return; }
+      params.encodings[0].active = sendVideo;
+      x.sender.setParameters(params).catch(function () { /* keeps sending: costs the server only */ });
+    });
+  }
+
   function waitForGathering(connection) {
     return new Promise(function (resolve) {
       if (connection.iceGatheringState === "complete") { resolve(); return; }
@@ -163,6 +180,7 @@
     if (pc) { pc.close(); }
     var answered = false;
     if (PROFILES[msg.send_profile]) { sendProfile = msg.send_profile; }
+    sendVideo = true;
     pc = new RTCPeerConnection({ iceServers: msg.ice_servers || [], bundlePolicy: "max-bundle" });
     pc.addEventListener("icecandidate", function (event) {
       if (answered && event.candidate) {
@@ -300,6 +318,7 @@
     s.on("send_profile", function (msg) {
       if (PROFILES[msg.profile]) { sendProfile = msg.profile; applySendProfile(); }
     });
+    s.on("send_video", function (msg) { sendVideo = msg.send !== false; applySendVideo(); });
     plugins.forEach(function (plugin) { if (plugin.bind) { plugin.bind(s, api); } });
   }
 
