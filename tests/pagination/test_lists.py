@@ -4,6 +4,7 @@ each list query walks an index, whatever the number of rows."""
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -63,12 +64,17 @@ def list_pages(net: Network) -> list[tuple[str, str]]:
 
 @contextmanager
 def recording(app: Flask) -> Iterator[list[tuple[str, Any]]]:
-    """The statements the app sends while inside (statement, parameters)."""
+    """The statements the app sends while inside (statement, parameters), from this thread:
+    the test client serves the request on it, while the app's own background threads (the
+    call hub's keeper ends calls nobody holds every few seconds) share the engine and would
+    add their statements to whichever request they fall into."""
     seen: list[tuple[str, Any]] = []
+    me = threading.get_ident()
 
     def before(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
                executemany: bool) -> None:
-        seen.append((statement, parameters))
+        if threading.get_ident() == me:
+            seen.append((statement, parameters))
 
     engine = db.engines[None] if hasattr(db, "engines") else db.engine
     event.listen(engine, "before_cursor_execute", before)
@@ -255,11 +261,7 @@ def test_the_consult_page_costs_the_same_statements_for_5_and_200_notes(app: Fla
     db.session.remove()
     _empty_tables()
     large = consult_page_counts(app, notes=200)
-    # 195 more notes: a look-up per note would add 195 statements or more. One CI run saw
-    # one reader's page cost one statement more at 200 notes (not reproduced since, at any
-    # load); that is not a per-note cost, so a difference of one is tolerated here.
-    assert large.keys() == small.keys()
-    assert all(large[reader] - small[reader] <= 1 for reader in small), (small, large)
+    assert large == small
     assert max(large.values()) <= MAX_STATEMENTS, large
 
 
