@@ -125,15 +125,20 @@ def sweep(app: Flask, client: Any, who: str) -> list[str]:
     return problems
 
 
+def raised_at(exc: BaseException) -> str:
+    """The app's line (file:line) nearest the raise, or "?"."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return next((f"{f.filename}:{f.lineno}" for f in reversed(frames)
+                 if "/telehealth/" in f.filename), "?")
+
+
 def crashes(caplog: Any) -> set[str]:
+    """The exceptions the error handler logged, each with the app's line that raised it."""
     found = set()
     for record in caplog.records:
         if record.exc_info and record.exc_info[1] is not None:
             exc = record.exc_info[1]
-            frames = traceback.extract_tb(exc.__traceback__)
-            where = next((f"{f.filename}:{f.lineno}" for f in reversed(frames)
-                          if "/telehealth/" in f.filename), "?")
-            found.add(f"{type(exc).__name__}: {str(exc)[:200]} at {where}")
+            found.add(f"{type(exc).__name__}: {str(exc)[:200]} at {raised_at(exc)}")
     return found
 
 

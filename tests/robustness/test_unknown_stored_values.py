@@ -5,7 +5,6 @@ refuse to act on them with a clear error."""
 from __future__ import annotations
 
 import logging
-import traceback
 from datetime import time, timedelta
 from typing import Any
 
@@ -17,6 +16,7 @@ from telehealth.accounts.models import User
 from telehealth.cli import DEMO_PASSWORD
 from telehealth.db_types import UnknownValue, _TolerantEnum
 from telehealth.extensions import db
+from tests.robustness.test_hostile_inputs import crashes, raised_at
 from tests.weight.demo import DEMO_ROLES, seed_world, user, walk
 
 LEGACY = "LEGACY_X"
@@ -73,19 +73,6 @@ def add_conference() -> None:
     db.session.commit()
 
 
-def crashes(caplog: Any) -> set[str]:
-    """The exceptions the error handler logged, each with the app's line that raised it."""
-    found = set()
-    for record in caplog.records:
-        if record.exc_info and record.exc_info[1] is not None:
-            exc = record.exc_info[1]
-            frames = traceback.extract_tb(exc.__traceback__)
-            where = next((f"{f.filename}:{f.lineno}" for f in reversed(frames)
-                          if "/telehealth/" in f.filename), "?")
-            found.add(f"{type(exc).__name__}: {exc} at {where}")
-    return found
-
-
 ID_TABLES = {"consult_id": "consults", "series_id": "conference_series",
              "session_id": "conference_sessions", "case_id": "conference_cases",
              "alert_id": "alerts", "user_id": "users", "attachment_id": "attachments",
@@ -129,10 +116,7 @@ def walk_everyone(app: Any) -> list[tuple[str, str, int]]:
             try:
                 response = client.get(path)
             except Exception as exc:  # noqa: BLE001 - the test names what broke, and where
-                frames = traceback.extract_tb(exc.__traceback__)
-                where = next((f"{f.filename}:{f.lineno}" for f in reversed(frames)
-                              if "/telehealth/" in f.filename), "?")
-                errors.append((email, path, f"{type(exc).__name__}: {exc} at {where}"))
+                errors.append((email, path, f"{type(exc).__name__}: {exc} at {raised_at(exc)}"))
                 return 599, ""
             html = response.mimetype == "text/html"
             body = response.get_data(as_text=True) if html else ""
