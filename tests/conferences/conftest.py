@@ -14,6 +14,7 @@ from telehealth.conferences import services
 from telehealth.conferences.models import ConferenceSession, MemberRole
 from telehealth.extensions import db
 from tests.conftest import image_bytes
+from tests.video.conftest import SignalClient
 
 
 @pytest.fixture()
@@ -42,63 +43,11 @@ ROOM_EVENTS = ("offer", "peers", "peer_state", "call_error", "left", "send_profi
                "call_moved", "roster", "slide", "muted", "removed", "send_video")
 
 
-class RoomClient:
+class RoomClient(SignalClient):
     """A python-socketio client on /conference whose received events queue up per name."""
 
-    def __init__(self, base_url: str, cookie: str) -> None:
-        import queue
-
-        import socketio
-
-        self.base_url, self.cookie = base_url, cookie
-        self.sio = socketio.Client(reconnection=False)
-        self.events: dict[str, queue.Queue[Any]] = {name: queue.Queue() for name in ROOM_EVENTS}
-        for name in ROOM_EVENTS:
-            self.sio.on(name, self._keeper(name), namespace=ROOM_NAMESPACE)
-
-    def _keeper(self, name: str) -> Callable[[Any], None]:
-        def keep(data: Any = None) -> None:
-            self.events[name].put(data)
-        return keep
-
-    def connect(self) -> None:
-        self.sio.connect(self.base_url, headers={"Cookie": self.cookie},
-                         namespaces=[ROOM_NAMESPACE], transports=["polling"], wait_timeout=5)
-
-    @property
-    def connected(self) -> bool:
-        return bool(self.sio.connected and ROOM_NAMESPACE in self.sio.namespaces)
-
-    def emit(self, event: str, data: Any) -> None:
-        self.sio.emit(event, data, namespace=ROOM_NAMESPACE)
-
-    def wait(self, name: str, timeout: float = 10.0,
-             where: Callable[[Any], bool] | None = None) -> Any:
-        """The next event of this name (matching `where`), or AssertionError after timeout."""
-        import queue
-        import time
-
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"no {name!r} event within {timeout}s")
-            try:
-                data = self.events[name].get(timeout=min(remaining, 0.1))
-            except queue.Empty:
-                continue
-            if where is None or where(data):
-                return data
-
-    def drain(self, name: str) -> list[Any]:
-        items = []
-        while not self.events[name].empty():
-            items.append(self.events[name].get_nowait())
-        return items
-
-    def close(self) -> None:
-        if self.sio.connected:
-            self.sio.disconnect()
+    namespace = ROOM_NAMESPACE
+    event_names = ROOM_EVENTS
 
 
 @pytest.fixture(scope="session")

@@ -74,15 +74,18 @@ def login_cookie(base_url: str, user: User | None, password: str = PASSWORD) -> 
 class SignalClient:
     """A python-socketio client on /call whose received events queue up per name."""
 
+    namespace: str = NAMESPACE
+    event_names: tuple[str, ...] = SERVER_EVENTS
+
     def __init__(self, base_url: str, cookie: str, origin: str | None = None) -> None:
         """origin: the Origin header a browser would send (the page's own origin)."""
         self.base_url, self.cookie, self.origin = base_url, cookie, origin
         self.sio = socketio.Client(reconnection=False)
         self.events: dict[str, queue.Queue[Any]] = {name: queue.Queue() for name in
-                                                    SERVER_EVENTS}
+                                                    self.event_names}
         self.order: list[tuple[str, Any]] = []  # every event received, in order
-        for name in SERVER_EVENTS:
-            self.sio.on(name, self._keeper(name), namespace=NAMESPACE)
+        for name in self.event_names:
+            self.sio.on(name, self._keeper(name), namespace=self.namespace)
 
     def _keeper(self, name: str) -> Callable[[Any], None]:
         def keep(data: Any = None) -> None:
@@ -95,15 +98,15 @@ class SignalClient:
         headers = {"Cookie": self.cookie} if self.cookie else {}
         if self.origin:
             headers["Origin"] = self.origin
-        self.sio.connect(self.base_url, headers=headers, namespaces=[NAMESPACE],
+        self.sio.connect(self.base_url, headers=headers, namespaces=[self.namespace],
                          transports=[transport], wait_timeout=5)
 
     @property
     def connected(self) -> bool:
-        return bool(self.sio.connected and NAMESPACE in self.sio.namespaces)
+        return bool(self.sio.connected and self.namespace in self.sio.namespaces)
 
     def emit(self, event: str, data: Any) -> None:
-        self.sio.emit(event, data, namespace=NAMESPACE)
+        self.sio.emit(event, data, namespace=self.namespace)
 
     def wait(self, name: str, timeout: float = 10.0,
              where: Callable[[Any], bool] | None = None) -> Any:
