@@ -22,19 +22,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, current_app
-from flask_babel import gettext as _
 
 from telehealth.boundary import unit_of_work
 from telehealth.conferences import services
 from telehealth.conferences.models import AttendanceKind
-from telehealth.errors import Unavailable
 from telehealth.extensions import socketio
-from telehealth.video.directory import (
-    DirectoryUnavailable,
-    alive_seconds,
-    directory_from_config,
-    is_node_url,
-)
+from telehealth.video.claims import ClaimedRooms
+from telehealth.video.directory import DirectoryUnavailable, directory_from_config
 from telehealth.video.engine import ConferencePlan, EngineError
 from telehealth.video.guard import CallElsewhere
 from telehealth.video.hub import Offer, get_hub
@@ -79,8 +73,11 @@ class Room:
     slide: dict[str, Any] | None = None  # what every page shows (see ConferenceHub.show_slide)
 
 
-class ConferenceHub:
+class ConferenceHub(ClaimedRooms):
     """One per app: the rooms of conference sessions held by this node."""
+
+    room_label = "conference room of session"
+    keeper_name = "conference-claims"
 
     def __init__(self, app: Flask) -> None:
         self.app = app
@@ -95,8 +92,7 @@ class ConferenceHub:
         self.attending: dict[tuple[int, str], int] = {}
         # Users a moderator removed, per session: they do not come back in (this process).
         self.removed: dict[int, set[int]] = {}
-        self.closing = threading.Event()
-        self.claim_keeper: threading.Thread | None = None
+        self.init_claims()
         self.engine.route(ROOM_PREFIX, self)
 
     def plan(self) -> ConferencePlan:
@@ -108,84 +104,13 @@ class ConferenceHub:
 
     # ---------------------------------------------------------------- which node
 
-    def owner(self, session_id: int) -> str:
-        """The node holding the session's room: this one when nobody held it."""
-        if self.closing.is_set():
-            raise Unavailable(_("This server is restarting; please try again."))
-        try:
-            return self.directory.claim(session_id, self.node.id)
-        except DirectoryUnavailable as exc:
-            logger.warning("conference directory unavailable for session %s: %s", session_id,
-                           exc)
-            raise Unavailable(_("Calls are unavailable for a moment; please try again.")) \
-                from exc
-
-    def socket_url(self, session_id: int) -> str | None:
-        """Where the room page opens its socket: the owning node's URL (None: its own)."""
-        owner = self.owner(session_id)
-        self.start_claim_keeper()
-        if owner == self.node.id:
-            return self.node.url
-        if is_node_url(owner):
-            return owner
-        logger.error("room of session %s is held by %s, which no page can reach", session_id,
-                     owner)
-        raise Unavailable(_("This call is held by a server that cannot be reached; "
-                            "please try again in a minute."))
-
-    def keep_claim(self, session_id: int) -> bool:
-        if self.directory.refresh(session_id, self.node.id):
-            return True
-        return self.directory.claim(session_id, self.node.id) == self.node.id
-
-    def release_claim(self, session_id: int) -> None:
-        try:
-            self.directory.release(session_id, self.node.id)
-        except DirectoryUnavailable as exc:
-            logger.warning("room of session %s: claim not released (it will expire): %s",
-                           session_id, exc)
-
-    def start_claim_keeper(self) -> None:
+    def held_rooms(self) -> list[int]:
         with self.lock:
-            if self.claim_keeper is not None and self.claim_keeper.is_alive():
-                return
-            self.claim_keeper = threading.Thread(target=self._keep_claims, daemon=True,
-                                                 name="conference-claims")
-            self.claim_keeper.start()
+            return list(self.rooms)
 
-    def keeper_interval(self) -> float:
-        """Seconds between the keeper's rounds. A claim counts only while its node's "alive"
-        key does (a few seconds, shorter than the lease): a round every third of that, or
-        another node would take our rooms between two refreshes."""
-        return alive_seconds(float(self.app.config.get("VIDEO_DIRECTORY_TTL_SECONDS", 30))) / 3
-
-    def _keep_claims(self) -> None:
-        interval = self.keeper_interval()
-        while not self.closing.wait(interval):
-            self.keep_claims_once()
-
-    def keep_claims_once(self) -> None:
-        """One round of the keeper: this node is alive, and its rooms' claims are fresh (or
-        their members sent where the room lives now)."""
-        try:
-            self.directory.heartbeat(self.node.id)
-        except DirectoryUnavailable as exc:
-            logger.warning("node %s: conference heartbeat not written: %s", self.node.id, exc)
-        with self.lock:
-            session_ids = list(self.rooms)
-        for session_id in session_ids:
-            try:
-                if not self.keep_claim(session_id):
-                    # Another node took the room while our claim had lapsed: send our
-                    # members there rather than keep half a room here.
-                    logger.error("room of session %s: node %s lost its claim", session_id,
-                                 self.node.id)
-                    self.move_members(session_id)
-            except DirectoryUnavailable as exc:
-                logger.warning("room of session %s: claim not refreshed: %s", session_id, exc)
-
-    def move_members(self, session_id: int) -> None:
-        """Close this node's side of a room; its pages ask where the room lives now."""
+    def move_members(self, session_id: int, node_url: str | None = None) -> None:
+        """Close this node's side of a room and tell its pages to rejoin at `node_url`
+        (None: they ask where the room lives now)."""
         with self.lock:
             room = self.rooms.pop(session_id, None)
             members = room.members if room else {}
@@ -202,18 +127,12 @@ class ConferenceHub:
             if member.sid is not None:
                 socketio.server.leave_room(member.sid, socket_room(session_id),
                                            namespace=NAMESPACE)
-                socketio.emit("call_moved", {"session_id": session_id, "node_url": None},
+                socketio.emit("call_moved", {"session_id": session_id, "node_url": node_url},
                               to=member.sid, namespace=NAMESPACE)
 
     def close(self) -> None:
         """Give up every claim and send every room's pages elsewhere (at exit)."""
-        self.closing.set()
-        with self.lock:
-            session_ids = list(self.rooms)
-        for session_id in session_ids:
-            self.release_claim(session_id)
-            if self.engine.running:
-                self.move_members(session_id)
+        self.release_all_claims()
 
     # ---------------------------------------------------------------- engine callbacks
 

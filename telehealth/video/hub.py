@@ -17,18 +17,15 @@ from dataclasses import dataclass
 from types import FrameType
 
 from flask import Flask, current_app
-from flask_babel import gettext as _
 
 from telehealth import clock
-from telehealth.errors import Unavailable
 from telehealth.extensions import db, socketio
 from telehealth.video import services
+from telehealth.video.claims import ClaimedRooms, lease_seconds
 from telehealth.video.directory import (
-    DEFAULT_TTL_SECONDS,
     DirectoryUnavailable,
     alive_seconds,
     directory_from_config,
-    is_node_url,
     node_from_config,
 )
 from telehealth.video.engine import EngineError, IceServer, VideoEngine
@@ -67,8 +64,11 @@ class Member:
     video: bool = True
 
 
-class CallHub:
+class CallHub(ClaimedRooms):
     """One per app: its media engine, who is in which call, and through which socket."""
+
+    room_label = "call of consult"
+    keeper_name = "video-claims"
 
     def __init__(self, app: Flask) -> None:
         self.app = app
@@ -79,13 +79,10 @@ class CallHub:
         # Which node holds each call (several processes); this hub is `node`.
         self.node = node_from_config(app.config)
         self.directory = directory_from_config(app.config)
-        self.closing = threading.Event()
-        self.keeper_stop = threading.Event()  # set by close() and stop_claim_keeper()
-        self.claim_keeper: threading.Thread | None = None
+        self.init_claims()
         # Every third of this, the keeper says this node is alive and refreshes its claims;
         # a call nobody held at looks two thirds of it apart is ended.
-        lease = float(app.config.get("VIDEO_DIRECTORY_TTL_SECONDS") or DEFAULT_TTL_SECONDS)
-        self.alive_seconds = alive_seconds(lease)
+        self.alive_seconds = alive_seconds(lease_seconds(app.config))
         # Open calls no node held, by when the keeper first saw it (see end_orphaned_calls).
         self.unowned: dict[int, float] = {}
 
@@ -107,90 +104,13 @@ class CallHub:
 
     # ---------------------------------------------------------------- which node
 
-    def owner(self, consult_id: int) -> str:
-        """The node holding the consult's call: this one when nobody held it (unless this
-        node is shutting down)."""
-        if self.closing.is_set():
-            raise Unavailable(_("This server is restarting; please try again."))
-        try:
-            return self.directory.claim(consult_id, self.node.id)
-        except DirectoryUnavailable as exc:
-            logger.warning("call directory unavailable for consult %s: %s", consult_id, exc)
-            raise Unavailable(_("Calls are unavailable for a moment; please try again.")) \
-                from exc
-
-    def socket_url(self, consult_id: int) -> str | None:
-        """Where a call page opens its socket: the owning node's URL (None: the page's own)."""
-        owner = self.owner(consult_id)
-        # Every node that serves calls looks after the claims and the calls nobody holds.
-        self.start_claim_keeper()
-        if owner == self.node.id:
-            return self.node.url
-        if is_node_url(owner):
-            return owner
-        # Another process holds it but has no public URL (VIDEO_NODE_URL unset there).
-        logger.error("call of consult %s is held by %s, which no page can reach", consult_id,
-                     owner)
-        raise Unavailable(_("This call is held by a server that cannot be reached; "
-                            "please try again in a minute."))
-
-    def keep_claim(self, consult_id: int) -> bool:
-        """Refresh this node's claim on a call with members (claim it again if it lapsed)."""
-        if self.directory.refresh(consult_id, self.node.id):
-            return True
-        return self.directory.claim(consult_id, self.node.id) == self.node.id
-
-    def start_claim_keeper(self) -> None:
-        """While calls have members here, keep their claims fresh (one thread per hub)."""
+    def held_rooms(self) -> list[int]:
         with self.lock:
-            if self.claim_keeper is not None and self.claim_keeper.is_alive():
-                return
-            self.claim_keeper = threading.Thread(target=self._keep_claims, daemon=True,
-                                                 name="video-claims")
-            self.claim_keeper.start()
+            return list(self.members)
 
-    def _keep_claims(self) -> None:
-        interval = self.alive_seconds / 3
-        while not self.keeper_stop.is_set():
-            self.keep_claims_once()
-            self.keeper_stop.wait(interval)
-
-    def stop_claim_keeper(self) -> None:
-        """Stop the keeper (it starts again with the next call page or join)."""
-        with self.lock:
-            keeper = self.claim_keeper
-            self.keeper_stop.set()
-        if keeper is not None:
-            keeper.join(10)
-        with self.lock:
-            if not self.closing.is_set():
-                self.keeper_stop.clear()
-
-    def keep_claims_once(self) -> None:
-        """One round of the keeper: this node is alive, its calls' claims are fresh (or
-        handed over when lost), and calls nobody holds are ended."""
-        try:
-            self.directory.heartbeat(self.node.id)
-        except DirectoryUnavailable as exc:
-            logger.warning("node %s: heartbeat not written: %s", self.node.id, exc)
-        with self.lock:
-            consult_ids = list(self.members)
-        for consult_id in consult_ids:
-            try:
-                if not self.keep_claim(consult_id):
-                    # Another node took the call while our claim had lapsed (Redis
-                    # restarted, or this process stalled): stop serving it here at
-                    # once, or each side would sit alone in its own half of the call.
-                    logger.error("call of consult %s: node %s lost its claim; moving "
-                                 "its members", consult_id, self.node.id)
-                    self.evict(consult_id)
-            except DirectoryUnavailable as exc:
-                logger.warning("call of consult %s: claim not refreshed: %s", consult_id,
-                               exc)
-        try:
-            self.end_orphaned_calls()
-        except Exception:  # the keeper must go on keeping claims
-            logger.exception("could not end the calls nobody holds")
+    def after_keeper_round(self) -> None:
+        """Every node that serves calls also ends the calls nobody holds."""
+        self.end_orphaned_calls()
 
     def end_orphaned_calls(self) -> list[int]:
         """End the open calls that no live node has held, with nobody in them here, at
@@ -226,17 +146,6 @@ class CallHub:
         self.unowned = {c: since for c, since in unowned.items() if c not in due}
         return ended
 
-    def evict(self, consult_id: int) -> None:
-        """Stop serving a call here without ending it, and send its pages to its owner.
-
-        No record is written: the call goes on on the node that holds it now.
-        """
-        try:
-            owner = self.directory.owner(consult_id)
-        except DirectoryUnavailable:
-            owner = None
-        self.move_members(consult_id, owner if owner and is_node_url(owner) else None)
-
     def move_members(self, consult_id: int, node_url: str | None) -> None:
         """Close this node's side of a call and tell its pages to rejoin at `node_url`
         (None: ask the app where the call lives now)."""
@@ -260,25 +169,10 @@ class CallHub:
                                            namespace=NAMESPACE)
                 socketio.emit("call_moved", moved, to=member.sid, namespace=NAMESPACE)
 
-    def release_claim(self, consult_id: int) -> None:
-        """The call emptied: another node may hold its next one."""
-        try:
-            self.directory.release(consult_id, self.node.id)
-        except DirectoryUnavailable as exc:
-            logger.warning("call of consult %s: claim not released (it will expire): %s",
-                           consult_id, exc)
-
     def close(self) -> None:
         """Give up every claim, send every call's pages elsewhere, close the engine (at
         exit and on SIGTERM): the calls move at once, without waiting for the lease."""
-        self.closing.set()  # no new claim from now on
-        self.keeper_stop.set()
-        with self.lock:
-            consult_ids = list(self.members)
-        for consult_id in consult_ids:
-            self.release_claim(consult_id)
-            if self.engine.running:
-                self.move_members(consult_id, None)
+        self.release_all_claims()
         self.engine.shutdown()
 
     # ---------------------------------------------------------------- engine callbacks
