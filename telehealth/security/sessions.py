@@ -18,7 +18,7 @@ refresh the socket's). A page that only holds a long call should make a request 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any
 
@@ -97,15 +97,26 @@ def socket_session_alive() -> bool:
     return True
 
 
-def answer_unknown_event(event: object = None, *args: object) -> None:
-    """The catch-all ("*") of a namespace that only sends: a socket whose session ended
-    elsewhere is closed by its next event; anything else sent there is answered with an
-    "error" event naming it, never dropped in silence."""
-    if not socket_session_alive():
-        disconnect()
-        return
-    emit("error", {"event": str(event)[:64],
-                   "message": _("This channel only sends; your message was not used.")})
+def unknown_event_answer(reply: str, message: Callable[[], str],
+                         alive: Callable[[], bool] = socket_session_alive
+                         ) -> Callable[..., None]:
+    """A catch-all for the events a namespace has no handler for, called with the event's
+    name: a socket whose session ended elsewhere (`alive` is False) is closed by its next
+    event; anything else sent there is answered with a `reply` event naming it and saying
+    `message()`, never dropped in silence."""
+
+    def answer(event: object = None, *args: object) -> None:
+        if not alive():
+            disconnect()
+            return
+        emit(reply, {"event": str(event)[:64], "message": message()})
+
+    return answer
+
+
+# The catch-all ("*") of a namespace that only sends.
+answer_unknown_event = unknown_event_answer(
+    "error", lambda: _("This channel only sends; your message was not used."))
 
 
 def second_factor_required(user: User) -> bool:

@@ -30,7 +30,7 @@ from flask_socketio import Namespace, disconnect, emit
 from telehealth.boundary import unit_of_work
 from telehealth.errors import InvalidInput, ServiceError
 from telehealth.extensions import db
-from telehealth.security.sessions import socket_session_alive
+from telehealth.security.sessions import socket_session_alive, unknown_event_answer
 from telehealth.video.directory import is_node_url
 from telehealth.video.engine import EngineError
 from telehealth.video.services import GUEST_SESSION_KEY
@@ -241,8 +241,7 @@ class AnsweringNamespace(Namespace):
         return super().trigger_event(event, *args)
 
 
-def _answer_unknown(event: str, *_args: Any) -> None:
-    if not is_guest() and not socket_session_alive():
-        disconnect()  # the session ended elsewhere: its next event closes the socket
-        return
-    emit("call_error", {"event": event[:64], "message": _("The message is not understood.")})
+# Events /call has no handler for; a guest's socket has no signed-in session to check.
+_answer_unknown = unknown_event_answer(
+    "call_error", lambda: _("The message is not understood."),
+    alive=lambda: is_guest() or socket_session_alive())
