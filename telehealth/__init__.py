@@ -22,6 +22,13 @@ def create_app(config: dict[str, Any] | None = None) -> TelehealthFlask:
         app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {
             key: value for key, value in app.config["SQLALCHEMY_ENGINE_OPTIONS"].items()
             if key not in ("pool_size", "max_overflow", "pool_timeout")}
+    elif uri.startswith("sqlite"):
+        # SQLite's busy timeout bounds a writer's wait for the one write lock, as
+        # lock_timeout does on PostgreSQL (audit/chain.py): then a 503 "try again".
+        options = dict(app.config["SQLALCHEMY_ENGINE_OPTIONS"])
+        options["connect_args"] = {"timeout": float(app.config["DATABASE_LOCK_TIMEOUT_SECONDS"]),
+                                   **options.get("connect_args", {})}
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
 
     from telehealth import models, realtime, web  # noqa: F401  (models: every table)
 

@@ -19,8 +19,15 @@ from typing import Any, ParamSpec, TypeVar
 
 from flask import Flask, g
 from flask.typing import ResponseReturnValue
+from flask_babel import lazy_gettext as _l
+from sqlalchemy.exc import OperationalError
 
 from telehealth.extensions import db
+
+# What a save that waited too long for another writer's lock answers (503): nothing of it
+# was kept, and the same action again will most likely go through.
+BUSY = _l("The server is busy saving other changes, so nothing of yours was saved. "
+          "Please try again in a moment.")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -35,6 +42,15 @@ def unit_of_work() -> Iterator[None]:
         db.session.rollback()
         raise
     db.session.commit()
+
+
+def lock_wait_ran_out(exc: BaseException) -> bool:
+    """Whether a database error is a lock wait that timed out (PostgreSQL's lock_timeout,
+    SQLite's busy timeout): another writer holds the lock; trying again later may work."""
+    if not isinstance(exc, OperationalError):
+        return False
+    orig = exc.orig
+    return getattr(orig, "sqlstate", None) == "55P03" or "database is locked" in str(orig)
 
 
 def committed(func: Callable[P, R]) -> Callable[P, R]:

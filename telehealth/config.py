@@ -47,6 +47,11 @@ class Config:
         "max_overflow": _env_int("TELEHEALTH_DB_MAX_OVERFLOW", 8),
         "pool_timeout": _env_int("TELEHEALTH_DB_POOL_TIMEOUT", 30),
     }
+    # Seconds a save waits for a lock another writer holds (the audit chain's, a row's)
+    # before it gives up with a "try again" answer: a writer that stalled mid-commit (a
+    # stopped process) must not block every other one for ever. PostgreSQL: lock_timeout
+    # while the audit chain is locked; SQLite: the busy timeout of every connection.
+    DATABASE_LOCK_TIMEOUT_SECONDS = _env_int("TELEHEALTH_DB_LOCK_TIMEOUT", 5)
     UPLOAD_DIR = os.environ.get("TELEHEALTH_UPLOAD_DIR", str(INSTANCE_DIR / "uploads"))
     # One attachment at most; a whole request may carry a few of them plus the form.
     MAX_ATTACHMENT_BYTES = _env_int("TELEHEALTH_MAX_ATTACHMENT_BYTES", 8 * 1024 * 1024)

@@ -29,7 +29,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
 from telehealth.accounts.models import User
-from telehealth.boundary import take_refusal_page
+from telehealth.boundary import BUSY, lock_wait_ran_out, take_refusal_page
 from telehealth.errors import ServiceError
 from telehealth.extensions import db, login_manager
 from telehealth.i18n.services import LANGUAGE_NAMES, RTL_LANGUAGES, browser_language
@@ -184,6 +184,9 @@ def init_app(app: Flask) -> None:
         db.session.rollback()
         error_id = uuid.uuid4().hex[:12]
         logger.exception("unhandled error %s on %s %s", error_id, request.method, request.path)
+        if lock_wait_ran_out(exc):  # another writer held the lock too long (SQLite)
+            logger.warning("lock wait ran out on %s %s: %s", request.method, request.path, exc)
+            return _refusal_page(str(BUSY), 503) or error_response(503, str(BUSY))
         if isinstance(exc, SQLAlchemyError):  # the database failed the save, not the input
             page = _refusal_page(str(SAVE_FAILED), 503)
             if page is not None:

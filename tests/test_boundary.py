@@ -3,13 +3,15 @@ when it raises; a refused form comes back with the reason and nothing it wrote."
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 import pytest
 from flask import Flask, render_template_string, url_for
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
-from telehealth.boundary import committed, on_refusal, unit_of_work
+from telehealth.boundary import committed, lock_wait_ran_out, on_refusal, unit_of_work
 from telehealth.clinics.models import Clinic
 from telehealth.errors import Conflict
 from telehealth.extensions import db
@@ -90,3 +92,14 @@ def test_a_refused_json_request_gets_json_and_keeps_nothing(boundary_app):
     assert response.status_code == 409 and response.json["error"] == "Somebody was faster."
     db.session.remove()
     assert _clinics("refused-json") == 0
+
+
+def test_a_lock_wait_that_ran_out_is_told_apart_from_other_database_errors() -> None:
+    class LockNotAvailable(Exception):
+        sqlstate = "55P03"  # what psycopg raises when lock_timeout fires
+
+    assert lock_wait_ran_out(OperationalError("x", {}, LockNotAvailable()))
+    assert lock_wait_ran_out(OperationalError("x", {},
+                                              sqlite3.OperationalError("database is locked")))
+    assert not lock_wait_ran_out(OperationalError("x", {}, sqlite3.OperationalError("disk I/O")))
+    assert not lock_wait_ran_out(ValueError("database is locked"))

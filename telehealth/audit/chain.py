@@ -21,6 +21,7 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import LargeBinary, Result, Row, String, cast, select, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeEngine
 
@@ -28,6 +29,8 @@ from telehealth import clock, transaction
 from telehealth.audit import checkpoints
 from telehealth.audit.checkpoints import Checkpoint
 from telehealth.audit.models import AuditChainHead, AuditEvent
+from telehealth.boundary import BUSY, lock_wait_ran_out
+from telehealth.errors import Unavailable
 
 HEAD_ID = 1
 # Any constant bigint: the one advisory lock that serialises appends to the chain.
@@ -65,10 +68,31 @@ def queue_for_commit(session: Session, entry: AuditEvent) -> None:
     transaction.before_commit(partial(_chain_pending_entries, session), session, key=_PENDING)
 
 
+# One statement (statement counts stay as they were): bound this transaction's lock waits,
+# then take the chain's lock. set_config is volatile, so its subquery runs first.
+_BOUNDED_LOCK = text("SELECT pg_advisory_xact_lock(:key) "
+                     "FROM (SELECT set_config('lock_timeout', :timeout, true)) AS bounded")
+
+
 def _lock_chain(session: Session) -> AuditChainHead:
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
-    head = session.get(AuditChainHead, HEAD_ID, with_for_update=True, populate_existing=True)
+    """Lock the chain's head for this transaction, waiting a few seconds at most.
+
+    A writer stopped mid-commit (SIGSTOP, a stalled VM) keeps the lock until its connection
+    dies: the others give up after DATABASE_LOCK_TIMEOUT_SECONDS with `Unavailable` (a 503
+    "try again") and their transaction rolls back whole. On PostgreSQL the bound holds for
+    the rest of the commit (it is SET LOCAL); on SQLite the busy timeout does the same.
+    """
+    try:
+        if session.get_bind().dialect.name == "postgresql":
+            timeout_ms = int(current_app.config.get("DATABASE_LOCK_TIMEOUT_SECONDS", 5) * 1000)
+            session.execute(_BOUNDED_LOCK, {"key": ADVISORY_LOCK_KEY,
+                                            "timeout": f"{max(timeout_ms, 1)}ms"})
+        head = session.get(AuditChainHead, HEAD_ID, with_for_update=True,
+                           populate_existing=True)
+    except OperationalError as exc:
+        if not lock_wait_ran_out(exc):
+            raise
+        raise Unavailable(str(BUSY)) from exc
     if head is None:
         head = AuditChainHead(id=HEAD_ID, last_seq=0, last_hash="")
         session.add(head)
