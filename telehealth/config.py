@@ -168,6 +168,12 @@ class Config:
     CONFERENCE_SLIDE_MAX_BYTES = _env_int("TELEHEALTH_CONFERENCE_SLIDE_MAX_BYTES",
                                           5 * 1024 * 1024)
     CONFERENCE_MAX_SLIDES = _env_int("TELEHEALTH_CONFERENCE_MAX_SLIDES", 60)
+    # A PDF deck (each page becomes a slide; rendered by pdftoppm): its size, its pages, and
+    # how long its rendering may take before it is refused.
+    CONFERENCE_DECK_MAX_BYTES = _env_int("TELEHEALTH_CONFERENCE_DECK_MAX_BYTES",
+                                         15 * 1024 * 1024)
+    CONFERENCE_DECK_MAX_PAGES = _env_int("TELEHEALTH_CONFERENCE_DECK_MAX_PAGES", 40)
+    CONFERENCE_DECK_TIMEOUT_SECONDS = _env_int("TELEHEALTH_CONFERENCE_DECK_TIMEOUT", 30)
     # Jobs (telehealth/jobs): Celery on this broker when set (else TELEHEALTH_REDIS_URL's);
     # without one, the app process runs them on a thread of its own.
     JOBS_BROKER_URL = (os.environ.get("TELEHEALTH_BROKER_URL")

@@ -7,6 +7,9 @@ import io
 import os
 import re
 import secrets
+import shutil
+import subprocess  # nosec B404 - pdftoppm, with a fixed argument list, no shell
+import tempfile
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -151,6 +154,62 @@ def check_upload(stream: IO[bytes], filename: str) -> CheckedFile:
         _check_pdf(data, filename)
     return CheckedFile(data=data, content_type=content_type, original_name=_clean_name(filename),
                        preview=preview)
+
+
+# Rendering a PDF's pages (conference decks) runs Debian's pdftoppm (poppler-utils) in a
+# process of its own: a hostile or broken PDF can crash it, loop or eat memory without
+# touching the app, which stops it at PDF_MEMORY_BYTES of memory and its time limit.
+PDF_MEMORY_BYTES = 1024 * 1024 * 1024
+PDF_PAGE_LONG_SIDE = 1280  # pixels: a 720p slide, a few hundred KB a page
+PDF_PAGE_MAX_FILE_BYTES = 64 * 1024 * 1024
+
+
+def pdf_rendering_available() -> bool:
+    """Whether this machine can turn PDF pages into images (pdftoppm installed)."""
+    return shutil.which("pdftoppm") is not None
+
+
+def pdf_page_images(data: bytes, filename: str, max_pages: int, timeout: float) -> list[bytes]:
+    """Each page of a PDF as a PNG image (long side PDF_PAGE_LONG_SIDE), in order.
+
+    Refused with a message a person can act on: a PDF with scripts, embedded files or extra
+    data (`_check_pdf`), more than `max_pages` pages, one the renderer cannot read, or one
+    it cannot finish within `timeout` seconds. The PNGs still go through `check_upload`.
+    """
+    name = _clean_name(filename)
+    renderer, prlimit = shutil.which("pdftoppm"), shutil.which("prlimit")
+    if renderer is None:
+        raise InvalidInput(_("%(name)s is a PDF, which this server cannot turn into slides: "
+                             "save each slide as a JPEG or PNG image.", name=name))
+    _check_pdf(data, filename)
+    with tempfile.TemporaryDirectory(prefix="telehealth-pdf-") as work:
+        source = Path(work) / "deck.pdf"
+        source.write_bytes(data)
+        # One page past the limit: if it renders, the deck is too long (nothing further is
+        # rendered, however many pages the file claims).
+        # prlimit (util-linux, in every Debian) sets the limits in the child: no Python
+        # runs between fork and exec, as it would with preexec_fn in a threaded server.
+        limits = [f"--as={PDF_MEMORY_BYTES}", f"--cpu={int(timeout) + 1}",
+                  f"--fsize={PDF_PAGE_MAX_FILE_BYTES}"]
+        command = [*([prlimit, *limits, "--"] if prlimit else []),
+                   renderer, "-png", "-scale-to", str(PDF_PAGE_LONG_SIDE), "-f", "1",
+                   "-l", str(max_pages + 1), str(source), str(Path(work) / "page")]
+        try:
+            result = subprocess.run(  # nosec B603 - fixed program, our own arguments
+                command, capture_output=True, timeout=timeout, check=False, cwd=work,
+                stdin=subprocess.DEVNULL, env={"PATH": "/usr/bin:/bin"})
+        except subprocess.TimeoutExpired as exc:
+            raise InvalidInput(_("%(name)s took too long to read; save it again as a simpler "
+                                 "PDF, or each slide as an image.", name=name)) from exc
+        pages = sorted(Path(work).glob("page*.png"),
+                       key=lambda p: int(re.sub(r"\D", "", p.stem) or 0))
+        if result.returncode != 0 or not pages:
+            raise InvalidInput(_("%(name)s could not be read as a PDF; save it again as a PDF, "
+                                 "or each slide as an image.", name=name))
+        if len(pages) > max_pages:
+            raise InvalidInput(_("%(name)s has too many pages: at most %(n)d.", name=name,
+                                 n=max_pages))
+        return [page.read_bytes() for page in pages]
 
 
 def upload_dir() -> Path:

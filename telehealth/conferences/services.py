@@ -761,28 +761,27 @@ def slides_of(session_id: int) -> list[ConferenceSlide]:
 
 def add_slides(session: ConferenceSession, user: User,
                files: list[tuple[IO[bytes], str]]) -> list[ConferenceSlide]:
-    """A hub member adds slide images to the session, each decoded and re-encoded (no EXIF,
-    GPS or comments survive) with a small preview for audio-only and `low` participants."""
+    """A hub member adds slides to the session: JPEG or PNG images, or a PDF deck whose
+    pages become one still image each. Every image is decoded and re-encoded (no EXIF, GPS
+    or comments survive), with a small preview for audio-only and `low` participants."""
     require_hub(user, session.series)
     config = current_app.config
     if not files:
-        raise InvalidInput(_("Choose one or more slide images."))
+        raise InvalidInput(_("Choose one or more slide images or a PDF."))
     existing = slides_of(session.id)
-    if len(existing) + len(files) > int(config["CONFERENCE_MAX_SLIDES"]):
-        raise InvalidInput(_("A session holds at most %(n)d slides.",
-                             n=int(config["CONFERENCE_MAX_SLIDES"])))
-    limit = int(config["CONFERENCE_SLIDE_MAX_BYTES"])
+    max_slides = int(config["CONFERENCE_MAX_SLIDES"])
+    images: list[tuple[bytes, str]] = []
+    for stream, name in files:
+        images.extend(_slide_images(stream, name, max_slides - len(existing) - len(images)))
+    if len(existing) + len(images) > max_slides:
+        raise InvalidInput(_("A session holds at most %(n)d slides.", n=max_slides))
     position = existing[-1].position if existing else 0
     added = []
-    for stream, name in files:
-        data = stream.read(limit + 1)
-        if len(data) > limit:
-            raise TooLarge(_("%(name)s is larger than the limit of %(mb)s MB.",
-                             name=name[:200], mb=limit // (1024 * 1024)))
+    for data, name in images:
         checked = uploads.check_upload(io.BytesIO(data), name)
         if not checked.content_type.startswith("image/") or checked.preview is None:
             raise InvalidInput(_("%(name)s is not an image: save each slide as a JPEG or PNG "
-                                 "image.", name=checked.original_name))
+                                 "image, or the deck as a PDF.", name=checked.original_name))
         stored_name, _digest = uploads.store(db.session(), checked)
         preview_name = uploads.write_file(db.session(), checked.preview)
         position += 1
@@ -794,6 +793,40 @@ def add_slides(session: ConferenceSession, user: User,
     db.session.flush()
     record("conference.slides_added", obj=session, count=len(added))
     return added
+
+
+def deck_limits() -> dict[str, int] | None:
+    """What a PDF deck may be (MB, pages) on this server; None: PDFs are not accepted
+    (no renderer installed), only images."""
+    if not uploads.pdf_rendering_available():
+        return None
+    config = current_app.config
+    return {"mb": int(config["CONFERENCE_DECK_MAX_BYTES"]) // (1024 * 1024),
+            "pages": int(config["CONFERENCE_DECK_MAX_PAGES"])}
+
+
+def _slide_images(stream: IO[bytes], name: str, room_left: int) -> list[tuple[bytes, str]]:
+    """One uploaded file as slide images: itself, or a PDF's pages (at most `room_left`
+    of them, within the deck's own page limit)."""
+    config = current_app.config
+    image_limit = int(config["CONFERENCE_SLIDE_MAX_BYTES"])
+    deck_limit = int(config["CONFERENCE_DECK_MAX_BYTES"])
+    data = stream.read(max(image_limit, deck_limit) + 1)
+    is_pdf = uploads.sniff(data) == "application/pdf"
+    limit = deck_limit if is_pdf else image_limit
+    if len(data) > limit:
+        raise TooLarge(_("%(name)s is larger than the limit of %(mb)s MB.",
+                         name=name[:200], mb=limit // (1024 * 1024)))
+    if not is_pdf:
+        return [(data, name)]
+    max_slides = int(config["CONFERENCE_MAX_SLIDES"])
+    if room_left <= 0:
+        raise InvalidInput(_("A session holds at most %(n)d slides.", n=max_slides))
+    pages = uploads.pdf_page_images(
+        data, name, max_pages=min(int(config["CONFERENCE_DECK_MAX_PAGES"]), room_left),
+        timeout=float(config["CONFERENCE_DECK_TIMEOUT_SECONDS"]))
+    stem = name[:190].rsplit(".", 1)[0] or "slides"
+    return [(page, f"{stem}-{number}.png") for number, page in enumerate(pages, 1)]
 
 
 def get_slide(user: User, slide_id: int) -> ConferenceSlide:

@@ -160,7 +160,7 @@ def room(session_id: int) -> str:
                            moderator=role in HUB_ROLES, profile=profile, socket_url=socket_url,
                            slides=slides if role in HUB_ROLES else [],
                            max_slide_mb=current_app.config["CONFERENCE_SLIDE_MAX_BYTES"]
-                           // (1024 * 1024))
+                           // (1024 * 1024), deck=services.deck_limits())
 
 
 @bp.route("/sessions/<int:session_id>/room/where")
@@ -175,7 +175,8 @@ def room_where(session_id: int) -> Any:
 @bp.route("/sessions/<int:session_id>/slides", methods=["POST"])
 @login_required
 def upload_slides(session_id: int) -> Any:
-    """A hub member adds slide images (JSON for the room page, a redirect for a form)."""
+    """A hub member adds slide images or a PDF deck (JSON for the room page, a redirect for
+    a form)."""
     found, _role = services.get_session(current_user, session_id)
     files = [(f.stream, f.filename or "slide") for f in request.files.getlist("slides")
              if f.filename]
