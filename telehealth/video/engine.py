@@ -54,6 +54,7 @@ from aiortc import (
 from aiortc.rtcconfiguration import RTCBundlePolicy, RTCIceTransportPolicy
 from aiortc.sdp import candidate_from_sdp
 
+from telehealth.video import direct_send
 from telehealth.video.codecs import (
     ProfileOpusEncoder,
     ProfileVp8Encoder,
@@ -655,6 +656,7 @@ class VideoEngine:
         encoder: ProfileOpusEncoder | ProfileVp8Encoder = ProfileOpusEncoder(profile) \
             if kind == "audio" else ProfileVp8Encoder(profile, track.window)
         install_encoder(transceiver.sender, encoder)
+        track.stream = direct_send.install(transceiver.sender, encoder)
         if kind == "video":
             # A receiver's picture-loss request reaches the participant whose frames we
             # forward; our own encoder's keyframe (the sender's own handler) serves while
