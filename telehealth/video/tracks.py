@@ -20,13 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aiortc import MediaStreamTrack
+from aiortc import MediaStreamTrack, clock
 from aiortc.mediastreams import MediaStreamError
 from av import VideoFrame
 from av.frame import Frame
 from av.packet import Packet
-
-from aiortc import clock
 
 from telehealth.video import codecs, direct_send
 from telehealth.video.profiles import Profile
@@ -373,6 +371,7 @@ class Feed:
         self.muted = False
         # (arrival, bytes, media time in seconds) of the frames of the last STATS_WINDOW.
         self._window: collections.deque[tuple[float, int, float]] = collections.deque()
+        self._window_bytes = 0  # their bytes, kept as they come and go (bps() is frequent)
         self._keyframe_asked_at = 0.0
         self.keyframes_requested = 0
         self.last_frame_at = 0.0  # when the last frame came (monotonic): a paused source's stops
@@ -423,8 +422,9 @@ class Feed:
         else:
             keyframe = True  # every Opus packet stands alone
         self._window.append((now, len(data), jitter_frame.timestamp / codec.clockRate))
+        self._window_bytes += len(data)
         while self._window and self._window[0][0] < now - STATS_WINDOW:
-            self._window.popleft()
+            self._window_bytes -= self._window.popleft()[1]
         if self.muted or not self.slots:  # (a conference: most sources go nowhere)
             return keyframe
         name = codec.name.lower()
@@ -458,7 +458,7 @@ class Feed:
     def bps(self) -> float:
         span = self._media_span()
         # The first entry's bytes arrived at the window's start: count what came after.
-        return sum(n for _t, n, _m in list(self._window)[1:]) * 8 / span if span else 0.0
+        return (self._window_bytes - self._window[0][1]) * 8 / span if span else 0.0
 
     def fps(self) -> float:
         span = self._media_span()

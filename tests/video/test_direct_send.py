@@ -15,7 +15,14 @@ from aiortc.rtcrtpparameters import (
     RTCRtpHeaderExtensionParameters,
     RTCRtpSendParameters,
 )
-from aiortc.rtp import RTP_HISTORY_SIZE, RtpPacket
+from aiortc.rtp import (
+    RTP_HISTORY_SIZE,
+    RtcpByePacket,
+    RtcpPacket,
+    RtcpSdesPacket,
+    RtcpSrPacket,
+    RtpPacket,
+)
 
 from telehealth.video import direct_send
 
@@ -31,7 +38,8 @@ def test_aiortc_still_has_the_internals_direct_send_uses() -> None:
         assert f"_RTCRtpSender__{name}" in sender
     # The loop it replaces still is a coroutine method taking the codec, started by send().
     assert asyncio.iscoroutinefunction(RTCRtpSender._run_rtp)
-    assert "_run_rtp" in RTCRtpSender.send.__code__.co_names
+    assert asyncio.iscoroutinefunction(RTCRtpSender._run_rtcp)
+    assert {"_run_rtp", "_run_rtcp"} <= set(RTCRtpSender.send.__code__.co_names)
 
 
 @pytest.mark.parametrize("size", [1, 100, 1196, 1197, 3000, 10_000])
@@ -74,6 +82,10 @@ class _Dtls:
         self.transport = type("Ice", (), {"_connection": connection})()
         self._RTCDtlsTransport__tx_bytes = 0
         self._RTCDtlsTransport__tx_packets = 0
+        self.rtcp: list[bytes] = []
+
+    async def _send_rtp(self, data: bytes) -> None:  # aiortc's sender sends RTCP here
+        self.rtcp.append(data)
 
 
 def _stream(kind: str, extensions: list[tuple[int, str]], mid: str = "3"
@@ -88,7 +100,7 @@ def _stream(kind: str, extensions: list[tuple[int, str]], mid: str = "3"
         codecs=[codec], muxId=mid,
         headerExtensions=[RTCRtpHeaderExtensionParameters(id=i, uri=uri)
                           for i, uri in extensions])
-    getattr(sender, "_RTCRtpSender__rtp_header_extensions_map").configure(parameters)
+    sender._RTCRtpSender__rtp_header_extensions_map.configure(parameters)
     sender._RTCRtpSender__mid = mid  # type: ignore[attr-defined]
     encoder = Vp8Encoder() if kind == "video" else None
     stream = direct_send.RtpStream(sender, encoder)
@@ -104,7 +116,7 @@ def test_packets_are_those_aiortcs_loop_writes(kind: str,
                                                extensions: list[tuple[int, str]]) -> None:
     async def run() -> None:
         stream, sender, udp, dtls = _stream(kind, extensions)
-        extensions_map = getattr(sender, "_RTCRtpSender__rtp_header_extensions_map")
+        extensions_map = sender._RTCRtpSender__rtp_header_extensions_map
         ntp = (3_900_000_000 << 32) | 123_456_789
         start = stream._sequence_number
         stream.send([b"first", b"second!", b"last"], 1234, ntp)
@@ -164,5 +176,53 @@ def test_a_connection_that_is_down_drops_the_frame() -> None:
         with pytest.raises(ConnectionError):
             stream.send([b"opus"], 960, 1 << 32)
         assert not udp.sent
+
+    asyncio.run(run())
+
+
+def test_sender_reports_only_from_a_sender_that_sent_since_its_last(monkeypatch: Any) -> None:
+    class Quick:  # report intervals of 10 ms instead of 0.5-1.5 s
+        @staticmethod
+        def random() -> float:
+            return -0.49
+
+    monkeypatch.setattr(direct_send, "random", Quick)
+
+    async def run() -> None:
+        stream, sender, _udp, dtls = _stream("audio", [(1, MID)])
+        sender._RTCRtpSender__cname = "engine"  # type: ignore[attr-defined]
+        task = asyncio.ensure_future(stream.run_rtcp())
+        await asyncio.sleep(0.1)
+        assert len(dtls.rtcp) == 1  # the first report, then nothing sent: none
+        stream.send([b"opus"], 960, 5 << 32)
+        await asyncio.sleep(0.1)
+        assert len(dtls.rtcp) == 2
+        task.cancel()
+        await task
+        assert sender._RTCRtpSender__rtcp_exited.is_set()  # type: ignore[attr-defined]
+        report, sdes = RtcpPacket.parse(dtls.rtcp[1])
+        assert isinstance(report, RtcpSrPacket) and isinstance(sdes, RtcpSdesPacket)
+        assert report.ssrc == sender._ssrc
+        assert report.sender_info.packet_count == 1
+        assert report.sender_info.octet_count == 4
+        assert report.sender_info.ntp_timestamp == 5 << 32
+        assert report.sender_info.rtp_timestamp == \
+            (stream._timestamp_origin + 960) & 0xFFFFFFFF
+        assert sdes.chunks[0].items == [(1, b"engine")]
+        (bye,) = RtcpPacket.parse(dtls.rtcp[-1])
+        assert isinstance(bye, RtcpByePacket) and bye.sources == [sender._ssrc]
+
+    asyncio.run(run())
+
+
+def test_install_replaces_both_loops_of_the_sender() -> None:
+    async def run() -> None:
+        udp = _Udp()
+        sender = RTCRtpSender("video", _Dtls(udp))  # type: ignore[arg-type]
+        encoder = Vp8Encoder()
+        stream = direct_send.install(sender, encoder)
+        assert sender._run_rtp == stream.run
+        assert sender._run_rtcp == stream.run_rtcp
+        assert stream.encoder is encoder and not stream.ready
 
     asyncio.run(run())
