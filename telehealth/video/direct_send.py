@@ -29,9 +29,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import random
 import struct
-import time
 import traceback
 from typing import Any
 
@@ -43,17 +41,7 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport, State
 from aiortc.rtcicetransport import RTCIceTransport
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpsender import random_sequence_number
-from aiortc.rtp import (
-    RTP_HISTORY_SIZE,
-    AnyRtcpPacket,
-    HeaderExtensionsMap,
-    RtcpByePacket,
-    RtcpSdesPacket,
-    RtcpSenderInfo,
-    RtcpSourceInfo,
-    RtcpSrPacket,
-    RtpPacket,
-)
+from aiortc.rtp import RTP_HISTORY_SIZE, HeaderExtensionsMap, RtpPacket
 from aiortc.utils import random32
 
 logger = logging.getLogger(__name__)
@@ -62,18 +50,13 @@ logger = logging.getLogger(__name__)
 _SENDER = "_RTCRtpSender__"
 SENDER_ATTRS = ("rtp_started", "rtp_exited", "rtp_history", "rtp_header_extensions_map",
                 "mid", "track", "encoder", "ntp_timestamp", "rtp_timestamp", "octet_count",
-                "packet_count", "rtcp_started", "rtcp_exited", "cname", "lsr", "lsr_time")
+                "packet_count")
 # Their full names, spelled once (they are read and written for every frame).
-_S_CNAME = f"{_SENDER}cname"
 _S_ENCODER = f"{_SENDER}encoder"
-_S_LSR = f"{_SENDER}lsr"
-_S_LSR_TIME = f"{_SENDER}lsr_time"
 _S_MID = f"{_SENDER}mid"
 _S_NTP_TIMESTAMP = f"{_SENDER}ntp_timestamp"
 _S_OCTET_COUNT = f"{_SENDER}octet_count"
 _S_PACKET_COUNT = f"{_SENDER}packet_count"
-_S_RTCP_EXITED = f"{_SENDER}rtcp_exited"
-_S_RTCP_STARTED = f"{_SENDER}rtcp_started"
 _S_RTP_EXITED = f"{_SENDER}rtp_exited"
 _S_RTP_HEADER_EXTENSIONS_MAP = f"{_SENDER}rtp_header_extensions_map"
 _S_RTP_HISTORY = f"{_SENDER}rtp_history"
@@ -107,8 +90,7 @@ def check_aiortc_shape() -> None:
     """Raise RuntimeError if aiortc/aioice no longer have what this module relies on."""
     missing = []
     for owner, names in (
-            (RTCRtpSender, ("_run_rtp", "_run_rtcp", "_send_rtcp", "_next_encoded_frame",
-                            "_retransmit", "_ssrc",
+            (RTCRtpSender, ("_run_rtp", "_next_encoded_frame", "_retransmit", "_ssrc",
                             "_enabled", "transport", "kind",
                             *(f"{_SENDER}{name}" for name in SENDER_ATTRS))),
             (RTCDtlsTransport, ("_send_rtp", "_state", "transport", "_tx_srtp",
@@ -297,53 +279,13 @@ class RtpStream:
         getattr(sender, _S_RTP_EXITED).set()
 
 
-    async def run_rtcp(self) -> None:
-        """aiortc's `_run_rtcp` (a sender report and the CNAME every 0.5-1.5 s, a BYE at the
-        end), except that a sender that sent nothing since its last report sends none.
-
-        A conference connection has a lane per possible speaker, and most lanes are idle
-        most of the time (an empty lane, a paused picture): their reports were about a
-        tenth of the engine's datagrams, each protected and sent, and tell a receiver
-        nothing new. The report comes again within 1.5 s of the lane's first packet, which
-        is what a receiver synchronizes audio and video from."""
-        sender = self.sender
-        getattr(sender, _S_RTCP_STARTED).set()
-        reported: int | None = None
-        try:
-            while True:
-                await asyncio.sleep(0.5 + random.random())  # noqa: S311 (not security)
-                count = getattr(sender, _S_PACKET_COUNT)
-                if count == reported:
-                    continue
-                reported = count
-                ntp = getattr(sender, _S_NTP_TIMESTAMP)
-                packets: list[AnyRtcpPacket] = [RtcpSrPacket(
-                    ssrc=sender._ssrc,
-                    sender_info=RtcpSenderInfo(
-                        ntp_timestamp=ntp,
-                        rtp_timestamp=getattr(sender, _S_RTP_TIMESTAMP),
-                        packet_count=count & 0xFFFFFFFF,
-                        octet_count=getattr(sender, _S_OCTET_COUNT) & 0xFFFFFFFF))]
-                # For the round-trip time aiortc works out from the receiver's reports.
-                setattr(sender, _S_LSR, (ntp >> 16) & 0xFFFFFFFF)
-                setattr(sender, _S_LSR_TIME, time.time())
-                cname = getattr(sender, _S_CNAME)
-                if cname is not None:
-                    packets.append(RtcpSdesPacket(chunks=[RtcpSourceInfo(
-                        ssrc=sender._ssrc, items=[(1, cname.encode("utf8"))])]))
-                await sender._send_rtcp(packets)
-        except asyncio.CancelledError:
-            pass
-        await sender._send_rtcp([RtcpByePacket(sources=[sender._ssrc])])
-        getattr(sender, _S_RTCP_EXITED).set()
-
-
 def install(sender: RTCRtpSender, encoder: Any) -> RtpStream:
-    """Send `sender`'s RTP and RTCP through an `RtpStream` (before the sender starts)."""
+    """Send `sender`'s RTP through an `RtpStream` (before the sender starts)."""
     check_aiortc_shape()
     stream = RtpStream(sender, encoder)
-    # aiortc's send() starts `self._run_rtp(codec)` and `self._run_rtcp()`: the instance's
-    # attributes win over the class's methods (see the module's doc).
+    # aiortc's send() starts `self._run_rtp(codec)`: the instance's attribute wins over the
+    # class's method (see the module's doc). Its RTCP loop stays aiortc's: skipping the
+    # sender reports of idle lanes (a tenth of the datagrams) made Chrome keep sending
+    # video it was asked to pause (tests/conferences/test_room_browser.py), not understood.
     sender._run_rtp = stream.run  # type: ignore[method-assign]
-    sender._run_rtcp = stream.run_rtcp  # type: ignore[method-assign]
     return stream

@@ -15,14 +15,7 @@ from aiortc.rtcrtpparameters import (
     RTCRtpHeaderExtensionParameters,
     RTCRtpSendParameters,
 )
-from aiortc.rtp import (
-    RTP_HISTORY_SIZE,
-    RtcpByePacket,
-    RtcpPacket,
-    RtcpSdesPacket,
-    RtcpSrPacket,
-    RtpPacket,
-)
+from aiortc.rtp import RTP_HISTORY_SIZE, RtpPacket
 
 from telehealth.video import direct_send
 
@@ -38,8 +31,7 @@ def test_aiortc_still_has_the_internals_direct_send_uses() -> None:
         assert f"_RTCRtpSender__{name}" in sender
     # The loop it replaces still is a coroutine method taking the codec, started by send().
     assert asyncio.iscoroutinefunction(RTCRtpSender._run_rtp)
-    assert asyncio.iscoroutinefunction(RTCRtpSender._run_rtcp)
-    assert {"_run_rtp", "_run_rtcp"} <= set(RTCRtpSender.send.__code__.co_names)
+    assert "_run_rtp" in RTCRtpSender.send.__code__.co_names
 
 
 @pytest.mark.parametrize("size", [1, 100, 1196, 1197, 3000, 10_000])
@@ -82,10 +74,6 @@ class _Dtls:
         self.transport = type("Ice", (), {"_connection": connection})()
         self._RTCDtlsTransport__tx_bytes = 0
         self._RTCDtlsTransport__tx_packets = 0
-        self.rtcp: list[bytes] = []
-
-    async def _send_rtp(self, data: bytes) -> None:  # aiortc's sender sends RTCP here
-        self.rtcp.append(data)
 
 
 def _stream(kind: str, extensions: list[tuple[int, str]], mid: str = "3"
@@ -180,49 +168,13 @@ def test_a_connection_that_is_down_drops_the_frame() -> None:
     asyncio.run(run())
 
 
-def test_sender_reports_only_from_a_sender_that_sent_since_its_last(monkeypatch: Any) -> None:
-    class Quick:  # report intervals of 10 ms instead of 0.5-1.5 s
-        @staticmethod
-        def random() -> float:
-            return -0.49
-
-    monkeypatch.setattr(direct_send, "random", Quick)
-
-    async def run() -> None:
-        stream, sender, _udp, dtls = _stream("audio", [(1, MID)])
-        sender._RTCRtpSender__cname = "engine"  # type: ignore[attr-defined]
-        task = asyncio.ensure_future(stream.run_rtcp())
-        await asyncio.sleep(0.1)
-        assert len(dtls.rtcp) == 1  # the first report, then nothing sent: none
-        stream.send([b"opus"], 960, 5 << 32)
-        await asyncio.sleep(0.1)
-        assert len(dtls.rtcp) == 2
-        task.cancel()
-        await task
-        assert sender._RTCRtpSender__rtcp_exited.is_set()  # type: ignore[attr-defined]
-        report, sdes = RtcpPacket.parse(dtls.rtcp[1])
-        assert isinstance(report, RtcpSrPacket) and isinstance(sdes, RtcpSdesPacket)
-        assert report.ssrc == sender._ssrc
-        assert report.sender_info.packet_count == 1
-        assert report.sender_info.octet_count == 4
-        assert report.sender_info.ntp_timestamp == 5 << 32
-        assert report.sender_info.rtp_timestamp == \
-            (stream._timestamp_origin + 960) & 0xFFFFFFFF
-        assert sdes.chunks[0].items == [(1, b"engine")]
-        (bye,) = RtcpPacket.parse(dtls.rtcp[-1])
-        assert isinstance(bye, RtcpByePacket) and bye.sources == [sender._ssrc]
-
-    asyncio.run(run())
-
-
-def test_install_replaces_both_loops_of_the_sender() -> None:
+def test_install_replaces_the_senders_rtp_loop() -> None:
     async def run() -> None:
         udp = _Udp()
         sender = RTCRtpSender("video", _Dtls(udp))  # type: ignore[arg-type]
         encoder = Vp8Encoder()
         stream = direct_send.install(sender, encoder)
         assert sender._run_rtp == stream.run
-        assert sender._run_rtcp == stream.run_rtcp
         assert stream.encoder is encoder and not stream.ready
 
     asyncio.run(run())
