@@ -6,6 +6,11 @@ which only packetizes them: no decode, no encode (the costs that kept a relaying
 about half a core). A slot falls back to decoding and re-encoding with its participant's
 profile only while the source does not fit that profile (too many bits, too large a picture,
 too many frames per second), and goes back to forwarding once the source fits again.
+
+A forwarded frame is sent by the slot's `RtpStream` (direct_send.py) as the feed hands it
+over, on the loop, rather than queued for the sender's task to wake and take: one frame goes
+to up to 29 lanes in a conference. The queue remains for decoded frames (re-encoding) and
+for frames that come before the sender has started.
 """
 
 from __future__ import annotations
