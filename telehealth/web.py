@@ -104,15 +104,18 @@ def unauthorized() -> Any:
     return redirect(login_url(login_manager.login_view, next_url=request.url))
 
 
+ROLE_LABELS = {
+    "clinician": _l("clinician"),
+    "specialist": _l("specialist"),
+    "coordinator": _l("coordinator"),
+    "admin": _l("administrator"),
+    "surveillance_officer": _l("surveillance officer"),
+}
+
+
 def role_label(role: Any) -> str:
-    labels = {
-        "clinician": _("clinician"),
-        "specialist": _("specialist"),
-        "coordinator": _("coordinator"),
-        "admin": _("administrator"),
-        "surveillance_officer": _("surveillance officer"),
-    }
-    return labels.get(str(role), str(role))
+    label = ROLE_LABELS.get(str(role))  # one look-up per label, not the whole table's
+    return str(role) if label is None else str(label)
 
 
 def wants_json() -> bool:
