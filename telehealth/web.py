@@ -11,6 +11,7 @@ from flask import (
     Flask,
     current_app,
     flash,
+    g,
     has_request_context,
     jsonify,
     make_response,
@@ -19,7 +20,7 @@ from flask import (
     request,
     session,
 )
-from flask_babel import format_datetime, get_locale
+from flask_babel import format_datetime, get_locale, get_translations
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_url
@@ -151,8 +152,35 @@ def _refusal_page(message: str, status: int) -> Any | None:
     return response
 
 
+def request_translations() -> Any:
+    """The translations in force for this request, looked up once per locale.
+
+    Flask-Babel's own template `_()` looks them up again for every string (its context, the
+    locale and the catalog cache: about 8 µs, and a page has a hundred strings). They are
+    kept on Flask-Babel's request context next to the locale they belong to, so
+    `force_locale` and `refresh` (a new locale) still change them."""
+    ctx = g.get("_flask_babel")
+    if ctx is not None:
+        kept = getattr(ctx, "telehealth_translations", None)
+        if kept is not None and kept[0] is getattr(ctx, "babel_locale", None):
+            return kept[1]
+    translations = get_translations()  # sets the context's locale when it had none
+    ctx = g.get("_flask_babel")
+    if ctx is not None:
+        ctx.telehealth_translations = (getattr(ctx, "babel_locale", None), translations)
+    return translations
+
+
 def init_app(app: Flask) -> None:
     """Register error handlers and template helpers: every refusal becomes a page here."""
+    # Templates' `_()`, `ngettext()`: Flask-Babel's, with the translations looked up once.
+    app.jinja_env.install_gettext_callables(  # type: ignore[attr-defined]
+        gettext=lambda s: request_translations().ugettext(s),
+        ngettext=lambda s, p, n: request_translations().ungettext(s, p, n),
+        pgettext=lambda c, s: request_translations().upgettext(c, s),
+        npgettext=lambda c, s, p, n: request_translations().unpgettext(c, s, p, n),
+        newstyle=True,
+    )
     login_manager.user_loader(load_user)
     login_manager.login_view = "accounts.login"
     login_manager.login_message = _l("Please sign in to see this page.")
