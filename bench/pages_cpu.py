@@ -85,10 +85,10 @@ def main() -> None:
 
     clients = {role: sign_in(app, email_of(opened["net"], role))  # type: ignore[arg-type]
                for role in ("coordinator", "admin", "clinician", "specialist")}
-    profiler = cProfile.Profile() if args.profile else None
+    profiler = cProfile.Profile() if args.profile is not None else None
     print(f"| page | CPU ms (median of {args.repeat}) | min | SQL |\n|---|---|---|---|")
     for page in PAGES:
-        if args.profile and args.profile not in page.name:
+        if args.profile is not None and args.profile not in page.name:
             continue
         client, path = clients[page.role], page_path(page, opened)
         for _warm in range(2):

@@ -774,6 +774,9 @@ class Room:
     tables: dict[str, Table]
     as_of: datetime = field(default_factory=clock.now)  # when the figures were computed
     updating: bool = False  # newer figures are being computed: the page asks again shortly
+    # The figures' HTML by language, made by the first reader of each (views._figures_html);
+    # shared by the copies `room()` marks as updating.
+    rendered: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
 def table_builders() -> dict[str, Any]:
