@@ -12,6 +12,7 @@ from flask import (
     current_app,
     flash,
     g,
+    has_app_context,
     has_request_context,
     jsonify,
     make_response,
@@ -159,6 +160,8 @@ def request_translations() -> Any:
     locale and the catalog cache: about 8 µs, and a page has a hundred strings). They are
     kept on Flask-Babel's request context next to the locale they belong to, so
     `force_locale` and `refresh` (a new locale) still change them."""
+    if not has_app_context():  # a template rendered outside any app: no translations
+        return get_translations()
     ctx = g.get("_flask_babel")
     if ctx is not None:
         kept = getattr(ctx, "telehealth_translations", None)
