@@ -31,6 +31,7 @@ from telehealth.consults.models import (
 from telehealth.db_types import known, rows_changed
 from telehealth.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from telehealth.extensions import db
+from telehealth.i18n.services import label_of
 from telehealth.pagination import DEFAULT_PAGE_SIZE, Page, keyset_page
 
 # ---------------------------------------------------------------- access
@@ -298,12 +299,6 @@ SEX_LABELS = {Sex.FEMALE: _l("female"), Sex.MALE: _l("male"), Sex.OTHER: _l("oth
 URGENCY_LABELS = {Urgency.ROUTINE: _l("routine"), Urgency.URGENT: _l("urgent"),
                   Urgency.EMERGENCY: _l("emergency")}
 MODE_LABELS = {ConsultMode.WRITTEN: _l("written answer"), ConsultMode.VIDEO: _l("video call")}
-
-
-def label_of(labels: Mapping[Any, Any], value: Any) -> str:
-    """The reader's label for a stored value; an unknown stored value shows as itself."""
-    label = labels.get(value)
-    return str(value) if label is None else str(label)
 
 
 def status_label(status: ConsultStatus) -> str:
