@@ -31,6 +31,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 ROOT = Path(__file__).resolve().parent.parent
 # This file is named like the standard library's `http`: keep its folder off the path.
@@ -42,6 +43,9 @@ os.environ.setdefault("TELEHEALTH_SECRET_KEY", "bench-http")
 import requests  # noqa: E402
 from sqlalchemy import create_engine, func, select, text  # noqa: E402
 from sqlalchemy.exc import ProgrammingError  # noqa: E402
+
+if TYPE_CHECKING:
+    from bench.fill import Network
 
 PASSWORD = "bench password 2026"
 # Bumped when bench/fill.py makes different data: --reuse then fills again.
@@ -94,6 +98,7 @@ class Stats:
     times: list[float] = field(default_factory=list)
     sizes: list[int] = field(default_factory=list)
     statements: list[int] = field(default_factory=list)
+    cpu_ms: list[float] = field(default_factory=list)  # the server thread's CPU per request
     errors: int = 0  # 5xx
     refused: int = 0  # no answer: connection refused, reset or timed out
     why: list[str] = field(default_factory=list)  # what the client saw, for those
@@ -154,12 +159,10 @@ def fill(url: str, consults: int, specialists: int, clinics: int, reuse: bool = 
     fill takes minutes): it is only migrated (new indexes) and analysed again."""
     from flask_migrate import upgrade
 
-    from bench.fill import Network, fill_consults, fill_roster, reset_sequences
+    from bench.fill import fill_consults, fill_roster, reset_sequences
     from telehealth import create_app
     from telehealth.accounts.services import hash_password
-    from telehealth.consults.models import Consult, ConsultStatus
     from telehealth.extensions import db
-    from telehealth.notes.models import Note
 
     ensure_database(url)
     wanted = {"consults": consults, "specialists": specialists, "clinics": clinics,
@@ -175,14 +178,7 @@ def fill(url: str, consults: int, specialists: int, clinics: int, reuse: bool = 
         upgrade()
         started = time.perf_counter()
         if kept:
-            # The fill is deterministic: the same people are the first and the busiest.
-            net = Network(
-                coordinator_emails=[f"coordinator{n}@bench.example.org" for n in range(3)],
-                clinician_emails=["clinician1-0@bench.example.org"],
-                specialist_emails=["specialist0@bench.example.org"])
-            net.consult_ids = list(db.session.scalars(
-                select(Consult.id).where(Consult.clinic_id == 1)
-                .order_by(Consult.id.desc()).limit(20)))
+            net = filled_network()
         else:
             net = fill_roster(specialists, clinics, hash_password(PASSWORD))
             fill_consults(net, consults, busy_share=max(0.02, BUSIEST_CONSULTS / consults),
@@ -193,11 +189,7 @@ def fill(url: str, consults: int, specialists: int, clinics: int, reuse: bool = 
             db.session.execute(text("INSERT INTO bench_fill VALUES (:consults, :specialists, "
                                     ":clinics, :shape)"), wanted)
             db.session.commit()
-        escalated = db.session.scalar(select(Consult.id).where(
-            Consult.status == ConsultStatus.ESCALATED).order_by(Consult.id.desc()).limit(1))
-        # The consult page opened: the clinic's newest consult with a thread of notes.
-        with_notes = db.session.scalar(select(func.max(Note.consult_id)).join(
-            Consult, Consult.id == Note.consult_id).where(Consult.clinic_id == 1))
+        opened = pages_opened(net)
         took = time.perf_counter() - started
         db.session.remove()
         db.engine.dispose()
@@ -206,8 +198,48 @@ def fill(url: str, consults: int, specialists: int, clinics: int, reuse: bool = 
     engine.dispose()
     print(f"  {'kept' if kept else 'filled'} {consults:,} consults, {specialists:,} "
           f"specialists, {clinics} clinics in {took:.0f} s", flush=True)
+    return opened
+
+
+def filled_network() -> Network:
+    """Who to sign in as in a database bench/fill.py filled (inside an app context)."""
+    from bench.fill import Network
+    from telehealth.consults.models import Consult
+    from telehealth.extensions import db
+
+    # The fill is deterministic: the same people are the first and the busiest.
+    net = Network(coordinator_emails=[f"coordinator{n}@bench.example.org" for n in range(3)],
+                  clinician_emails=["clinician1-0@bench.example.org"],
+                  specialist_emails=["specialist0@bench.example.org"])
+    net.consult_ids = list(db.session.scalars(
+        select(Consult.id).where(Consult.clinic_id == 1).order_by(Consult.id.desc()).limit(20)))
+    return net
+
+
+def pages_opened(net: Network) -> dict[str, object]:
+    """Who signs in and the consults the pages open: {"net", "escalated", "consult"}."""
+    from telehealth.consults.models import Consult, ConsultStatus
+    from telehealth.extensions import db
+    from telehealth.notes.models import Note
+
+    escalated = db.session.scalar(select(Consult.id).where(
+        Consult.status == ConsultStatus.ESCALATED).order_by(Consult.id.desc()).limit(1))
+    # The consult page opened: the clinic's newest consult with a thread of notes.
+    with_notes = db.session.scalar(select(func.max(Note.consult_id)).join(
+        Consult, Consult.id == Note.consult_id).where(Consult.clinic_id == 1))
     return {"net": net, "escalated": escalated or net.consult_ids[0],
             "consult": with_notes or net.consult_ids[0]}
+
+
+def email_of(net: Network, role: str) -> str:
+    """The person a role's clients sign in as."""
+    return {"coordinator": net.coordinator_emails[0], "admin": net.admin_email,
+            "clinician": net.clinician_emails[0], "specialist": net.specialist_emails[0]}[role]
+
+
+def page_path(page: Page, opened: dict[str, object]) -> str:
+    """The page's path with the consults it opens filled in."""
+    return page.path.format(consult=opened["consult"], escalated=opened["escalated"])
 
 
 # ---------------------------------------------------------------- the server
@@ -265,13 +297,8 @@ def drive(servers: dict[int, str], data: dict[int, dict[str, object]], clients: 
         pages = [p for p in PAGES if p.role == role]
         workers = []
         for size, base in servers.items():
-            net = data[size]["net"]
-            email = {"coordinator": net.coordinator_emails[0],  # type: ignore[attr-defined]
-                     "admin": net.admin_email,  # type: ignore[attr-defined]
-                     "clinician": net.clinician_emails[0],  # type: ignore[attr-defined]
-                     "specialist": net.specialist_emails[0]}[role]  # type: ignore
-            values = {"consult": data[size]["consult"], "escalated": data[size]["escalated"]}
-            urls = [base + page.path.format(**values) for page in pages]
+            email = email_of(data[size]["net"], role)  # type: ignore[arg-type]
+            urls = [base + page_path(page, data[size]) for page in pages]
             sessions = [sign_in(base, email) for _n in range(clients)]
             for url in urls:  # warm-up: caches, prepared plans
                 sessions[0].get(url)
@@ -306,6 +333,7 @@ def drive(servers: dict[int, str], data: dict[int, dict[str, object]], clients: 
                     s.times.append(took)
                     s.sizes.append(len(response.content))
                     s.statements.append(int(response.headers.get("X-SQL-Statements", -1)))
+                    s.cpu_ms.append(float(response.headers.get("X-CPU-Ms", "nan")))
                     if response.status_code >= 500:
                         s.errors += 1
                     elif response.status_code != 200:
@@ -335,7 +363,7 @@ def report(results: dict[int, dict[str, Stats]]) -> None:
     head = ["page"]
     for size in sizes:
         head += [f"p50/p95/p99 ms @{size:,}", f"req/s @{size:,}", f"KB @{size:,}",
-                 f"SQL @{size:,}"]
+                 f"SQL @{size:,}", f"CPU ms @{size:,}"]
     head += ["p50 growth"]
     print("\n| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
@@ -347,8 +375,9 @@ def report(results: dict[int, dict[str, Stats]]) -> None:
             rate = len(s.times) / s.elapsed if s.elapsed else 0.0
             size_kb = statistics.mean(s.sizes) / 1024 if s.sizes else 0.0
             sql = max(s.statements) if s.statements else -1
+            cpu = statistics.median(s.cpu_ms) if s.cpu_ms else float("nan")
             cells += [f"{s.pct(.5):.0f} / {s.pct(.95):.0f} / {s.pct(.99):.0f}", f"{rate:.1f}",
-                      f"{size_kb:.1f}", str(sql)]
+                      f"{size_kb:.1f}", str(sql), f"{cpu:.1f}"]
             if s.errors:
                 failures.append(f"{page.name} @{size}: {s.errors} 5xx")
             if s.refused:
@@ -376,6 +405,29 @@ def report(results: dict[int, dict[str, Stats]]) -> None:
               + "\n  ".join(notes))
 
 
+def serve_and_drive(sizes: list[int], urls: dict[int, str], data: dict[int, dict[str, object]],
+                    args: argparse.Namespace) -> dict[int, dict[str, Stats]]:
+    """Serve these sizes at once, drive them, stop the servers."""
+    processes, servers = [], {}
+    try:
+        for size in sizes:
+            process, servers[size] = serve(urls[size], args.threads)
+            processes.append(process)
+        load = os.getloadavg()[0]
+        started = time.perf_counter()
+        results = drive(servers, data, args.clients, args.rounds, args.think)
+        total = sum(len(s.times) for r in results.values() for s in r.values())
+        took = time.perf_counter() - started
+        print(f"  {', '.join(f'{size:,}' for size in sizes)} consults: {total:,} requests in "
+              f"{took:.0f} s ({total / took:.1f} req/s); load average {load:.1f} at the start, "
+              f"{os.getloadavg()[0]:.1f} at the end", flush=True)
+        return results
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=30)
+
+
 def main() -> None:
     # Stopped from outside: still stop the server (the finally below).
     signal.signal(signal.SIGTERM, lambda *_args: sys.exit(1))
@@ -395,6 +447,9 @@ def main() -> None:
     parser.add_argument("--think", type=float, default=0.0,
                         help="seconds each client waits between two requests")
     parser.add_argument("--threads", type=int, default=32, help="gunicorn threads (and pool)")
+    parser.add_argument("--sequential", action="store_true",
+                        help="serve and drive one size at a time, alone on the machine (as a "
+                             "deployment serves one network), instead of every size at once")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     data, urls = {}, {}
@@ -406,21 +461,10 @@ def main() -> None:
         data[size] = fill(urls[size], size, args.specialists, args.clinics, reuse=args.reuse)
     results: dict[int, dict[str, Stats]] = {}
     if not args.fill_only:
-        processes, servers = [], {}
-        try:
-            for size in sizes:
-                process, servers[size] = serve(urls[size], args.threads)
-                processes.append(process)
-            started = time.perf_counter()
-            results = drive(servers, data, args.clients, args.rounds, args.think)
-            total = sum(len(s.times) for r in results.values() for s in r.values())
-            took = time.perf_counter() - started
-            print(f"  {total:,} requests in {took:.0f} s ({total / took:.1f} req/s); "
-                  f"load average at the end: {os.getloadavg()[0]:.1f}", flush=True)
-        finally:
-            for process in processes:
-                process.terminate()
-                process.wait(timeout=30)
+        # At once: one run, both sizes sharing the machine (a same-run ratio under any load).
+        # --sequential: each size has the machine to itself, one after the other.
+        for group in ([[size] for size in sizes] if args.sequential else [sizes]):
+            results |= serve_and_drive(group, urls, data, args)
     if results:
         report(results)
 

@@ -9,6 +9,7 @@ from typing import IO, Any
 
 from flask import current_app, has_request_context, url_for
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import Select, false, func, or_, select, update
 from sqlalchemy.orm import joinedload
 
@@ -30,6 +31,7 @@ from telehealth.consults.models import (
 from telehealth.db_types import known, rows_changed
 from telehealth.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from telehealth.extensions import db
+from telehealth.i18n.services import label_of
 from telehealth.pagination import DEFAULT_PAGE_SIZE, Page, keyset_page
 
 # ---------------------------------------------------------------- access
@@ -273,46 +275,50 @@ def transition(consult: Consult, to: ConsultStatus, **values: Any) -> None:
     signals.consult_status_changed.send(consult, old=current, new=to)
 
 
+# Labels are lazy strings made once: a label call translates its one string, not the whole
+# table (a dashboard asks for about forty status labels; each table was eight look-ups).
+STATUS_LABELS = {
+    ConsultStatus.DRAFT: _l("draft"),
+    ConsultStatus.SUBMITTED: _l("submitted"),
+    ConsultStatus.OFFERED: _l("offered"),
+    ConsultStatus.ESCALATED: _l("escalated"),
+    ConsultStatus.ACCEPTED: _l("accepted"),
+    ConsultStatus.ANSWERED: _l("answered"),
+    ConsultStatus.CLOSED: _l("closed"),
+    ConsultStatus.CANCELLED: _l("cancelled"),
+}
+OUTCOME_LABELS = {
+    Outcome.TREATED_LOCALLY: _l("treated locally"),
+    Outcome.REFERRED: _l("referred"),
+    Outcome.TRANSFERRED: _l("patient transferred"),
+    Outcome.DIED: _l("patient died"),
+    Outcome.UNKNOWN: _l("unknown"),
+}
+SEX_LABELS = {Sex.FEMALE: _l("female"), Sex.MALE: _l("male"), Sex.OTHER: _l("other"),
+              Sex.UNKNOWN: _l("sex unknown")}
+URGENCY_LABELS = {Urgency.ROUTINE: _l("routine"), Urgency.URGENT: _l("urgent"),
+                  Urgency.EMERGENCY: _l("emergency")}
+MODE_LABELS = {ConsultMode.WRITTEN: _l("written answer"), ConsultMode.VIDEO: _l("video call")}
+
+
 def status_label(status: ConsultStatus) -> str:
-    labels = {
-        ConsultStatus.DRAFT: _("draft"),
-        ConsultStatus.SUBMITTED: _("submitted"),
-        ConsultStatus.OFFERED: _("offered"),
-        ConsultStatus.ESCALATED: _("escalated"),
-        ConsultStatus.ACCEPTED: _("accepted"),
-        ConsultStatus.ANSWERED: _("answered"),
-        ConsultStatus.CLOSED: _("closed"),
-        ConsultStatus.CANCELLED: _("cancelled"),
-    }
-    return labels.get(status, str(status))  # an unknown stored status: "unknown: X"
+    return label_of(STATUS_LABELS, status)  # an unknown stored status: "unknown: X"
 
 
 def outcome_label(outcome: Outcome | None) -> str:
-    labels = {
-        Outcome.TREATED_LOCALLY: _("treated locally"),
-        Outcome.REFERRED: _("referred"),
-        Outcome.TRANSFERRED: _("patient transferred"),
-        Outcome.DIED: _("patient died"),
-        Outcome.UNKNOWN: _("unknown"),
-    }
-    return labels.get(outcome, str(outcome)) if outcome else ""
+    return label_of(OUTCOME_LABELS, outcome) if outcome else ""
 
 
 def sex_label(sex: Sex) -> str:
-    labels = {Sex.FEMALE: _("female"), Sex.MALE: _("male"), Sex.OTHER: _("other"),
-              Sex.UNKNOWN: _("sex unknown")}
-    return labels.get(sex, str(sex))
+    return label_of(SEX_LABELS, sex)
 
 
 def urgency_label(urgency: Urgency) -> str:
-    labels = {Urgency.ROUTINE: _("routine"), Urgency.URGENT: _("urgent"),
-              Urgency.EMERGENCY: _("emergency")}
-    return labels.get(urgency, str(urgency))
+    return label_of(URGENCY_LABELS, urgency)
 
 
 def mode_label(mode: ConsultMode) -> str:
-    labels = {ConsultMode.WRITTEN: _("written answer"), ConsultMode.VIDEO: _("video call")}
-    return labels.get(mode, str(mode))
+    return label_of(MODE_LABELS, mode)
 
 
 # ---------------------------------------------------------------- creating

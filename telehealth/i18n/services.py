@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from telehealth.accounts.models import User
 from telehealth.audit.services import record
@@ -39,3 +40,9 @@ def browser_language(accepted: Iterable[tuple[str, float]], available: list[str]
         if primary in available:
             return primary
     return None
+
+
+def label_of(labels: Mapping[Any, Any], value: Any) -> str:
+    """The reader's label for a stored value; an unknown stored value shows as itself."""
+    label = labels.get(value)
+    return str(value) if label is None else str(label)

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select, update
 
 from telehealth import clock, signals
@@ -14,7 +15,7 @@ from telehealth.audit.services import record
 from telehealth.db_types import known, rows_changed
 from telehealth.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from telehealth.extensions import db
-from telehealth.i18n.services import check_timezone
+from telehealth.i18n.services import check_timezone, label_of
 from telehealth.roster.access import is_roster_manager, require_roster_manager
 from telehealth.roster.models import (
     PROFILE_TRANSITIONS,
@@ -87,15 +88,21 @@ def apply_status_action(profile: SpecialistProfile, action: str, actor: User) ->
     set_status(profile, end, actor)
 
 
+# Lazy strings made once: a roster page asks for a label per row (see consults.services).
+PROFILE_STATUS_LABELS = {ProfileStatus.PENDING: _l("pending approval"),
+                         ProfileStatus.ACTIVE: _l("active"),
+                         ProfileStatus.SUSPENDED: _l("suspended")}
+CREDENTIAL_STATUS_LABELS = {CredentialStatus.UNVERIFIED: _l("not verified"),
+                            CredentialStatus.VERIFIED: _l("verified"),
+                            CredentialStatus.REJECTED: _l("rejected")}
+
+
 def profile_status_label(status: ProfileStatus) -> str:
-    return {ProfileStatus.PENDING: _("pending approval"), ProfileStatus.ACTIVE: _("active"),
-            ProfileStatus.SUSPENDED: _("suspended")}.get(status, str(status))
+    return label_of(PROFILE_STATUS_LABELS, status)
 
 
 def credential_status_label(status: CredentialStatus) -> str:
-    return {CredentialStatus.UNVERIFIED: _("not verified"),
-            CredentialStatus.VERIFIED: _("verified"),
-            CredentialStatus.REJECTED: _("rejected")}.get(status, str(status))
+    return label_of(CREDENTIAL_STATUS_LABELS, status)
 
 
 @dataclass

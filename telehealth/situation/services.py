@@ -13,10 +13,11 @@ identical figures.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -61,6 +62,8 @@ from telehealth.roster.models import (
     SpecialistProfile,
 )
 from telehealth.web import LANGUAGE_NAMES
+
+logger = logging.getLogger(__name__)
 
 PERIOD_DAYS = (7, 30, 90, 365)
 DEFAULT_PERIOD_DAYS = 90
@@ -769,6 +772,11 @@ class Room:
     heat: HeatMap
     gaps: list[Gap]
     tables: dict[str, Table]
+    as_of: datetime = field(default_factory=clock.now)  # when the figures were computed
+    updating: bool = False  # newer figures are being computed: the page asks again shortly
+    # The figures' HTML by language, made by the first reader of each (views._figures_html);
+    # shared by the copies `room()` marks as updating.
+    rendered: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
 def table_builders() -> dict[str, Any]:
@@ -804,11 +812,24 @@ def compute_room(filters: Filters) -> Room:
 
 # Every coordinator's page re-fetches on each change, and most views repeat the last one:
 # the figures are computed once per change of the data (and at least every
-# SITUATION_CACHE_SECONDS, for what time and the roster change), per process.
-_CACHE: OrderedDict[tuple[Any, ...], tuple[float, Room]] = OrderedDict()
+# SITUATION_CACHE_SECONDS, for what time and the roster change), per process. At 100,000
+# consults a computation takes seconds, so no request waits for one when there are earlier
+# figures for its filters: it gets those (with their time, `as_of`, and `updating` set) while
+# one background thread computes the new ones, and the page asks again a moment later (the
+# room's script). Only the first request for some filters in a process computes in line.
+_CACHE: OrderedDict[tuple[Any, ...], Figures] = OrderedDict()
 _CACHE_LOCK = threading.Lock()
 _COMPUTING: dict[tuple[Any, ...], threading.Lock] = {}  # the key whose figures are being made
 CACHE_ENTRIES = 32
+
+
+@dataclass(frozen=True)
+class Figures:
+    """A cached room: what data it was computed from, and when (monotonic clock)."""
+
+    version: tuple[Any, ...]
+    computed: float
+    room: Room
 
 
 def cache_seconds() -> float:
@@ -825,44 +846,92 @@ def data_version() -> tuple[Any, ...]:
         select(func.max(Offer.id)).scalar_subquery())).one())
 
 
+def _store(key: tuple[Any, ...], figures: Figures) -> None:
+    with _CACHE_LOCK:
+        _CACHE[key] = figures
+        _CACHE.move_to_end(key)
+        while len(_CACHE) > CACHE_ENTRIES:
+            _CACHE.popitem(last=False)
+
+
+def _compute(key: tuple[Any, ...], filters: Filters, version: tuple[Any, ...]) -> Figures:
+    """Compute and cache the figures of `version` (read before computing: a change made
+    while they are computed makes them out of date at once, never hides)."""
+    figures = Figures(version, time.monotonic(), compute_room(filters))
+    _store(key, figures)
+    return figures
+
+
+def _refresh_in_background(key: tuple[Any, ...], filters: Filters,
+                           version: tuple[Any, ...]) -> None:
+    """One background computation per key at a time; later askers keep the last figures."""
+    with _CACHE_LOCK:
+        lock = _COMPUTING.setdefault(key, threading.Lock())
+    if not lock.acquire(blocking=False):
+        return  # already being computed
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+
+    def run() -> None:
+        try:
+            with app.app_context():
+                try:
+                    _compute(key, filters, version)
+                except Exception:  # noqa: BLE001 - the last figures stay; the next ask retries
+                    logger.exception("situation room figures not computed")
+                finally:
+                    db.session.remove()
+        finally:
+            _release(key, lock)
+
+    try:
+        threading.Thread(target=run, name="situation-figures", daemon=True).start()
+    except BaseException:
+        _release(key, lock)
+        raise
+
+
+def _release(key: tuple[Any, ...], lock: threading.Lock) -> None:
+    with _CACHE_LOCK:
+        if _COMPUTING.get(key) is lock:
+            del _COMPUTING[key]
+    lock.release()
+
+
+def _first_figures(key: tuple[Any, ...], filters: Filters,
+                   version: tuple[Any, ...]) -> Figures:
+    """Nothing cached for these filters: one request computes, the others asking at the
+    same time wait for its figures instead of computing them too."""
+    with _CACHE_LOCK:
+        lock = _COMPUTING.setdefault(key, threading.Lock())
+    with lock:
+        try:
+            with _CACHE_LOCK:
+                again = _CACHE.get(key)
+            return again if again is not None else _compute(key, filters, version)
+        finally:
+            with _CACHE_LOCK:
+                if _COMPUTING.get(key) is lock:
+                    del _COMPUTING[key]
+
+
 def room(filters: Filters) -> Room:
-    """Every figure of the room for these filters, reused while the data has not changed."""
+    """Every figure of the room for these filters, reused while the data has not changed;
+    out-of-date figures are served (marked `updating`) while new ones are computed."""
     seconds = cache_seconds()
     if seconds <= 0:
         return compute_room(filters)
-    key = (filters, _dialect(), data_version())
+    key = (filters, _dialect())
+    version = data_version()
     with _CACHE_LOCK:
-        hit = _CACHE.get(key)
-        if hit is not None:
+        figures = _CACHE.get(key)
+        if figures is not None:
             _CACHE.move_to_end(key)
-            if time.monotonic() - hit[0] < seconds:
-                return hit[1]
-        lock = _COMPUTING.setdefault(key, threading.Lock())
-    # One computation per key at a time (at 100,000 consults it takes seconds): the others
-    # either keep the figures of the same data while they are recomputed for the passing time
-    # (`hit`: nothing changed in the consults or offers), or wait for the new ones (the data
-    # changed: a coordinator told of a change must see it) instead of computing them too.
-    if hit is not None and not lock.acquire(blocking=False):
-        return hit[1]
-    if hit is None:
-        lock.acquire()
-    try:
-        with _CACHE_LOCK:
-            again = _CACHE.get(key)
-        if again is not None and again is not hit \
-                and time.monotonic() - again[0] < seconds:
-            return again[1]  # computed by the request this one waited for
-        fresh = compute_room(filters)
-        with _CACHE_LOCK:
-            _CACHE[key] = (time.monotonic(), fresh)
-            while len(_CACHE) > CACHE_ENTRIES:
-                _CACHE.popitem(last=False)
-        return fresh
-    finally:
-        with _CACHE_LOCK:
-            if _COMPUTING.get(key) is lock:
-                del _COMPUTING[key]
-        lock.release()
+    if figures is None:
+        figures = _first_figures(key, filters, version)
+    if figures.version == version and time.monotonic() - figures.computed < seconds:
+        return figures.room
+    _refresh_in_background(key, filters, version)
+    return replace(figures.room, updating=True)
 
 
 def one_table(key: str, filters: Filters) -> Table:

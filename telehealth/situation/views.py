@@ -11,6 +11,7 @@ from flask import Blueprint, jsonify, render_template, request, url_for
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
+from markupsafe import Markup
 from werkzeug.wrappers import Response
 
 from telehealth.accounts.models import Role
@@ -125,21 +126,36 @@ def _heat_map(room: Room, rtl: bool) -> Any:
                            [LANGUAGE_NAMES.get(lang, lang) for lang in heat.languages], cells, rtl)
 
 
+def _figures_html(room: Room, specialties: dict[str, str]) -> Markup:
+    """The room's figures (heat map, charts, tables) as HTML in the reader's language.
+
+    They are the same for every reader of the same language until the figures change, and a
+    page formats about a thousand numbers: they are rendered once per computed room and
+    language (the room is cached, see services.room) and kept on it."""
+    locale = str(get_locale() or "en")
+    html = room.rendered.get(locale)
+    if html is None:
+        rtl = locale in RTL_LANGUAGES
+        cells = Cells(specialties)
+        html = room.rendered[locale] = Markup(render_template(
+            "situation/_figures.html", room=room, filters=room.filters, cell=cells,
+            bars=_bar_charts(room, cells, rtl), heat_map=_heat_map(room, rtl),
+            block_reasons=services.BLOCK_REASONS, table_rows=TABLE_ROWS))
+    return html
+
+
 @bp.route("/situation")
 @login_required
 def index() -> str:
     filters = _filters()
     room = services.room(filters)
-    rtl = str(get_locale() or "en") in RTL_LANGUAGES
     specialties = dict(services.specialty_names().values())
-    cells = Cells(specialties)
     return render_template(
-        "situation/index.html", room=room, filters=filters, cell=cells,
-        bars=_bar_charts(room, cells, rtl), heat_map=_heat_map(room, rtl),
+        "situation/index.html", room=room, filters=filters, cell=Cells(specialties),
+        figures=_figures_html(room, specialties),
         clinics=services.clinic_choices(), specialties=sorted(specialties.items(),
                                                               key=lambda s: s[1]),
-        periods=services.PERIOD_DAYS, block_reasons=services.BLOCK_REASONS, table_rows=TABLE_ROWS,
-        deadlines=services.answer_deadlines())
+        periods=services.PERIOD_DAYS)
 
 
 def table_csv(table: Table) -> str:

@@ -155,3 +155,21 @@ def test_switcher_carries_a_csrf_token(app, monkeypatch):
                                                "csrf_token": token.group(1)})
     assert response.status_code == 302
     assert 'dir="rtl"' in client.get("/login").text
+
+
+def test_templates_follow_a_forced_locale_and_a_refresh(app):
+    """Templates look the request's translations up once, yet a forced locale (a message in
+    its recipient's language) and a refreshed one (a new choice) still change them."""
+    from flask import render_template_string
+    from flask_babel import force_locale, refresh
+
+    with app.test_request_context("/", headers={"Accept-Language": "fr"}):
+        assert render_template_string('{{ _("Sign in") }}') == "Se connecter"
+        with force_locale("en"):
+            assert render_template_string('{{ _("Sign in") }}') == "Sign in"
+        assert render_template_string('{{ _("Sign in") }}') == "Se connecter"
+        from flask import session
+
+        session["locale"] = "en"
+        refresh()
+        assert render_template_string('{{ _("Sign in") }}') == "Sign in"

@@ -47,6 +47,24 @@ def test_page_shows_figures_and_keeps_filters(app, seeded, make_user):
     assert 'data-cell="dermatology:ar"' not in page  # filtered to cardiology
 
 
+def test_page_says_when_its_figures_were_computed(app, seeded, make_user, monkeypatch):
+    """Cached figures show their time; out-of-date ones (newer being computed) say so and
+    carry the mark the room's script asks again on."""
+    from telehealth.situation import services
+
+    client = signed_in(app, make_user(Role.COORDINATOR))
+    page = client.get("/situation").text
+    assert "Figures as of" in page and "data-updating" not in page
+    monkeypatch.setattr(services, "_CACHE", services.OrderedDict())
+    monkeypatch.setattr(services, "cache_seconds", lambda: 15.0)
+    monkeypatch.setattr(services, "_refresh_in_background", lambda *args: None)
+    client.get("/situation")  # computed and cached
+    version = services.data_version
+    monkeypatch.setattr(services, "data_version", lambda: (*version(), "changed"))
+    page = client.get("/situation").text
+    assert "newer figures are being computed" in page and 'data-updating="1"' in page
+
+
 def test_csv_and_json(app, seeded, make_user):
     client = signed_in(app, make_user(Role.ADMIN))
     response = client.get("/situation/cascade.csv")

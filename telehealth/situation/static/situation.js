@@ -1,5 +1,6 @@
 /* The situation room follows the consults: on a "changed" event it fetches this same page
-   (with its filters) and swaps the figures in, at most once every two seconds. */
+   (with its filters) and swaps the figures in, at most once every two seconds; while the
+   figures shown are out of date (the server is computing newer ones), it asks again. */
 (function () {
   "use strict";
   if (typeof io === "undefined") { return; }
@@ -22,6 +23,7 @@
           room.replaceChildren.apply(room, Array.prototype.slice.call(fresh.childNodes));
           document.documentElement.dataset.situationUpdated = String(Date.now());
           if (live) { live.textContent = live.dataset.updated || ""; }
+          if (updating()) { again = true; }
         }
       })
       .catch(function () { /* the next change tries again */ })
@@ -32,6 +34,10 @@
         }, 2000);
       });
   }
+
+  // Out-of-date figures shown while newer ones are computed: ask again until they are in.
+  function updating() { return room.querySelector("[data-updating]") !== null; }
+  if (updating()) { window.setTimeout(refresh, 2000); }
 
   socket.on("connect", function () { document.documentElement.dataset.situation = "live"; });
   socket.on("disconnect", function () { delete document.documentElement.dataset.situation; });
