@@ -14,20 +14,25 @@ the gap is not counted.
 
 from __future__ import annotations
 
-import atexit
 import logging
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Flask, current_app
+from flask import Flask
 
 from telehealth.boundary import unit_of_work
 from telehealth.conferences import services
 from telehealth.conferences.models import AttendanceKind
 from telehealth.extensions import socketio
-from telehealth.video.claims import ClaimedRooms
+from telehealth.video.claims import (
+    ClaimedRooms,
+    HeldMember,
+    RoomKind,
+    app_hub,
+    peers_seen_by,
+)
 from telehealth.video.directory import DirectoryUnavailable, directory_from_config
 from telehealth.video.engine import ConferencePlan, EngineError
 from telehealth.video.guard import CallElsewhere
@@ -55,14 +60,13 @@ def session_of(room: str) -> int:
 
 
 @dataclass
-class Member:
-    person: services.RoomMember
-    sid: str | None
-    profile: str
-    state: str = "joining"
-    audio: bool = True
-    video: bool = True
+class Member(HeldMember):
+    person: services.RoomMember = field(kw_only=True)
     hand_since: float | None = None  # monotonic time the hand went up; None: down
+
+    @property
+    def display_name(self) -> str:
+        return self.person.display_name
 
 
 @dataclass
@@ -76,8 +80,8 @@ class Room:
 class ConferenceHub(ClaimedRooms):
     """One per app: the rooms of conference sessions held by this node."""
 
-    room_label = "conference room of session"
-    keeper_name = "conference-claims"
+    kind = RoomKind("conference room of session", "conference-claims", NAMESPACE,
+                    "session_id", room_id, socket_room)
 
     def __init__(self, app: Flask) -> None:
         self.app = app
@@ -108,27 +112,15 @@ class ConferenceHub(ClaimedRooms):
         with self.lock:
             return list(self.rooms)
 
-    def move_members(self, session_id: int, node_url: str | None = None) -> None:
-        """Close this node's side of a room and tell its pages to rejoin at `node_url`
-        (None: they ask where the room lives now)."""
-        with self.lock:
-            room = self.rooms.pop(session_id, None)
-            members = room.members if room else {}
-            for member in members.values():
-                if member.sid is not None:
-                    self.joined.pop(member.sid, None)
-        for participant_id in members:
-            try:
-                self.engine.leave(room_id(session_id), participant_id)
-            except EngineError as exc:
-                logger.warning("room of session %s: %s not closed: %s", session_id,
-                               participant_id, exc)
-        for member in members.values():
-            if member.sid is not None:
-                socketio.server.leave_room(member.sid, socket_room(session_id),
-                                           namespace=NAMESPACE)
-                socketio.emit("call_moved", {"session_id": session_id, "node_url": node_url},
-                              to=member.sid, namespace=NAMESPACE)
+    def pop_room(self, session_id: int) -> dict[str, Member]:
+        room = self.rooms.pop(session_id, None)
+        return room.members if room else {}
+
+    def find_member(self, session_id: int, participant_id: str) -> Member | None:
+        return self.member(session_id, participant_id)
+
+    def member_reconnecting(self, session_id: int) -> None:
+        self.send_roster(session_id)  # the roster shows who is reconnecting
 
     def close(self) -> None:
         """Give up every claim and send every room's pages elsewhere (at exit)."""
@@ -208,11 +200,7 @@ class ConferenceHub(ClaimedRooms):
             if member.sid is None:
                 continue
             layout = layouts.get(pid, {})
-            peers = [{"id": other_id, "name": other.person.display_name, "state": other.state,
-                      "audio": other.audio, "video": other.video,
-                      "audio_mid": layout.get(other_id, {}).get("audio"),
-                      "video_mid": layout.get(other_id, {}).get("video")}
-                     for other_id, other in members.items() if other_id != pid]
+            peers = peers_seen_by(members, pid, layout)
             socketio.emit("peers", {"session_id": session_id, "self": pid, "peers": peers},
                           to=member.sid, namespace=NAMESPACE)
 
@@ -239,20 +227,12 @@ class ConferenceHub(ClaimedRooms):
 
     # ---------------------------------------------------------------- sockets and members
 
-    def joined_as(self, sid: str) -> tuple[int, str] | None:
-        with self.lock:
-            return self.joined.get(sid)
-
     def is_joined(self, sid: str, person: services.RoomMember) -> bool:
         return self.joined_as(sid) == (person.session_id, person.participant_id)
 
     def is_removed(self, person: services.RoomMember) -> bool:
         with self.lock:
             return person.user_id in self.removed.get(person.session_id, set())
-
-    def forget_socket(self, sid: str) -> None:
-        with self.lock:
-            self.joined.pop(sid, None)
 
     def add_member(self, person: services.RoomMember, sid: str, profile: str) -> Offer:
         """Put the person in the room through this socket; returns the engine's offer.
@@ -270,7 +250,7 @@ class ConferenceHub(ClaimedRooms):
             old = state.members.get(pid)
             if old is not None and old.sid and old.sid != sid:
                 self.joined.pop(old.sid, None)
-            state.members[pid] = Member(person, sid, profile)
+            state.members[pid] = Member(sid, profile, person=person)
             self.joined[sid] = (session_id, pid)
             ended = self.attending.pop((session_id, pid), None)
             muted = pid in state.muted
@@ -313,55 +293,16 @@ class ConferenceHub(ClaimedRooms):
         self.send_peers(session_id)
         self.send_roster(session_id)
 
-    def remove_in_app(self, session_id: int, participant_id: str) -> None:
+    def remove_in_app(self, session_id: int, participant_id: str, reason: str = "") -> None:
+        """remove(), from a background thread (the engine reports the leave: no reason is
+        recorded here)."""
         with self.app.app_context():
             self.remove(session_id, participant_id)
-
-    def forget_after_grace(self, session_id: int, participant_id: str, dropped: Member) -> None:
-        """After a dropped socket: remove the member unless they came back in time."""
-        time.sleep(float(self.app.config.get("VIDEO_RECONNECT_GRACE_SECONDS", 20)))
-        with self.lock:
-            gone = (self.member(session_id, participant_id) is dropped
-                    and dropped.sid is None)
-        if gone:
-            self.remove_in_app(session_id, participant_id)
-
-    def socket_gone(self, sid: str, closed_by_us: bool) -> None:
-        """A socket disconnected: its member waits for a reconnect, or leaves at once when
-        we closed the socket ourselves (the session ended, it flooded us, it was removed)."""
-        with self.lock:
-            joined = self.joined.pop(sid, None)
-            member = self.member(*joined) if joined is not None else None
-            if member is not None and member.sid == sid:
-                member.sid, member.state = None, "reconnecting"
-            else:
-                member = None
-        if joined is None or member is None:
-            return
-        session_id, participant_id = joined
-        if closed_by_us:
-            socketio.start_background_task(self.remove_in_app, session_id, participant_id)
-            return
-        socketio.emit("peer_state", {"id": participant_id, "state": "reconnecting"},
-                      to=socket_room(session_id), namespace=NAMESPACE)
-        self.send_roster(session_id)
-        socketio.start_background_task(self.forget_after_grace, session_id, participant_id,
-                                       member)
 
     def set_media(self, person: services.RoomMember, flags: dict[str, bool],
                   profile: str | None) -> None:
         """Camera/microphone flags, audio-only switch and profile of a member."""
-        room = room_id(person.session_id)
-        if "receive_video" in flags:
-            self.engine.set_receive_video(room, person.participant_id, flags["receive_video"])
-        if profile is not None:
-            self.engine.set_profile(room, person.participant_id, get_profile(profile))
-        with self.lock:
-            member = self.member(person.session_id, person.participant_id)
-            if member is not None:
-                member.audio = flags.get("audio", member.audio)
-                member.video = flags.get("video", member.video)
-                member.profile = profile or member.profile
+        self.set_member_media(person.session_id, person.participant_id, flags, profile)
 
     # ---------------------------------------------------------------- the conference itself
 
@@ -418,15 +359,6 @@ class ConferenceHub(ClaimedRooms):
 
 
 def get_conference_hub(app: Flask | None = None) -> ConferenceHub:
-    """The app's conference hub (created on first use, with the call hub's engine)."""
-    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
-    with _HUB_LOCK:
-        hub = app.extensions.get("conference_hub")
-        if hub is None:
-            hub = app.extensions["conference_hub"] = ConferenceHub(app)
-            # Registered after the call hub's: atexit runs it first, while the engine runs.
-            atexit.register(hub.close)
-    return hub
-
-
-_HUB_LOCK = threading.Lock()
+    """The app's conference hub (created on first use, with the call hub's engine; it
+    closes before the call hub, while the engine runs)."""
+    return app_hub(app, "conference_hub", ConferenceHub)

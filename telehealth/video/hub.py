@@ -8,20 +8,26 @@ namespace parses and checks every event first (guard.py).
 
 from __future__ import annotations
 
-import atexit
 import logging
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import FrameType
 
-from flask import Flask, current_app
+from flask import Flask
 
 from telehealth import clock
 from telehealth.extensions import db, socketio
 from telehealth.video import services
-from telehealth.video.claims import ClaimedRooms, lease_seconds
+from telehealth.video.claims import (
+    ClaimedRooms,
+    HeldMember,
+    RoomKind,
+    app_hub,
+    lease_seconds,
+    peers_seen_by,
+)
 from telehealth.video.directory import (
     DirectoryUnavailable,
     alive_seconds,
@@ -55,20 +61,19 @@ class Offer:
 
 
 @dataclass
-class Member:
-    caller: services.Caller
-    sid: str | None
-    profile: str
-    state: str = "joining"
-    audio: bool = True
-    video: bool = True
+class Member(HeldMember):
+    caller: services.Caller = field(kw_only=True)
+
+    @property
+    def display_name(self) -> str:
+        return self.caller.display_name
 
 
 class CallHub(ClaimedRooms):
     """One per app: its media engine, who is in which call, and through which socket."""
 
-    room_label = "call of consult"
-    keeper_name = "video-claims"
+    kind = RoomKind("call of consult", "video-claims", NAMESPACE, "consult_id", room_id,
+                    socket_room)
 
     def __init__(self, app: Flask) -> None:
         self.app = app
@@ -146,28 +151,11 @@ class CallHub(ClaimedRooms):
         self.unowned = {c: since for c, since in unowned.items() if c not in due}
         return ended
 
-    def move_members(self, consult_id: int, node_url: str | None) -> None:
-        """Close this node's side of a call and tell its pages to rejoin at `node_url`
-        (None: ask the app where the call lives now)."""
-        with self.lock:
-            members = self.members.pop(consult_id, {})
-            for member in members.values():
-                if member.sid is not None:
-                    self.joined.pop(member.sid, None)
-        for participant_id in members:
-            try:
-                self.engine.leave(room_id(consult_id), participant_id)
-            except EngineError as exc:
-                logger.warning("call of consult %s: %s not closed: %s", consult_id,
-                               participant_id, exc)
-        moved = {"consult_id": consult_id, "node_url": node_url}
-        # To each of our members' sockets, not to the call's room: the owner's members
-        # are in a room of that name too.
-        for member in members.values():
-            if member.sid is not None:
-                socketio.server.leave_room(member.sid, socket_room(consult_id),
-                                           namespace=NAMESPACE)
-                socketio.emit("call_moved", moved, to=member.sid, namespace=NAMESPACE)
+    def pop_room(self, consult_id: int) -> dict[str, Member]:
+        return self.members.pop(consult_id, {})
+
+    def find_member(self, consult_id: int, participant_id: str) -> Member | None:
+        return self.members.get(consult_id, {}).get(participant_id)
 
     def close(self) -> None:
         """Give up every claim, send every call's pages elsewhere, close the engine (at
@@ -220,11 +208,7 @@ class CallHub(ClaimedRooms):
                 layout = self.engine.layout(room_id(consult_id), pid)
             except EngineError:
                 layout = {}
-            peers = [{"id": other_id, "name": other.caller.display_name, "state": other.state,
-                      "audio": other.audio, "video": other.video,
-                      "audio_mid": layout.get(other_id, {}).get("audio"),
-                      "video_mid": layout.get(other_id, {}).get("video")}
-                     for other_id, other in members.items() if other_id != pid]
+            peers = peers_seen_by(members, pid, layout)
             socketio.emit("peers", {"consult_id": consult_id, "self": pid, "peers": peers},
                           to=member.sid, namespace=NAMESPACE)
 
@@ -251,35 +235,15 @@ class CallHub(ClaimedRooms):
         with self.app.app_context():
             self.remove(consult_id, participant_id, reason)
 
-    def forget_after_grace(self, consult_id: int, participant_id: str, dropped: Member) -> None:
-        """After a dropped socket: remove the participant unless they came back in time."""
-        time.sleep(float(self.app.config.get("VIDEO_RECONNECT_GRACE_SECONDS", 20)))
-        with self.lock:
-            member = self.members.get(consult_id, {}).get(participant_id)
-            # Not when they joined again meanwhile (a new member), even if that dropped too.
-            gone = member is dropped and member.sid is None
-        if gone:
-            self.remove_in_app(consult_id, participant_id, "dropped")
-
     # ---------------------------------------------------------------- sockets and members
 
     def room(self, caller: services.Caller) -> str:
         """The engine's room for the caller's call."""
         return room_id(caller.consult_id)
 
-    def joined_as(self, sid: str) -> tuple[int, str] | None:
-        """(consult id, participant id) the socket joined as, if any."""
-        with self.lock:
-            return self.joined.get(sid)
-
     def is_joined(self, sid: str, caller: services.Caller) -> bool:
         """Whether this socket joined the caller's call as the caller."""
         return self.joined_as(sid) == (caller.consult_id, caller.participant_id)
-
-    def forget_socket(self, sid: str) -> None:
-        """The socket left its call (the member itself is removed by `remove`)."""
-        with self.lock:
-            self.joined.pop(sid, None)
 
     def add_member(self, caller: services.Caller, sid: str, profile: str) -> Offer:
         """Put the caller in the call through this socket; returns the engine's offer.
@@ -296,7 +260,7 @@ class CallHub(ClaimedRooms):
             old = room_members.get(caller.participant_id)
             if old is not None and old.sid and old.sid != sid:
                 self.joined.pop(old.sid, None)  # the same person from a new page
-            room_members[caller.participant_id] = Member(caller, sid, profile)
+            room_members[caller.participant_id] = Member(sid, profile, caller=caller)
             self.joined[sid] = (caller.consult_id, caller.participant_id)
             # The call may have emptied (and its claim been released) since the page
             # asked who holds it.
@@ -318,59 +282,13 @@ class CallHub(ClaimedRooms):
     def set_media(self, caller: services.Caller, flags: dict[str, bool],
                   profile: str | None) -> None:
         """Camera/microphone flags, audio-only switch and profile of a member."""
-        room = room_id(caller.consult_id)
-        if "receive_video" in flags:
-            self.engine.set_receive_video(room, caller.participant_id, flags["receive_video"])
-        if profile is not None:
-            self.engine.set_profile(room, caller.participant_id, get_profile(profile))
-        with self.lock:
-            member = self.members.get(caller.consult_id, {}).get(caller.participant_id)
-            if member is not None:
-                member.audio = flags.get("audio", member.audio)
-                member.video = flags.get("video", member.video)
-                member.profile = profile or member.profile
-
-    def socket_gone(self, sid: str, closed_by_us: bool) -> None:
-        """A socket disconnected: its member waits for a reconnect, or leaves at once when
-        we closed the socket ourselves (the session ended, or it flooded us)."""
-        with self.lock:
-            joined = self.joined.pop(sid, None)
-            member = None
-            if joined is not None:
-                member = self.members.get(joined[0], {}).get(joined[1])
-                if member is not None and member.sid == sid:
-                    member.sid, member.state = None, "reconnecting"
-                else:
-                    member = None
-        if joined is None or member is None:
-            return
-        consult_id, participant_id = joined
-        if closed_by_us:
-            # No grace period in which media would keep flowing. In its own thread: this
-            # may run inside the commit that ended the session.
-            socketio.start_background_task(self.remove_in_app, consult_id, participant_id,
-                                           "disconnected")
-            return
-        socketio.emit("peer_state", {"id": participant_id, "state": "reconnecting"},
-                      to=socket_room(consult_id), namespace=NAMESPACE)
-        socketio.start_background_task(self.forget_after_grace, consult_id, participant_id,
-                                       member)
+        self.set_member_media(caller.consult_id, caller.participant_id, flags, profile)
 
 
 def get_hub(app: Flask | None = None) -> CallHub:
-    """The app's call hub (created on first use)."""
-    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
-    with _HUB_LOCK:
-        hub = app.extensions.get("video_hub")
-        if hub is None:
-            hub = app.extensions["video_hub"] = CallHub(app)
-            # Peer connections are closed and claims given up at shutdown, not left to the
-            # OS and to the directory's expiry.
-            atexit.register(hub.close)
-    return hub
-
-
-_HUB_LOCK = threading.Lock()
+    """The app's call hub (created on first use). Peer connections are closed and claims
+    given up at shutdown, not left to the OS and to the directory's expiry."""
+    return app_hub(app, "video_hub", CallHub)
 
 
 def close_on_sigterm(app: Flask) -> None:

@@ -4,7 +4,8 @@ and microphone): slides, a raised hand, a moderator's mute; screenshots."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -197,3 +198,100 @@ def test_the_room_page_is_light_and_fits_a_phone_in_english_and_arabic(
         page.click("#leave")
     finally:
         context.close()
+
+
+def _picture(page: Any, peer_id: str) -> dict[str, Any] | None:
+    """The size and decoded frame count of a remote tile's video (None: no picture yet)."""
+    result: dict[str, Any] | None = page.evaluate(
+        "(id) => { const v = document.querySelector(`.tile.remote[data-peer='${id}'] video`);"
+        " if (!v || !v.videoWidth) return null;"
+        " return {w: v.videoWidth, h: v.videoHeight,"
+        " frames: v.getVideoPlaybackQuality().totalVideoFrames, paused: v.paused}; }", peer_id)
+    return result
+
+
+def _wait_for_moving_picture(page: Any, peer_id: str, wide: bool, what: str) -> dict[str, Any]:
+    """Wait until the peer's tile plays a picture of that shape (wide: 16:9, the fake
+    screen; else 4:3, the `low` camera) whose frames keep coming."""
+    def shaped() -> dict[str, Any] | None:
+        picture = _picture(page, peer_id)
+        if picture is None or picture["paused"]:
+            return None
+        return picture if (picture["w"] / picture["h"] > 1.6) == wide else None
+
+    first = wait_for(shaped, what, timeout=30)
+    return wait_for(lambda: (p := shaped()) is not None
+                    and p["frames"] >= first["frames"] + 3 and p, f"{what}: frames keep coming")
+
+
+@contextmanager
+def _in_the_room(browser: Any, room_server: str, live_conference: dict[str, Any],
+                 without_camera: str = "") -> Iterator[dict[str, Any]]:
+    """The presenter's and a clinician's pages in the room (`low` profile), connected;
+    `without_camera`: whose page finds no camera or microphone. They leave afterwards."""
+    session = live_conference["session"]
+    db.session.commit()
+    pages: dict[str, Any] = {}
+    try:
+        for who in ("specialist", "clinician"):
+            context = browser.new_context(viewport={"width": 1000, "height": 900})
+            if who == without_camera:
+                context.add_init_script(
+                    "navigator.mediaDevices.getUserMedia = () =>"
+                    " Promise.reject(new DOMException('none', 'NotFoundError'));")
+            page = context.new_page()
+            pages[who] = page
+            sign_in(page, room_server, live_conference[who].email)
+            page.goto(f"{room_server}/conferences/sessions/{session.id}/room?profile=low")
+            page.wait_for_selector("#call-status:has-text('Connected')", timeout=30_000)
+        yield pages
+    finally:
+        for page in pages.values():
+            page.click("#leave")
+            page.context.close()
+
+
+def test_the_presenter_shares_a_screen_that_the_others_receive(
+        app: Any, browser: Any, room_server: str, live_conference: dict[str, Any]) -> None:
+    """The presenter's screen (Chromium's fake screen under --use-fake-ui-for-media-stream:
+    1280x720) goes out in place of their camera (the `low` profile's 320x240): another
+    participant's tile of the presenter shows it, keeps showing it after the room moves
+    (a new connection), and shows the camera again when the sharing stops."""
+    session = live_conference["session"]
+    presenter_id = f"u{live_conference['specialist'].id}"
+    with _in_the_room(browser, room_server, live_conference) as pages:
+        presenter, viewer = pages["specialist"], pages["clinician"]
+        _wait_for_moving_picture(viewer, presenter_id, False, "the presenter's camera")
+
+        presenter.click("#share-screen")
+        presenter.wait_for_selector("#share-screen:has-text('Stop sharing')", timeout=10_000)
+        assert presenter.is_hidden("#room-notice")
+        _wait_for_moving_picture(viewer, presenter_id, True, "the presenter's screen")
+        screenshot(viewer, "conference-room-screen-share")
+
+        # The room moves (a new connection, a new offer): the screen is still what goes out.
+        get_conference_hub(app).move_members(session.id, None)
+        for page in pages.values():  # "moving…", then connected again
+            page.wait_for_selector("#call-status:not(:has-text('Connected'))", timeout=10_000)
+        for page in pages.values():
+            page.wait_for_selector("#call-status:has-text('Connected')", timeout=30_000)
+        _wait_for_moving_picture(viewer, presenter_id, True, "the screen after the move")
+        assert presenter.text_content("#share-screen") == "Stop sharing"
+
+        presenter.click("#share-screen")
+        presenter.wait_for_selector("#share-screen:has-text('Share my screen')",
+                                    timeout=10_000)
+        _wait_for_moving_picture(viewer, presenter_id, False, "the camera again")
+
+
+def test_a_presenter_without_a_camera_shares_a_screen(
+        browser: Any, room_server: str, live_conference: dict[str, Any]) -> None:
+    """A connection that sends no video cannot start without a new offer: sharing the
+    screen asks for one, and the screen reaches the others."""
+    presenter_id = f"u{live_conference['specialist'].id}"
+    with _in_the_room(browser, room_server, live_conference,
+                      without_camera="specialist") as pages:
+        presenter, viewer = pages["specialist"], pages["clinician"]
+        presenter.click("#share-screen")
+        presenter.wait_for_selector("#share-screen:has-text('Stop sharing')", timeout=10_000)
+        _wait_for_moving_picture(viewer, presenter_id, True, "the presenter's screen")

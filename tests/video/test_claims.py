@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from telehealth.errors import Unavailable
-from telehealth.video.claims import ClaimedRooms
+from telehealth.video.claims import ClaimedRooms, RoomKind
 from telehealth.video.directory import LocalDirectory, Node
 
 HERE, THERE = "http://127.0.0.1:8801", "http://127.0.0.1:8802"
@@ -21,7 +21,7 @@ class Engine:
 class Hub(ClaimedRooms):
     """The least a hub gives: its rooms, and how it sends their members away."""
 
-    room_label = "test room"
+    kind = RoomKind("test room", "test-claims", "/test", "room_id", str, str)
 
     def __init__(self, rooms: list[int]) -> None:
         self.app = type("App", (), {"config": {"VIDEO_DIRECTORY_TTL_SECONDS": 30}})()
@@ -76,3 +76,38 @@ def test_a_holder_no_page_can_reach_is_a_clear_error(app: Any) -> None:
     with app.test_request_context(), pytest.raises(Unavailable, match="cannot be reached"):
         hub.socket_url(5)
     hub.stop_claim_keeper()
+
+
+def test_an_apps_hub_is_made_once_and_the_one_made_on_top_closes_first(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """app_hub: one hub per app and key; made inside the making of another (the conference
+    hub on the call hub) without a deadlock; closed at exit in the reverse order."""
+    from flask import Flask
+
+    from telehealth.video import claims
+
+    registered: list[Any] = []
+    monkeypatch.setattr(claims.atexit, "register", registered.append)
+    app = Flask(__name__)
+    made: list[str] = []
+
+    class Below(Hub):
+        def __init__(self, app: Flask) -> None:
+            made.append("below")
+            super().__init__([])
+
+        def close(self) -> None:
+            pass
+
+    class Above(Below):
+        def __init__(self, app: Flask) -> None:
+            self.below = claims.app_hub(app, "below", Below)
+            made.append("above")
+            Hub.__init__(self, [])
+
+    above = claims.app_hub(app, "above", Above)
+    assert claims.app_hub(app, "above", Above) is above
+    assert claims.app_hub(app, "below", Below) is above.below
+    assert made == ["below", "above"]
+    # atexit runs the last registered first: the hub on top, while the one below runs.
+    assert registered == [above.below.close, above.close]

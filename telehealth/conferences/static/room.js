@@ -255,17 +255,11 @@
   var shareButton = document.getElementById("share-screen");
   var screenTrack = null;
 
-  function videoSender() {
-    var pc = api && api.peerConnection();
-    if (!pc) { return null; }
-    var t = pc.getTransceivers().find(function (x) { return x.mid === "1"; });
-    return t ? t.sender : null;
-  }
-
+  // The screen goes out in place of the camera (call.js keeps it so across reconnects):
+  // the others see it in the presenter's tile.
   function stopSharing() {
-    var sender = videoSender();
     if (screenTrack) { screenTrack.stop(); screenTrack = null; }
-    if (sender) { sender.replaceTrack(api.track("video")); }
+    api.sendInsteadOfCamera(null);
     shareButton.textContent = d.msgShare;
   }
 
@@ -277,13 +271,15 @@
     }
     navigator.mediaDevices.getDisplayMedia({ video: { frameRate: 5 }, audio: false })
       .then(function (stream) {
-        var sender = videoSender();
-        if (!sender) { stream.getTracks().forEach(function (t) { t.stop(); }); return; }
+        if (removed || api.hasLeft()) {  // out of the room while the browser asked
+          stream.getTracks().forEach(function (t) { t.stop(); });
+          return;
+        }
         screenTrack = stream.getVideoTracks()[0];
         // A screen is mostly still text: keep its detail, let the frame rate drop.
         screenTrack.contentHint = "detail";
         screenTrack.addEventListener("ended", stopSharing);
-        sender.replaceTrack(screenTrack);
+        api.sendInsteadOfCamera(screenTrack);
         shareButton.textContent = d.msgStopShare;
       })
       .catch(function () { tell(d.msgShareFailed); });

@@ -40,6 +40,9 @@
   var tiles = document.getElementById("tiles");
   var template = document.getElementById("tile-template");
   var localStream = null;
+  // What a plugin sends in place of the camera (the presenter's shared screen); kept
+  // across new connections (a reconnect, the room moving), or they would send the camera.
+  var cameraStandIn = null;
   var pc = null;
   var peers = [];
   var left = false;
@@ -129,6 +132,29 @@
     return list.length ? list[0] : null;
   }
 
+  function videoToSend() { return cameraStandIn || track("video"); }
+
+  function videoTransceiver() {
+    if (!pc) { return null; }
+    return pc.getTransceivers().find(function (x) { return x.mid === "1"; }) || null;
+  }
+
+  // Send `standIn` instead of the camera (null: the camera again), on this connection and
+  // the next ones. A connection that sends no video (the page had no camera when it
+  // answered) cannot start without a new offer: the page joins again for one (onOffer
+  // then sends the stand-in).
+  function sendInsteadOfCamera(standIn) {
+    cameraStandIn = standIn;
+    var x = videoTransceiver();
+    if (!x) { return; }
+    if (x.direction !== "sendonly" && x.direction !== "sendrecv") {
+      if (standIn) { send("join", ids({ profile: profile })); }
+      return;
+    }
+    x.sender.replaceTrack(videoToSend()).then(applySendVideo)
+      .catch(function (err) { say(root.dataset.msgError + ": " + err); });
+  }
+
   function limitBitrate(sender) {
     var p = PROFILES[sendProfile] || PROFILES.low;
     var params = sender.getParameters();
@@ -204,7 +230,7 @@
       pc.getTransceivers().forEach(function (t) {
         // mids 0 and 1 are where the server listens to us.
         if (t.mid === "0" || t.mid === "1") {
-          var mine = track(t.mid === "0" ? "audio" : "video");
+          var mine = t.mid === "0" ? track("audio") : videoToSend();
           if (mine) {
             t.direction = "sendonly";
             t.sender.replaceTrack(mine);
@@ -331,7 +357,7 @@
 
   // What a plugin may use: the page's socket, connection, own tracks and status line.
   var api = {
-    ids: ids, send: send, say: say, track: track,
+    ids: ids, send: send, say: say, track: track, sendInsteadOfCamera: sendInsteadOfCamera,
     peerConnection: function () { return pc; },
     hasLeft: function () { return left; }
   };
@@ -387,6 +413,7 @@
     left = true;
     if (pc) { pc.close(); }
     if (localStream) { localStream.getTracks().forEach(function (t) { t.stop(); }); }
+    if (cameraStandIn) { cameraStandIn.stop(); }
   }
   api.stop = stop;
 
