@@ -19,7 +19,9 @@ the growth of p50, and the issue's targets.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
+import random
 import re
 import signal
 import socket
@@ -305,7 +307,15 @@ def drive(servers: dict[int, str], data: dict[int, dict[str, object]], clients: 
             workers += [(size, session, urls, n) for n, session in enumerate(sessions)]
 
         def client(size: int, session: requests.Session, urls: list[str], offset: int,
-                   pages: list[Page] = pages) -> None:
+                   pages: list[Page] = pages, role: str = role) -> None:
+            # Think time: exponentially distributed around `think` (the closed-loop model of
+            # TPC-W and most load tools), and a random first wait. With a fixed wait the 20
+            # clients of a role stayed in step and hit the server in bursts of 20 requests at
+            # once, 1 s apart: a load no group of people reading pages makes. Seeded per
+            # client, so two runs make the same arrivals.
+            rng = random.Random(f"{size}-{role}-{offset}")
+            if think:
+                time.sleep(rng.uniform(0, think))
             for n in range(rounds * len(pages)):
                 index = (n + offset) % len(pages)
                 s = stats[size][pages[index].name]
@@ -339,7 +349,7 @@ def drive(servers: dict[int, str], data: dict[int, dict[str, object]], clients: 
                     elif response.status_code != 200:
                         s.other += 1
                 if think:
-                    time.sleep(think)
+                    time.sleep(rng.expovariate(1 / think))
 
         started = time.perf_counter()
         threads = [threading.Thread(target=client, args=worker) for worker in workers]
@@ -445,12 +455,20 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=20, help="signed-in clients per role")
     parser.add_argument("--rounds", type=int, default=5, help="walks of the pages per client")
     parser.add_argument("--think", type=float, default=0.0,
-                        help="seconds each client waits between two requests")
+                        help="mean seconds each client waits between two requests "
+                             "(exponentially distributed, random first wait)")
     parser.add_argument("--threads", type=int, default=32, help="gunicorn threads (and pool)")
     parser.add_argument("--sequential", action="store_true",
                         help="serve and drive one size at a time, alone on the machine (as a "
                              "deployment serves one network), instead of every size at once")
     args = parser.parse_args()
+    # The clients (160 threads in this one Python process) time each request themselves: a
+    # collection pausing them all would count against the server. The same setting as the
+    # served app's (wsgi.tune_collector); BENCH_CLIENT_GC="" keeps Python's defaults.
+    client_gc = os.environ.get("BENCH_CLIENT_GC", "50000,20,100")
+    if client_gc:
+        gc.freeze()
+        gc.set_threshold(*(int(part) for part in client_gc.split(",")))
     sizes = [int(s) for s in args.sizes.split(",")]
     data, urls = {}, {}
     for size in sizes:
