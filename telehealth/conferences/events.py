@@ -58,11 +58,12 @@ SHAPES: dict[str, dict[str, Field]] = {
     "lower_hand": {"session_id": SESSION_ID, "participant": PARTICIPANT},
     "remove": {"session_id": SESSION_ID, "participant": PARTICIPANT},
     "slide": {"session_id": SESSION_ID, "slide_id": Field((int,), low=1)},
+    "screen_share": {"session_id": SESSION_ID, "on": Field((bool,), required=True)},
 }
 # Largest payload (JSON characters) per event; an answer is as large as a call's.
 MAX_PAYLOAD = {"join": 1_000, "answer": 40_000, "candidate": 2_000, "leave": 500,
                "media": 500, "keepalive": 200, "hand": 200, "mute": 300, "lower_hand": 300,
-               "remove": 300, "slide": 200}
+               "remove": 300, "slide": 200, "screen_share": 200}
 
 
 def _rates(namespace: ConferenceNamespace) -> RateLimits:
@@ -251,6 +252,17 @@ class ConferenceNamespace(AnsweringNamespace):
             count = len(services.slides_of(person.session_id))
             shown = slide_payload(slide, count)
         hub.show_slide(person.session_id, shown)
+
+    @_event("screen_share")
+    def on_screen_share(self, data: dict[str, Any]) -> None:
+        """A presenter starts (or stops) sharing their screen: the room pins them first in
+        everyone's video (see ConferenceHub.share)."""
+        hub = self.hub
+        person = _joined(hub, data)
+        if data["on"] and not services.may_present(person):
+            raise Refused(_("Only the hub and the session's presenters can share a screen."))
+        if hub.share(person.session_id, person.participant_id, data["on"]):
+            hub.send_roster(person.session_id)
 
 
 def init_app(app: Flask) -> None:

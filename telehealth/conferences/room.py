@@ -75,6 +75,8 @@ class Room:
     # Participant ids a moderator muted: the mute holds across a reload or reconnect.
     muted: set[str] = field(default_factory=set)
     slide: dict[str, Any] | None = None  # what every page shows (see ConferenceHub.show_slide)
+    # Who shares their screen: pinned first in everyone's video (see ConferenceHub.share).
+    pinned: str | None = None
 
 
 class ConferenceHub(ClaimedRooms):
@@ -212,7 +214,8 @@ class ConferenceHub(ClaimedRooms):
             people = [{"id": pid, "name": m.person.display_name,
                        "moderator": m.person.moderator, "state": m.state,
                        "audio": m.audio, "video": m.video, "hand": m.hand_since is not None,
-                       "muted": pid in room.muted, "_hand": m.hand_since}
+                       "muted": pid in room.muted, "sharing": pid == room.pinned,
+                       "_hand": m.hand_since}
                       for pid, m in room.members.items()]
             slide = room.slide
         people.sort(key=lambda p: (p["_hand"] is None, p["_hand"] or 0, not p["moderator"],
@@ -254,6 +257,7 @@ class ConferenceHub(ClaimedRooms):
             self.joined[sid] = (session_id, pid)
             ended = self.attending.pop((session_id, pid), None)
             muted = pid in state.muted
+            pinned = state.pinned == pid
             try:
                 held = self.keep_claim(session_id)
             except DirectoryUnavailable:
@@ -270,6 +274,8 @@ class ConferenceHub(ClaimedRooms):
             raise CallElsewhere(self.directory.owner(session_id))
         if muted:
             self.engine.set_muted(room, pid, True)
+        if pinned:  # a reload or reconnect while sharing: the new connection is pinned
+            self.engine.set_pinned(room, pid)
         self.start_claim_keeper()
         return Offer(room, sdp)
 
@@ -280,6 +286,8 @@ class ConferenceHub(ClaimedRooms):
             state = self.rooms.get(session_id)
             if state is not None:
                 state.members.pop(participant_id, None)
+                if state.pinned == participant_id:
+                    state.pinned = None  # the engine unpins whoever leaves
                 if not state.members:
                     self.rooms.pop(session_id, None)
                     self.release_claim(session_id)
@@ -326,6 +334,32 @@ class ConferenceHub(ClaimedRooms):
         sid = self._sid(session_id, participant_id)
         if sid is not None:
             socketio.emit("muted", {"muted": muted}, to=sid, namespace=NAMESPACE)
+
+    def share(self, session_id: int, participant_id: str, on: bool) -> bool:
+        """A member starts (or stops) sharing their screen: while they share, everyone's
+        video shows them first and they are never asked to pause it. One pin per room: a
+        new share replaces the previous one; stopping someone else's share changes
+        nothing. Returns whether the room's pin changed."""
+        with self.lock:
+            room = self.rooms.get(session_id)
+            if room is None or participant_id not in room.members:
+                return False
+            if on:
+                changed = room.pinned != participant_id
+                room.pinned = participant_id
+            else:
+                changed = room.pinned == participant_id
+                if changed:
+                    room.pinned = None
+            pinned = room.pinned
+        if changed:
+            self.engine.set_pinned(room_id(session_id), pinned)
+        return changed
+
+    def pinned(self, session_id: int) -> str | None:
+        with self.lock:
+            room = self.rooms.get(session_id)
+            return room.pinned if room is not None else None
 
     def expel(self, session_id: int, participant_id: str) -> None:
         """A moderator removes a participant: out of the room, and not back in."""

@@ -737,6 +737,20 @@ def room_member(user: User, session_id: object) -> RoomMember:
     return RoomMember(session.id, user.id, f"u{user.id}", user.name, role)
 
 
+def may_present(person: RoomMember) -> bool:
+    """Who may put their screen before everyone in the room: the hub (moderators) and the
+    presenter of one of the session's approved cases."""
+    return person.moderator or presents_case(person.user_id, person.session_id)
+
+
+def presents_case(user_id: int, session_id: int) -> bool:
+    """Whether the user presents one of the session's approved cases."""
+    return db.session.scalar(select(ConferenceCase.id).where(
+        ConferenceCase.session_id == session_id,
+        ConferenceCase.presenter_id == user_id,
+        ConferenceCase.status == CaseStatus.APPROVED).limit(1)) is not None
+
+
 def room_open(session: ConferenceSession) -> bool:
     """Whether the session's room still takes people: until a while after its end (a
     session that runs late is not cut off)."""

@@ -158,6 +158,8 @@ def room(session_id: int) -> str:
     slides = services.slides_of(found.id)
     return render_template("conferences/room.html", session=found, role=role,
                            moderator=role in HUB_ROLES, profile=profile, socket_url=socket_url,
+                           may_present=role in HUB_ROLES
+                           or services.presents_case(current_user.id, found.id),
                            slides=slides if role in HUB_ROLES else [],
                            max_slide_mb=current_app.config["CONFERENCE_SLIDE_MAX_BYTES"]
                            // (1024 * 1024), deck=services.deck_limits())

@@ -532,6 +532,12 @@ class VideoEngine:
         audio to everyone, whatever their page sends."""
         self._call(self._set_muted(room_id, participant_id, muted))
 
+    def set_pinned(self, room_id: str, participant_id: str | None) -> None:
+        """Pin a conference participant (their shared screen) first in everyone's video, and
+        never ask them to pause it; None unpins. Ignored for a room that is not a conference
+        or someone not (or no longer) in it: the pin goes when they leave anyway."""
+        self._call(self._set_pinned(room_id, participant_id))
+
     def stats(self) -> dict[str, int]:
         """Rooms and peer connections currently open in this process."""
         return self._call(self._stats())
@@ -832,6 +838,17 @@ class VideoEngine:
             room.conference.selector.set_muted(participant_id, muted)
             self._replan(room)
 
+    async def _set_pinned(self, room_id: str, participant_id: str | None) -> None:
+        room = self.rooms.get(room_id)
+        if room is None or room.conference is None:
+            return
+        selector = room.conference.selector
+        if participant_id is not None and participant_id not in room.participants:
+            return
+        if selector.pinned != participant_id:
+            selector.set_pinned(participant_id)
+            self._replan(room)
+
     # ------------------------------------------------------------------ conference plan
 
     async def _run_conference(self, room: Room) -> None:
@@ -889,10 +906,13 @@ class VideoEngine:
         request with its next frame."""
         assert room.conference is not None
         watched = {pid for _receiver, plan in plans for pid in plan.video}
-        speaking = room.conference.selector.speaking(now)
+        selector = room.conference.selector
+        speaking = selector.speaking(now)
         for pid, participant in room.participants.items():
             feed = participant.feeds["video"]
-            if pid in watched or pid in speaking:
+            # The pinned participant shares a screen: never paused, even if nobody receives
+            # video right now (the first page to turn video on gets it at once).
+            if pid in watched or pid in speaking or pid == selector.pinned:
                 participant.unwatched_since = None
                 if not participant.video_wanted:
                     # Their encoder starts with a keyframe; the lane that takes them asks

@@ -7,7 +7,9 @@ smoothed loudness per participant and decides, for every receiver:
 
 - audio: the (up to) three loudest current speakers;
 - video: the active speaker plus the last N recent speakers (N default 4); a receiver on the
-  `low` profile or a weak link gets the active speaker's video only, or audio only.
+  `low` profile or a weak link gets the active speaker's video only, or audio only;
+- a pinned participant (one per room: whoever shares their screen) comes first in every
+  receiver's video, whether they speak or not (a `low` receiver gets only them).
 
 The active speaker changes only when someone else has been clearly louder (a margin) for a
 short while (a dwell), so two people talking over each other do not make the picture flap;
@@ -143,6 +145,8 @@ class SpeakerSelector:
     _recent: list[ParticipantId] = field(default_factory=list)  # most recent speaker first
     # Muted by a moderator: their levels are ignored and nobody is sent their audio.
     muted: set[ParticipantId] = field(default_factory=set)
+    # Shown to everyone first, speaking or not (a shared screen): one per room.
+    pinned: ParticipantId | None = None
 
     def add(self, participant: ParticipantId) -> None:
         self._tracks.setdefault(participant, _Track())
@@ -150,6 +154,8 @@ class SpeakerSelector:
     def remove(self, participant: ParticipantId) -> None:
         self._tracks.pop(participant, None)
         self.muted.discard(participant)
+        if self.pinned == participant:
+            self.pinned = None
         if participant in self._recent:
             self._recent.remove(participant)
         if self.active == participant:
@@ -174,6 +180,11 @@ class SpeakerSelector:
                 track.level, track.louder_since = 0.0, None
         else:
             self.muted.discard(participant)
+
+    def set_pinned(self, participant: ParticipantId | None) -> None:
+        """Pin one participant's video first for every receiver (None: unpin). A new pin
+        replaces the old one; someone not in the room cannot be pinned."""
+        self.pinned = participant if participant in self._tracks else None
 
     def on_audio_level(self, participant: ParticipantId, level: AudioLevel, now: float) -> None:
         """Feed one packet's level (about every 20 ms per speaking participant)."""
@@ -261,6 +272,7 @@ class SpeakerSelector:
         recent = self._recent[:s.last_n + 1]
         if s.fill_from_roster and len(recent) < s.last_n + 1:
             recent += [p for p in self._tracks if p not in recent][:s.last_n + 1 - len(recent)]
+        pinned = self.pinned if self.pinned in self._tracks else None
         plans = {}
         for receiver, quality in receivers.items():
             audio = [p for p in loudest if p != receiver][:s.max_audio]
@@ -268,6 +280,9 @@ class SpeakerSelector:
                 audio = [active, *audio][:s.max_audio]
             # The receiver's own picture is never sent back: the previous speaker stands in.
             speakers = [p for p in recent if p != receiver]
+            if pinned is not None and pinned != receiver:
+                # The shared screen takes the first lane; last-N fills the rest.
+                speakers = [pinned, *(p for p in speakers if p != pinned)]
             count = {ReceiverQuality.AUDIO_ONLY: 0, ReceiverQuality.LOW: 1}.get(quality,
                                                                                 s.last_n)
             plans[receiver] = MediaPlan(tuple(audio), tuple(speakers[:count]))

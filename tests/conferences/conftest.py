@@ -91,6 +91,22 @@ def live_conference(conference: dict[str, Any], make_user: Callable[..., Any]
 
 
 @pytest.fixture()
+def approved_case(live_conference: dict[str, Any]) -> Any:
+    """The clinician presents an approved case in the live session (may share a screen)."""
+    from telehealth.conferences import services
+    from telehealth.conferences.models import CaseStatus
+
+    case = services.create_case(live_conference["session"], live_conference["consult"],
+                                live_conference["clinician"],
+                                services.CaseInput(history="A woman with fever for 3 days.",
+                                                   question="Malaria or typhoid?",
+                                                   image_ids=[]))
+    case.status = CaseStatus.APPROVED
+    db.session.commit()
+    return case
+
+
+@pytest.fixture()
 def room_client(room_server: str) -> Any:
     """Factory: a connected /conference client signed in as `user`."""
     from tests.video.conftest import login_cookie

@@ -226,14 +226,16 @@ def _wait_for_moving_picture(page: Any, peer_id: str, wide: bool, what: str) -> 
 
 @contextmanager
 def _in_the_room(browser: Any, room_server: str, live_conference: dict[str, Any],
-                 without_camera: str = "") -> Iterator[dict[str, Any]]:
-    """The presenter's and a clinician's pages in the room (`low` profile), connected;
-    `without_camera`: whose page finds no camera or microphone. They leave afterwards."""
+                 without_camera: str = "", people: tuple[str, ...] = ("specialist", "clinician")
+                 ) -> Iterator[dict[str, Any]]:
+    """The presenter's and a clinician's pages (or `people`'s) in the room (`low` profile),
+    connected; `without_camera`: whose page finds no camera or microphone. They leave
+    afterwards."""
     session = live_conference["session"]
     db.session.commit()
     pages: dict[str, Any] = {}
     try:
-        for who in ("specialist", "clinician"):
+        for who in people:
             context = browser.new_context(viewport={"width": 1000, "height": 900})
             if who == without_camera:
                 context.add_init_script(
@@ -295,3 +297,41 @@ def test_a_presenter_without_a_camera_shares_a_screen(
         presenter.click("#share-screen")
         presenter.wait_for_selector("#share-screen:has-text('Stop sharing')", timeout=10_000)
         _wait_for_moving_picture(viewer, presenter_id, True, "the presenter's screen")
+
+
+def test_a_silent_clinic_presenters_screen_is_pinned_for_everyone(
+        app: Any, browser: Any, room_server: str, live_conference: dict[str, Any],
+        approved_case: Any) -> None:
+    """A clinic presents its case with its microphone off while the hub talks: on the `low`
+    profile each page gets one video, the active speaker's, yet the shared screen is what
+    the others get (the room pins the sharer), and keeps coming past VIDEO_PAUSE_AFTER."""
+    from telehealth.video.engine import VIDEO_PAUSE_AFTER
+
+    session = live_conference["session"]
+    engine = get_conference_hub(app).engine
+    presenter_id = f"u{live_conference['clinician'].id}"
+    viewer_id = f"u{live_conference['clinician2'].id}"
+
+    def viewer_videos() -> list[str]:
+        return [who for who, mids in engine.layout(room_id(session.id), viewer_id).items()
+                if mids["video"]]
+
+    with _in_the_room(browser, room_server, live_conference,
+                      people=("specialist", "clinician2", "clinician")) as pages:
+        presenter, viewer = pages["clinician"], pages["clinician2"]
+        presenter.click("#toggle-mic")  # silent: never the active speaker
+        wait_for(lambda: viewer_videos() and presenter_id not in viewer_videos(),
+                 "the viewer's one video is someone else's")
+
+        presenter.click("#share-screen")
+        presenter.wait_for_selector("#share-screen:has-text('Stop sharing')", timeout=10_000)
+        wait_for(lambda: viewer_videos() == [presenter_id], "the pinned screen's lane")
+        _wait_for_moving_picture(viewer, presenter_id, True, "the silent presenter's screen")
+        viewer.wait_for_selector(f'{li_of(viewer, live_conference["clinician"])}'
+                                 ':has-text("sharing their screen")', timeout=10_000)
+        time.sleep(VIDEO_PAUSE_AFTER + 1)  # not asked to pause: frames keep coming
+        _wait_for_moving_picture(viewer, presenter_id, True, "the screen, still")
+
+        presenter.click("#share-screen")  # stopped: unpinned, last-N again
+        wait_for(lambda: viewer_videos() and presenter_id not in viewer_videos(),
+                 "the viewer's video back to the speakers")

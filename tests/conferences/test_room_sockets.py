@@ -29,7 +29,7 @@ def engine_calls(app: Any, room_server: str, monkeypatch: pytest.MonkeyPatch) ->
     calls: list[tuple] = []
     engine = get_conference_hub(app).engine
     for name in ("join", "answer", "add_candidate", "leave", "set_muted", "open_conference",
-                 "set_profile", "set_receive_video"):
+                 "set_profile", "set_receive_video", "set_pinned"):
         original = getattr(engine, name)
 
         def spy(*args: Any, _name: str = name, _original: Any = original) -> Any:
@@ -53,6 +53,7 @@ def every_event(session_id: int) -> list[tuple[str, dict[str, Any]]]:
         ("lower_hand", {"session_id": session_id, "participant": "u1"}),
         ("remove", {"session_id": session_id, "participant": "u1"}),
         ("slide", {"session_id": session_id, "slide_id": 1}),
+        ("screen_share", {"session_id": session_id, "on": True}),
         ("keepalive", {"session_id": session_id}),
         ("leave", {"session_id": session_id}),
     ]
@@ -363,3 +364,60 @@ def test_a_room_held_by_another_node_sends_the_page_there(
         hub.directory.release(session_id, other)
     # A consult's call with the same number is another room: its claim is apart.
     assert hub.calls.directory.owner(session_id) is None
+
+
+def test_a_presenter_sharing_a_screen_is_pinned_until_they_stop_or_leave(
+        app: Any, live_conference: dict[str, Any], approved_case: Any,
+        engine_calls: list[tuple], room_client: Callable[..., RoomClient]) -> None:
+    session_id = live_conference["session"].id
+    room = room_id(session_id)
+    moderator = room_client(live_conference["specialist"])
+    presenter = room_client(live_conference["clinician"])
+    other = room_client(live_conference["clinician2"])
+    moderator_id = join(moderator, session_id)["self"]
+    presenter_id = join(presenter, session_id)["self"]
+    join(other, session_id)
+    hub = get_conference_hub(app)
+    selector = hub.engine.rooms.get(room).conference.selector
+
+    # Neither a participant without a case nor a bad payload pins anyone.
+    assert refused(other, "screen_share", {"session_id": session_id, "on": True}) == \
+        "Only the hub and the session's presenters can share a screen."
+    assert refused(presenter, "screen_share", {"session_id": session_id, "on": "yes"})
+    assert refused(presenter, "screen_share", {"session_id": session_id})
+    assert not [c for c in engine_calls if c[0] == "set_pinned"] and hub.pinned(session_id) is None
+
+    # The case's presenter shares: pinned in the engine, "sharing" in everyone's roster.
+    presenter.emit("screen_share", {"session_id": session_id, "on": True})
+    roster_where(other, lambda r: person(r, presenter_id)["sharing"])
+    assert ("set_pinned", (room, presenter_id)) in engine_calls
+    assert selector.pinned == presenter_id
+    # Stopping someone else's share (a late "off" from a replaced sharer) changes nothing.
+    other.emit("screen_share", {"session_id": session_id, "on": False})
+    # A moderator's share replaces it.
+    moderator.emit("screen_share", {"session_id": session_id, "on": True})
+    roster = roster_where(other, lambda r: person(r, moderator_id)["sharing"])
+    assert not person(roster, presenter_id)["sharing"]
+    assert hub.pinned(session_id) == moderator_id and selector.pinned == moderator_id
+    # Stopping unpins; sharing again and leaving unpins too.
+    moderator.emit("screen_share", {"session_id": session_id, "on": False})
+    roster_where(other, lambda r: not any(p["sharing"] for p in r["people"]))
+    assert engine_calls[-1] == ("set_pinned", (room, None)) and selector.pinned is None
+    presenter.emit("screen_share", {"session_id": session_id, "on": True})
+    roster_where(other, lambda r: person(r, presenter_id)["sharing"])
+    presenter.emit("leave", {"session_id": session_id})
+    roster = roster_where(other, lambda r: presenter_id not in {p["id"] for p in r["people"]})
+    assert not any(p["sharing"] for p in roster["people"])
+    assert hub.pinned(session_id) is None and selector.pinned is None
+    assert other.drain("call_error") == []
+
+
+def test_the_share_button_is_for_the_hub_and_the_sessions_presenters(
+        live_conference: dict[str, Any], approved_case: Any, room_server: str) -> None:
+    session_id = live_conference["session"].id
+    for who, shown in (("specialist", True), ("clinician", True), ("clinician2", False)):
+        http = requests.Session()
+        http.headers["Cookie"] = login_cookie(room_server, live_conference[who])
+        page = http.get(f"{room_server}/conferences/sessions/{session_id}/room")
+        assert page.status_code == 200
+        assert ('id="share-screen"' in page.text) == shown, who

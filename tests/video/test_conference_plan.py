@@ -271,3 +271,52 @@ def test_a_long_unwatched_participant_pauses_its_video_and_resumes_when_it_speak
             await close_all(engine, peers)
 
     asyncio.run(scenario())
+
+
+def test_a_pinned_screen_is_seen_first_by_everyone_and_never_paused(
+        engine: EngineProcess) -> None:
+    """A presenter shares a screen without speaking (the room pins them): every receiver's
+    first video lane carries them (a `low` receiver's only one), they are asked to resume
+    if paused and never asked to pause while pinned; unpinned, last-N comes back."""
+    peers = light(4, "s")
+    s0, s1, s2, s3 = peers
+
+    def videos(pid: str) -> list[str]:
+        return [h for h, mids in engine.layouts("conf-test")[pid].items() if mids["video"]]
+
+    def asks(pid: str) -> list[tuple[float, bool]]:
+        return [(at, wanted) for at, room, who, wanted in engine.video_asks
+                if room == "conf-test" and who == pid]
+
+    async def scenario() -> None:
+        try:
+            await join_all(engine, peers[1:], plan=ConferencePlan(last_n=1, audio_speakers=2))
+            await join_all(engine, [s0], profile="low")
+            s1.level = SPEAKING
+            # Last-N 1: s1 sees s2 (the roster's next), everyone else s1; s3 is unwatched.
+            await until(lambda: videos("s0") == ["s1"] and videos("s2") == ["s1"],
+                        timeout=5)
+            await until(lambda: not s3.video_wanted, timeout=VIDEO_PAUSE_AFTER + 5)
+
+            await off_loop(engine.set_pinned, "conf-test", "s3")
+            pinned_at = time.monotonic()
+            await until(lambda: all(videos(p) == ["s3"] for p in ("s0", "s1", "s2")),
+                        timeout=5)
+            assert videos("s3") == ["s1"]  # never their own screen back
+            seen = await asyncio.wait_for(asyncio.gather(
+                *(p.video_from("s3", pinned_at) for p in (s0, s1, s2))), 5)
+            assert max(seen) - pinned_at <= 2.0, max(seen) - pinned_at
+            assert s3.video_wanted and asks("s3")[-1][1] is True
+            # Silent all along, still shown and never asked to pause while pinned.
+            await asyncio.sleep(VIDEO_PAUSE_AFTER + 0.5)
+            assert s3.video_wanted and asks("s3")[-1][1] is True
+            assert s0.hearing("video", 0.3) == {"s3"}
+
+            await off_loop(engine.set_pinned, "conf-test", None)
+            await until(lambda: videos("s0") == ["s1"] and videos("s2") == ["s1"],
+                        timeout=5)
+            await until(lambda: not s3.video_wanted, timeout=VIDEO_PAUSE_AFTER + 5)
+        finally:
+            await close_all(engine, peers)
+
+    asyncio.run(scenario())

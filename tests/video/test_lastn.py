@@ -224,3 +224,46 @@ def test_one_loud_packet_after_a_dtx_gap_is_one_frame_of_sound() -> None:
     assert selector.level("p1", now) < selector.settings.speech_threshold
     now = _run_dtx(selector, {}, ["p0", "p1"], now + PACKET_S, 1.0)
     assert selector.active == "p0" and selector.speaking(now) == set()
+
+
+def _six_speakers() -> tuple[SpeakerSelector, float]:
+    selector = _room(12)
+    now = 0.0
+    for speaker in ("p1", "p2", "p3", "p4", "p5", "p6"):  # p6 speaks last: active
+        now = _run(selector, {speaker: SPEECH}, now, 1.5)
+    return selector, now
+
+
+def test_a_pinned_participant_comes_first_in_every_plan_without_speaking() -> None:
+    selector, now = _six_speakers()
+    selector.set_pinned("p9")  # shares a screen, has never spoken
+    full = selector.plan_for("p0", ReceiverQuality.FULL, now)
+    assert full.video == ("p9", "p6", "p5", "p4")  # the pin, then last-N as before
+    assert selector.plan_for("p0", ReceiverQuality.LOW, now).video == ("p9",)
+    assert selector.plan_for("p0", ReceiverQuality.AUDIO_ONLY, now).video == ()
+    own = selector.plan_for("p9", ReceiverQuality.FULL, now)
+    assert own.video == ("p6", "p5", "p4", "p3")  # never their own screen back
+    assert "p9" not in full.audio  # the pin is video only: audio still follows voices
+    # The active speaker, pinned, is not shown twice.
+    selector.set_pinned("p6")
+    assert selector.plan_for("p0", ReceiverQuality.FULL, now).video == ("p6", "p5", "p4", "p3")
+
+
+def test_a_new_pin_replaces_the_old_and_unpinning_restores_last_n() -> None:
+    selector, now = _six_speakers()
+    selector.set_pinned("p9")
+    selector.set_pinned("p10")
+    assert selector.plan_for("p0", ReceiverQuality.FULL, now).video == ("p10", "p6", "p5", "p4")
+    selector.set_pinned(None)
+    assert selector.plan_for("p0", ReceiverQuality.FULL, now).video == ("p6", "p5", "p4", "p3")
+    assert selector.plan_for("p0", ReceiverQuality.LOW, now).video == ("p6",)
+
+
+def test_leaving_unpins_and_nobody_outside_the_room_is_pinned() -> None:
+    selector, now = _six_speakers()
+    selector.set_pinned("p9")
+    selector.remove("p9")
+    assert selector.pinned is None
+    assert selector.plan_for("p0", ReceiverQuality.FULL, now).video == ("p6", "p5", "p4", "p3")
+    selector.set_pinned("stranger")
+    assert selector.pinned is None

@@ -15,6 +15,7 @@
   var removed = false;
   var audioOnly = false;
   var api = null;
+  var screenTrack = null;  // the screen we share, if any
   var notice = document.getElementById("room-notice");
   var handButton = document.getElementById("hand");
   var micButton = document.getElementById("toggle-mic");
@@ -49,6 +50,7 @@
       if (person.moderator) { tags.push(d.msgHub); }
       if (person.hand) { tags.push(d.msgHand); }
       if (person.muted) { tags.push(d.msgMuted); }
+      if (person.sharing) { tags.push(d.msgSharing); }
       if (person.state === "reconnecting") { tags.push(document.getElementById("call").dataset.msgReconnecting); }
       var tag = document.createElement("span");
       tag.className = "tags";
@@ -157,7 +159,11 @@
 
   function bind(s, callApi) {
     api = callApi;
-    s.on("offer", function (msg) { selfId = msg.self; });
+    s.on("offer", function (msg) {
+      selfId = msg.self;
+      // Joined again (a reconnect, maybe to another node) while sharing: pinned again.
+      if (screenTrack) { api.send("screen_share", api.ids({ on: true })); }
+    });
     s.on("peers", function (msg) { peers = msg.peers; });
     s.on("roster", function (msg) {
       people = msg.people;
@@ -190,6 +196,45 @@
     renderSlide();
   });
   document.getElementById("profile").addEventListener("change", renderSlide);
+
+  // ---------------------------------------------------------------- screen sharing
+
+  var shareButton = document.getElementById("share-screen");  // the hub and presenters
+
+  // The screen goes out in place of the camera (call.js keeps it so across reconnects):
+  // the others see it in the presenter's tile. The server pins a sharer first in everyone's
+  // video and never pauses it, even while they do not speak (screen_share).
+  function stopSharing() {
+    if (screenTrack) { screenTrack.stop(); screenTrack = null; }
+    api.sendInsteadOfCamera(null);
+    api.send("screen_share", api.ids({ on: false }));
+    shareButton.textContent = d.msgShare;
+  }
+
+  if (shareButton) {
+    shareButton.addEventListener("click", function () {
+      if (screenTrack) { stopSharing(); return; }
+      if (!navigator.mediaDevices || !navigator.mediaDevices.getDisplayMedia) {
+        tell(d.msgShareFailed);
+        return;
+      }
+      navigator.mediaDevices.getDisplayMedia({ video: { frameRate: 5 }, audio: false })
+        .then(function (stream) {
+          if (removed || api.hasLeft()) {  // out of the room while the browser asked
+            stream.getTracks().forEach(function (t) { t.stop(); });
+            return;
+          }
+          screenTrack = stream.getVideoTracks()[0];
+          // A screen is mostly still text: keep its detail, let the frame rate drop.
+          screenTrack.contentHint = "detail";
+          screenTrack.addEventListener("ended", stopSharing);
+          api.sendInsteadOfCamera(screenTrack);
+          api.send("screen_share", api.ids({ on: true }));
+          shareButton.textContent = d.msgStopShare;
+        })
+        .catch(function () { tell(d.msgShareFailed); });
+    });
+  }
 
   if (!moderator) { return; }
 
@@ -250,38 +295,4 @@
         document.getElementById("call").dataset.msgError + ": " + err.message; });
   });
 
-  // ---------------------------------------------------------------- screen sharing
-
-  var shareButton = document.getElementById("share-screen");
-  var screenTrack = null;
-
-  // The screen goes out in place of the camera (call.js keeps it so across reconnects):
-  // the others see it in the presenter's tile.
-  function stopSharing() {
-    if (screenTrack) { screenTrack.stop(); screenTrack = null; }
-    api.sendInsteadOfCamera(null);
-    shareButton.textContent = d.msgShare;
-  }
-
-  shareButton.addEventListener("click", function () {
-    if (screenTrack) { stopSharing(); return; }
-    if (!navigator.mediaDevices || !navigator.mediaDevices.getDisplayMedia) {
-      tell(d.msgShareFailed);
-      return;
-    }
-    navigator.mediaDevices.getDisplayMedia({ video: { frameRate: 5 }, audio: false })
-      .then(function (stream) {
-        if (removed || api.hasLeft()) {  // out of the room while the browser asked
-          stream.getTracks().forEach(function (t) { t.stop(); });
-          return;
-        }
-        screenTrack = stream.getVideoTracks()[0];
-        // A screen is mostly still text: keep its detail, let the frame rate drop.
-        screenTrack.contentHint = "detail";
-        screenTrack.addEventListener("ended", stopSharing);
-        api.sendInsteadOfCamera(screenTrack);
-        shareButton.textContent = d.msgStopShare;
-      })
-      .catch(function () { tell(d.msgShareFailed); });
-  });
 }());
