@@ -344,6 +344,10 @@ SOCKET_RULES: dict[tuple[str, str], list[S]] = {
                                   join_first=True, refusal=NOT_IN_ROOM)],
     ("/conference", "slide"): [S(CONF_HUB, data={**ROOM_EVENT, "slide_id": "conf_slide"},
                                  join_first=True)],
+    # Sharing a screen (which pins the sharer in everyone's video): the hub, and the
+    # clinician presenting the session's approved case.
+    ("/conference", "screen_share"): [S(CONF_MEMBERS, data={**ROOM_EVENT, "on": True},
+                                        join_first=True)],
     ("/conference", "leave"): [S(CONF_MEMBERS, data=ROOM_EVENT, join_first=True)],
     # The situation room's "figures changed" events: coordinators and admins only.
     ("/situation", "connect"): [S(STAFF)],
