@@ -172,13 +172,10 @@ class ClaimedRooms:
             for member in members.values():
                 if member.sid is not None:
                     self.joined.pop(member.sid, None)
-        for participant_id in members:
-            try:
-                self.engine.leave(self.kind.engine_room(room_key), participant_id)
-            except EngineError as exc:
-                logger.warning("%s %s: %s not closed: %s", self.kind.label, room_key,
-                               participant_id, exc)
         moved = {self.kind.key_name: room_key, "node_url": node_url}
+        # The pages first: they are what people wait on. Closing this node's side of each
+        # connection (below) waits for the engine's loop, which after a stall (a process
+        # resumed from SIGSTOP) is busy catching up, and the page would only hear late.
         # To each of our members' sockets, not to the room's: the owner's members are in a
         # Socket.IO room of that name too.
         for member in members.values():
@@ -187,6 +184,12 @@ class ClaimedRooms:
                                            namespace=self.kind.namespace)
                 socketio.emit("call_moved", moved, to=member.sid,
                               namespace=self.kind.namespace)
+        for participant_id in members:
+            try:
+                self.engine.leave(self.kind.engine_room(room_key), participant_id)
+            except EngineError as exc:
+                logger.warning("%s %s: %s not closed: %s", self.kind.label, room_key,
+                               participant_id, exc)
 
     def set_member_media(self, room_key: int, participant_id: str, flags: dict[str, bool],
                          profile: str | None) -> None:
