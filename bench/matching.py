@@ -144,22 +144,8 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def measure(url: str, size: int) -> dict[str, float]:
-    # The sweep as production runs it: its notifications are handed to the job queue (Redis,
-    # a queue of this run's own, emptied after) for the Celery worker to deliver, not sent
-    # inside the sweep. Under TESTING alone jobs run eagerly, so each batch's commit also
-    # delivered every offer's e-mail in line (about 9 ms a due consult): the mailer's cost,
-    # not the sweeper's. Without Redis the jobs only wait in this process (none runs).
-    queue = f"bench-sweep-{os.getpid()}"
-    broker = os.environ.get("TELEHEALTH_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
-    try:
-        import redis
-
-        redis.Redis.from_url(broker, socket_timeout=2).ping()
-        jobs: dict[str, object] = {"JOBS_BROKER_URL": broker, "JOBS_QUEUE": queue}
-    except Exception:  # noqa: BLE001 - any failure: no broker here
-        broker, jobs = "", {"JOBS_EAGER": False, "JOBS_IN_PROCESS": False}
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "TESTING": True,
-                      "SWEEPER_INTERVAL_SECONDS": 0, **jobs})
+                      "SWEEPER_INTERVAL_SECONDS": 0})
     with app.app_context():
         upgrade()
         started = time.perf_counter()
