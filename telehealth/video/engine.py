@@ -55,6 +55,7 @@ from aiortc.rtcconfiguration import RTCBundlePolicy, RTCIceTransportPolicy
 from aiortc.sdp import candidate_from_sdp
 
 from telehealth.video import direct_send
+from telehealth.video.answers import AnswerRefused, is_mdns_candidate, tidy_answer
 from telehealth.video.codecs import (
     ProfileOpusEncoder,
     ProfileVp8Encoder,
@@ -79,6 +80,11 @@ logger = logging.getLogger(__name__)
 
 MAX_PARTICIPANTS = 4
 CALL_TIMEOUT = 15.0
+# A connection not up this long after its offer is given up (reported "failed", as a
+# connection that fails later is): an outside client that never answers, or whose ICE
+# never completes (a trickling client that sends no end-of-candidates), holds no ports
+# and no place in the room for ever. Browsers on a bad path connect within about 10 s.
+CONNECT_TIMEOUT = 30.0
 # How often a conference's plan is computed: well under the selector's dwell (0.3 s), so
 # the dwell, not the timer, decides how soon a new speaker is seen.
 CONFERENCE_TICK = 0.05
@@ -207,6 +213,7 @@ class Participant:
     closed: bool = False
     muted: bool = False  # by a moderator: their audio is not forwarded
     receive_video: bool = True  # False: audio only (see set_receive_video)
+    connected: bool = False  # the connection has been up at least once
     lanes: list[Lane] = field(default_factory=list)  # conference rooms (instead of slots)
     plan: MediaPlan | None = None  # conference rooms: what the lanes carry, in order
     # Conference rooms: whether they are asked to send video (see `on_video_wanted`), since
@@ -620,6 +627,15 @@ class VideoEngine:
             logger.info("%s: connection %s", label, state)
             if participant.closed:
                 return
+            if state == "connected":
+                participant.connected = True
+                self._start_sending(participant)
+            elif state == "closed":
+                # Not by us (we mark a participant closed first): the client closed its
+                # peer connection (DTLS close_notify) without `leave`. Nothing will flow on
+                # it again; keeping it would hold a dead member in the room and slots whose
+                # sender stopped, so it goes as a failed one does.
+                state = "failed"
             self._notify("on_connection_state", room_id, participant_id, state)
             if state == "failed":
                 await self._remove(room, participant_id, notify=True)
@@ -647,6 +663,9 @@ class VideoEngine:
             await self._remove(room, participant_id, notify=False)
             raise
         logger.info("%s: joined (%s profile)", label, profile.name)
+        asyncio.get_running_loop().call_later(
+            CONNECT_TIMEOUT, lambda: asyncio.ensure_future(self._give_up_if_unconnected(
+                room, participant)))
         limit = participant.send_limit or profile
         return limit_offer(str(pc.localDescription.sdp), limit, video_cap(participant, room),
                            dtx=conference is not None)
@@ -657,6 +676,7 @@ class VideoEngine:
                                 ProfileOpusEncoder | ProfileVp8Encoder]:
         """One send transceiver whose track is filled by the engine, with its encoder."""
         track = SlotTrack(kind, profile)
+        track.sending = False  # until the connection is up (see `_start_sending`)
         transceiver = pc.addTransceiver(track, direction="sendonly")
         _prefer(transceiver, kind)
         encoder: ProfileOpusEncoder | ProfileVp8Encoder = ProfileOpusEncoder(profile) \
@@ -703,10 +723,34 @@ class VideoEngine:
                                  limit.name)
             participant.feeds["video"].set_send_cap(video_cap(participant, room))
 
+    @staticmethod
+    def _start_sending(participant: Participant) -> None:
+        """The connection is up: the slots (lanes) whose m-line the answer took start taking
+        media, from a keyframe; the ones it declined (port 0, inactive) never do."""
+        transceivers = [(slot.audio, slot.audio_track) for slot in participant.slots] + \
+            [(slot.video, slot.video_track) for slot in participant.slots] + \
+            [(lane.transceiver, lane.track) for lane in participant.lanes]
+        for transceiver, track in transceivers:
+            track.set_sending(transceiver.currentDirection in ("sendonly", "sendrecv"))
+
+    async def _give_up_if_unconnected(self, room: Room, participant: Participant) -> None:
+        if participant.closed or participant.connected \
+                or room.participants.get(participant.id) is not participant:
+            return
+        logger.info("%s/%s: not connected %.0f s after the offer (%s, %s); giving up",
+                    room.id, participant.id, CONNECT_TIMEOUT, participant.pc.signalingState,
+                    participant.pc.connectionState)
+        self._notify("on_connection_state", room.id, participant.id, "failed")
+        await self._remove(room, participant.id, notify=True)
+
     async def _answer(self, room_id: str, participant_id: str, sdp: str) -> None:
         participant = self._participant(room_id, participant_id)
         if participant.pc.signalingState != "have-local-offer":
             raise EngineError("no offer is waiting for an answer")
+        try:
+            sdp = tidy_answer(sdp, str(participant.pc.localDescription.sdp))
+        except AnswerRefused as exc:
+            raise EngineError(f"the answer is not valid SDP: {exc}") from exc
         try:
             await participant.pc.setRemoteDescription(RTCSessionDescription(sdp, "answer"))
         except Exception as exc:  # aiortc raises ValueError, KeyError, ... on bad SDP
@@ -716,17 +760,27 @@ class VideoEngine:
     async def _add_candidate(self, room_id: str, participant_id: str, candidate: str,
                              sdp_mid: str | None, sdp_mline_index: int | None) -> None:
         participant = self._participant(room_id, participant_id)
-        text = candidate.removeprefix("candidate:").strip()
+        text = candidate.strip().removeprefix("a=").removeprefix("candidate:").strip()
+        pc = participant.pc
+        # Every m-line is bundled on the first one's transport (max-bundle): a candidate
+        # goes there whichever mid or index the client names (aiortc would drop one that
+        # names a bundled mid without a word, and refuse one that names neither).
+        bundle_mid = pc.getTransceivers()[0].mid
         if not text:
-            return  # end of candidates
+            # End of candidates (a browser's empty candidate): lets ICE give up once every
+            # pair failed instead of waiting for more. Candidates after it are ignored.
+            await pc.addIceCandidate(None)
+            return
+        if is_mdns_candidate(text):
+            logger.debug("%s/%s: mDNS candidate left out", room_id, participant_id)
+            return  # see answers.py: their checks reach us and are answered as prflx
         try:
             parsed = candidate_from_sdp(text)
         except Exception as exc:
             raise EngineError("the ICE candidate is not valid") from exc
-        parsed.sdpMid = sdp_mid
-        parsed.sdpMLineIndex = sdp_mline_index
+        parsed.sdpMid, parsed.sdpMLineIndex = bundle_mid, 0
         try:
-            await participant.pc.addIceCandidate(parsed)
+            await pc.addIceCandidate(parsed)
         except Exception as exc:
             raise EngineError("the ICE candidate does not fit the call") from exc
 

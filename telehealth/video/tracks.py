@@ -146,6 +146,9 @@ class SlotTrack(MediaStreamTrack):
         self.kind = kind
         self.profile = profile
         self.paused = False
+        # Whether our sender runs (see `set_sending`): the engine clears it until the
+        # participant's connection is up and their answer took this m-line.
+        self.sending = True
         self.source: Feed | None = None
         self.transcoding = False
         # Asks our own sender's encoder for a keyframe (used when re-encoding starts).
@@ -192,6 +195,26 @@ class SlotTrack(MediaStreamTrack):
         if self.source is not None:
             self._decide(self.source, force=True)
 
+    @property
+    def takes_media(self) -> bool:
+        """Whether frames offered to this slot go anywhere."""
+        return self.sending and not self.paused
+
+    def set_sending(self, sending: bool) -> None:
+        """Whether our sender runs. Until it does (the connection is not up yet, or never
+        comes up), or when the participant's answer declined this m-line (port 0 or
+        inactive), frames would only pile up here, and each overflow would ask the source
+        for yet another keyframe (every two seconds), at the cost of everyone it sends to.
+        Starting, the slot asks its source for a keyframe: the first picture comes at once."""
+        if sending == self.sending:
+            return
+        self.sending = sending
+        self.clear()
+        if self.source is not None:
+            self.source.update_decoding()
+            if sending:
+                self._restart()
+
     def request_keyframe(self) -> None:
         """Our receiver lost the picture (PLI/FIR): ask whoever makes our frames."""
         if self.source is not None and not self.transcoding:
@@ -213,7 +236,7 @@ class SlotTrack(MediaStreamTrack):
 
     def offer_encoded(self, feed: Feed, frame: Encoded) -> None:
         """An encoded frame from the source: forward it unless re-encoding."""
-        if feed is not self.source or self.paused:
+        if feed is not self.source or not self.takes_media:
             return
         self._decide(feed)
         if self.transcoding:
@@ -253,7 +276,7 @@ class SlotTrack(MediaStreamTrack):
 
     def offer_frame(self, feed: Feed, frame: Frame) -> None:
         """A decoded frame from the source: used only while re-encoding."""
-        if feed is not self.source or self.paused or not self.transcoding:
+        if feed is not self.source or not self.takes_media or not self.transcoding:
             return
         if self.kind == "video":
             # A token bucket, not a minimum gap: frames from the jitter buffer come in
@@ -406,7 +429,7 @@ class Feed:
 
     def update_decoding(self) -> None:
         """Decode only while some slot re-encodes this feed."""
-        wanted = any(s.transcoding and not s.paused for s in self.slots)
+        wanted = any(s.transcoding and s.takes_media for s in self.slots)
         if wanted and not self.tap.decode:
             self.request_keyframe()  # the decoder starts clean from a keyframe
         self.tap.decode = wanted
@@ -531,7 +554,7 @@ class Feed:
                     frame.time_base = VIDEO_TIME_BASE
                 if self.muted:
                     continue
-                takers = [s for s in tuple(self.slots) if s.transcoding and not s.paused]
+                takers = [s for s in tuple(self.slots) if s.transcoding and s.takes_media]
                 for index, slot in enumerate(takers):
                     # Each encoder gets a picture of its own: encoders run in threads at
                     # once, and a slot restamps and may mark (keyframe) what it encodes.
