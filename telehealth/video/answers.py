@@ -20,10 +20,17 @@ first:
   try for a second per answer, on a wildcard multicast socket. They are left out; the
   client's own connectivity checks reach the server's candidates (in the offer) and are
   answered as peer-reflexive, which is what mDNS hiding relies on.
+- Candidates that are not an IP address and a port (a host name, port 70000): aioice
+  sends its checks to whatever is written. On the standard loop a host name is resolved
+  inside the send, blocking the media loop (every call of the process), and a port out
+  of range is a fatal error that closes the socket of the participant's ICE transport;
+  uvloop refuses a name in the check task. They are left out too (a trickled one is
+  refused, see `candidate_problem`).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 CRLF = "\r\n"
@@ -43,6 +50,26 @@ def is_mdns_candidate(candidate: str) -> bool:
     """Whether an SDP candidate (with or without `a=`/`candidate:`) names an mDNS host."""
     fields = candidate.split()
     return len(fields) > 4 and fields[4].lower().endswith(".local")
+
+
+def candidate_problem(candidate: str) -> str | None:
+    """Why a (non-mDNS) candidate cannot be used: its address is not an IP literal or its
+    port is out of range; None when it can."""
+    fields = candidate.split()
+    if len(fields) < 8 or fields[6] != "typ":
+        return "the ICE candidate is not valid"
+    try:
+        ipaddress.ip_address(fields[4])
+    except ValueError:
+        return "the ICE candidate's address is not an IP address"
+    if not fields[5].isdigit() or not 0 < int(fields[5]) < 65536:
+        return "the ICE candidate's port is not valid"
+    return None
+
+
+def _unusable(line: str) -> bool:
+    return line.startswith("a=candidate:") and (
+        is_mdns_candidate(line) or candidate_problem(line.removeprefix("a=")) is not None)
 
 
 def split_sections(sdp: str) -> tuple[list[str], list[list[str]]]:
@@ -85,9 +112,7 @@ def tidy_answer(answer: str, offer: str) -> str:
     if len(media) != len(offered):
         raise AnswerRefused(f"the answer has {len(media)} media sections for the offer's "
                             f"{len(offered)}; decline one with port 0 instead of leaving it out")
-    media = [[line for line in section
-              if not (line.startswith("a=candidate:") and is_mdns_candidate(line))]
-             for section in media]
+    media = [[line for line in section if not _unusable(line)] for section in media]
     taken = [section for section in media if not _declined(section)]
     if not taken:
         raise AnswerRefused("the answer declines every media section")

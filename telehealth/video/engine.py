@@ -55,7 +55,12 @@ from aiortc.rtcconfiguration import RTCBundlePolicy, RTCIceTransportPolicy
 from aiortc.sdp import candidate_from_sdp
 
 from telehealth.video import direct_send
-from telehealth.video.answers import AnswerRefused, is_mdns_candidate, tidy_answer
+from telehealth.video.answers import (
+    AnswerRefused,
+    candidate_problem,
+    is_mdns_candidate,
+    tidy_answer,
+)
 from telehealth.video.codecs import (
     ProfileOpusEncoder,
     ProfileVp8Encoder,
@@ -774,6 +779,9 @@ class VideoEngine:
         if is_mdns_candidate(text):
             logger.debug("%s/%s: mDNS candidate left out", room_id, participant_id)
             return  # see answers.py: their checks reach us and are answered as prflx
+        problem = candidate_problem(text)
+        if problem is not None:
+            raise EngineError(problem)
         try:
             parsed = candidate_from_sdp(text)
         except Exception as exc:

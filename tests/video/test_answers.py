@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from telehealth.video.answers import AnswerRefused, is_mdns_candidate, tidy_answer
+from telehealth.video.answers import (
+    AnswerRefused,
+    candidate_problem,
+    is_mdns_candidate,
+    tidy_answer,
+)
 
 OFFER = "\r\n".join([
     "v=0", "o=- 1 1 IN IP4 0.0.0.0", "s=-", "t=0 0", "a=group:BUNDLE 0 1",
@@ -82,3 +87,28 @@ def test_answers_nothing_can_mend_are_refused_with_the_reason(
         sections: list[list[str]], reason: str) -> None:
     with pytest.raises(AnswerRefused, match=reason):
         tidy_answer(answer(*sections), OFFER)
+
+
+@pytest.mark.parametrize(("candidate", "problem"), [
+    ("candidate:1 1 udp 2122260223 192.0.2.1 54400 typ host", None),
+    ("candidate:2 1 UDP 1686052607 2001:db8::7 54400 typ srflx raddr :: rport 0 "
+     "generation 0 network-cost 999", None),
+    ("candidate:3 1 tcp 1518280447 192.0.2.1 9 typ host tcptype active", None),
+    ("candidate:4 1 udp 1 example.com 5000 typ host", "not an IP address"),
+    ("candidate:5 1 udp 1 192.0.2.1 70000 typ host", "port"),
+    ("candidate:6 1 udp 1 192.0.2.1 0 typ host", "port"),
+    ("candidate:7 1 udp 1 192.0.2.1 9 host", "not valid"),
+    ("candidate:x", "not valid"),
+])
+def test_candidates_must_be_an_ip_address_and_a_port(candidate: str,
+                                                     problem: str | None) -> None:
+    found = candidate_problem(candidate.removeprefix("candidate:"))
+    assert found is None if problem is None else problem in (found or ""), found
+
+
+def test_unusable_candidates_are_left_out_of_an_answer() -> None:
+    lines = ["a=candidate:1 1 udp 1 example.com 5000 typ host",
+             "a=candidate:2 1 udp 1 192.0.2.1 70000 typ host",
+             "a=candidate:3 1 udp 1 192.0.2.1 5000 typ host"]
+    tidied = tidy_answer(answer([*AUDIO, *lines], VIDEO), OFFER)
+    assert lines[2] in tidied and lines[0] not in tidied and lines[1] not in tidied

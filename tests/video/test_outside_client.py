@@ -460,6 +460,11 @@ def test_answers_that_cannot_work_get_a_clear_error_and_joining_again_works(
             outside.send_answer(call_consult.id)
             error = await two[1].await_event("call_error")
             assert "no offer is waiting" in error["message"], error
+            # A candidate that is no IP address (aioice would resolve it on the media loop).
+            two[1].emit("candidate", {"consult_id": call_consult.id, "candidate":
+                                      "candidate:9 1 udp 1 example.com 5000 typ host"})
+            error = await two[1].await_event("call_error")
+            assert error["event"] == "candidate" and "IP address" in error["message"], error
             # Candidates naming no mid, an unknown mid, or coming after end-of-candidates
             # all go to the one bundled transport, or are ignored: no error.
             for extra in ({"sdpMid": None, "sdpMLineIndex": None}, {"sdpMid": "77"},
