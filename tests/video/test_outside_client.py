@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -502,7 +503,7 @@ def test_signing_in_and_joining_as_the_protocol_page_says(
     signal = SignalClient(where["socket_url"] or live_server,
                           "; ".join(f"{c.name}={c.value}" for c in http.cookies))
     try:
-        signal.connect("websocket")
+        signal.connect()
         signal.emit("join", {"consult_id": call_consult.id})
         offer = signal.wait("offer")
         assert offer["sdp"].startswith("v=0") and offer["self"] == \
@@ -513,3 +514,83 @@ def test_signing_in_and_joining_as_the_protocol_page_says(
         assert signal.wait("left")["consult_id"] == call_consult.id
     finally:
         signal.close()
+
+
+# A browser client of its own, as a developer would write it from the protocol page:
+# default RTCPeerConnection settings, addTrack, and trickle ICE with end-of-candidates.
+DOCS_CLIENT = """async ({consultId, camera}) => {
+  const socket = io("/call", {transports: ["websocket"]});
+  const offer = await new Promise((resolve, reject) => {
+    socket.on("connect", () => socket.emit("join", {consult_id: consultId}));
+    socket.on("offer", resolve);
+    socket.on("call_error", (e) => reject(new Error(JSON.stringify(e))));
+  });
+  window.errors = [];
+  socket.on("call_error", (e) => window.errors.push(e));
+  const pc = new RTCPeerConnection({iceServers: offer.ice_servers});
+  let answered = false;
+  const early = [];
+  window.trickled = [];
+  const trickle = (c) => window.trickled.push(c ? c.candidate : "") && socket.emit(
+    "candidate", {consult_id: consultId,
+    candidate: c ? c.candidate : "", sdpMid: c ? c.sdpMid : null,
+    sdpMLineIndex: c ? c.sdpMLineIndex : null});
+  pc.onicecandidate = (event) => answered ? trickle(event.candidate)
+                                          : early.push(event.candidate);
+  await pc.setRemoteDescription({type: "offer", sdp: offer.sdp});
+  if (camera) {
+    const stream = await navigator.mediaDevices.getUserMedia({audio: true, video: true});
+    stream.getTracks().forEach((track) => pc.addTrack(track, stream));
+  }
+  await pc.setLocalDescription(await pc.createAnswer());
+  socket.emit("answer", {consult_id: consultId, sdp: pc.localDescription.sdp});
+  answered = true;
+  early.forEach(trickle);
+  window.docsClient = {pc, socket, sent: pc.localDescription.sdp};
+  return offer.self;
+}"""
+
+DOCS_CLIENT_RECEIVED = """async () => {
+  const stats = await window.docsClient.pc.getStats();
+  const got = {video: 0, audio: 0, state: window.docsClient.pc.connectionState,
+               errors: window.errors};
+  stats.forEach((s) => {
+    if (s.type === "inbound-rtp" && s.kind === "video") { got.video += s.framesDecoded || 0; }
+    if (s.type === "inbound-rtp" && s.kind === "audio") { got.audio += s.packetsReceived; }
+  });
+  return got;
+}"""
+
+
+@pytest.mark.browser
+def test_a_browser_following_the_protocol_page_and_our_page_see_each_other(
+        app: Flask, browser: Any, live_server: str, call_consult: Any,
+        world: dict[str, Any], camera: bool = True) -> None:
+    from tests.conftest import sign_in
+    from tests.video.test_browser import wait_playing
+
+    db.session.commit()
+    pages = []
+    for who in ("clinician", "specialist"):
+        context = browser.new_context(viewport={"width": 900, "height": 800})
+        page = context.new_page()
+        sign_in(page, live_server, world[who].email)
+        pages.append(page)
+    docs_page, our_page = pages
+    # The docs client lives on a plain page of ours (same origin, the session cookie).
+    docs_page.add_script_tag(url=f"{live_server}/static/vendor/socket.io.min.js")
+    participant = docs_page.evaluate(DOCS_CLIENT, {"consultId": call_consult.id,
+                                                   "camera": camera})
+    assert participant == f"u{world['clinician'].id}"
+    our_page.goto(f"{live_server}/consults/{call_consult.id}/call")
+    if camera:
+        assert wait_playing(our_page)["w"] > 0  # the docs client's camera, on our page
+    deadline = time.monotonic() + 20
+    while (got := docs_page.evaluate(DOCS_CLIENT_RECEIVED))["video"] < 10 \
+            or got["audio"] < 20:
+        assert time.monotonic() < deadline, got
+        docs_page.wait_for_timeout(200)
+    assert got["state"] == "connected" and got["errors"] == [], got
+    # It did trickle, ending with end-of-candidates.
+    trickled = docs_page.evaluate("window.trickled")
+    assert len(trickled) >= 2 and trickled[-1] == "", trickled
