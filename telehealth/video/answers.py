@@ -26,6 +26,9 @@ first:
   of range is a fatal error that closes the socket of the participant's ICE transport;
   uvloop refuses a name in the check task. They are left out too (a trickled one is
   refused, see `candidate_problem`).
+- More than MAX_CANDIDATES candidates: each one is paired with every server candidate
+  and checked (STUN requests sent to whatever address it names); a browser gathers a
+  handful. The first MAX_CANDIDATES are kept.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ import ipaddress
 import re
 
 CRLF = "\r\n"
+# Remote candidates one connection takes, from its answer and trickled (see the doc).
+MAX_CANDIDATES = 40
 # Attributes a bundled m-line shares with the BUNDLE-tagged one (its transport).
 TRANSPORT_ATTRIBUTES = ("a=ice-ufrag:", "a=ice-pwd:", "a=fingerprint:", "a=setup:",
                         "a=ice-options:")
@@ -50,6 +55,11 @@ def is_mdns_candidate(candidate: str) -> bool:
     """Whether an SDP candidate (with or without `a=`/`candidate:`) names an mDNS host."""
     fields = candidate.split()
     return len(fields) > 4 and fields[4].lower().endswith(".local")
+
+
+def candidate_count(sdp: str) -> int:
+    """How many candidates an SDP carries."""
+    return sum(1 for line in sdp.splitlines() if line.strip().startswith("a=candidate:"))
 
 
 def candidate_problem(candidate: str) -> str | None:
@@ -113,6 +123,12 @@ def tidy_answer(answer: str, offer: str) -> str:
         raise AnswerRefused(f"the answer has {len(media)} media sections for the offer's "
                             f"{len(offered)}; decline one with port 0 instead of leaving it out")
     media = [[line for line in section if not _unusable(line)] for section in media]
+    kept = 0
+    for section in media:
+        for line in [line for line in section if line.startswith("a=candidate:")]:
+            kept += 1
+            if kept > MAX_CANDIDATES:
+                section.remove(line)
     taken = [section for section in media if not _declined(section)]
     if not taken:
         raise AnswerRefused("the answer declines every media section")

@@ -56,7 +56,9 @@ from aiortc.sdp import candidate_from_sdp
 
 from telehealth.video import direct_send
 from telehealth.video.answers import (
+    MAX_CANDIDATES,
     AnswerRefused,
+    candidate_count,
     candidate_problem,
     is_mdns_candidate,
     tidy_answer,
@@ -219,6 +221,7 @@ class Participant:
     muted: bool = False  # by a moderator: their audio is not forwarded
     receive_video: bool = True  # False: audio only (see set_receive_video)
     connected: bool = False  # the connection has been up at least once
+    remote_candidates: int = 0  # taken from their answer and trickled (see MAX_CANDIDATES)
     lanes: list[Lane] = field(default_factory=list)  # conference rooms (instead of slots)
     plan: MediaPlan | None = None  # conference rooms: what the lanes carry, in order
     # Conference rooms: whether they are asked to send video (see `on_video_wanted`), since
@@ -756,6 +759,7 @@ class VideoEngine:
             sdp = tidy_answer(sdp, str(participant.pc.localDescription.sdp))
         except AnswerRefused as exc:
             raise EngineError(f"the answer is not valid SDP: {exc}") from exc
+        participant.remote_candidates += candidate_count(sdp)
         try:
             await participant.pc.setRemoteDescription(RTCSessionDescription(sdp, "answer"))
         except Exception as exc:  # aiortc raises ValueError, KeyError, ... on bad SDP
@@ -782,11 +786,14 @@ class VideoEngine:
         problem = candidate_problem(text)
         if problem is not None:
             raise EngineError(problem)
+        if participant.remote_candidates >= MAX_CANDIDATES:
+            raise EngineError("too many ICE candidates for one connection")
         try:
             parsed = candidate_from_sdp(text)
         except Exception as exc:
             raise EngineError("the ICE candidate is not valid") from exc
         parsed.sdpMid, parsed.sdpMLineIndex = bundle_mid, 0
+        participant.remote_candidates += 1
         try:
             await pc.addIceCandidate(parsed)
         except Exception as exc:

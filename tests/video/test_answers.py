@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from telehealth.video.answers import (
+    MAX_CANDIDATES,
     AnswerRefused,
+    candidate_count,
     candidate_problem,
     is_mdns_candidate,
     tidy_answer,
@@ -112,3 +114,10 @@ def test_unusable_candidates_are_left_out_of_an_answer() -> None:
              "a=candidate:3 1 udp 1 192.0.2.1 5000 typ host"]
     tidied = tidy_answer(answer([*AUDIO, *lines], VIDEO), OFFER)
     assert lines[2] in tidied and lines[0] not in tidied and lines[1] not in tidied
+
+
+def test_an_answer_keeps_at_most_max_candidates() -> None:
+    lines = [f"a=candidate:{n} 1 udp 1 192.0.2.1 {5000 + n} typ host" for n in range(100)]
+    tidied = tidy_answer(answer([*AUDIO, *lines], VIDEO), OFFER)
+    assert candidate_count(tidied) == MAX_CANDIDATES
+    assert lines[0] in tidied and lines[MAX_CANDIDATES] not in tidied

@@ -17,6 +17,7 @@ from aiortc import RTCRtpSender
 from aiortc.codecs.vpx import Vp8Encoder
 from av import AudioFrame, VideoFrame
 
+from telehealth.video.answers import MAX_CANDIDATES
 from telehealth.video.codecs import (
     VP8_TARGET_HEADROOM,
     ProfileOpusEncoder,
@@ -25,7 +26,7 @@ from telehealth.video.codecs import (
     installed_encoder,
     scaled_size,
 )
-from telehealth.video.engine import MAX_PARTICIPANTS, RoomFull, VideoEngine
+from telehealth.video.engine import MAX_PARTICIPANTS, EngineError, RoomFull, VideoEngine
 from telehealth.video.profiles import get_profile
 from telehealth.video.tracks import (
     FORWARD_DEPTH,
@@ -343,6 +344,42 @@ def test_forwarding_slot_starts_from_a_keyframe_and_restarts_after_overflow() ->
         slot.stop()
 
     asyncio.run(check())
+
+
+def test_a_slot_whose_sender_does_not_run_takes_nothing_and_asks_no_keyframes() -> None:
+    async def check() -> None:
+        slot, feed = SlotTrack("video", LOW), StubFeed()
+        slot.sending = False  # as the engine makes it: the connection is not up yet
+        slot.set_source(feed)  # type: ignore[arg-type]
+        asked = feed.keyframes_asked
+        for n in range(3 * FORWARD_DEPTH["video"]):  # what made a keyframe every 2 s
+            slot.offer_encoded(feed, encoded(n, n % 40 == 0))  # type: ignore[arg-type]
+        assert not slot._queue and feed.keyframes_asked == asked
+        slot.set_sending(True)  # connected: starts at once, from a keyframe it asks for
+        assert feed.keyframes_asked == asked + 1
+        slot.offer_encoded(feed, encoded(200, True))  # type: ignore[arg-type]
+        assert len(slot._queue) == 1
+        slot.stop()
+
+    asyncio.run(check())
+
+
+def test_trickled_candidates_are_checked_bundled_and_limited(engine: VideoEngine) -> None:
+    engine.join("r", "p", LOW)
+    for bad, why in (("candidate:1 1 udp 1 example.com 5000 typ host", "IP address"),
+                     ("candidate:1 1 udp 1 192.0.2.1 70000 typ host", "port"),
+                     ("candidate:%%", "not valid")):
+        with pytest.raises(EngineError, match=why):
+            engine.add_candidate("r", "p", bad, "0", 0)
+    # mDNS names are left out, and do not count; any mid (or none) is the bundle's.
+    engine.add_candidate("r", "p", "candidate:1 1 udp 1 ab-cd.local 5000 typ host", "0", 0)
+    for n in range(MAX_CANDIDATES):
+        engine.add_candidate("r", "p", f"candidate:{n} 1 udp 1 192.0.2.1 {5000 + n} typ host",
+                             [None, "0", "5", "77"][n % 4], None)
+    with pytest.raises(EngineError, match="too many"):
+        engine.add_candidate("r", "p", "candidate:x 1 udp 1 192.0.2.1 4999 typ host", "0", 0)
+    engine.add_candidate("r", "p", "", None, None)  # end-of-candidates, twice: no error
+    engine.add_candidate("r", "p", "", "0", 0)
 
 
 def test_forwarded_timestamps_stay_monotonic_across_sources() -> None:
