@@ -222,6 +222,7 @@ class Participant:
     receive_video: bool = True  # False: audio only (see set_receive_video)
     connected: bool = False  # the connection has been up at least once
     remote_candidates: int = 0  # taken from their answer and trickled (see MAX_CANDIDATES)
+    connect_deadline: asyncio.TimerHandle | None = None  # see CONNECT_TIMEOUT
     lanes: list[Lane] = field(default_factory=list)  # conference rooms (instead of slots)
     plan: MediaPlan | None = None  # conference rooms: what the lanes carry, in order
     # Conference rooms: whether they are asked to send video (see `on_video_wanted`), since
@@ -671,7 +672,7 @@ class VideoEngine:
             await self._remove(room, participant_id, notify=False)
             raise
         logger.info("%s: joined (%s profile)", label, profile.name)
-        asyncio.get_running_loop().call_later(
+        participant.connect_deadline = asyncio.get_running_loop().call_later(
             CONNECT_TIMEOUT, lambda: asyncio.ensure_future(self._give_up_if_unconnected(
                 room, participant)))
         limit = participant.send_limit or profile
@@ -811,6 +812,9 @@ class VideoEngine:
         if participant is None:
             return
         participant.closed = True
+        if participant.connect_deadline is not None:
+            # Its closure holds the whole connection: let it go with the participant.
+            participant.connect_deadline.cancel()
         for other in room.participants.values():
             slot = other.slot_for(participant_id)
             if slot is not None:
