@@ -90,7 +90,8 @@ CALL_TIMEOUT = 15.0
 # A connection not up this long after its offer is given up (reported "failed", as a
 # connection that fails later is): an outside client that never answers, or whose ICE
 # never completes (a trickling client that sends no end-of-candidates), holds no ports
-# and no place in the room for ever. Browsers on a bad path connect within about 10 s.
+# and no place in the room for ever. Far longer than ICE takes when a path works (a
+# check that gets through is answered within a round trip or two).
 CONNECT_TIMEOUT = 30.0
 # How often a conference's plan is computed: well under the selector's dwell (0.3 s), so
 # the dwell, not the timer, decides how soon a new speaker is seen.
