@@ -1,4 +1,4 @@
-"""An independent WebRTC client, written from the README's "call protocol" section only.
+"""An independent WebRTC client, written from docs/call-protocol.md only.
 
 It uses aiortc's standard API as any WebRTC stack would (setRemoteDescription of the
 server's offer, addTrack, createAnswer), not the mids or the transceiver handling of our
@@ -565,7 +565,7 @@ DOCS_CLIENT_RECEIVED = """async () => {
 @pytest.mark.browser
 def test_a_browser_following_the_protocol_page_and_our_page_see_each_other(
         app: Flask, browser: Any, live_server: str, call_consult: Any,
-        world: dict[str, Any], camera: bool = True) -> None:
+        world: dict[str, Any]) -> None:
     from tests.conftest import sign_in
     from tests.video.test_browser import wait_playing
 
@@ -580,11 +580,10 @@ def test_a_browser_following_the_protocol_page_and_our_page_see_each_other(
     # The docs client lives on a plain page of ours (same origin, the session cookie).
     docs_page.add_script_tag(url=f"{live_server}/static/vendor/socket.io.min.js")
     participant = docs_page.evaluate(DOCS_CLIENT, {"consultId": call_consult.id,
-                                                   "camera": camera})
+                                                   "camera": True})
     assert participant == f"u{world['clinician'].id}"
     our_page.goto(f"{live_server}/consults/{call_consult.id}/call")
-    if camera:
-        assert wait_playing(our_page)["w"] > 0  # the docs client's camera, on our page
+    assert wait_playing(our_page)["w"] > 0  # the docs client's camera, on our page
     deadline = time.monotonic() + 20
     while (got := docs_page.evaluate(DOCS_CLIENT_RECEIVED))["video"] < 10 \
             or got["audio"] < 20:
