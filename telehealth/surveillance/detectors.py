@@ -540,30 +540,20 @@ def two_week_thresholds(mean: float, dispersion: float, alpha: float, week_share
     candidates = np.flatnonzero(at_least[minimum:] <= alpha * week_share)
     k1 = minimum + int(candidates[0]) if len(candidates) else max(minimum, len(pmf))
     below_k1 = pmf[: min(k1, len(pmf))]
-    x = np.arange(len(below_k1))
     cdf = np.cumsum(pmf if previous_mean is None else _nb_pmf(previous_mean, dispersion))
-
-    def union(k2: int) -> float:
-        # 1 - P(X_t < k1 and X_t + X_{t-1} < k2) = 1 - sum_{x < k1} P(X_t = x) F(k2 - 1 - x)
-        j = k2 - 1 - x
-        f = np.where(j < 0, 0.0, cdf[np.clip(j, 0, len(cdf) - 1)])
-        f = np.where(j >= len(cdf), 1.0, f)
-        return 1.0 - float(below_k1 @ f)
-
-    # union(high) = P(X_t >= k1) <= alpha: every j is past the end of the cdf.
-    low, high = minimum, max(minimum, k1 + len(cdf))
-    while low < high:
-        middle = (low + high) // 2
-        if union(middle) <= alpha:
-            high = middle
-        else:
-            low = middle + 1
-    return k1, low
+    # P(X_t < k1 and X_t + X_{t-1} < k) = sum_{x < k1} P(X_t = x) F(k - 1 - x), for every k
+    # at once as a convolution (entry k - 1); F is 1 past the end of the cdf.
+    extended = np.concatenate((cdf, np.ones(len(below_k1))))
+    union = 1.0 - np.convolve(below_k1, extended)[: len(extended)]  # P(alarm), k2 = index + 1
+    # Past the end union stays at P(X_t >= k1) <= alpha, so a k2 there always keeps the budget.
+    lowest = max(minimum, 1)
+    fits = np.flatnonzero(union[lowest - 1 :] <= alpha)
+    return k1, lowest + int(fits[0]) if len(fits) else max(lowest, len(union) + 1)
 
 
 def count_two_weeks(observed: object, baseline_weeks: int = 104, gap: int = 1,
                     alpha: float = TWO_WEEK_ALPHA, week_share: float = TWO_WEEK_SHARE,
-                    minimum: int = 1, min_history: int = 8) -> Detection:
+                    minimum: int = 1, min_history: int = 8, start: int = 0) -> Detection:
     """``count_quantile`` on the week's count and on the sum of the week and the one before.
 
     Same baseline and moment fit as ``count_quantile`` (up to ``baseline_weeks`` earlier
@@ -576,6 +566,8 @@ def count_two_weeks(observed: object, baseline_weeks: int = 104, gap: int = 1,
     shows alone (the idea of the CUSUM and of scan statistics, Kulldorff 2001, in its simplest
     form: a window of one or two weeks). ``upper``/``expected`` are the one-week figures,
     ``two_week_upper``/``two_week_expected`` the sum's; ``two_week_alarm`` tells which alarmed.
+    ``start`` skips the weeks before it (a few times count_quantile's cost a week: the app
+    judges only the recent weeks).
     """
     if gap < 1:
         raise ValueError("the baseline must leave out the sum's earlier week (gap >= 1)")
@@ -586,7 +578,7 @@ def count_two_weeks(observed: object, baseline_weeks: int = 104, gap: int = 1,
     out = _empty(len(y))
     pair_upper, pair_expected = np.full(len(y), np.nan), np.full(len(y), np.nan)
     pair_alarm = np.zeros(len(y), dtype=bool)
-    for t in range(first, len(y)):
+    for t in range(max(first, start), len(y)):
         mean, dispersion = _moment_fit(y[max(0, t - gap - baseline_weeks) : t - gap])
         k1, k2 = two_week_thresholds(mean, dispersion, alpha, week_share, minimum)
         out.expected[t], out.upper[t] = mean, float(k1 - 1)
@@ -639,7 +631,7 @@ def _run(name: str, observed: object, threshold: int, start: int) -> Detection:
     if name == "count_quantile":
         return count_quantile(observed, minimum=max(1, threshold))
     if name == "count_two_weeks":
-        return count_two_weeks(observed, minimum=max(1, threshold))
+        return count_two_weeks(observed, minimum=max(1, threshold), start=start)
     raise ValueError(f"unknown detector {name!r}")
 
 

@@ -80,3 +80,14 @@ def test_the_union_of_the_two_tests_keeps_within_the_budget(mean, dispersion, sh
 
     assert union(k2) <= alpha < union(k2 - 1)  # the smallest sum that keeps the budget
     assert union(k2) < week_tail + (1.0 - sums[:k2].sum())  # tighter than Bonferroni's sum
+
+
+def test_weeks_before_start_are_left_without_a_verdict() -> None:
+    series = QUIET + [18, 18]
+    full = detectors.count_two_weeks(series)
+    recent = detectors.count_two_weeks(series, start=len(series) - 2)
+    assert np.isnan(recent.upper[:-2]).all() and not recent.alarm[:-2].any()
+    assert recent.two_week_upper is not None and full.two_week_upper is not None
+    assert list(recent.upper[-2:]) == list(full.upper[-2:])
+    assert list(recent.two_week_upper[-2:]) == list(full.two_week_upper[-2:])
+    assert recent.alarm[-1]
