@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from datetime import date, timedelta
 
@@ -123,6 +125,11 @@ def test_a_rise_over_two_weeks_alarms_on_their_sum_and_the_evidence_says_so(surv
     text = page.get_data(as_text=True)
     assert page.status_code == 200 and 'id="two-weeks" data-alarmed="yes"' in text
     assert "36" in text and all(label in text for label in labels)
+    export = client_for(app, surv["officer"]).get("/surveillance/export/alerts.csv")
+    [row] = [r for r in csv.DictReader(io.StringIO(export.get_data(as_text=True)))
+             if r["alert"] == alert.reference]
+    assert (row["observed"], row["two_weeks_observed"], row["two_weeks_alarmed"]) == (
+        "18", "36", "yes")
     [body] = [b for user, b in bodies if user == surv["officer"].id]
     assert "36" in body and all(label in body for label in labels)
 
