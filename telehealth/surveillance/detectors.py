@@ -563,9 +563,11 @@ def count_two_weeks(observed: object, baseline_weeks: int = 104, gap: int = 1,
     weeks long), and "found within a week" allows the alarm in the start week or the next; in
     the next week the sum holds two weeks of excess against two weeks of noise, whose standard
     deviation grows only as the square root, so the sum sees a sustained rise that neither week
-    shows alone (the idea of the CUSUM and of scan statistics, Kulldorff 2001, in its simplest
-    form: a window of one or two weeks). ``upper``/``expected`` are the one-week figures,
-    ``two_week_upper``/``two_week_expected`` the sum's; ``two_week_alarm`` tells which alarmed.
+    shows alone (the idea of the CUSUM and of the prospective scan statistic, Kulldorff 2001,
+    "Prospective time periodic geographical disease surveillance using a scan statistic",
+    JRSS A 164(1), in its simplest form: a window of one or two weeks, one area).
+    ``upper``/``expected`` are the one-week figures, ``two_week_upper``/``two_week_expected``
+    the sum's; ``two_week_alarm`` tells which alarmed.
     ``start`` skips the weeks before it (a few times count_quantile's cost a week: the app
     judges only the recent weeks).
     """
