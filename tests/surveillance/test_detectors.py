@@ -1,4 +1,5 @@
-"""The count thresholds on the week and on the two-week sum (``detectors.count_two_weeks``)."""
+"""The count thresholds on the week and on the two-week sum (``detectors.count_two_weeks``,
+and ``detectors.count_seasonal`` around a seasonal baseline)."""
 
 from __future__ import annotations
 
@@ -91,3 +92,52 @@ def test_weeks_before_start_are_left_without_a_verdict() -> None:
     assert list(recent.upper[-2:]) == list(full.upper[-2:])
     assert list(recent.two_week_upper[-2:]) == list(full.two_week_upper[-2:])
     assert recent.alarm[-1]
+
+
+# --- count_seasonal: the same thresholds around a Serfling baseline ---------------------------
+
+# Three years around a season of 20·exp(0.5·cos(2πt/52)) cases a week (12 in the trough, 33 at
+# the peak, the peak in the first week of each year), with a deterministic wiggle well inside
+# Poisson noise: nothing to see.
+WEEK = np.arange(3 * detectors.WEEKS_PER_YEAR)
+SEASONAL = np.round(20 * np.exp(0.5 * np.cos(2 * np.pi * WEEK / 52)) + 3 * np.sin(2.3 * WEEK))
+PEAK, TROUGH = 2 * 52, 2 * 52 + 26  # the third year's peak and trough
+
+
+def test_a_quiet_seasonal_series_does_not_alarm_at_its_peak() -> None:
+    result = detectors.count_seasonal(SEASONAL)
+    assert not result.alarm.any()
+    # The expected count follows the season (a flat mean would sit near 20 all year).
+    assert result.expected[PEAK] == pytest.approx(SEASONAL[PEAK], abs=3)
+    assert result.expected[TROUGH] == pytest.approx(SEASONAL[TROUGH], abs=3)
+    assert result.two_week_expected is not None
+    assert result.two_week_expected[PEAK] == pytest.approx(
+        result.expected[PEAK] + result.expected[PEAK - 1], rel=0.05)
+
+
+def test_a_doubling_in_the_trough_alarms_where_a_flat_baseline_misses_it() -> None:
+    series = SEASONAL.copy()
+    series[TROUGH - 1 : TROUGH + 1] *= 2  # two weeks at twice the trough's count
+    result = detectors.count_seasonal(series)
+    assert result.two_week_alarm is not None
+    assert result.alarm[TROUGH] and result.two_week_alarm[TROUGH]
+    assert not result.alarm[: TROUGH - 1].any()
+    # The flat mean of the past two years is the whole year's: the trough's doubling is under it.
+    assert not detectors.count_two_weeks(series).alarm[TROUGH - 1 : TROUGH + 1].any()
+
+
+def test_a_seasonal_baseline_needs_a_year_and_the_two_week_rule_stands_in() -> None:
+    with pytest.raises(detectors.NotEnoughHistory) as raised:
+        detectors.count_seasonal(SEASONAL[:50])
+    assert (raised.value.detector, raised.value.needed, raised.value.have) == (
+        "seasonal count", 54, 50)
+    name, result = detectors.detect("count_seasonal", SEASONAL[:50], threshold=5)
+    assert name == "count_two_weeks"
+    assert result.expected[-1] == detectors.count_two_weeks(SEASONAL[:50]).expected[-1]
+
+
+def test_a_past_without_cases_keeps_the_minimum_count() -> None:
+    # Nothing to fit a season to: the flat fit's one-case (here three-case) rule stands.
+    quiet = detectors.count_seasonal(np.zeros(70), minimum=3)
+    assert quiet.upper[-1] == 2 and not quiet.alarm.any()
+    assert detectors.count_seasonal(np.r_[np.zeros(69), 3.0], minimum=3).alarm[-1]
