@@ -68,7 +68,7 @@ OUTBREAK_WEEKS = 3
 AFTER_WEEKS = 4  # alarms just after an outbreak are neither false nor detections
 FIRST_JUDGED = detectors.FarringtonControl(b=2).first_week()
 COMPARED = ["farrington", "ears_c1", "ears_c2", "ears_c3", "nb_cusum", "count_quantile",
-            "count_two_weeks", "double_mean"]
+            "count_two_weeks", "count_seasonal", "double_mean"]
 # The shares of the 1 % budget the two-week oracle may give its one-week test (the rest goes to
 # the two-week sum); per syndrome it keeps the share that finds the most doublings.
 ORACLE_SHARES = (1.0, 0.5, 0.25, 0.1, 0.0)
