@@ -112,7 +112,8 @@ def alert_detail(alert_id: int) -> str:
     readable = set(db.session.scalars(select(Consult.id).where(
         visible_consults_clause(current_user), Consult.id.in_([r.consult_id for r in rows]))))
     chart = svg.trend_chart(evidence.get("weeks", []), evidence.get("observed", []),
-                            evidence.get("upper"), services.syndrome_label(alert.syndrome))
+                            evidence.get("upper"), services.syndrome_label(alert.syndrome),
+                            expected=evidence.get("expected"))
     return render_template("surveillance/alert.html", alert=alert, evidence=evidence,
                            chart=chart, rows=rows, readable=readable,
                            moves=sorted(ALERT_TRANSITIONS.get(alert.stage, ())),
