@@ -1,5 +1,7 @@
-"""surveillance: built-in AWD, bloody diarrhoea and meningitis still on their former default
-rule (count_quantile) move to the one bench/surveillance.py now backs (count_two_weeks)
+"""surveillance: built-in syndromes still on their former default rule move to the one
+bench/surveillance.py now backs: AWD (count_quantile) and ILI/SARI (farrington) to the seasonal
+two-week rule (count_seasonal), bloody diarrhoea and meningitis (count_quantile) to the flat
+two-week rule (count_two_weeks)
 
 Revision ID: 9b2e4d7a6c13
 Revises: 7c0a11e5d3f2
@@ -19,15 +21,20 @@ branch_labels = None
 depends_on = None
 
 
-# code: threshold; (former detector, detector) below.
-THRESHOLDS = {'awd': 5, 'bloody_diarrhoea': 3, 'meningitis': 2}
-FORMER, CHOSEN = 'count_quantile', 'count_two_weeks'
+# code: (threshold, former detector, detector).
+MOVES = {
+    'awd': (5, 'count_quantile', 'count_seasonal'),
+    'ili_sari': (10, 'farrington', 'count_seasonal'),
+    'bloody_diarrhoea': (3, 'count_quantile', 'count_two_weeks'),
+    'meningitis': (2, 'count_quantile', 'count_two_weeks'),
+}
 
 
-def _set_defaults(old: str, new: str) -> None:
+def _move(back: bool) -> None:
     syndromes = sa.table('syndromes', sa.column('code', sa.String), sa.column('detector', sa.String),
                          sa.column('threshold', sa.Integer))
-    for code, threshold in THRESHOLDS.items():
+    for code, (threshold, former, chosen) in MOVES.items():
+        old, new = (chosen, former) if back else (former, chosen)
         op.execute(syndromes.update()
                    .where(syndromes.c.code == code, syndromes.c.detector == old,
                           syndromes.c.threshold == threshold)
@@ -35,8 +42,8 @@ def _set_defaults(old: str, new: str) -> None:
 
 
 def upgrade():
-    _set_defaults(FORMER, CHOSEN)
+    _move(back=False)
 
 
 def downgrade():
-    _set_defaults(CHOSEN, FORMER)
+    _move(back=True)

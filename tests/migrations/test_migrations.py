@@ -105,7 +105,7 @@ def test_the_totp_migration_encrypts_existing_secrets_and_the_downgrade_decrypts
             db.engine.dispose()
 
 
-TWO_WEEK_REVISION = "9b2e4d7a6c13"  # built-in syndromes move to count_two_weeks
+TWO_WEEK_REVISION = "9b2e4d7a6c13"  # built-in syndromes move to count_two_weeks/_seasonal
 
 
 def test_the_two_week_migration_moves_only_untouched_defaults(empty_database_url: str) -> None:
@@ -114,7 +114,8 @@ def test_the_two_week_migration_moves_only_untouched_defaults(empty_database_url
         app.extensions["migrate"].migrate.get_config()).get_revision(
             TWO_WEEK_REVISION).down_revision
     rows = [("awd", "count_quantile", 5), ("bloody_diarrhoea", "count_quantile", 4),
-            ("meningitis", "count_quantile", 2), ("acute_jaundice", "count_quantile", 3)]
+            ("meningitis", "count_quantile", 2), ("acute_jaundice", "count_quantile", 3),
+            ("ili_sari", "farrington", 10)]
     read = text("SELECT code, detector, threshold FROM syndromes ORDER BY code")
     try:
         with app.app_context():
@@ -128,9 +129,10 @@ def test_the_two_week_migration_moves_only_untouched_defaults(empty_database_url
             upgrade(revision=TWO_WEEK_REVISION)
             with db.engine.connect() as conn:
                 assert [tuple(r) for r in conn.execute(read)] == [
-                    ("acute_jaundice", "count_quantile", 3),  # not a two-week default
-                    ("awd", "count_two_weeks", 5),
+                    ("acute_jaundice", "count_quantile", 3),  # its default is unchanged
+                    ("awd", "count_seasonal", 5),
                     ("bloody_diarrhoea", "count_quantile", 4),  # edited: left alone
+                    ("ili_sari", "count_seasonal", 10),
                     ("meningitis", "count_two_weeks", 2)]
             downgrade(revision=before)
             with db.engine.connect() as conn:
