@@ -24,7 +24,8 @@ told from noise within a week at 1 % false alarms by such a rule, and the bench 
 syndrome it also prints the share of outbreaks that produced no extra case at all in their
 first two weeks (no detector can find those), and for the one-case syndromes the outbreaks
 that produced a case, each of which the one-case rule alerts on in its week. `--seed` runs
-another simulation (the two-week rule's budget was chosen on seed 1).
+another simulation (the two-week rule's budget was chosen on seed 1, the seasonal rule's on
+seeds 1 and 2).
 
 Part 2 fills a database with 100,000 coded consults over 3 years in 50 districts' clinics and
 times `find_signals()` (every series from SQL to verdict, what the detection job does after new
