@@ -756,7 +756,9 @@ def detect(name: str, observed: object, threshold: int = 1,
 
     Returns the name of the detector that actually ran: Farrington falls back to NB CUSUM,
     NB CUSUM to EARS C2, EARS to "double the mean", which needs four weeks, and that to
-    the fixed threshold. ``start``: weeks before it may be left without a verdict.
+    the fixed threshold; the seasonal count thresholds (a year of history) to the flat ones,
+    and those, like the one-week count threshold, to the fixed threshold.
+    ``start``: weeks before it may be left without a verdict.
     """
     fallback = {"farrington": "nb_cusum", "count_quantile": "fixed", "count_two_weeks": "fixed",
                 "count_seasonal": "count_two_weeks",
