@@ -13,11 +13,14 @@ from telehealth.places.services import outer_rings
 
 def trend_chart(labels: Sequence[str], counts: Sequence[int | None],
                 upper: Sequence[float | None] | None = None, title: str = "",
-                width: int = 360, height: int = 120) -> Markup:
-    """Bars for the weekly counts, a dashed line for the detector's upper bound."""
+                width: int = 360, height: int = 120,
+                expected: Sequence[float | None] | None = None) -> Markup:
+    """Bars for the weekly counts, a dashed line for the detector's upper bound and, when
+    given, a thin grey one for its expected count (with a seasonal baseline it moves with the
+    season, and the bound with it)."""
     pad_left, pad_bottom, pad_top = 28, 18, 8
     shown = [c or 0 for c in counts]
-    bounds = [u for u in (upper or []) if u is not None]
+    bounds = [u for u in [*(upper or []), *(expected or [])] if u is not None]
     top = max([1, *shown, *bounds])
     plot_w, plot_h = width - pad_left - 4, height - pad_bottom - pad_top
     step = plot_w / max(1, len(shown))
@@ -42,12 +45,18 @@ def trend_chart(labels: Sequence[str], counts: Sequence[int | None],
                      f'{escape(labels[0])}</text>')
         parts.append(f'<text x="{width - 4}" y="{height - 4}" font-size="10" text-anchor="end">'
                      f'{escape(labels[-1])}</text>')
+    if expected:
+        points = [f"{pad_left + (i + 0.5) * step:.1f},{y(e):.1f}"
+                  for i, e in enumerate(expected) if e is not None]
+        if points:
+            parts.append(f'<polyline class="expected" points="{" ".join(points)}" fill="none" '
+                         'stroke="#555" stroke-width="1"/>')
     if upper:
         points = [f"{pad_left + (i + 0.5) * step:.1f},{y(u):.1f}"
                   for i, u in enumerate(upper) if u is not None]
         if points:
-            parts.append(f'<polyline points="{" ".join(points)}" fill="none" stroke="#c0392b" '
-                         'stroke-dasharray="4 3" stroke-width="1.5"/>')
+            parts.append(f'<polyline class="upper" points="{" ".join(points)}" fill="none" '
+                         'stroke="#c0392b" stroke-dasharray="4 3" stroke-width="1.5"/>')
     parts.append("</svg>")
     return Markup("".join(parts))
 

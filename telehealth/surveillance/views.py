@@ -112,7 +112,8 @@ def alert_detail(alert_id: int) -> str:
     readable = set(db.session.scalars(select(Consult.id).where(
         visible_consults_clause(current_user), Consult.id.in_([r.consult_id for r in rows]))))
     chart = svg.trend_chart(evidence.get("weeks", []), evidence.get("observed", []),
-                            evidence.get("upper"), services.syndrome_label(alert.syndrome))
+                            evidence.get("upper"), services.syndrome_label(alert.syndrome),
+                            expected=evidence.get("expected"))
     return render_template("surveillance/alert.html", alert=alert, evidence=evidence,
                            chart=chart, rows=rows, readable=readable,
                            moves=sorted(ALERT_TRANSITIONS.get(alert.stage, ())),
@@ -239,11 +240,22 @@ def export_alerts() -> Response:
     rows = [[a.reference, a.syndrome.code, a.area.code,
              services.week_label(a.week_start, system), a.detector, a.observed, a.expected,
              a.upper_bound, a.stage.value, a.outcome.value if a.outcome else "",
-             a.created_at.isoformat(), a.verified_at.isoformat() if a.verified_at else ""]
+             a.created_at.isoformat(), a.verified_at.isoformat() if a.verified_at else "",
+             *_two_week_cells(a.evidence)]
             for a in services.visible_alerts(current_user)]
     return _csv("alerts.csv", ["alert", "syndrome", "area_code", "week", "detector", "observed",
                                "expected", "upper_bound", "stage", "outcome", "opened_at",
-                               "verified_at"], rows)
+                               "verified_at", "two_weeks_observed", "two_weeks_expected",
+                               "two_weeks_upper_bound", "two_weeks_alarmed"], rows)
+
+
+def _two_week_cells(evidence: str | None) -> list[Any]:
+    """The two-week sum a detector that tests it saw (empty for the others): without it an
+    alarm of the sum reads as a count under its bound."""
+    pair = json.loads(evidence or "{}").get("two_weeks")
+    if pair is None:
+        return ["", "", "", ""]
+    return [pair["observed"], pair["expected"], pair["upper"], "yes" if pair["alarmed"] else "no"]
 
 
 @bp.route("/surveillance/syndromes", methods=["GET", "POST"])

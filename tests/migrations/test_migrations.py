@@ -103,3 +103,40 @@ def test_the_totp_migration_encrypts_existing_secrets_and_the_downgrade_decrypts
     finally:
         with app.app_context():
             db.engine.dispose()
+
+
+TWO_WEEK_REVISION = "9b2e4d7a6c13"  # built-in syndromes move to count_two_weeks/_seasonal
+
+
+def test_the_two_week_migration_moves_only_untouched_defaults(empty_database_url: str) -> None:
+    app = another_app({"SQLALCHEMY_DATABASE_URI": empty_database_url, "TESTING": True})
+    before = ScriptDirectory.from_config(
+        app.extensions["migrate"].migrate.get_config()).get_revision(
+            TWO_WEEK_REVISION).down_revision
+    rows = [("awd", "count_quantile", 5), ("bloody_diarrhoea", "count_quantile", 4),
+            ("meningitis", "count_quantile", 2), ("acute_jaundice", "count_quantile", 3),
+            ("ili_sari", "farrington", 10)]
+    read = text("SELECT code, detector, threshold FROM syndromes ORDER BY code")
+    try:
+        with app.app_context():
+            upgrade(revision=before)
+            with db.engine.begin() as conn:
+                for code, detector, threshold in rows:
+                    conn.execute(text(
+                        "INSERT INTO syndromes (code, name, icd10_prefixes, detector, threshold, "
+                        "active) VALUES (:c, :c, 'A00', :d, :t, :a)"),
+                        {"c": code, "d": detector, "t": threshold, "a": True})
+            upgrade(revision=TWO_WEEK_REVISION)
+            with db.engine.connect() as conn:
+                assert [tuple(r) for r in conn.execute(read)] == [
+                    ("acute_jaundice", "count_quantile", 3),  # its default is unchanged
+                    ("awd", "count_seasonal", 5),
+                    ("bloody_diarrhoea", "count_quantile", 4),  # edited: left alone
+                    ("ili_sari", "count_seasonal", 10),
+                    ("meningitis", "count_two_weeks", 2)]
+            downgrade(revision=before)
+            with db.engine.connect() as conn:
+                assert [tuple(r) for r in conn.execute(read)] == sorted(rows)
+    finally:
+        with app.app_context():
+            db.engine.dispose()

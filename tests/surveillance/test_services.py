@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from datetime import date, timedelta
 
@@ -71,7 +73,7 @@ def test_detection_opens_one_alert_with_evidence_and_tells_the_officer(surv, cod
     assert alert.stage == AlertStage.VERIFICATION and alert.observed == 3
     assert alert.due_at - alert.created_at == timedelta(hours=24)
     evidence = json.loads(alert.evidence)
-    assert evidence["chosen"] == "count_quantile" and evidence["detector"] == "fixed"
+    assert evidence["chosen"] == "count_two_weeks" and evidence["detector"] == "fixed"
     assert evidence["observed"][-2:] == [1, 3]
     # The Goma officer hears of it (through the outbox); the Chókwè officer does not. The
     # French e-mail itself is checked in the browser test, through a real SMTP server.
@@ -81,6 +83,94 @@ def test_detection_opens_one_alert_with_evidence_and_tells_the_officer(surv, cod
     assert any(n.payload["alert_id"] == alert.id for n in events)
     assert services.run_detection() == []  # once per syndrome, area and week
     assert len(services.line_list(alert)) == 3
+
+
+def test_a_rise_over_two_weeks_alarms_on_their_sum_and_the_evidence_says_so(surv, app,
+                                                                          monkeypatch) -> None:
+    """AWD's default tests the week and the two-week sum (around a seasonal baseline once
+    there is a year of history; before that, as here, the flat two-week rule stands in): 18
+    and 18 cases after thirty weeks around 10 pass the sum's bound, not the week's; the alert
+    keeps the week's own figures, its evidence and page give the sum's, and the officer is
+    told of the two weeks' cases."""
+    from tests.surveillance.test_access import client_for
+    from tests.surveillance.test_detectors import QUIET
+
+    bodies: list[tuple[int, str]] = []
+    notify = services.notify
+
+    def keep_body(user, event, payload, subject="", body=""):
+        bodies.append((user.id, body()))  # the e-mail's text (no mail server in tests)
+        notify(user, event, payload, subject, body)
+
+    monkeypatch.setattr(services, "notify", keep_body)
+    clinic, clinician = surv["clinic"], surv["clinician"]
+    awd = surv["syndromes"]["awd"]
+    assert awd.detector == "count_seasonal"
+    zeros = {s.id: "0" for s in services.active_syndromes()}
+    this_week = services.week_start(clock.now().date(), "iso")
+    series = QUIET + [18, 18]
+    for ago, cases in zip(range(len(series) - 1, -1, -1), series, strict=True):
+        week = services.week_label(this_week - timedelta(weeks=ago), "iso")
+        services.submit_weekly_report(clinic, clinician, week, {**zeros, awd.id: str(cases)})
+    db.session.commit()  # detection runs once the reports are in
+    [alert] = db.session.scalars(select(Alert).where(Alert.syndrome_id == awd.id,
+                                                     Alert.area_id == surv["goma"].id))
+    assert alert.week_start == this_week and alert.detector == "count_two_weeks"
+    assert json.loads(alert.evidence)["chosen"] == "count_seasonal"
+    assert alert.observed == 18 and alert.upper_bound >= 18
+    pair = json.loads(alert.evidence)["two_weeks"]
+    labels = [services.week_label(this_week - timedelta(weeks=1), "iso"),
+              services.week_label(this_week, "iso")]
+    assert pair["weeks"] == labels and pair["observed"] == 36
+    assert pair["alarmed"] and not pair["week_alarmed"] and pair["upper"] < 36
+    assert pair["expected"] == pytest.approx(2 * alert.expected)
+    page = client_for(app, surv["officer"]).get(f"/surveillance/alerts/{alert.id}")
+    text = page.get_data(as_text=True)
+    assert page.status_code == 200 and 'id="two-weeks" data-alarmed="yes"' in text
+    assert "36" in text and all(label in text for label in labels)
+    export = client_for(app, surv["officer"]).get("/surveillance/export/alerts.csv")
+    [row] = [r for r in csv.DictReader(io.StringIO(export.get_data(as_text=True)))
+             if r["alert"] == alert.reference]
+    assert (row["observed"], row["two_weeks_observed"], row["two_weeks_alarmed"]) == (
+        "18", "36", "yes")
+    [body] = [b for user, b in bodies if user == surv["officer"].id]
+    assert "36" in body and all(label in body for label in labels)
+
+
+def test_with_a_year_of_history_awd_follows_the_season_and_the_page_shows_it(surv, app) -> None:
+    """Two and a half years of AWD reports around a season (12 a week in the trough, 33 at the
+    peak), then two weeks at twice the trough: the seasonal rule judges it, alarms, and its
+    evidence and chart give expected counts that move with the season."""
+    from tests.surveillance.test_access import client_for
+    from tests.surveillance.test_detectors import SEASONAL, TROUGH
+
+    clinic, clinician = surv["clinic"], surv["clinician"]
+    awd = surv["syndromes"]["awd"]
+    zeros = {s.id: "0" for s in services.active_syndromes()}
+    this_week = services.week_start(clock.now().date(), "iso")
+    series = SEASONAL[: TROUGH + 1].astype(int).tolist()
+    series[-2:] = [2 * c for c in series[-2:]]
+    for ago, cases in zip(range(len(series) - 1, -1, -1), series, strict=True):
+        week = services.week_label(this_week - timedelta(weeks=ago), "iso")
+        services.submit_weekly_report(clinic, clinician, week, {**zeros, awd.id: str(cases)})
+    db.session.commit()
+    [alert] = db.session.scalars(select(Alert).where(Alert.syndrome_id == awd.id,
+                                                     Alert.area_id == surv["goma"].id))
+    # The first doubled week (30 cases where 12 are expected) is past the week's own bound.
+    assert alert.week_start == this_week - timedelta(weeks=1)
+    assert alert.detector == "count_seasonal" and alert.observed == series[-2]
+    assert alert.upper_bound < alert.observed
+    evidence = json.loads(alert.evidence)
+    assert evidence["chosen"] == "count_seasonal"
+    # Twelve weeks of expected counts sliding down into the trough, not one flat mean.
+    expected = evidence["expected"]
+    assert expected[0] > expected[-1] + 5 and alert.expected == pytest.approx(
+        SEASONAL[TROUGH - 1], abs=3)
+    assert evidence["two_weeks"]["expected"] == pytest.approx(
+        expected[-1] + expected[-2], rel=0.01)
+    page = client_for(app, surv["officer"]).get(f"/surveillance/alerts/{alert.id}")
+    text = page.get_data(as_text=True)
+    assert page.status_code == 200 and 'class="expected"' in text and 'id="chart-key"' in text
 
 
 def test_the_ewars_workflow(surv, coded) -> None:
