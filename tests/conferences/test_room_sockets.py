@@ -82,6 +82,12 @@ def person(roster: dict[str, Any], participant_id: str) -> dict[str, Any]:
     return next(p for p in roster["people"] if p["id"] == participant_id)
 
 
+def has(roster: dict[str, Any], participant_id: str, **values: Any) -> bool:
+    """Whether the roster lists the participant, with these values."""
+    return any(p["id"] == participant_id and all(p[k] == v for k, v in values.items())
+               for p in roster["people"])
+
+
 @pytest.mark.parametrize("who", ["other_clinician", "other_specialist", "admin"])
 def test_people_outside_the_conference_are_refused_every_event(
         who: str, live_conference: dict[str, Any], engine_calls: list[tuple],
@@ -410,6 +416,83 @@ def test_a_presenter_sharing_a_screen_is_pinned_until_they_stop_or_leave(
     assert not any(p["sharing"] for p in roster["people"])
     assert hub.pinned(session_id) is None and selector.pinned is None
     assert other.drain("call_error") == []
+
+
+def test_a_sharer_replaced_by_another_is_told_who_took_over(
+        app: Any, live_conference: dict[str, Any], approved_case: Any,
+        room_client: Callable[..., RoomClient]) -> None:
+    """Their page stops sending its screen and resets its button (room.js) on this event."""
+    session_id = live_conference["session"].id
+    moderator = room_client(live_conference["specialist"])
+    presenter = room_client(live_conference["clinician"])
+    other = room_client(live_conference["clinician2"])
+    moderator_id = join(moderator, session_id)["self"]
+    presenter_id = join(presenter, session_id)["self"]
+    join(other, session_id)
+    presenter.emit("screen_share", {"session_id": session_id, "on": True})
+    roster_where(other, lambda r: person(r, presenter_id)["sharing"])
+    moderator.emit("screen_share", {"session_id": session_id, "on": True})
+    assert presenter.wait("share_taken_over") == {
+        "session_id": session_id, "by": live_conference["specialist"].name}
+    roster_where(other, lambda r: person(r, moderator_id)["sharing"])
+    assert get_conference_hub(app).pinned(session_id) == moderator_id
+    # The replaced page's late "off" changes nothing; sharing again over one's own share
+    # and a share that ends on its own (the moderator stops) tell nobody it was taken over.
+    presenter.emit("screen_share", {"session_id": session_id, "on": False})
+    moderator.emit("screen_share", {"session_id": session_id, "on": True})
+    moderator.emit("screen_share", {"session_id": session_id, "on": False})
+    roster_where(other, lambda r: not any(p["sharing"] for p in r["people"]))
+    for client in (moderator, presenter, other):
+        assert client.drain("share_taken_over") == [] and client.drain("call_error") == []
+
+
+def test_a_sharer_who_drops_or_is_removed_is_unpinned_at_once(
+        app: Any, live_conference: dict[str, Any], approved_case: Any,
+        engine_calls: list[tuple], room_client: Callable[..., RoomClient]) -> None:
+    session_id = live_conference["session"].id
+    room = room_id(session_id)
+    hub = get_conference_hub(app)
+    moderator = room_client(live_conference["specialist"])
+    presenter = room_client(live_conference["clinician"])
+    join(moderator, session_id)
+    presenter_id = join(presenter, session_id)["self"]
+    selector = hub.engine.rooms.get(room).conference.selector
+    presenter.emit("screen_share", {"session_id": session_id, "on": True})
+    roster_where(moderator, lambda r: has(r, presenter_id, sharing=True))
+
+    # The sharer's socket goes away (a lost network, a closed tab): the pin goes at once,
+    # not after the reconnect grace period, and the others see the share end.
+    engine_calls.clear()
+    presenter.close()
+    # (The socket's end is noticed and the engine called from its disconnect handler: a
+    # busy machine takes a while.)
+    roster = moderator.wait("roster", timeout=30,
+                            where=lambda r: has(r, presenter_id, state="reconnecting"))
+    assert not person(roster, presenter_id)["sharing"]
+    assert hub.pinned(session_id) is None and selector.pinned is None
+    assert ("set_pinned", (room, None)) in engine_calls
+    # Their page comes back (a reload): not pinned until it shares again.
+    back = room_client(live_conference["clinician"])
+    join(back, session_id)
+    roster = roster_where(moderator, lambda r: has(r, presenter_id)
+                          and not has(r, presenter_id, state="reconnecting"))
+    assert not person(roster, presenter_id)["sharing"] and hub.pinned(session_id) is None
+    back.emit("screen_share", {"session_id": session_id, "on": True})
+    roster_where(moderator, lambda r: has(r, presenter_id, sharing=True))
+    # The same page joining again while it shares (a connection restart) stays pinned.
+    join(back, session_id)
+    roster_where(moderator, lambda r: has(r, presenter_id, sharing=True))
+    selector = hub.engine.rooms.get(room).conference.selector
+    assert hub.pinned(session_id) == presenter_id and selector.pinned == presenter_id
+
+    # A moderator removes the sharer: unpinned, and the others see the share end.
+    moderator.emit("remove", {"session_id": session_id, "participant": presenter_id})
+    back.wait("removed")
+    roster = roster_where(moderator,
+                          lambda r: presenter_id not in {p["id"] for p in r["people"]})
+    assert not any(p["sharing"] for p in roster["people"])
+    assert hub.pinned(session_id) is None and selector.pinned is None
+    assert moderator.drain("call_error") == []
 
 
 def test_the_share_button_is_for_the_hub_and_the_sessions_presenters(

@@ -173,8 +173,16 @@
     });
     s.on("slide", function (msg) { slide = msg.slide; renderSlide(); });
     s.on("muted", function (msg) { setMuted(msg.muted, true); renderPeople(); });
+    // Someone else shares now: the server pinned them instead; our screen stops going out
+    // (no "off" to send: the room's share is theirs).
+    s.on("share_taken_over", function (msg) {
+      if (!screenTrack) { return; }
+      endShare();
+      tell(d.msgShareTakenOver.replace("{name}", msg.by));
+    });
     s.on("removed", function () {
       removed = true;
+      if (screenTrack) { screenTrack.stop(); screenTrack = null; }
       api.stop();
       api.say(d.msgRemoved);
       tell(d.msgRemoved);
@@ -204,11 +212,15 @@
   // The screen goes out in place of the camera (call.js keeps it so across reconnects):
   // the others see it in the presenter's tile. The server pins a sharer first in everyone's
   // video and never pauses it, even while they do not speak (screen_share).
-  function stopSharing() {
+  function endShare() {
     if (screenTrack) { screenTrack.stop(); screenTrack = null; }
     api.sendInsteadOfCamera(null);
+    if (shareButton) { shareButton.textContent = d.msgShare; }
+  }
+
+  function stopSharing() {
+    endShare();
     api.send("screen_share", api.ids({ on: false }));
-    shareButton.textContent = d.msgShare;
   }
 
   if (shareButton) {
