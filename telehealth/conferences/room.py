@@ -24,7 +24,7 @@ from flask import Flask
 
 from telehealth.boundary import unit_of_work
 from telehealth.conferences import services
-from telehealth.conferences.models import AttendanceKind
+from telehealth.conferences.models import AttendanceKind, ConferenceDeck
 from telehealth.extensions import socketio
 from telehealth.video.claims import (
     ClaimedRooms,
@@ -424,6 +424,20 @@ class ConferenceHub(ClaimedRooms):
         with self.lock:
             room = self.rooms.get(session_id)
             return room.slide if room is not None else None
+
+
+def announce_deck(deck: ConferenceDeck) -> None:
+    """Tell a session's room pages that a deck is ready (with the slide list) or refused
+    (its uploader's page shows why). From whichever process ran the job: through the
+    message queue when one is configured."""
+    slides = [{"id": s.id, "position": s.position}
+              for s in services.slides_of(deck.session_id)]
+    try:
+        socketio.emit("deck", {"session_id": deck.session_id,
+                               "deck": services.deck_summary(deck), "slides": slides},
+                      to=socket_room(deck.session_id), namespace=NAMESPACE)
+    except Exception:  # noqa: BLE001 - the pages show it on their next load anyway
+        logger.exception("conference %s: deck %s not announced", deck.session_id, deck.id)
 
 
 def get_conference_hub(app: Flask | None = None) -> ConferenceHub:

@@ -16,6 +16,7 @@
   var audioOnly = false;
   var api = null;
   var screenTrack = null;  // the screen we share, if any
+  var onDeck = null;  // the presenter's part: a deck was prepared or refused
   var notice = document.getElementById("room-notice");
   var handButton = document.getElementById("hand");
   var micButton = document.getElementById("toggle-mic");
@@ -180,6 +181,7 @@
       endShare();
       tell(d.msgShareTakenOver.replace("{name}", msg.by));
     });
+    s.on("deck", function (msg) { if (onDeck) { onDeck(msg); } });
     s.on("removed", function () {
       removed = true;
       if (screenTrack) { screenTrack.stop(); screenTrack = null; }
@@ -288,6 +290,38 @@
   document.getElementById("slide-next").addEventListener("click", function () { step(1); });
   document.getElementById("slide-hide").addEventListener("click", function () { show(null); });
 
+  // PDF decks: a job turns their pages into slides; until then the list says so, and a
+  // refusal is shown to whoever uploaded the deck (the others' lists just drop it).
+  var deckList = document.getElementById("decks");
+
+  function deckItem(id) { return deckList.querySelector('[data-deck-id="' + id + '"]'); }
+
+  function showDeck(deck) {
+    var li = deckItem(deck.id);
+    if (deck.status === "ready" || (deck.status === "failed" && deck.uploader !== selfId)) {
+      if (li) { li.remove(); }
+      return;
+    }
+    if (!li) {
+      li = document.createElement("li");
+      li.dataset.deckId = String(deck.id);
+      deckList.appendChild(li);
+    }
+    li.className = deck.status === "failed" ? "flash flash-error" : "deck-preparing";
+    li.textContent = deck.status === "failed" ? deck.error
+      : d.msgDeckPreparing.replace("{name}", deck.name);
+  }
+
+  onDeck = function (msg) {
+    if (msg.deck.status === "ready") {
+      listSlides(msg.slides);
+      if (deckItem(msg.deck.id)) {
+        uploadStatus.textContent = d.msgDeckReady.replace("{name}", msg.deck.name);
+      }
+    }
+    showDeck(msg.deck);
+  };
+
   var form = document.getElementById("slide-upload");
   var uploadStatus = document.getElementById("upload-status");
   form.addEventListener("submit", function (event) {
@@ -299,8 +333,11 @@
         return response.json().then(function (body) {
           if (!response.ok) { throw new Error(body.error); }
           listSlides(body.slides);
+          // The failures shown are the current ones: an upload clears the earlier ones.
+          deckList.querySelectorAll(".flash-error").forEach(function (li) { li.remove(); });
+          body.decks.forEach(showDeck);
           form.reset();
-          uploadStatus.textContent = d.msgUploaded;
+          uploadStatus.textContent = body.added || !body.decks.length ? d.msgUploaded : "";
         });
       })
       .catch(function (err) { uploadStatus.textContent =
