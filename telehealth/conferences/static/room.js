@@ -174,8 +174,7 @@
     });
     s.on("slide", function (msg) { slide = msg.slide; renderSlide(); });
     s.on("muted", function (msg) { setMuted(msg.muted, true); renderPeople(); });
-    // Someone else shares now: the server pinned them instead; our screen stops going out
-    // (no "off" to send: the room's share is theirs).
+    // Someone else shares now: our screen stops (no "off": the share is theirs).
     s.on("share_taken_over", function (msg) {
       if (!screenTrack) { return; }
       endShare();
@@ -290,8 +289,7 @@
   document.getElementById("slide-next").addEventListener("click", function () { step(1); });
   document.getElementById("slide-hide").addEventListener("click", function () { show(null); });
 
-  // PDF decks: a job turns their pages into slides; until then the list says so, and a
-  // refusal is shown to whoever uploaded the deck (the others' lists just drop it).
+  // PDF decks: a job makes their slides; a refusal is shown to the uploader only.
   var deckList = document.getElementById("decks");
 
   function deckItem(id) { return deckList.querySelector('[data-deck-id="' + id + '"]'); }
@@ -307,7 +305,7 @@
       li.dataset.deckId = String(deck.id);
       deckList.appendChild(li);
     }
-    li.className = deck.status === "failed" ? "flash flash-error" : "deck-preparing";
+    li.className = deck.status === "failed" ? "flash flash-error" : "muted";
     li.textContent = deck.status === "failed" ? deck.error
       : d.msgDeckPreparing.replace("{name}", deck.name);
   }
@@ -315,9 +313,7 @@
   onDeck = function (msg) {
     if (msg.deck.status === "ready") {
       listSlides(msg.slides);
-      if (deckItem(msg.deck.id)) {
-        uploadStatus.textContent = d.msgDeckReady.replace("{name}", msg.deck.name);
-      }
+      if (deckItem(msg.deck.id)) { uploadStatus.textContent = d.msgUploaded; }
     }
     showDeck(msg.deck);
   };
@@ -333,7 +329,6 @@
         return response.json().then(function (body) {
           if (!response.ok) { throw new Error(body.error); }
           listSlides(body.slides);
-          // The failures shown are the current ones: an upload clears the earlier ones.
           deckList.querySelectorAll(".flash-error").forEach(function (li) { li.remove(); });
           body.decks.forEach(showDeck);
           form.reset();
