@@ -935,6 +935,16 @@ def _deck_broke(deck: ConferenceDeck) -> InvalidInput:
                           "or each slide as an image.", name=deck.original_name))
 
 
+def lost_decks() -> list[int]:
+    """Decks still being prepared CONFERENCE_DECK_RETRY_SECONDS after their upload: their
+    job was lost (a broker away at the upload, a restarted worker)."""
+    seconds = int(current_app.config["CONFERENCE_DECK_RETRY_SECONDS"])
+    return list(db.session.scalars(select(ConferenceDeck.id).where(
+        ConferenceDeck.status == DeckStatus.PREPARING,
+        ConferenceDeck.created_at < clock.now() - timedelta(seconds=seconds))
+        .order_by(ConferenceDeck.id)))
+
+
 def give_up_deck(deck_id: int) -> ConferenceDeck | None:
     """A deck whose preparation broke down (not a refusal: a fault, logged by the job) is
     refused with a general sentence, its file removed; None if it was not waiting."""

@@ -128,7 +128,9 @@ def init_app(app: Flask) -> None:
 
     @jobs_group.command("run")
     @click.argument("name", type=click.Choice(["deliver_outbox", "sweep",
-                                                "surveillance_detect"]))
+                                                "surveillance_detect",
+                                                "render_conference_deck"]))
     def run_command(name: str) -> None:
-        """Run one job now, in this process (deliver_outbox, sweep, surveillance_detect)."""
+        """Run one job now, in this process (deliver_outbox, sweep, surveillance_detect,
+        render_conference_deck: the decks whose job was lost)."""
         click.echo(f"{name}: {tasks.run(app, name)}")

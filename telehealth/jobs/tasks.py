@@ -13,7 +13,12 @@ from typing import Any
 from flask import Flask
 
 from telehealth.conferences.room import announce_deck
-from telehealth.conferences.services import give_up_deck, prepare_deck, send_reminders
+from telehealth.conferences.services import (
+    give_up_deck,
+    lost_decks,
+    prepare_deck,
+    send_reminders,
+)
 from telehealth.extensions import db
 from telehealth.matching.sweeper import sweep_once
 from telehealth.notifications.outbox import deliver_due
@@ -60,10 +65,25 @@ def conference_reminders() -> int:
     return sent
 
 
-def render_conference_deck(deck_id: int) -> str | None:
+def render_conference_deck(deck_id: int | None = None) -> str | int | None:
     """Turn an uploaded PDF deck's pages into slides (or refuse it, saying why), then tell
-    the session's room pages. A fault (not a refusal) refuses the deck too, and is raised
-    for the log: no deck waits forever, none is kept half."""
+    the session's room pages; without a deck id (the periodic run), every deck whose job
+    was lost. Returns the deck's status (or how many lost decks were prepared)."""
+    if deck_id is not None:
+        return _render_deck(deck_id)
+    done = 0
+    for lost in lost_decks():
+        try:
+            _render_deck(lost)
+            done += 1
+        except Exception:  # noqa: BLE001 - logged; the deck is refused; on to the next
+            logger.exception("conference deck %s: preparing it failed", lost)
+    return done
+
+
+def _render_deck(deck_id: int) -> str | None:
+    """One deck. A fault (not a refusal) refuses it too, and is raised for the log: no
+    deck waits forever, none is kept half."""
     try:
         deck = prepare_deck(deck_id)
         db.session.commit()

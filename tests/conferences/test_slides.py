@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import subprocess
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ from telehealth.consults.models import Attachment
 from telehealth.errors import InvalidInput, TooLarge
 from telehealth.extensions import db
 from telehealth.jobs import tasks
+from telehealth.jobs.runner import periodic_jobs
 from telehealth.uploads import stored_path
 
 needs_renderer = pytest.mark.skipif(not uploads.pdf_rendering_available(),
@@ -263,3 +265,20 @@ def test_a_fault_while_preparing_refuses_the_deck_and_keeps_nothing(
     assert deck.error == ("deck.pdf could not be turned into slides; please upload it again, "
                           "or each slide as an image.")
     assert slides_kept() == 0 and stored_files(app) == 0
+
+
+@needs_renderer
+def test_a_deck_whose_job_was_lost_is_prepared_by_the_periodic_run(
+        app: Flask, add: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("telehealth.jobs.enqueue", lambda *args, **kw: None)  # lost
+    add(("old.pdf", pillow_deck(1)))
+    add(("new.pdf", pillow_deck(1)))
+    old, new = db.session.query(ConferenceDeck).order_by(ConferenceDeck.id).all()
+    old.created_at -= timedelta(seconds=app.config["CONFERENCE_DECK_RETRY_SECONDS"] + 1)
+    db.session.commit()
+    assert periodic_jobs(app)["render_conference_deck"] == \
+        app.config["CONFERENCE_DECK_RETRY_SECONDS"]
+    assert tasks.run(app, "render_conference_deck") == 1  # the new one's job may still come
+    db.session.expire_all()
+    assert (old.status, new.status) == (DeckStatus.READY, DeckStatus.PREPARING)
+    assert slides_kept() == 1
