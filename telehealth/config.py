@@ -174,6 +174,9 @@ class Config:
                                          15 * 1024 * 1024)
     CONFERENCE_DECK_MAX_PAGES = _env_int("TELEHEALTH_CONFERENCE_DECK_MAX_PAGES", 40)
     CONFERENCE_DECK_TIMEOUT_SECONDS = _env_int("TELEHEALTH_CONFERENCE_DECK_TIMEOUT", 30)
+    # A deck still being prepared this long after its upload lost its job (a broker away at
+    # the upload, a restarted worker): the periodic run (this often; 0: never) prepares it.
+    CONFERENCE_DECK_RETRY_SECONDS = _env_int("TELEHEALTH_CONFERENCE_DECK_RETRY", 600)
     # Jobs (telehealth/jobs): Celery on this broker when set (else TELEHEALTH_REDIS_URL's);
     # without one, the app process runs them on a thread of its own.
     JOBS_BROKER_URL = (os.environ.get("TELEHEALTH_BROKER_URL")

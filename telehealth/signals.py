@@ -75,6 +75,11 @@ on every run (committing after each receiver), so other features' deadline clock
 alert's verification) run on the same SLA machinery as offers, in every process that sweeps.
 """)
 
+conference_deck_uploaded = _signals.signal("conference-deck-uploaded", doc="""
+A PDF deck for a conference session is stored and committed; sender: None, `deck_id`. The
+job engine turns its pages into slides (render_conference_deck).
+""")
+
 
 def values_from(signal: Any, sender: Any = None, **kwargs: Any) -> list[Any]:
     """The non-None values every receiver of `signal` returned, in connection order."""

@@ -49,7 +49,8 @@ def sniff(data: bytes) -> str | None:
     return None
 
 
-def _clean_name(name: str) -> str:
+def clean_name(name: str) -> str:
+    """An uploaded file's name as shown to people (never a path)."""
     # Only ever displayed, never used as a path: keep the last component, printable.
     base = name.replace("\\", "/").rsplit("/", 1)[-1]
     base = "".join(ch for ch in base if ch.isprintable()).strip()
@@ -127,7 +128,7 @@ def _check_pdf(data: bytes, filename: str) -> None:
             or not data.rstrip().endswith(b"%%EOF"):
         raise InvalidInput(
             _("%(name)s has scripts, embedded files or extra data; save it again as a plain PDF.",
-              name=_clean_name(filename))
+              name=clean_name(filename))
         )
 
 
@@ -137,22 +138,22 @@ def check_upload(stream: IO[bytes], filename: str) -> CheckedFile:
     data = stream.read(limit + 1)
     if len(data) > limit:
         raise TooLarge(
-            _("%(name)s is larger than the limit of %(mb)s MB.", name=_clean_name(filename),
+            _("%(name)s is larger than the limit of %(mb)s MB.", name=clean_name(filename),
               mb=limit // (1024 * 1024))
         )
     if not data:
-        raise InvalidInput(_("%(name)s is empty.", name=_clean_name(filename)))
+        raise InvalidInput(_("%(name)s is empty.", name=clean_name(filename)))
     content_type = sniff(data)
     if content_type is None:
         raise InvalidInput(
-            _("%(name)s is not a JPEG, PNG or PDF file.", name=_clean_name(filename))
+            _("%(name)s is not a JPEG, PNG or PDF file.", name=clean_name(filename))
         )
     preview = None
     if content_type.startswith("image/"):
-        data, preview = _reencode_image(data, content_type, _clean_name(filename))
+        data, preview = _reencode_image(data, content_type, clean_name(filename))
     else:
         _check_pdf(data, filename)
-    return CheckedFile(data=data, content_type=content_type, original_name=_clean_name(filename),
+    return CheckedFile(data=data, content_type=content_type, original_name=clean_name(filename),
                        preview=preview)
 
 
@@ -169,19 +170,32 @@ def pdf_rendering_available() -> bool:
     return shutil.which("pdftoppm") is not None
 
 
+def check_pdf_deck(data: bytes, filename: str) -> None:
+    """What can be said of a PDF deck at once, before its pages are rendered: refused when
+    this server has no renderer, or the PDF has scripts, embedded files or extra data."""
+    if not pdf_rendering_available():
+        raise _no_renderer(clean_name(filename))
+    _check_pdf(data, filename)
+
+
+def _no_renderer(name: str) -> InvalidInput:
+    return InvalidInput(_("%(name)s is a PDF, which this server cannot turn into slides: "
+                          "save each slide as a JPEG or PNG image.", name=name))
+
+
 def pdf_page_images(data: bytes, filename: str, max_pages: int, timeout: float) -> list[bytes]:
     """Each page of a PDF as a PNG image (long side PDF_PAGE_LONG_SIDE), in order.
 
-    Refused with a message a person can act on: a PDF with scripts, embedded files or extra
-    data (`_check_pdf`), more than `max_pages` pages, one the renderer cannot read, or one
-    it cannot finish within `timeout` seconds. The PNGs still go through `check_upload`.
+    Refused with a message a person can act on: what `check_pdf_deck` refuses, more than
+    `max_pages` pages, one the renderer cannot read, or one it cannot finish within
+    `timeout` seconds. The PNGs still go through `check_upload`. Seconds of work: run it in
+    a job, not in a request.
     """
-    name = _clean_name(filename)
+    name = clean_name(filename)
+    check_pdf_deck(data, filename)
     renderer, prlimit = shutil.which("pdftoppm"), shutil.which("prlimit")
-    if renderer is None:
-        raise InvalidInput(_("%(name)s is a PDF, which this server cannot turn into slides: "
-                             "save each slide as a JPEG or PNG image.", name=name))
-    _check_pdf(data, filename)
+    if renderer is None:  # removed since check_pdf_deck looked
+        raise _no_renderer(name)
     with tempfile.TemporaryDirectory(prefix="telehealth-pdf-") as work:
         source = Path(work) / "deck.pdf"
         source.write_bytes(data)
@@ -238,6 +252,12 @@ def stored_path(stored_name: str) -> Path:
     if not stored_name.isalnum():  # generated names are hex; anything else is not ours
         raise InvalidInput("bad stored name")
     return upload_dir() / stored_name
+
+
+def remove_after_commit(session: Session, stored_name: str) -> None:
+    """Remove a stored file once the transaction that lets go of it commits (kept if it
+    rolls back)."""
+    transaction.after_commit(partial(_remove, stored_path(stored_name)), session)
 
 
 def _remove(path: Path) -> None:

@@ -39,6 +39,20 @@ CASE_TRANSITIONS: dict[CaseStatus, frozenset[CaseStatus]] = {
 EDITABLE_CASE_STATUSES = frozenset({CaseStatus.DRAFT, CaseStatus.RETURNED})
 
 
+class DeckStatus(enum.StrEnum):
+    PREPARING = "preparing"  # uploaded; a job turns its pages into slides
+    READY = "ready"  # its pages are slides
+    FAILED = "failed"  # refused (unreadable, too slow, too long); no slide was kept
+
+
+# Every change of a deck's status goes through services.finish_deck().
+DECK_TRANSITIONS: dict[DeckStatus, frozenset[DeckStatus]] = {
+    DeckStatus.PREPARING: frozenset({DeckStatus.READY, DeckStatus.FAILED}),
+    DeckStatus.READY: frozenset(),
+    DeckStatus.FAILED: frozenset(),
+}
+
+
 class AttendanceKind(enum.StrEnum):
     JOIN = "join"
     LEAVE = "leave"
@@ -228,3 +242,24 @@ class ConferenceSlide(Model):
     content_type: Mapped[str] = mapped_column(String(40))
     uploaded_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=clock.now)
+
+
+class ConferenceDeck(Model):
+    """A PDF deck a hub member uploaded, while a job turns its pages into slides (and after:
+    what became of it). Its raw file waits in the uploads store for the job, which removes
+    it; a refusal keeps its sentence, in the uploader's language, for their room page."""
+
+    __tablename__ = "conference_decks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("conference_sessions.id"), index=True)
+    original_name: Mapped[str] = mapped_column(String(200))
+    # The PDF in the uploads store; None once the job is done with it.
+    stored_name: Mapped[str | None] = mapped_column(String(64), unique=True)
+    status: Mapped[DeckStatus] = mapped_column(string_enum(DeckStatus),
+                                               default=DeckStatus.PREPARING)
+    error: Mapped[str | None] = mapped_column(String(500))
+    slide_count: Mapped[int] = mapped_column(default=0)
+    uploaded_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=clock.now)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

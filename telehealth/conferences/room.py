@@ -24,7 +24,7 @@ from flask import Flask
 
 from telehealth.boundary import unit_of_work
 from telehealth.conferences import services
-from telehealth.conferences.models import AttendanceKind
+from telehealth.conferences.models import AttendanceKind, ConferenceDeck
 from telehealth.extensions import socketio
 from telehealth.video.claims import (
     ClaimedRooms,
@@ -121,8 +121,13 @@ class ConferenceHub(ClaimedRooms):
     def find_member(self, session_id: int, participant_id: str) -> Member | None:
         return self.member(session_id, participant_id)
 
-    def member_reconnecting(self, session_id: int) -> None:
-        self.send_roster(session_id)  # the roster shows who is reconnecting
+    def member_reconnecting(self, session_id: int, participant_id: str) -> None:
+        # A dropped socket ends its share at once, not when the grace period removes them:
+        # everyone else's video stops holding a frozen screen first. A page that comes back
+        # still sharing pins itself again (room.js sends screen_share after its offer); a
+        # reload, which lost its screen, does not.
+        self.end_share(session_id, participant_id)
+        self.send_roster(session_id)  # the roster shows who is reconnecting (and sharing)
 
     def close(self) -> None:
         """Give up every claim and send every room's pages elsewhere (at exit)."""
@@ -257,6 +262,10 @@ class ConferenceHub(ClaimedRooms):
             self.joined[sid] = (session_id, pid)
             ended = self.attending.pop((session_id, pid), None)
             muted = pid in state.muted
+            if state.pinned == pid and (old is None or old.sid != sid):
+                # Another page of theirs (a reload, a second tab) is not sharing yet: it
+                # shares again itself if it does. (The engine unpinned the old connection.)
+                state.pinned = None
             pinned = state.pinned == pid
             try:
                 held = self.keep_claim(session_id)
@@ -274,7 +283,7 @@ class ConferenceHub(ClaimedRooms):
             raise CallElsewhere(self.directory.owner(session_id))
         if muted:
             self.engine.set_muted(room, pid, True)
-        if pinned:  # a reload or reconnect while sharing: the new connection is pinned
+        if pinned:  # the same page joined again while sharing: its new connection is pinned
             self.engine.set_pinned(room, pid)
         self.start_claim_keeper()
         return Offer(room, sdp)
@@ -338,15 +347,21 @@ class ConferenceHub(ClaimedRooms):
     def share(self, session_id: int, participant_id: str, on: bool) -> bool:
         """A member starts (or stops) sharing their screen: while they share, everyone's
         video shows them first and they are never asked to pause it. One pin per room: a
-        new share replaces the previous one; stopping someone else's share changes
-        nothing. Returns whether the room's pin changed."""
+        new share replaces the previous one, whose page is told to stop sending its screen
+        ("share_taken_over"); stopping someone else's share changes nothing. Returns
+        whether the room's pin changed."""
+        replaced_sid, by = None, ""
         with self.lock:
             room = self.rooms.get(session_id)
             if room is None or participant_id not in room.members:
                 return False
             if on:
                 changed = room.pinned != participant_id
+                replaced = room.members.get(room.pinned) if room.pinned is not None else None
+                if changed and replaced is not None:
+                    replaced_sid = replaced.sid
                 room.pinned = participant_id
+                by = room.members[participant_id].display_name
             else:
                 changed = room.pinned == participant_id
                 if changed:
@@ -354,7 +369,26 @@ class ConferenceHub(ClaimedRooms):
             pinned = room.pinned
         if changed:
             self.engine.set_pinned(room_id(session_id), pinned)
+        if replaced_sid is not None:
+            socketio.emit("share_taken_over", {"session_id": session_id, "by": by},
+                          to=replaced_sid, namespace=NAMESPACE)
         return changed
+
+    def end_share(self, session_id: int, participant_id: str) -> bool:
+        """The member's share ends without their asking (their socket went away): unpinned
+        in the engine and the room. Returns whether they were sharing; the caller sends
+        the roster, which tells every page."""
+        with self.lock:
+            room = self.rooms.get(session_id)
+            if room is None or room.pinned != participant_id:
+                return False
+            room.pinned = None
+        try:
+            self.engine.set_pinned(room_id(session_id), None)
+        except EngineError as exc:  # the engine is stopping: its rooms and pins go with it
+            logger.warning("conference %s: %s not unpinned: %s", session_id, participant_id,
+                           exc)
+        return True
 
     def pinned(self, session_id: int) -> str | None:
         with self.lock:
@@ -390,6 +424,20 @@ class ConferenceHub(ClaimedRooms):
         with self.lock:
             room = self.rooms.get(session_id)
             return room.slide if room is not None else None
+
+
+def announce_deck(deck: ConferenceDeck) -> None:
+    """Tell a session's room pages that a deck is ready (with the slide list) or refused
+    (its uploader's page shows why). From whichever process ran the job: through the
+    message queue when one is configured."""
+    slides = [{"id": s.id, "position": s.position}
+              for s in services.slides_of(deck.session_id)]
+    try:
+        socketio.emit("deck", {"session_id": deck.session_id,
+                               "deck": services.deck_summary(deck), "slides": slides},
+                      to=socket_room(deck.session_id), namespace=NAMESPACE)
+    except Exception:  # noqa: BLE001 - the pages show it on their next load anyway
+        logger.exception("conference %s: deck %s not announced", deck.session_id, deck.id)
 
 
 def get_conference_hub(app: Flask | None = None) -> ConferenceHub:

@@ -11,21 +11,23 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import IO
+from functools import partial
+from typing import IO, Any
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from flask_babel import get_locale
+from flask_babel import force_locale, get_locale
 from flask_babel import gettext as _
-from sqlalchemy import or_, select, update
+from sqlalchemy import delete, or_, select, update
 
-from telehealth import clock, uploads
+from telehealth import clock, signals, transaction, uploads
 from telehealth.accounts.models import Role, User
 from telehealth.audit.services import record
 from telehealth.clinics.models import Clinic
 from telehealth.conferences.identifiers import Finding, find_identifiers
 from telehealth.conferences.models import (
     CASE_TRANSITIONS,
+    DECK_TRANSITIONS,
     EDITABLE_CASE_STATUSES,
     HUB_ROLES,
     AttendanceCorrection,
@@ -34,11 +36,13 @@ from telehealth.conferences.models import (
     CaseStatus,
     ConferenceCase,
     ConferenceCaseImage,
+    ConferenceDeck,
     ConferenceInvitation,
     ConferenceMember,
     ConferenceSeries,
     ConferenceSession,
     ConferenceSlide,
+    DeckStatus,
     IdentifierDismissal,
     MemberRole,
     Recommendation,
@@ -46,7 +50,14 @@ from telehealth.conferences.models import (
 from telehealth.consults.models import Attachment, Consult
 from telehealth.crypto import hash_token
 from telehealth.db_types import known
-from telehealth.errors import Conflict, InvalidInput, NotFound, PermissionDenied, TooLarge
+from telehealth.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    ServiceError,
+    TooLarge,
+)
 from telehealth.extensions import db
 from telehealth.i18n.formatting import is_timezone, local_call_time
 from telehealth.notes.models import NoteKind
@@ -734,7 +745,12 @@ def room_member(user: User, session_id: object) -> RoomMember:
     session, role = get_session(user, session_id)
     if not room_open(session):
         raise Conflict(_("This session is over."))
-    return RoomMember(session.id, user.id, f"u{user.id}", user.name, role)
+    return RoomMember(session.id, user.id, participant_of(user.id), user.name, role)
+
+
+def participant_of(user_id: int) -> str:
+    """A user's participant id in a session's room (and on its pages)."""
+    return f"u{user_id}"
 
 
 def may_present(person: RoomMember) -> bool:
@@ -775,9 +791,11 @@ def slides_of(session_id: int) -> list[ConferenceSlide]:
 
 def add_slides(session: ConferenceSession, user: User,
                files: list[tuple[IO[bytes], str]]) -> list[ConferenceSlide]:
-    """A hub member adds slides to the session: JPEG or PNG images, or a PDF deck whose
-    pages become one still image each. Every image is decoded and re-encoded (no EXIF, GPS
-    or comments survive), with a small preview for audio-only and `low` participants."""
+    """A hub member adds slides to the session: JPEG or PNG images become slides now; each
+    PDF deck is stored and, once this transaction commits, a job turns its pages into
+    slides (`prepare_deck`). Every image is decoded and re-encoded (no EXIF, GPS or
+    comments survive), with a small preview for audio-only and `low` participants. Returns
+    the image slides; the decks are the uploader's `decks_shown`."""
     require_hub(user, session.series)
     config = current_app.config
     if not files:
@@ -785,28 +803,74 @@ def add_slides(session: ConferenceSession, user: User,
     existing = slides_of(session.id)
     max_slides = int(config["CONFERENCE_MAX_SLIDES"])
     images: list[tuple[bytes, str]] = []
+    decks: list[tuple[bytes, str]] = []
     for stream, name in files:
-        images.extend(_slide_images(stream, name, max_slides - len(existing) - len(images)))
-    if len(existing) + len(images) > max_slides:
+        data, is_pdf = _read_slide_file(stream, name)
+        (decks if is_pdf else images).append((data, name))
+    if len(existing) + len(images) > max_slides \
+            or decks and len(existing) + len(images) >= max_slides:
         raise InvalidInput(_("A session holds at most %(n)d slides.", n=max_slides))
     position = existing[-1].position if existing else 0
     added = []
     for data, name in images:
-        checked = uploads.check_upload(io.BytesIO(data), name)
-        if not checked.content_type.startswith("image/") or checked.preview is None:
-            raise InvalidInput(_("%(name)s is not an image: save each slide as a JPEG or PNG "
-                                 "image, or the deck as a PDF.", name=checked.original_name))
-        stored_name, _digest = uploads.store(db.session(), checked)
-        preview_name = uploads.write_file(db.session(), checked.preview)
         position += 1
-        slide = ConferenceSlide(session_id=session.id, position=position,
-                                stored_name=stored_name, preview_name=preview_name,
-                                content_type=checked.content_type, uploaded_by_id=user.id)
-        db.session.add(slide)
-        added.append(slide)
+        added.append(_store_slide(session.id, user.id, position, data, name))
+    # A new upload answers the uploader's earlier refusals: they are not shown again.
+    db.session.execute(delete(ConferenceDeck).where(
+        ConferenceDeck.session_id == session.id, ConferenceDeck.uploaded_by_id == user.id,
+        ConferenceDeck.status == DeckStatus.FAILED))
+    for data, name in decks:
+        _queue_deck(session, user, data, name)
     db.session.flush()
-    record("conference.slides_added", obj=session, count=len(added))
+    if added:
+        record("conference.slides_added", obj=session, count=len(added))
     return added
+
+
+def _read_slide_file(stream: IO[bytes], name: str) -> tuple[bytes, bool]:
+    """One uploaded file's bytes, within its size limit, and whether it is a PDF deck
+    (checked at once as far as can be without rendering it)."""
+    config = current_app.config
+    image_limit = int(config["CONFERENCE_SLIDE_MAX_BYTES"])
+    deck_limit = int(config["CONFERENCE_DECK_MAX_BYTES"])
+    data = stream.read(max(image_limit, deck_limit) + 1)
+    is_pdf = uploads.sniff(data) == "application/pdf"
+    limit = deck_limit if is_pdf else image_limit
+    if len(data) > limit:
+        raise TooLarge(_("%(name)s is larger than the limit of %(mb)s MB.",
+                         name=name[:200], mb=limit // (1024 * 1024)))
+    if is_pdf:
+        uploads.check_pdf_deck(data, name)
+    return data, is_pdf
+
+
+def _store_slide(session_id: int, user_id: int, position: int, data: bytes,
+                 name: str) -> ConferenceSlide:
+    """One slide image, checked, re-encoded and stored with its preview (flushed later)."""
+    checked = uploads.check_upload(io.BytesIO(data), name)
+    if not checked.content_type.startswith("image/") or checked.preview is None:
+        raise InvalidInput(_("%(name)s is not an image: save each slide as a JPEG or PNG "
+                             "image, or the deck as a PDF.", name=checked.original_name))
+    stored_name, _digest = uploads.store(db.session(), checked)
+    preview_name = uploads.write_file(db.session(), checked.preview)
+    slide = ConferenceSlide(session_id=session_id, position=position,
+                            stored_name=stored_name, preview_name=preview_name,
+                            content_type=checked.content_type, uploaded_by_id=user_id)
+    db.session.add(slide)
+    return slide
+
+
+def _queue_deck(session: ConferenceSession, user: User, data: bytes, name: str) -> None:
+    """Keep a PDF deck in the uploads store for the job that renders it (asked for once
+    this transaction commits; the file goes if it rolls back)."""
+    deck = ConferenceDeck(session_id=session.id, original_name=uploads.clean_name(name),
+                          stored_name=uploads.write_file(db.session(), data),
+                          status=DeckStatus.PREPARING, uploaded_by_id=user.id)
+    db.session.add(deck)
+    db.session.flush()
+    record("conference.deck_uploaded", obj=session, deck_id=deck.id)
+    transaction.after_commit(partial(signals.conference_deck_uploaded.send, None,
+                                     deck_id=deck.id))
 
 
 def deck_limits() -> dict[str, int] | None:
@@ -819,28 +883,122 @@ def deck_limits() -> dict[str, int] | None:
             "pages": int(config["CONFERENCE_DECK_MAX_PAGES"])}
 
 
-def _slide_images(stream: IO[bytes], name: str, room_left: int) -> list[tuple[bytes, str]]:
-    """One uploaded file as slide images: itself, or a PDF's pages (at most `room_left`
-    of them, within the deck's own page limit)."""
+def decks_shown(session_id: int, user: User) -> list[ConferenceDeck]:
+    """The decks a hub member's room page lists: every one being prepared, and their own
+    refused ones (until their next upload)."""
+    return list(db.session.scalars(select(ConferenceDeck).where(
+        ConferenceDeck.session_id == session_id,
+        or_(ConferenceDeck.status == DeckStatus.PREPARING,
+            (ConferenceDeck.status == DeckStatus.FAILED)
+            & (ConferenceDeck.uploaded_by_id == user.id))).order_by(ConferenceDeck.id)))
+
+
+def deck_summary(deck: ConferenceDeck) -> dict[str, Any]:
+    """What a room page shows of a deck (JSON)."""
+    return {"id": deck.id, "name": deck.original_name, "status": known(deck.status).value,
+            "error": deck.error, "uploader": participant_of(deck.uploaded_by_id)}
+
+
+def prepare_deck(deck_id: int) -> ConferenceDeck | None:
+    """Turn an uploaded deck's pages into slides, after the session's slides (the
+    render_conference_deck job): every page or none. A refusal (unreadable, too slow, too
+    many pages, the session full) is kept as a sentence in the uploader's language. The
+    deck's file is removed once this commits. None: no deck waits under that id."""
+    deck = db.session.get(ConferenceDeck, deck_id)
+    if deck is None or deck.status != DeckStatus.PREPARING:
+        return None  # done already (a job delivered twice) or gone
+    with force_locale(_uploader_locale(deck)):
+        try:
+            with db.session.begin_nested():  # a refusal keeps no page of it
+                slides = _deck_slides(deck)
+                finish_deck(deck, DeckStatus.READY, slide_count=len(slides))
+        except Conflict:
+            raise  # another run finished it: that one's outcome stands
+        except ServiceError as exc:
+            finish_deck(deck, DeckStatus.FAILED, error=exc.message[:500])
+            record("conference.deck_refused", obj=deck, actor_id=deck.uploaded_by_id,
+                   session_id=deck.session_id)
+        else:
+            record("conference.slides_added", obj=deck, actor_id=deck.uploaded_by_id,
+                   session_id=deck.session_id, count=len(slides))
+    return deck
+
+
+def _uploader_locale(deck: ConferenceDeck) -> str:
+    uploader = db.session.get(User, deck.uploaded_by_id)
+    return (uploader.locale if uploader else None) \
+        or str(current_app.config["BABEL_DEFAULT_LOCALE"])
+
+
+def _deck_broke(deck: ConferenceDeck) -> InvalidInput:
+    return InvalidInput(_("%(name)s could not be turned into slides; please upload it again, "
+                          "or each slide as an image.", name=deck.original_name))
+
+
+def lost_decks() -> list[int]:
+    """Decks still being prepared CONFERENCE_DECK_RETRY_SECONDS after their upload: their
+    job was lost (a broker away at the upload, a restarted worker)."""
+    seconds = int(current_app.config["CONFERENCE_DECK_RETRY_SECONDS"])
+    return list(db.session.scalars(select(ConferenceDeck.id).where(
+        ConferenceDeck.status == DeckStatus.PREPARING,
+        ConferenceDeck.created_at < clock.now() - timedelta(seconds=seconds))
+        .order_by(ConferenceDeck.id)))
+
+
+def give_up_deck(deck_id: int) -> ConferenceDeck | None:
+    """A deck whose preparation broke down (not a refusal: a fault, logged by the job) is
+    refused with a general sentence, its file removed; None if it was not waiting."""
+    deck = db.session.get(ConferenceDeck, deck_id)
+    if deck is None or deck.status != DeckStatus.PREPARING:
+        return None
+    with force_locale(_uploader_locale(deck)):
+        finish_deck(deck, DeckStatus.FAILED, error=_deck_broke(deck).message)
+    return deck
+
+
+def finish_deck(deck: ConferenceDeck, new: DeckStatus, **values: object) -> None:
+    """The one way a deck changes status: allowed moves only, and one conditional UPDATE
+    (two runs of its job cannot both finish it); its file goes once this commits."""
+    if new not in DECK_TRANSITIONS[known(deck.status)]:
+        raise Conflict(_("This deck is already prepared."))
+    stored_name = deck.stored_name  # (the UPDATE below sets it on the object too)
+    done = db.session.execute(update(ConferenceDeck).where(
+        ConferenceDeck.id == deck.id, ConferenceDeck.status == deck.status)
+        .values(status=new, finished_at=clock.now(), stored_name=None, **values)
+    ).rowcount  # type: ignore[attr-defined]
+    if not done:
+        raise Conflict(_("This deck is already prepared."))
+    if stored_name:
+        uploads.remove_after_commit(db.session(), stored_name)
+    db.session.refresh(deck)
+
+
+def _deck_slides(deck: ConferenceDeck) -> list[ConferenceSlide]:
+    """The deck's pages as slides after the session's others, within the deck's page limit
+    and the session's slide limit."""
     config = current_app.config
-    image_limit = int(config["CONFERENCE_SLIDE_MAX_BYTES"])
-    deck_limit = int(config["CONFERENCE_DECK_MAX_BYTES"])
-    data = stream.read(max(image_limit, deck_limit) + 1)
-    is_pdf = uploads.sniff(data) == "application/pdf"
-    limit = deck_limit if is_pdf else image_limit
-    if len(data) > limit:
-        raise TooLarge(_("%(name)s is larger than the limit of %(mb)s MB.",
-                         name=name[:200], mb=limit // (1024 * 1024)))
-    if not is_pdf:
-        return [(data, name)]
     max_slides = int(config["CONFERENCE_MAX_SLIDES"])
+    existing = slides_of(deck.session_id)
+    room_left = max_slides - len(existing)
     if room_left <= 0:
         raise InvalidInput(_("A session holds at most %(n)d slides.", n=max_slides))
+    if not deck.stored_name:
+        raise _deck_broke(deck)
+    try:
+        data = uploads.stored_path(deck.stored_name).read_bytes()
+    except FileNotFoundError:  # the uploads store lost it (a restore, a wrong mount)
+        raise _deck_broke(deck) from None
     pages = uploads.pdf_page_images(
-        data, name, max_pages=min(int(config["CONFERENCE_DECK_MAX_PAGES"]), room_left),
+        data, deck.original_name,
+        max_pages=min(int(config["CONFERENCE_DECK_MAX_PAGES"]), room_left),
         timeout=float(config["CONFERENCE_DECK_TIMEOUT_SECONDS"]))
-    stem = name[:190].rsplit(".", 1)[0] or "slides"
-    return [(page, f"{stem}-{number}.png") for number, page in enumerate(pages, 1)]
+    stem = deck.original_name[:190].rsplit(".", 1)[0] or "slides"
+    position = existing[-1].position if existing else 0
+    slides = [_store_slide(deck.session_id, deck.uploaded_by_id, position + number, page,
+                           f"{stem}-{number}.png")
+              for number, page in enumerate(pages, 1)]
+    db.session.flush()
+    return slides
 
 
 def get_slide(user: User, slide_id: int) -> ConferenceSlide:

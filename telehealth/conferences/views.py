@@ -161,6 +161,9 @@ def room(session_id: int) -> str:
                            may_present=role in HUB_ROLES
                            or services.presents_case(current_user.id, found.id),
                            slides=slides if role in HUB_ROLES else [],
+                           decks=[services.deck_summary(d)
+                                  for d in services.decks_shown(found.id, current_user)]
+                           if role in HUB_ROLES else [],
                            max_slide_mb=current_app.config["CONFERENCE_SLIDE_MAX_BYTES"]
                            // (1024 * 1024), deck=services.deck_limits())
 
@@ -177,19 +180,27 @@ def room_where(session_id: int) -> Any:
 @bp.route("/sessions/<int:session_id>/slides", methods=["POST"])
 @login_required
 def upload_slides(session_id: int) -> Any:
-    """A hub member adds slide images or a PDF deck (JSON for the room page, a redirect for
-    a form)."""
+    """A hub member adds slide images or PDF decks (JSON for the room page, a redirect for
+    a form). Images are slides at once; a deck's pages come from a job: the page lists the
+    deck as being prepared until then."""
     found, _role = services.get_session(current_user, session_id)
     files = [(f.stream, f.filename or "slide") for f in request.files.getlist("slides")
              if f.filename]
     added = services.add_slides(found, current_user, files)
+    # The jobs are asked for at commit: commit first, so that the list below is what
+    # the page shows (a job run at once under TESTING has finished by then).
+    db.session.commit()
+    decks = services.decks_shown(found.id, current_user)
     if wants_json():
         return jsonify({"slides": [{"id": s.id, "position": s.position,
                                     "preview_url": url_for("conferences.slide_image",
                                                            slide_id=s.id, size="preview")}
                                    for s in services.slides_of(found.id)],
-                        "added": len(added)})
-    flash(ngettext("%(num)d slide added.", "%(num)d slides added.", len(added)), "success")
+                        "added": len(added),
+                        "decks": [services.deck_summary(d) for d in decks]})
+    if added:
+        flash(ngettext("%(num)d slide added.", "%(num)d slides added.", len(added)),
+              "success")
     return redirect(url_for("conferences.room", session_id=found.id))
 
 

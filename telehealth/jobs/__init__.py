@@ -1,4 +1,5 @@
-"""Work that happens later or elsewhere: outbox delivery, the offer sweeper, machine translation.
+"""Work that happens later or elsewhere: outbox delivery, the offer sweeper, machine translation,
+conference decks' pages.
 
 Celery with a broker when one is configured, the same jobs in-process otherwise (see
 `runner.py`). Features never start threads of their own.
@@ -106,6 +107,10 @@ def _detect_soon(_sender: Any = None, *, area_id: int, syndrome_id: int, **_: An
     enqueue("surveillance_detect", area_id, syndrome_id)
 
 
+def _render_deck_soon(_sender: Any = None, *, deck_id: int, **_: Any) -> None:
+    enqueue("render_conference_deck", deck_id)
+
+
 def init_app(app: Flask) -> None:
     """Bind the job engine; start the in-process runner when this app runs its own jobs."""
     if app.config.get("JOBS_BROKER_URL"):
@@ -115,6 +120,7 @@ def init_app(app: Flask) -> None:
     outbox_committed.connect(_deliver_soon)
     signals.machine_translation_requested.connect(_translate_soon)
     signals.outbreak_detection_wanted.connect(_detect_soon)
+    signals.conference_deck_uploaded.connect(_render_deck_soon)
 
     @app.cli.group("jobs")
     def jobs_group() -> None:
@@ -122,7 +128,9 @@ def init_app(app: Flask) -> None:
 
     @jobs_group.command("run")
     @click.argument("name", type=click.Choice(["deliver_outbox", "sweep",
-                                                "surveillance_detect"]))
+                                                "surveillance_detect",
+                                                "render_conference_deck"]))
     def run_command(name: str) -> None:
-        """Run one job now, in this process (deliver_outbox, sweep, surveillance_detect)."""
+        """Run one job now, in this process (deliver_outbox, sweep, surveillance_detect,
+        render_conference_deck: the decks whose job was lost)."""
         click.echo(f"{name}: {tasks.run(app, name)}")

@@ -34,7 +34,8 @@ def periodic_jobs(app: Flask) -> dict[str, float]:
     every = {"deliver_outbox": float(app.config["OUTBOX_POLL_SECONDS"]),
              "sweep": float(app.config["SWEEPER_INTERVAL_SECONDS"]),
              "surveillance_detect": float(app.config["SURVEILLANCE_DETECT_SECONDS"]),
-             "conference_reminders": float(app.config["CONFERENCE_REMINDER_SECONDS"])}
+             "conference_reminders": float(app.config["CONFERENCE_REMINDER_SECONDS"]),
+             "render_conference_deck": float(app.config["CONFERENCE_DECK_RETRY_SECONDS"])}
     return {name: seconds for name, seconds in every.items() if seconds > 0}
 
 

@@ -12,7 +12,13 @@ from typing import Any
 
 from flask import Flask
 
-from telehealth.conferences.services import send_reminders
+from telehealth.conferences.room import announce_deck
+from telehealth.conferences.services import (
+    give_up_deck,
+    lost_decks,
+    prepare_deck,
+    send_reminders,
+)
 from telehealth.extensions import db
 from telehealth.matching.sweeper import sweep_once
 from telehealth.notifications.outbox import deliver_due
@@ -59,6 +65,42 @@ def conference_reminders() -> int:
     return sent
 
 
+def render_conference_deck(deck_id: int | None = None) -> str | int | None:
+    """Turn an uploaded PDF deck's pages into slides (or refuse it, saying why), then tell
+    the session's room pages; without a deck id (the periodic run), every deck whose job
+    was lost. Returns the deck's status (or how many lost decks were prepared)."""
+    if deck_id is not None:
+        return _render_deck(deck_id)
+    done = 0
+    for lost in lost_decks():
+        try:
+            _render_deck(lost)
+            done += 1
+        except Exception:  # noqa: BLE001 - logged; the deck is refused; on to the next
+            logger.exception("conference deck %s: preparing it failed", lost)
+    return done
+
+
+def _render_deck(deck_id: int) -> str | None:
+    """One deck. A fault (not a refusal) refuses it too, and is raised for the log: no
+    deck waits forever, none is kept half."""
+    try:
+        deck = prepare_deck(deck_id)
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        deck = give_up_deck(deck_id)
+        db.session.commit()
+        if deck is not None:
+            announce_deck(deck)
+            raise
+        return None  # another run of the job finished it
+    if deck is None:
+        return None
+    announce_deck(deck)
+    return deck.status.value
+
+
 #: Every job by name; Celery registers each as `telehealth.<name>`.
 TASKS: dict[str, Callable[..., Any]] = {
     "deliver_outbox": deliver_outbox,
@@ -66,6 +108,7 @@ TASKS: dict[str, Callable[..., Any]] = {
     "machine_translate": machine_translate,
     "surveillance_detect": surveillance_detect,
     "conference_reminders": conference_reminders,
+    "render_conference_deck": render_conference_deck,
 }
 
 

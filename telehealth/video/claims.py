@@ -158,7 +158,7 @@ class ClaimedRooms:
     def after_keeper_round(self) -> None:
         """More work for each keeper round, after the claims (none by default)."""
 
-    def member_reconnecting(self, room_key: int) -> None:
+    def member_reconnecting(self, room_key: int, participant_id: str) -> None:
         """A member's socket dropped and they may come back: more news for the room's
         pages than their "peer_state" (none by default)."""
 
@@ -237,7 +237,7 @@ class ClaimedRooms:
             return
         socketio.emit("peer_state", {"id": participant_id, "state": "reconnecting"},
                       to=self.kind.socket_room(room_key), namespace=self.kind.namespace)
-        self.member_reconnecting(room_key)
+        self.member_reconnecting(room_key, participant_id)
         socketio.start_background_task(self.forget_after_grace, room_key, participant_id,
                                        member)
 

@@ -39,8 +39,9 @@ def conference(world: dict[str, Any], make_consult: Callable[..., Any]) -> dict[
 
 
 ROOM_NAMESPACE = "/conference"
-ROOM_EVENTS = ("offer", "peers", "peer_state", "call_error", "left", "send_profile",
-               "call_moved", "roster", "slide", "muted", "removed", "send_video")
+ROOM_EVENTS = ("offer", "peers", "peer_state", "call_error", "left", "send_profile", "deck",
+               "call_moved", "roster", "slide", "muted", "removed", "send_video",
+               "share_taken_over")
 
 
 class RoomClient(SignalClient):

@@ -335,3 +335,78 @@ def test_a_silent_clinic_presenters_screen_is_pinned_for_everyone(
         presenter.click("#share-screen")  # stopped: unpinned, last-N again
         wait_for(lambda: viewer_videos() and presenter_id not in viewer_videos(),
                  "the viewer's video back to the speakers")
+
+
+def test_a_share_taken_over_stops_the_first_sharers_screen(
+        app: Any, browser: Any, room_server: str, live_conference: dict[str, Any],
+        approved_case: Any) -> None:
+    """The clinic's presenter shares; the specialist shares over it: the presenter's page
+    stops its screen capture, its button offers to share again, and it says who took
+    over; the others see the specialist's screen."""
+    presenter_id = f"u{live_conference['clinician'].id}"
+    with _in_the_room(browser, room_server, live_conference,
+                      people=("specialist", "clinician", "clinician2")) as pages:
+        hub_page, presenter, viewer = (pages["specialist"], pages["clinician"],
+                                       pages["clinician2"])
+        presenter.evaluate("""() => {  // keep the captured screen's track, to look at it
+          const real = navigator.mediaDevices.getDisplayMedia.bind(navigator.mediaDevices);
+          navigator.mediaDevices.getDisplayMedia = (constraints) => real(constraints)
+            .then((stream) => { window.screenTrack = stream.getVideoTracks()[0]; return stream; });
+        }""")
+        presenter.click("#share-screen")
+        presenter.wait_for_selector("#share-screen:has-text('Stop sharing')", timeout=10_000)
+        _wait_for_moving_picture(viewer, presenter_id, True, "the presenter's screen")
+
+        hub_page.click("#share-screen")
+        hub_page.wait_for_selector("#share-screen:has-text('Stop sharing')", timeout=10_000)
+        presenter.wait_for_selector("#share-screen:has-text('Share my screen')",
+                                    timeout=10_000)
+        assert presenter.text_content("#room-notice") == (
+            f"{live_conference['specialist'].name} is sharing their screen now; "
+            "yours has stopped.")
+        wait_js(presenter, "() => window.screenTrack.readyState === 'ended'",
+                "the presenter's screen capture stopped")
+        _wait_for_moving_picture(viewer, f"u{live_conference['specialist'].id}", True,
+                                 "the specialist's screen")
+        assert get_conference_hub(app).pinned(live_conference["session"].id) == \
+            f"u{live_conference['specialist'].id}"
+
+
+def test_a_pdf_deck_is_listed_as_being_prepared_then_its_pages_appear(
+        app: Any, browser: Any, room_server: str, live_conference: dict[str, Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The upload answers at once; the deck's pages appear when its job is done (no
+    reload), and a deck the job refuses says why on the uploader's page."""
+    from telehealth import uploads
+    from telehealth.jobs import tasks
+    from tests.conferences.test_slides import pillow_deck
+
+    if not uploads.pdf_rendering_available():
+        pytest.skip("pdftoppm (Debian poppler-utils) is not installed")
+    asked: list[tuple[Any, ...]] = []
+    monkeypatch.setattr("telehealth.jobs.enqueue", lambda *args, **kw: asked.append(args))
+    with _in_the_room(browser, room_server, live_conference, people=("specialist",)) as pages:
+        presenter = pages["specialist"]
+        presenter.set_input_files("#slide-files", [
+            {"name": "ward.pdf", "mimeType": "application/pdf", "buffer": pillow_deck(2)}])
+        presenter.click("#slide-upload button")
+        presenter.wait_for_selector("#decks li:has-text('ward.pdf is being prepared')",
+                                    timeout=10_000)
+        assert presenter.locator("#slide-list li").count() == 0
+        assert tasks.run(app, *asked.pop()) == "ready"
+        presenter.wait_for_selector("#upload-status:has-text('Slides added.')",
+                                    timeout=10_000)
+        assert presenter.locator("#slide-list li").count() == 2
+        assert presenter.locator("#decks li").count() == 0
+
+        presenter.set_input_files("#slide-files", [
+            {"name": "broken.pdf", "mimeType": "application/pdf",
+             "buffer": b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog >>\n%%EOF\n"}])
+        presenter.click("#slide-upload button")
+        presenter.wait_for_selector("#decks li:has-text('broken.pdf is being prepared')",
+                                    timeout=10_000)
+        assert tasks.run(app, *asked.pop()) == "failed"
+        presenter.wait_for_selector(
+            "#decks li.flash-error:has-text('broken.pdf could not be read as a PDF')",
+            timeout=10_000)
+        assert presenter.locator("#slide-list li").count() == 2

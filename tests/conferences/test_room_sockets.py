@@ -15,8 +15,10 @@ from telehealth.conferences import services
 from telehealth.conferences.models import AttendanceEvent, AttendanceKind, ConferenceSlide
 from telehealth.conferences.room import get_conference_hub, room_id
 from telehealth.extensions import db
+from telehealth.jobs import tasks
 from telehealth.uploads import stored_path
 from tests.conferences.conftest import RoomClient
+from tests.conferences.test_slides import needs_renderer, pillow_deck
 from tests.conftest import image_bytes
 from tests.video.conftest import login_cookie
 
@@ -80,6 +82,12 @@ def roster_where(client: RoomClient, check: Callable[[dict[str, Any]], bool]) ->
 
 def person(roster: dict[str, Any], participant_id: str) -> dict[str, Any]:
     return next(p for p in roster["people"] if p["id"] == participant_id)
+
+
+def has(roster: dict[str, Any], participant_id: str, **values: Any) -> bool:
+    """Whether the roster lists the participant, with these values."""
+    return any(p["id"] == participant_id and all(p[k] == v for k, v in values.items())
+               for p in roster["people"])
 
 
 @pytest.mark.parametrize("who", ["other_clinician", "other_specialist", "admin"])
@@ -292,9 +300,12 @@ def test_slides_are_reencoded_and_limited(app: Any, live_conference: dict[str, A
     denied = post(live_conference["clinician"], [("mine.jpg", image_bytes())])
     assert denied.status_code == 403
     pdf = post(live_conference["specialist"], [("deck.pdf", b"%PDF-1.4\n1 0 obj\n%%EOF\n")])
-    assert pdf.status_code == 400
-    assert ("could not be read as a PDF" if services.deck_limits() else "JPEG or PNG image") \
-        in pdf.json()["error"]
+    if services.deck_limits():  # accepted; its job (at once under TESTING) refused it
+        assert pdf.status_code == 200
+        [deck] = pdf.json()["decks"]
+        assert deck["status"] == "failed" and "could not be read as a PDF" in deck["error"]
+    else:
+        assert pdf.status_code == 400 and "JPEG or PNG image" in pdf.json()["error"]
     text = post(live_conference["specialist"], [("notes.txt", b"hello")])
     assert text.status_code == 400 and "is not a JPEG, PNG or PDF file" in text.json()["error"]
     app.config["CONFERENCE_SLIDE_MAX_BYTES"] = 1000
@@ -314,6 +325,74 @@ def test_slides_are_reencoded_and_limited(app: Any, live_conference: dict[str, A
             assert got.status_code == status
             if status == 200:
                 assert got.headers["Content-Type"] == "image/jpeg"
+
+
+def post_slides(room_server: str, session_id: int, user: Any,
+                files: list[tuple[str, bytes]]) -> requests.Response:
+    """The room page's upload, as its script sends it (JSON)."""
+    http = requests.Session()
+    http.headers["Cookie"] = login_cookie(room_server, user)
+    page = http.get(f"{room_server}/conferences/sessions/{session_id}/room")
+    token = page.text.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+    return http.post(f"{room_server}/conferences/sessions/{session_id}/slides",
+                     data={"csrf_token": token},
+                     files=[("slides", (name, data)) for name, data in files],
+                     headers={"Accept": "application/json"})
+
+
+def room_page(room_server: str, session_id: int, user: Any) -> str:
+    http = requests.Session()
+    http.headers["Cookie"] = login_cookie(room_server, user)
+    page = http.get(f"{room_server}/conferences/sessions/{session_id}/room")
+    assert page.status_code == 200
+    return page.text
+
+
+@needs_renderer
+def test_a_deck_is_prepared_after_its_upload_and_the_room_pages_hear_how_it_went(
+        app: Any, live_conference: dict[str, Any], room_server: str,
+        room_client: Callable[..., RoomClient], monkeypatch: pytest.MonkeyPatch) -> None:
+    session_id = live_conference["session"].id
+    specialist, coordinator = live_conference["specialist"], live_conference["coordinator"]
+    asked: list[tuple[Any, ...]] = []
+    monkeypatch.setattr("telehealth.jobs.enqueue", lambda *args, **kw: asked.append(args))
+    moderator = room_client(specialist)
+    join(moderator, session_id)
+    db.session.commit()
+
+    # The upload answers before any page is rendered: the deck is being prepared.
+    sent = post_slides(room_server, session_id, specialist, [("ward.pdf", pillow_deck(2))])
+    assert sent.status_code == 200, sent.text
+    [deck] = sent.json()["decks"]
+    assert (deck["name"], deck["status"], sent.json()["slides"]) == ("ward.pdf", "preparing", [])
+    assert asked == [("render_conference_deck", deck["id"])]
+    preparing = "ward.pdf is being prepared: its pages appear in the list when they are ready."
+    for user in (specialist, coordinator):  # every hub member's page lists it
+        assert preparing in room_page(room_server, session_id, user)
+
+    # The job makes the slides; the room's pages get the list.
+    assert tasks.run(app, *asked.pop()) == "ready"
+    ready = moderator.wait("deck")
+    assert (ready["deck"]["status"], [s["position"] for s in ready["slides"]]) == \
+        ("ready", [1, 2])
+    page = room_page(room_server, session_id, specialist)
+    assert preparing not in page and page.count("data-slide-id=") == 2
+
+    # A deck the renderer cannot read: the room hears it was refused; the uploader's page
+    # says why, another hub member's does not; the uploader's next upload clears it.
+    post_slides(room_server, session_id, specialist,
+                [("broken.pdf", b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog >>\n%%EOF\n")])
+    assert tasks.run(app, *asked.pop()) == "failed"
+    refused_deck = moderator.wait("deck")["deck"]
+    assert refused_deck["status"] == "failed" and refused_deck["uploader"] == f"u{specialist.id}"
+    why = "broken.pdf could not be read as a PDF"
+    assert why in refused_deck["error"]
+    assert why in room_page(room_server, session_id, specialist)
+    assert why not in room_page(room_server, session_id, coordinator)
+    post_slides(room_server, session_id, specialist, [("chart.png", image_bytes("PNG"))])
+    assert why not in room_page(room_server, session_id, specialist)
+    db.session.expire_all()
+    assert db.session.query(ConferenceSlide).count() == 3
 
 
 def test_the_presenter_shows_a_slide_to_everyone(
@@ -410,6 +489,84 @@ def test_a_presenter_sharing_a_screen_is_pinned_until_they_stop_or_leave(
     assert not any(p["sharing"] for p in roster["people"])
     assert hub.pinned(session_id) is None and selector.pinned is None
     assert other.drain("call_error") == []
+
+
+def test_a_sharer_replaced_by_another_is_told_who_took_over(
+        app: Any, live_conference: dict[str, Any], approved_case: Any,
+        room_client: Callable[..., RoomClient]) -> None:
+    """Their page stops sending its screen and resets its button (room.js) on this event."""
+    session_id = live_conference["session"].id
+    moderator = room_client(live_conference["specialist"])
+    presenter = room_client(live_conference["clinician"])
+    other = room_client(live_conference["clinician2"])
+    moderator_id = join(moderator, session_id)["self"]
+    presenter_id = join(presenter, session_id)["self"]
+    join(other, session_id)
+    presenter.emit("screen_share", {"session_id": session_id, "on": True})
+    roster_where(other, lambda r: person(r, presenter_id)["sharing"])
+    moderator.emit("screen_share", {"session_id": session_id, "on": True})
+    assert presenter.wait("share_taken_over") == {
+        "session_id": session_id, "by": live_conference["specialist"].name}
+    roster_where(other, lambda r: person(r, moderator_id)["sharing"])
+    assert get_conference_hub(app).pinned(session_id) == moderator_id
+    # The replaced page's late "off" changes nothing; sharing again over one's own share
+    # and a share that ends on its own (the moderator stops) tell nobody it was taken over.
+    presenter.emit("screen_share", {"session_id": session_id, "on": False})
+    moderator.emit("screen_share", {"session_id": session_id, "on": True})
+    moderator.emit("screen_share", {"session_id": session_id, "on": False})
+    roster_where(other, lambda r: not any(p["sharing"] for p in r["people"]))
+    for client in (moderator, presenter, other):
+        assert client.drain("share_taken_over") == [] and client.drain("call_error") == []
+
+
+def test_a_sharer_who_drops_or_is_removed_is_unpinned_at_once(
+        app: Any, live_conference: dict[str, Any], approved_case: Any,
+        engine_calls: list[tuple], room_client: Callable[..., RoomClient]) -> None:
+    session_id = live_conference["session"].id
+    room = room_id(session_id)
+    hub = get_conference_hub(app)
+    moderator = room_client(live_conference["specialist"])
+    # On a websocket: its end is the socket's closing, which the server always sees (a
+    # long-polling client's last "disconnect" may never be sent: then only the ping
+    # time-out, ~45 s later, tells the server).
+    presenter = room_client(live_conference["clinician"], connect=False)
+    presenter.connect("websocket")
+    join(moderator, session_id)
+    presenter_id = join(presenter, session_id)["self"]
+    selector = hub.engine.rooms.get(room).conference.selector
+    presenter.emit("screen_share", {"session_id": session_id, "on": True})
+    roster_where(moderator, lambda r: has(r, presenter_id, sharing=True))
+
+    # The sharer's socket goes away (a lost network, a closed tab): the pin goes at once,
+    # not after the reconnect grace period, and the others see the share end.
+    engine_calls.clear()
+    presenter.close()
+    roster = roster_where(moderator, lambda r: has(r, presenter_id, state="reconnecting"))
+    assert not person(roster, presenter_id)["sharing"]
+    assert hub.pinned(session_id) is None and selector.pinned is None
+    assert ("set_pinned", (room, None)) in engine_calls
+    # Their page comes back (a reload): not pinned until it shares again.
+    back = room_client(live_conference["clinician"])
+    join(back, session_id)
+    roster = roster_where(moderator, lambda r: has(r, presenter_id)
+                          and not has(r, presenter_id, state="reconnecting"))
+    assert not person(roster, presenter_id)["sharing"] and hub.pinned(session_id) is None
+    back.emit("screen_share", {"session_id": session_id, "on": True})
+    roster_where(moderator, lambda r: has(r, presenter_id, sharing=True))
+    # The same page joining again while it shares (a connection restart) stays pinned.
+    join(back, session_id)
+    roster_where(moderator, lambda r: has(r, presenter_id, sharing=True))
+    selector = hub.engine.rooms.get(room).conference.selector
+    assert hub.pinned(session_id) == presenter_id and selector.pinned == presenter_id
+
+    # A moderator removes the sharer: unpinned, and the others see the share end.
+    moderator.emit("remove", {"session_id": session_id, "participant": presenter_id})
+    back.wait("removed")
+    roster = roster_where(moderator,
+                          lambda r: presenter_id not in {p["id"] for p in r["people"]})
+    assert not any(p["sharing"] for p in roster["people"])
+    assert hub.pinned(session_id) is None and selector.pinned is None
+    assert moderator.drain("call_error") == []
 
 
 def test_the_share_button_is_for_the_hub_and_the_sessions_presenters(

@@ -271,7 +271,7 @@ def test_real_images_survive_reencoding_without_what_follows_them(size, fmt, tra
 
 @given(name=st.text(max_size=400))
 def test_file_names_are_cleaned_for_display(name):
-    clean = uploads._clean_name(name)
+    clean = uploads.clean_name(name)
     assert 1 <= len(clean) <= 200
     assert "/" not in clean and "\\" not in clean
     assert all(ch.isprintable() for ch in clean)

@@ -16,6 +16,7 @@
   var audioOnly = false;
   var api = null;
   var screenTrack = null;  // the screen we share, if any
+  var onDeck = null;  // the presenter's part: a deck was prepared or refused
   var notice = document.getElementById("room-notice");
   var handButton = document.getElementById("hand");
   var micButton = document.getElementById("toggle-mic");
@@ -173,8 +174,16 @@
     });
     s.on("slide", function (msg) { slide = msg.slide; renderSlide(); });
     s.on("muted", function (msg) { setMuted(msg.muted, true); renderPeople(); });
+    // Someone else shares now: our screen stops (no "off": the share is theirs).
+    s.on("share_taken_over", function (msg) {
+      if (!screenTrack) { return; }
+      endShare();
+      tell(d.msgShareTakenOver.replace("{name}", msg.by));
+    });
+    s.on("deck", function (msg) { if (onDeck) { onDeck(msg); } });
     s.on("removed", function () {
       removed = true;
+      if (screenTrack) { screenTrack.stop(); screenTrack = null; }
       api.stop();
       api.say(d.msgRemoved);
       tell(d.msgRemoved);
@@ -204,11 +213,15 @@
   // The screen goes out in place of the camera (call.js keeps it so across reconnects):
   // the others see it in the presenter's tile. The server pins a sharer first in everyone's
   // video and never pauses it, even while they do not speak (screen_share).
-  function stopSharing() {
+  function endShare() {
     if (screenTrack) { screenTrack.stop(); screenTrack = null; }
     api.sendInsteadOfCamera(null);
+    if (shareButton) { shareButton.textContent = d.msgShare; }
+  }
+
+  function stopSharing() {
+    endShare();
     api.send("screen_share", api.ids({ on: false }));
-    shareButton.textContent = d.msgShare;
   }
 
   if (shareButton) {
@@ -276,6 +289,35 @@
   document.getElementById("slide-next").addEventListener("click", function () { step(1); });
   document.getElementById("slide-hide").addEventListener("click", function () { show(null); });
 
+  // PDF decks: a job makes their slides; a refusal is shown to the uploader only.
+  var deckList = document.getElementById("decks");
+
+  function deckItem(id) { return deckList.querySelector('[data-deck-id="' + id + '"]'); }
+
+  function showDeck(deck) {
+    var li = deckItem(deck.id);
+    if (deck.status === "ready" || (deck.status === "failed" && deck.uploader !== selfId)) {
+      if (li) { li.remove(); }
+      return;
+    }
+    if (!li) {
+      li = document.createElement("li");
+      li.dataset.deckId = String(deck.id);
+      deckList.appendChild(li);
+    }
+    li.className = deck.status === "failed" ? "flash flash-error" : "muted";
+    li.textContent = deck.status === "failed" ? deck.error
+      : d.msgDeckPreparing.replace("{name}", deck.name);
+  }
+
+  onDeck = function (msg) {
+    if (msg.deck.status === "ready") {
+      listSlides(msg.slides);
+      if (deckItem(msg.deck.id)) { uploadStatus.textContent = d.msgUploaded; }
+    }
+    showDeck(msg.deck);
+  };
+
   var form = document.getElementById("slide-upload");
   var uploadStatus = document.getElementById("upload-status");
   form.addEventListener("submit", function (event) {
@@ -287,8 +329,10 @@
         return response.json().then(function (body) {
           if (!response.ok) { throw new Error(body.error); }
           listSlides(body.slides);
+          deckList.querySelectorAll(".flash-error").forEach(function (li) { li.remove(); });
+          body.decks.forEach(showDeck);
           form.reset();
-          uploadStatus.textContent = d.msgUploaded;
+          uploadStatus.textContent = body.added || !body.decks.length ? d.msgUploaded : "";
         });
       })
       .catch(function (err) { uploadStatus.textContent =
