@@ -1,7 +1,7 @@
 """Conference rooms: PDF decks prepared by a job
 
 Revision ID: 3d8b6f2a9c41
-Revises: 7c0a11e5d3f2
+Revises: 9b2e4d7a6c13
 Create Date: 2026-11-30 09:20:00
 
 A PDF deck's pages are rendered off the upload request: the deck waits here (its file in
@@ -14,7 +14,7 @@ import telehealth.db_types
 
 # revision identifiers, used by Alembic.
 revision = '3d8b6f2a9c41'
-down_revision = '7c0a11e5d3f2'
+down_revision = '9b2e4d7a6c13'
 branch_labels = None
 depends_on = None
 
