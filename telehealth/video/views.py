@@ -22,6 +22,7 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
 from telehealth import clock
+from telehealth.boundary import on_refusal
 from telehealth.consults.models import Consult
 from telehealth.consults.services import get_visible_consult
 from telehealth.errors import InvalidInput, PermissionDenied
@@ -121,6 +122,9 @@ def propose(consult_id: int) -> Any:
     # A stored zone gone bad is refused (fix it in the preferences), never guessed as UTC.
     local = form.starts_at.data.replace(tzinfo=ZoneInfo(check_timezone(current_user.timezone
                                                                        or "UTC")))
+    # A time in the past is refused on the consult's page, next to the call, like an empty one.
+    on_refusal(lambda: (redirect(url_for("consults.detail", consult_id=consult.id) + "#call"),
+                        303))
     services.propose_time(consult, current_user, local)
     flash(_("The time is proposed."), "success")
     return redirect(url_for("consults.detail", consult_id=consult.id) + "#call"), 303
