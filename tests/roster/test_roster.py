@@ -202,6 +202,10 @@ def test_coordinator_sees_escalation_and_assigns_by_hand(client, auth, world, ma
     assert "Escalated: nobody accepted" in dashboard and consult.reference in dashboard
     page = client.get(f"/consults/{consult.id}/matching").text
     assert "Nobody on the roster is eligible" in page
+    # Chosen by name from the active roster, not typed as an internal number nobody is shown.
+    assert 'select id="assign-specialist" name="specialist_id"' in page
+    assert "Specialist number" not in page
+    assert f'<option value="{world["specialist"].id}">{world["specialist"].name} · ' in page
     response = client.post(f"/consults/{consult.id}/assign", data={
         "specialist_id": str(world["specialist"].id), "note": "cardiologist knows neurology"})
     assert response.status_code == 302
