@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import screenshot, sign_in
+from telehealth.accounts.models import Role
+from telehealth.extensions import db
+from tests.conftest import screenshot, sign_in, take_consult
 
 pytestmark = pytest.mark.browser
 
@@ -31,8 +33,6 @@ LINES_OF_EACH_WORD = """cells => cells.flatMap(cell => {
 
 def test_roster_and_dashboard_read_well_at_desktop_width(live_server, browser, world,
                                                          make_user):
-    from telehealth.accounts.models import Role
-
     # The demo's roster: long e-mails, several specialties and languages, long zone names.
     for name, zone in (("Dr Amina Okafor", "America/Toronto"), ("Dra Ana Souza",
                                                                  "America/Sao_Paulo")):
@@ -54,5 +54,30 @@ def test_roster_and_dashboard_read_well_at_desktop_width(live_server, browser, w
         broken = page.locator("#roster th, #roster td").evaluate_all(LINES_OF_EACH_WORD)
         assert broken == [], f"words split across lines: {broken}"
         assert errors == [], errors
+    finally:
+        context.close()
+
+
+def test_number_tables_stay_readable_on_a_phone(live_server, browser, world, make_consult):
+    """At 360 px the situation room's figures were cards: the caption ran one letter a line
+    and each row was a column of bare numbers; the load report's counts had no label."""
+    take_consult(make_consult(world["clinician"]), world["specialist"])
+    db.session.commit()
+    context = browser.new_context(viewport={"width": 360, "height": 740})
+    try:
+        page = context.new_page()
+        sign_in(page, live_server, world["coordinator"].email)
+        page.goto(f"{live_server}/situation")
+        caption = page.locator("#table-speed_urgency caption")
+        box = caption.bounding_box()
+        assert box is not None and box["height"] < 80 and box["width"] > 150, box
+        assert page.evaluate("document.documentElement.scrollWidth") <= 360
+        assert page.locator("#table-speed_urgency").evaluate(
+            "t => getComputedStyle(t).display") == "table"
+        page.goto(f"{live_server}/roster/load")
+        screenshot(page, "load-report-phone")
+        label = page.locator("#load td[data-label]").first.evaluate(
+            "td => getComputedStyle(td, '::before').content")
+        assert "Last 30 days" in label
     finally:
         context.close()
