@@ -52,6 +52,7 @@ def test_a_refused_weekly_report_comes_back_as_typed(app, surv) -> None:
         assert f'name="cases-{awd}" type="number" min="0" value="{count}"' in html
         assert f'name="cases-{other}" type="number" min="0" value="12"' in html
         assert f'name="week" value="{week}"' in html
+        assert f'<label for="cases-{awd}">' in html  # each field under its own label
     assert db.session.scalar(select(func.count(WeeklyReport.id))) == 0
 
 
