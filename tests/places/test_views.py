@@ -57,6 +57,9 @@ def test_an_admin_builds_the_hierarchy_and_imports_boundaries(admin_client) -> N
     assert areas["CD-GOMA"].latitude == pytest.approx(-1.5)
     page = admin_client.get("/admin/areas").get_data(as_text=True)
     assert "Nord-Kivu" in page
+    # Every select says what it chooses (two bare selects side by side did not).
+    assert '<label>Clinic <select name="clinic_id">' in page
+    assert '<label>Surveillance officer <select name="user_id">' in page
 
 
 BAD = [
