@@ -205,8 +205,34 @@ def seed_demo_consults() -> int:
             close_consult(consult, author, Outcome.TREATED_LOCALLY,
                           "Douleur disparue en 48 h ; suivi à la consultation.", 5,
                           referral_avoided=True, course_changed=True)
+    _seed_demo_weekly_reports()
     db.session.flush()
     return len(DEMO_CONSULTS)
+
+
+# Goma's last eight weekly reports (acute watery diarrhoea, measles-like rash), the last one
+# with a cluster of rash cases: the surveillance officers open an alert, not an empty page.
+DEMO_WEEKLY_COUNTS = {"awd": [4, 6, 3, 5, 4, 6, 5, 4], "measles_rash": [0, 0, 1, 0, 0, 0, 0, 5]}
+
+
+def _seed_demo_weekly_reports() -> None:
+    from telehealth.surveillance import services as surveillance
+
+    marie = db.session.execute(
+        select(User).where(User.email == "marie.kabila@example.org")).scalar_one()
+    assert marie.clinic is not None
+    system = surveillance.week_system()
+    this_week = surveillance.week_start(clock.now().date(), system)
+    syndromes = surveillance.active_syndromes()
+    weeks = len(next(iter(DEMO_WEEKLY_COUNTS.values())))
+    for back in range(weeks, 0, -1):
+        start = this_week - timedelta(weeks=back)
+        counts = {s.id: str(DEMO_WEEKLY_COUNTS.get(s.code, [0] * weeks)[weeks - back])
+                  for s in syndromes}
+        surveillance.submit_weekly_report(marie.clinic, marie,
+                                          surveillance.week_label(start, system), counts)
+    db.session.flush()
+    surveillance.run_detection()  # as the hourly job would: the rash cluster is an alert
 
 
 @click.command("seed-demo")
@@ -225,7 +251,8 @@ def seed_demo_command(if_empty: bool) -> None:
     width = max(len(role) for role, _email, _name in accounts)
     for role, email, name in accounts:
         click.echo(f"  {role:<{width}} {email:<32} {name}")
-    click.echo(f"Demo consults: {consults} (a draft, waiting, taken, answered, closed).")
+    click.echo(f"Demo consults: {consults} (a draft, waiting, taken, answered, closed); "
+               "Goma's weekly reports of the last 8 weeks, with an alert.")
 
 
 def init_app(app: Flask) -> None:

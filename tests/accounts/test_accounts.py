@@ -156,6 +156,13 @@ def test_seed_demo_gives_every_account_a_case_at_each_step(app, hour):
     assert states["HYO-0003"] == ("draft", None)
     for waiting in ("GOMA-0057", "CHK-0031"):
         assert states[waiting][0] in ("offered", "escalated"), states[waiting]
+    # The surveillance officers find Goma's reports and the rash cluster's alert.
+    from telehealth.surveillance.models import Alert, WeeklyReport
+
+    assert db.session.scalar(db.select(db.func.count(WeeklyReport.id))) == 8
+    alerts = list(db.session.scalars(db.select(Alert)))
+    assert alerts and {a.syndrome.code for a in alerts} == {"measles_rash"}
+    assert "Goma" in {a.area.name for a in alerts}
     # The columns line up whatever the longest role's name ("surveillance_officer").
     lines = [line for line in result.output.splitlines() if "@example.org" in line]
     assert len({line.index(line.split()[1]) for line in lines}) == 1
