@@ -49,10 +49,11 @@ BURST_BYTES = 128 * 1024
 
 def _call_consult_for_viewer(consult_id: int) -> tuple[Consult, services.Caller]:
     user = current_user._get_current_object() if current_user.is_authenticated else None
-    consult = db.session.get(Consult, consult_id)
-    if consult is None:
-        abort(404)
-    caller = services.caller_for(user, session.get(GUEST_SESSION_KEY), consult.id)
+    # The same refusal, word for word, for a made-up id and for a consult this reader may not
+    # read (services.caller_for).
+    caller = services.caller_for(user, session.get(GUEST_SESSION_KEY), consult_id)
+    consult = db.session.get(Consult, caller.consult_id)
+    assert consult is not None  # caller_for found it
     return consult, caller
 
 
