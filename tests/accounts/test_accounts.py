@@ -163,6 +163,10 @@ def test_seed_demo_gives_every_account_a_case_at_each_step(app, hour):
     alerts = list(db.session.scalars(db.select(Alert)))
     assert alerts and {a.syndrome.code for a in alerts} == {"measles_rash"}
     assert "Goma" in {a.area.name for a in alerts}
+    officer = app.test_client()
+    officer.post("/login", data={"email": "epi.kivu@example.org", "password": "telehealth-demo"})
+    page = officer.get(f"/surveillance/alerts/{alerts[0].id}").text
+    assert 'id="no-line-list"' in page  # an empty line list says why
     # The columns line up whatever the longest role's name ("surveillance_officer").
     lines = [line for line in result.output.splitlines() if "@example.org" in line]
     assert len({line.index(line.split()[1]) for line in lines}) == 1
