@@ -20,7 +20,7 @@ from functools import partial
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import LargeBinary, Result, Row, String, cast, select, text
+from sqlalchemy import LargeBinary, Result, Row, String, cast, select, text, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeEngine
@@ -87,8 +87,11 @@ def _lock_chain(session: Session) -> AuditChainHead:
             timeout_ms = int(current_app.config.get("DATABASE_LOCK_TIMEOUT_SECONDS", 5) * 1000)
             session.execute(_BOUNDED_LOCK, {"key": ADVISORY_LOCK_KEY,
                                             "timeout": f"{max(timeout_ms, 1)}ms"})
-        head = session.get(AuditChainHead, HEAD_ID, with_for_update=True,
-                           populate_existing=True)
+        if session.get_bind().dialect.name == "sqlite":
+            head = _write_lock_head_sqlite(session)
+        else:
+            head = session.get(AuditChainHead, HEAD_ID, with_for_update=True,
+                               populate_existing=True)
     except OperationalError as exc:
         if not lock_wait_ran_out(exc):
             raise
@@ -97,6 +100,18 @@ def _lock_chain(session: Session) -> AuditChainHead:
         head = AuditChainHead(id=HEAD_ID, last_seq=0, last_hash="")
         session.add(head)
     return head
+
+
+def _write_lock_head_sqlite(session: Session) -> AuditChainHead | None:
+    """SQLite has no row locks (FOR UPDATE is dropped) and starts its transactions deferred:
+    two requests read the same head, then the second numbered its entries like the first and
+    failed on the unique `seq` (a 500 for about one page in five with four people on the
+    demo). Writing the head takes the database's one write lock first (waiting up to the busy
+    timeout), and RETURNING reads it under that lock: one statement, as the SELECT was."""
+    return session.scalars(
+        update(AuditChainHead).where(AuditChainHead.id == HEAD_ID)
+        .values(last_seq=AuditChainHead.last_seq).returning(AuditChainHead)
+        .execution_options(populate_existing=True, synchronize_session=False)).one_or_none()
 
 
 def _chain_pending_entries(session: Session) -> None:

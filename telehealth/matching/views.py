@@ -20,7 +20,11 @@ from telehealth.matching import services
 from telehealth.matching.models import Offer
 from telehealth.pagination import page_size_from_request
 from telehealth.roster.forms import AssignForm
-from telehealth.roster.services import get_specialist, require_roster_manager
+from telehealth.roster.services import (
+    assignable_specialists,
+    get_specialist,
+    require_roster_manager,
+)
 
 bp = Blueprint("matching", __name__, template_folder="templates")
 
@@ -52,7 +56,8 @@ def candidates(consult_id: int) -> Any:
                                      .order_by(Offer.created_at, Offer.id)))
     names = {offer.specialist_id: offer.specialist.name for offer in offers}
     return render_template("matching/candidates.html", consult=consult, ranked=ranked,
-                           offers=offers, names=names, now=clock.now(), form=AssignForm())
+                           offers=offers, names=names, now=clock.now(), form=AssignForm(),
+                           specialists=assignable_specialists(consult.specialty_id))
 
 
 @bp.route("/consults/<int:consult_id>/assign", methods=["POST"])

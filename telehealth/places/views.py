@@ -10,6 +10,7 @@ from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from telehealth.accounts.models import Role, User
+from telehealth.boundary import on_refusal
 from telehealth.clinics.models import Clinic
 from telehealth.errors import InvalidInput, NotFound
 from telehealth.extensions import db
@@ -50,6 +51,8 @@ def _get(model: Any, name: str) -> Any:
 @admin_required
 def areas() -> Any:
     if request.method == "POST":
+        # A refused area comes back in the form as typed, with the reason, not on an error page.
+        on_refusal(lambda: _areas_page(request.form))
         parent_id = _id("parent_id")
         parent = services.get_area(parent_id) if parent_id else None
         services.create_area(request.form.get("name", ""), request.form.get("code", ""),
@@ -57,11 +60,15 @@ def areas() -> Any:
                              _float("longitude"))
         flash(_("Area added."), "success")
         return redirect(url_for("places.areas"))
+    return _areas_page({})
+
+
+def _areas_page(typed: Any) -> str:
     officers = list(db.session.scalars(select(User).where(
         User.role == Role.SURVEILLANCE_OFFICER).order_by(User.name)))
     return render_template("places/areas.html", areas=services.all_areas(),
                            clinics=list(db.session.scalars(select(Clinic).order_by(Clinic.name))),
-                           officers=officers)
+                           officers=officers, typed=typed)
 
 
 @bp.route("/admin/areas/import", methods=["POST"])

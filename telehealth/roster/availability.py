@@ -8,7 +8,7 @@ from datetime import date, datetime, time, timedelta
 from flask_babel import gettext as _
 from sqlalchemy import delete
 
-from telehealth import signals
+from telehealth import clock, signals
 from telehealth.accounts.models import User
 from telehealth.audit.services import record
 from telehealth.errors import InvalidInput, NotFound, PermissionDenied
@@ -20,6 +20,8 @@ from telehealth.roster.models import (
     LeavePeriod,
 )
 
+# A leave further ahead is a typo (a year 2206), not a plan.
+MAX_LEAVE_AHEAD = timedelta(days=5 * 366)
 WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 _WINDOW_RE = re.compile(
     r"^\s*(mon|tue|wed|thu|fri|sat|sun)\s+(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$", re.I)
@@ -73,6 +75,12 @@ def add_leave(user: User, first_day: date, last_day: date, reason: str,
     if last_day < first_day:
         raise InvalidInput(_("The leave must end on or after its first day."))
     zone = formatting.zone(user.timezone)  # a broken stored zone must not break the page
+    today = clock.now().astimezone(zone).date()
+    # Leave only keeps offers away: one already over would change nothing (a typo's year).
+    if last_day < today:
+        raise InvalidInput(_("This leave has already ended; give days from today on."))
+    if first_day > today + MAX_LEAVE_AHEAD:
+        raise InvalidInput(_("Leave can be recorded at most five years ahead."))
     leave = LeavePeriod(
         user_id=user.id,
         starts_at=datetime.combine(first_day, time(0), tzinfo=zone),

@@ -10,7 +10,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import select, update
 
 from telehealth import clock, signals
-from telehealth.accounts.models import Role, Specialty, User, UserLanguage
+from telehealth.accounts.models import Role, Specialty, User, UserLanguage, user_specialties
 from telehealth.audit.services import record
 from telehealth.db_types import known, rows_changed
 from telehealth.errors import Conflict, InvalidInput, NotFound, PermissionDenied
@@ -36,6 +36,22 @@ def get_profile(user: User) -> SpecialistProfile:
         db.session.add(profile)
         db.session.flush()
     return profile
+
+
+def assignable_specialists(specialty_id: int, limit: int = 300) -> list[tuple[User, bool]]:
+    """Active volunteers a coordinator may assign by hand, those of the specialty first, by
+    name, each with whether they have it (the service still refuses one who cannot take the
+    case, with the reason)."""
+    has_it = select(user_specialties.c.user_id).where(
+        user_specialties.c.specialty_id == specialty_id).scalar_subquery()
+    in_specialty = User.id.in_(has_it)
+    rows = db.session.execute(
+        select(User, in_specialty)
+        .join(SpecialistProfile, SpecialistProfile.user_id == User.id)
+        .where(User.role == Role.SPECIALIST, User.active.is_(True),
+               SpecialistProfile.status == ProfileStatus.ACTIVE)
+        .order_by(in_specialty.desc(), User.name, User.id).limit(limit))
+    return [(user, bool(flag)) for user, flag in rows]
 
 
 def get_specialist(user_id: int) -> User:

@@ -42,6 +42,7 @@ from telehealth.roster.invitations import (
 from telehealth.roster.profiles import (
     ProfileInput,
     apply_status_action,
+    assignable_specialists,
     credential_status_label,
     format_languages,
     get_profile,
@@ -93,6 +94,7 @@ __all__ = [
     "parse_languages",
     "parse_windows",
     "profile_status_label",
+    "assignable_specialists",
     "recipient_language",
     "remove_leave",
     "require_roster_manager",

@@ -201,6 +201,7 @@ def add_leave(user_id: int) -> Any:
     if not form.validate_on_submit():
         flash(_("Give the first and last day of the leave."), "error")
         return _profile_page(user_id, 400, leave_form=form)
+    on_refusal(lambda: _profile_page(user_id, leave_form=form))  # dates kept, reason shown
     services.add_leave(user, form.first_day.data, form.last_day.data,
                        form.reason.data or "", current_user)
     flash(_("The leave is recorded."), "success")

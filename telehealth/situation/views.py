@@ -117,16 +117,18 @@ def _bar_charts(room: Room, cells: Cells, rtl: bool) -> dict[str, Any]:
     return drawn
 
 
-def _heat_map(room: Room, rtl: bool) -> Any:
+def _heat_map(room: Room, names: dict[int, tuple[str, str]], rtl: bool) -> Any:
     heat = room.heat
     cells = {(i, j): heat.cells[(s, lang)]
              for i, (s, _name) in enumerate(heat.specialties)
              for j, lang in enumerate(heat.languages) if (s, lang) in heat.cells}
-    return charts.heat_map([name for _id, name in heat.specialties],
+    # The room is cached for every reader (and recomputed by a thread in the default
+    # language): each specialty is named again in this reader's language.
+    return charts.heat_map([names.get(s, ("", name))[1] for s, name in heat.specialties],
                            [LANGUAGE_NAMES.get(lang, lang) for lang in heat.languages], cells, rtl)
 
 
-def _figures_html(room: Room, specialties: dict[str, str]) -> Markup:
+def _figures_html(room: Room, names: dict[int, tuple[str, str]]) -> Markup:
     """The room's figures (heat map, charts, tables) as HTML in the reader's language.
 
     They are the same for every reader of the same language until the figures change, and a
@@ -136,10 +138,10 @@ def _figures_html(room: Room, specialties: dict[str, str]) -> Markup:
     html = room.rendered.get(locale)
     if html is None:
         rtl = locale in RTL_LANGUAGES
-        cells = Cells(specialties)
+        cells = Cells(dict(names.values()))
         html = room.rendered[locale] = Markup(render_template(
             "situation/_figures.html", room=room, filters=room.filters, cell=cells,
-            bars=_bar_charts(room, cells, rtl), heat_map=_heat_map(room, rtl),
+            bars=_bar_charts(room, cells, rtl), heat_map=_heat_map(room, names, rtl),
             block_reasons=services.BLOCK_REASONS, table_rows=TABLE_ROWS))
     return html
 
@@ -149,10 +151,11 @@ def _figures_html(room: Room, specialties: dict[str, str]) -> Markup:
 def index() -> str:
     filters = _filters()
     room = services.room(filters)
-    specialties = dict(services.specialty_names().values())
+    names = services.specialty_names()  # in the reader's language
+    specialties = dict(names.values())
     return render_template(
         "situation/index.html", room=room, filters=filters, cell=Cells(specialties),
-        figures=_figures_html(room, specialties),
+        figures=_figures_html(room, names),
         clinics=services.clinic_choices(), specialties=sorted(specialties.items(),
                                                               key=lambda s: s[1]),
         periods=services.PERIOD_DAYS)

@@ -18,6 +18,7 @@ from werkzeug.wrappers import Response
 
 from telehealth import clock
 from telehealth.accounts.models import Role, User
+from telehealth.boundary import on_refusal
 from telehealth.clinics.models import Clinic
 from telehealth.consults.models import Consult
 from telehealth.consults.services import visible_consults_clause
@@ -155,14 +156,19 @@ def weekly_report() -> Any:
     syndromes = services.active_syndromes()
     system = services.week_system()
     if request.method == "POST":
-        services.submit_weekly_report(
-            clinic, current_user, request.form.get("week", ""),
-            {s.id: request.form.get(f"cases-{s.id}", "") for s in syndromes})
+        week = request.form.get("week", "")
+        cases = {s.id: request.form.get(f"cases-{s.id}", "") for s in syndromes}
+        # A refused report comes back as typed, with the reason, not on an error page.
+        on_refusal(lambda: render_template("surveillance/weekly_report.html",
+                                           syndromes=syndromes, week=week, cases=cases,
+                                           clinic=clinic))
+        services.submit_weekly_report(clinic, current_user, week, cases)
         flash(_("Weekly report sent."), "success")
         return redirect(url_for("surveillance.weekly_report"))
     last_week = services.week_start(clock.now().date(), system) - timedelta(weeks=1)
     return render_template("surveillance/weekly_report.html", syndromes=syndromes,
-                           week=services.week_label(last_week, system), clinic=clinic)
+                           week=services.week_label(last_week, system), cases={},
+                           clinic=clinic)
 
 
 def _bulletin_context(area: Area, shared: bool) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from telehealth import clock
 from telehealth.accounts.models import Role, User
 from telehealth.audit.services import record
 from telehealth.consults.models import Consult, ConsultStatus
-from telehealth.consults.services import consult_url
+from telehealth.consults.services import consult_url, visible_consults_clause
 from telehealth.db_types import known
 from telehealth.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from telehealth.extensions import db
@@ -84,21 +84,31 @@ def caller_for(user: User | None, invite_id: int | None, consult_id: object) -> 
 
     A participant is always themselves; anyone else (signed in or not) comes in as the guest
     of an invite redeemed in this browser for this consult: a coordinator who is signed in
-    and opens an invitation link must not be turned away for being signed in.
+    and opens an invitation link must not be turned away for being signed in. Someone who
+    may not even read the consult gets what a made-up id gets (NotFound): neither that it
+    exists nor whether its call is open.
     """
     consult = _call_consult(consult_id)
+    member = user is not None and is_call_member(user, consult)
+    invite = db.session.get(VideoInvite, invite_id) if invite_id is not None else None
+    invited_here = invite is not None and invite.consult_id == consult.id
+    if not (member or invited_here) and (user is None or not _can_read(user, consult)):
+        raise NotFound(_("No such consult, or you do not have access to it."))
     if consult.status not in CALL_STATUSES:
         raise PermissionDenied(_("This consult has no call at the moment."))
-    if user is not None and is_call_member(user, consult):
+    if user is not None and member:
         return Caller(consult.id, f"u{user.id}", user.name, user_id=user.id)
-    if invite_id is not None:
-        invite = db.session.get(VideoInvite, invite_id)
-        if (invite is not None and invite.consult_id == consult.id
-                and invite.redeemed_at is not None and invite.expires_at > clock.now()):
-            return Caller(consult.id, f"g{invite.id}", invite.guest_name, invite_id=invite.id)
+    if (invite is not None and invited_here and invite.redeemed_at is not None
+            and invite.expires_at > clock.now()):
+        return Caller(consult.id, f"g{invite.id}", invite.guest_name, invite_id=invite.id)
     if user is not None:
         raise PermissionDenied(_("You are not a participant in this consult's call."))
     raise PermissionDenied(_("Please sign in, or open your invitation link again."))
+
+
+def _can_read(user: User, consult: Consult) -> bool:
+    return db.session.scalar(select(Consult.id).where(
+        Consult.id == consult.id, visible_consults_clause(user))) is not None
 
 
 def hash_token(token: str) -> str:

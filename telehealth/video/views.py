@@ -22,6 +22,7 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
 from telehealth import clock
+from telehealth.boundary import on_refusal
 from telehealth.consults.models import Consult
 from telehealth.consults.services import get_visible_consult
 from telehealth.errors import InvalidInput, PermissionDenied
@@ -48,10 +49,11 @@ BURST_BYTES = 128 * 1024
 
 def _call_consult_for_viewer(consult_id: int) -> tuple[Consult, services.Caller]:
     user = current_user._get_current_object() if current_user.is_authenticated else None
-    consult = db.session.get(Consult, consult_id)
-    if consult is None:
-        abort(404)
-    caller = services.caller_for(user, session.get(GUEST_SESSION_KEY), consult.id)
+    # The same refusal, word for word, for a made-up id and for a consult this reader may not
+    # read (services.caller_for).
+    caller = services.caller_for(user, session.get(GUEST_SESSION_KEY), consult_id)
+    consult = db.session.get(Consult, caller.consult_id)
+    assert consult is not None  # caller_for found it
     return consult, caller
 
 
@@ -121,6 +123,9 @@ def propose(consult_id: int) -> Any:
     # A stored zone gone bad is refused (fix it in the preferences), never guessed as UTC.
     local = form.starts_at.data.replace(tzinfo=ZoneInfo(check_timezone(current_user.timezone
                                                                        or "UTC")))
+    # A time in the past is refused on the consult's page, next to the call, like an empty one.
+    on_refusal(lambda: (redirect(url_for("consults.detail", consult_id=consult.id) + "#call"),
+                        303))
     services.propose_time(consult, current_user, local)
     flash(_("The time is proposed."), "success")
     return redirect(url_for("consults.detail", consult_id=consult.id) + "#call"), 303

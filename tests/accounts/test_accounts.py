@@ -135,6 +135,43 @@ def test_seed_demo(app):
     assert again.exit_code == 0 and "nothing added" in again.output
 
 
+@pytest.mark.parametrize("hour", [12, 3])  # daytime in Lyon; night there (assigned by hand)
+def test_seed_demo_gives_every_account_a_case_at_each_step(app, hour):
+    """A new user walking the demo found every dashboard empty: now each clinic has a case
+    (a draft, one waiting for a volunteer, one taken, one answered, one closed)."""
+    from datetime import UTC, datetime
+
+    from telehealth import clock
+    from telehealth.consults.models import Consult
+
+    clock.freeze(datetime(2026, 11, 25, hour, 0, tzinfo=UTC))
+    result = app.test_cli_runner().invoke(args=["seed-demo"])
+    assert result.exit_code == 0, result.output
+    assert "Demo consults: 6" in result.output
+    states = {c.patient_ref: (c.status.value, c.specialist.email if c.specialist else None)
+              for c in db.session.scalars(db.select(Consult))}
+    assert states["GOMA-0042"] == ("closed", "claire.martin@example.org")
+    assert states["GULU-0117"] == ("accepted", "wanjiru.kamau@example.org")
+    assert states["TRP-0009"] == ("answered", "omar.haddad@example.org")
+    assert states["HYO-0003"] == ("draft", None)
+    for waiting in ("GOMA-0057", "CHK-0031"):
+        assert states[waiting][0] in ("offered", "escalated"), states[waiting]
+    # The surveillance officers find Goma's reports and the rash cluster's alert.
+    from telehealth.surveillance.models import Alert, WeeklyReport
+
+    assert db.session.scalar(db.select(db.func.count(WeeklyReport.id))) == 8
+    alerts = list(db.session.scalars(db.select(Alert)))
+    assert alerts and {a.syndrome.code for a in alerts} == {"measles_rash"}
+    assert "Goma" in {a.area.name for a in alerts}
+    officer = app.test_client()
+    officer.post("/login", data={"email": "epi.kivu@example.org", "password": "telehealth-demo"})
+    page = officer.get(f"/surveillance/alerts/{alerts[0].id}").text
+    assert 'id="no-line-list"' in page  # an empty line list says why
+    # The columns line up whatever the longest role's name ("surveillance_officer").
+    lines = [line for line in result.output.splitlines() if "@example.org" in line]
+    assert len({line.index(line.split()[1]) for line in lines}) == 1
+
+
 def test_demo_consult_reaches_a_specialist(app, make_consult):
     """In the demo world a clinician's consult is offered at once, never left unmatched."""
     from datetime import UTC, datetime

@@ -57,6 +57,9 @@ def test_an_admin_builds_the_hierarchy_and_imports_boundaries(admin_client) -> N
     assert areas["CD-GOMA"].latitude == pytest.approx(-1.5)
     page = admin_client.get("/admin/areas").get_data(as_text=True)
     assert "Nord-Kivu" in page
+    # Every select says what it chooses (two bare selects side by side did not).
+    assert '<label>Clinic <select name="clinic_id">' in page
+    assert '<label>Surveillance officer <select name="user_id">' in page
 
 
 BAD = [
@@ -94,5 +97,12 @@ def test_malformed_geojson_is_refused_with_a_reason_and_nothing_saved(
                                   {"name": "X", "code": "X", "latitude": "91"},
                                   {"name": "X", "code": "X", "parent_id": "999"}])
 def test_bad_areas_are_refused(admin_client, data: dict[str, str]) -> None:
-    assert admin_client.post("/admin/areas", data=data).status_code in (400, 404)
+    response = admin_client.post("/admin/areas", data=data)
+    assert response.status_code in (400, 404)
     assert db.session.scalar(select(func.count(Area.id))) == 0
+    # The form again with the reason and what was typed, not an error page that loses it.
+    page = response.get_data(as_text=True)
+    assert 'id="new-area"' in page and 'class="flash flash-error"' in page
+    assert f'name="code" required maxlength="40" value="{data["code"]}"' in page
+    if data.get("latitude"):
+        assert f'value="{data["latitude"]}"' in page

@@ -116,3 +116,37 @@ def test_the_time_zone_field_searches_instead_of_listing_every_zone(client, auth
     assert {"zone": "Africa/Kinshasa", "place": found[0]["place"]} in found
     assert client.get("/api/timezones?q=").json == []
     assert len(client.get("/api/timezones?q=a").json) <= 15
+
+
+def test_empty_pages_say_what_comes_next(client, auth, world):
+    """An empty list tells a newcomer how it fills (found walking the fresh demo): who sets up
+    case conferences, and where the surveillance counts come from."""
+    auth.login(world["specialist"])
+    page = client.get("/conferences").text
+    assert "A coordinator sets up conference series" in page
+    auth.logout()
+    auth.login(world["coordinator"])
+    page = client.get("/conferences").text
+    assert "Start one with “New conference series”" in page
+    assert "A coordinator sets up" not in page
+    auth.logout()
+    auth.login(world["clinician"])
+    page = client.get("/surveillance").text
+    assert "No coded cases in these weeks." in page
+    assert "counted from the diagnoses (ICD-10 codes)" in page
+    assert 'colspan="6"' in page  # syndrome, area and the four weeks shown
+
+
+def test_no_empty_video_box_where_no_call_can_be(client, auth, world, make_consult):
+    """A written consult that no call can reach (still offered; or read by a coordinator, who
+    is no call member) showed a folded "Video call" that opened onto nothing."""
+    waiting = make_consult(world["clinician"])
+    taken = make_consult(world["clinician"])
+    take_consult(taken, world["specialist"])
+    db.session.commit()
+    auth.login(world["clinician"])
+    assert 'id="call-folded"' not in client.get(f"/consults/{waiting.id}").text
+    assert 'id="call-folded"' in client.get(f"/consults/{taken.id}").text
+    auth.logout()
+    auth.login(world["coordinator"])
+    assert 'id="call-folded"' not in client.get(f"/consults/{taken.id}").text

@@ -202,6 +202,10 @@ def test_coordinator_sees_escalation_and_assigns_by_hand(client, auth, world, ma
     assert "Escalated: nobody accepted" in dashboard and consult.reference in dashboard
     page = client.get(f"/consults/{consult.id}/matching").text
     assert "Nobody on the roster is eligible" in page
+    # Chosen by name from the active roster, not typed as an internal number nobody is shown.
+    assert 'select id="assign-specialist" name="specialist_id"' in page
+    assert "Specialist number" not in page
+    assert f'<option value="{world["specialist"].id}">{world["specialist"].name} · ' in page
     response = client.post(f"/consults/{consult.id}/assign", data={
         "specialist_id": str(world["specialist"].id), "note": "cardiologist knows neurology"})
     assert response.status_code == 302
@@ -260,3 +264,25 @@ def test_removing_a_leave_checks_permission_before_the_leave_exists(client, auth
     assert client.post(f"/roster/leave/{leave_id}/delete").status_code == 302
     db.session.expire_all()
     assert db.session.get(LeavePeriod, leave_id) is None
+
+
+@pytest.mark.parametrize(("first", "last", "reason"), [
+    ("2026-12-10", "2026-12-05", "end on or after its first day"),
+    ("1900-01-01", "1900-01-02", "already ended"),
+    ("2206-01-01", "2206-01-02", "at most five years ahead"),
+])
+def test_a_refused_leave_comes_back_on_the_profile_with_its_dates(client, auth, world, first,
+                                                                  last, reason):
+    """Not a bare error page that loses the form, nor a leave in 1900 recorded (found trying
+    the demo's forms with absurd dates)."""
+    from telehealth.roster.models import LeavePeriod
+
+    specialist = world["specialist"]
+    auth.login(world["coordinator"])
+    page = client.post(f"/roster/{specialist.id}/leave",
+                       data={"first_day": first, "last_day": last, "reason": "Typo"})
+    assert page.status_code == 400
+    assert reason in page.text and 'class="flash flash-error"' in page.text
+    assert f'value="{first}"' in page.text and f'value="{last}"' in page.text
+    assert 'value="Typo"' in page.text
+    assert db.session.scalar(db.select(db.func.count(LeavePeriod.id))) == 0

@@ -65,6 +65,33 @@ def test_page_says_when_its_figures_were_computed(app, seeded, make_user, monkey
     assert "newer figures are being computed" in page and 'data-updating="1"' in page
 
 
+def test_specialties_are_named_in_each_readers_language(app, seeded, make_user, monkeypatch):
+    """The room is cached for everyone (and recomputed by a thread in the default language):
+    the heat map and the gap list still name each specialty in the reader's language (an
+    Arabic coordinator saw "Cardiology" there, walking the demo)."""
+    from flask_babel import force_locale
+    from flask_babel import gettext as _
+
+    from telehealth.situation import services
+
+    monkeypatch.setattr(services, "_CACHE", services.OrderedDict())
+    with force_locale("en"):
+        english_room = services.compute_room(services.Filters())
+    monkeypatch.setattr(services, "room", lambda filters: english_room)
+    coordinator = make_user(Role.COORDINATOR)
+    coordinator.locale = "fr"
+    db.session.commit()
+    with force_locale("fr"):
+        cardiology, dermatology = _("Cardiology"), _("Dermatology")
+    assert cardiology != "Cardiology"
+    page = signed_in(app, coordinator).get("/situation").text
+    heat_map = page[page.index('id="fig-demand"'):page.index('id="fig-gaps"')]
+    gaps = page[page.index('id="fig-gaps"'):page.index('id="fig-gaps"') + 3000]
+    assert cardiology in heat_map and ">Cardiology<" not in heat_map
+    assert f"<strong>{cardiology} ·" in gaps or f"<strong>{dermatology} ·" in gaps
+    assert "<strong>Cardiology ·" not in gaps and "<strong>Dermatology ·" not in gaps
+
+
 def test_csv_and_json(app, seeded, make_user):
     client = signed_in(app, make_user(Role.ADMIN))
     response = client.get("/situation/cascade.csv")

@@ -38,6 +38,24 @@ def test_weekly_report_form(app, surv) -> None:
                                                      data=zeros).status_code == 403
 
 
+def test_a_refused_weekly_report_comes_back_as_typed(app, surv) -> None:
+    """A bad week or count shows the form again with the reason and every figure typed, not
+    an error page that loses the report (found walking the demo as a clinician)."""
+    client = client_for(app, surv["clinician"])
+    awd, other = (s.id for s in services.active_syndromes()[:2])
+    for week, count in (("", "7"), ("last week", "7"), ("2026-W10", "seven")):
+        page = client.post("/surveillance/weekly-report", data={
+            "week": week, f"cases-{awd}": count, f"cases-{other}": "12"})
+        html = page.get_data(as_text=True)
+        assert page.status_code == 400, (week, count)
+        assert 'id="weekly-report"' in html and 'class="flash flash-error"' in html
+        assert f'name="cases-{awd}" type="number" min="0" value="{count}"' in html
+        assert f'name="cases-{other}" type="number" min="0" value="12"' in html
+        assert f'name="week" value="{week}"' in html
+        assert f'<label for="cases-{awd}">' in html  # each field under its own label
+    assert db.session.scalar(select(func.count(WeeklyReport.id))) == 0
+
+
 def test_syndromes_page_refuses_codes_that_map_to_nothing(app, surv) -> None:
     admin = client_for(app, surv["admin"])
     before = db.session.scalar(select(func.count(Syndrome.id)))

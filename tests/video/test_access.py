@@ -187,14 +187,29 @@ def test_expired_invite_link_is_refused(call_consult: Any, world: dict[str, Any]
     assert response.status_code == 403
 
 
+def said(response: Any) -> str:
+    """What a page tells its reader (its main part), or a JSON answer whole."""
+    text = response.text
+    return text[text.find("<main>"):text.find("</main>")] if "<main>" in text else text
+
+
 def test_call_page_for_members_only(call_consult: Any, world: dict[str, Any],
                                     live_server: str) -> None:
     page = f"{live_server}/consults/{call_consult.id}/call"
-    for who, status in (("clinician", 200), ("specialist", 200), ("other_clinician", 403),
+    made_up = f"{live_server}/consults/{call_consult.id + 1000}/call"
+    # A coordinator reads the consult (403: not in its call); another clinic may not even know
+    # it exists: the very answer a made-up id gets, as for the call's `where`.
+    for who, status in (("clinician", 200), ("specialist", 200), ("other_clinician", 404),
                         ("coordinator", 403)):
         http = requests.Session()
         http.headers["Cookie"] = login_cookie(live_server, world[who])
         assert http.get(page, allow_redirects=False).status_code == status, who
+        if who == "other_clinician":
+            for path in ("", "/where"):
+                real = http.get(page + path, allow_redirects=False)
+                fake = http.get(made_up + path, allow_redirects=False)
+                assert real.status_code == fake.status_code == 404, path
+                assert said(real) == said(fake), path
     assert requests.get(page, allow_redirects=False).status_code == 302  # to the sign-in page
 
 

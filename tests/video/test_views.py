@@ -40,8 +40,12 @@ def test_proposals_refuse_the_past_and_outsiders(
         call_consult: Any, world: dict[str, Any], auth: Any, client: Any) -> None:
     clock.freeze(datetime(2026, 11, 25, 12, 0, tzinfo=UTC))
     auth.login(world["clinician"])
-    assert client.post(f"/consults/{call_consult.id}/call/proposals",
-                       data={"starts_at": "2020-01-01T10:00"}).status_code == 400
+    # Refused on the consult's page with the reason, not on an error page that loses the case.
+    past = client.post(f"/consults/{call_consult.id}/call/proposals",
+                       data={"starts_at": "2020-01-01T10:00"})
+    assert past.status_code == 303
+    assert past.headers["Location"].endswith(f"/consults/{call_consult.id}#call")
+    assert "Propose a time in the future." in client.get(f"/consults/{call_consult.id}").text
     assert client.post(f"/consults/{call_consult.id}/call/proposals",
                        data={"starts_at": "soon"}).status_code == 303  # form error, flashed
     auth.logout()
