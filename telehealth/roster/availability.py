@@ -5,6 +5,10 @@ from __future__ import annotations
 import re
 from datetime import date, datetime, time, timedelta
 
+from babel import UnknownLocaleError
+from babel.dates import get_day_names
+from flask import has_request_context
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from sqlalchemy import delete
 
@@ -23,18 +27,41 @@ from telehealth.roster.models import (
 # A leave further ahead is a typo (a year 2206), not a plan.
 MAX_LEAVE_AHEAD = timedelta(days=5 * 366)
 WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+# A day's name (any word, checked against the names below), then the hours.
 _WINDOW_RE = re.compile(
-    r"^\s*(mon|tue|wed|thu|fri|sat|sun)\s+(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$", re.I)
+    r"^\s*(\S+?)\.?\s+(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+
+
+def _weekday_numbers(locale: str | None) -> dict[str, int]:
+    """The names a person may give a weekday: the English three letters (what the roster CSV
+    and the examples use) and their own language's short and long names ("lun.", "lundi",
+    "Jumatatu"), compared without case or a trailing dot. No language's name for one day is
+    another day's English abbreviation, so the two sets never disagree."""
+    numbers = {name: number for number, name in enumerate(WEEKDAYS)}
+    if locale:
+        try:
+            for width in ("abbreviated", "wide"):
+                for number, name in get_day_names(width, locale=locale).items():
+                    numbers.setdefault(name.lower().rstrip("."), number)
+        except (ValueError, UnknownLocaleError):
+            pass  # an unknown language: the English names still do
+    return numbers
+
+
+def _current_locale() -> str | None:
+    locale = get_locale() if has_request_context() else None
+    return str(locale) if locale else None
 
 
 def parse_windows(text: str) -> list[tuple[int, int, int]]:
     """'mon 08:00-12:00; tue 14:00-18:00' -> [(0, 480, 720), (1, 840, 1080)] (local time)."""
     windows = []
+    day_numbers = _weekday_numbers(_current_locale())
     for item in re.split(r"[;\n]+", text):
         if not item.strip():
             continue
         match = _WINDOW_RE.match(item)
-        if not match:
+        if not match or match.group(1).lower().rstrip(".") not in day_numbers:
             raise InvalidInput(_("%(item)s is not a window like 'mon 08:00-12:00'.",
                                  item=item.strip()))
         day, h1, m1, h2, m2 = match.groups()
@@ -42,15 +69,24 @@ def parse_windows(text: str) -> list[tuple[int, int, int]]:
         if int(m1) > 59 or int(m2) > 59 or start >= 1440 or end > 1440 or start >= end:
             raise InvalidInput(_("%(item)s: the start must come before the end, within one day "
                                  "(24:00 at the latest).", item=item.strip()))
-        windows.append((WEEKDAYS.index(day.lower()), start, end))
+        windows.append((day_numbers[day.lower().rstrip(".")], start, end))
     return sorted(windows)
 
 
-def format_windows(windows: list[AvailabilityWindow]) -> str:
+def format_windows(windows: list[AvailabilityWindow], locale: str | None = None) -> str:
+    """Weekly hours as `parse_windows` reads them back: English day names (the CSV), or
+    the short names of `locale` (a form someone reads in their own language)."""
     def hhmm(minute: int) -> str:
         return f"{minute // 60:02d}:{minute % 60:02d}"
 
-    return "; ".join(f"{WEEKDAYS[w.weekday]} {hhmm(w.start_minute)}-{hhmm(w.end_minute)}"
+    names = WEEKDAYS
+    if locale:
+        try:
+            short = get_day_names("abbreviated", locale=locale)
+            names = [short[number] for number in range(7)]
+        except (ValueError, UnknownLocaleError):
+            pass
+    return "; ".join(f"{names[w.weekday]} {hhmm(w.start_minute)}-{hhmm(w.end_minute)}"
                      for w in windows)
 
 

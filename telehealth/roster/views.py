@@ -15,9 +15,9 @@ from flask import (
     send_file,
     url_for,
 )
+from flask_babel import get_locale, ngettext
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from flask_babel import ngettext
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
@@ -84,7 +84,7 @@ def _profile_page(user_id: int, status: int = 200, **forms: Any) -> Any:
         "name": user.name, "timezone": user.timezone, "subspecialty": profile.subspecialty,
         "languages": services.format_languages(user), "capacity": profile.capacity,
         "specialties": [str(s.id) for s in user.specialties],
-        "availability": services.format_windows(profile.windows),
+        "availability": services.format_windows(profile.windows, str(get_locale())),
     })
     profile_form.specialties.choices = [(str(s.id), s.name) for s in _specialties()]
     credential_form = forms.get("credential_form") or CredentialForm(formdata=None, data={

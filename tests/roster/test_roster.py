@@ -12,8 +12,13 @@ from telehealth.accounts.models import Role, User
 from telehealth.audit.models import AuditEvent
 from telehealth.consults.models import Consult, ConsultStatus
 from telehealth.extensions import db
-from telehealth.roster.models import CredentialStatus, ProfileStatus
-from telehealth.roster.services import get_profile, load_report, parse_windows
+from telehealth.roster.models import AvailabilityWindow, CredentialStatus, ProfileStatus
+from telehealth.roster.services import (
+    format_windows,
+    get_profile,
+    load_report,
+    parse_windows,
+)
 from tests.conftest import PASSWORD, image_bytes
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -156,6 +161,29 @@ def test_parse_windows_rejects_nonsense():
     for text in ("someday 08:00-09:00", "mon 09:00-08:00", "mon 08:70-09:00"):
         with pytest.raises(Exception, match="window|before"):
             parse_windows(text)
+
+
+
+@pytest.mark.parametrize("language, text", [
+    ("fr", "lun. 08:00-12:00; mardi 14:00-18:00; dim 09:00-10:00"),
+    ("es", "lun 08:00-12:00; martes 14:00-18:00; dom 09:00-10:00"),
+    ("ar", "الاثنين 08:00-12:00; الثلاثاء 14:00-18:00; الأحد 09:00-10:00"),
+    ("sw", "Jumatatu 08:00-12:00; Jumanne 14:00-18:00; Jumapili 09:00-10:00"),
+])
+def test_availability_in_the_readers_own_day_names(app, language, text):
+    """A French specialist types "lun." and reads "lun." back; English names still do."""
+    expected = [(0, 480, 720), (1, 840, 1080), (6, 540, 600)]
+    with app.test_request_context("/", headers={"Accept-Language": language}):
+        assert parse_windows(text) == expected
+        assert parse_windows("mon 08:00-12:00; tue 14:00-18:00; sun 09:00-10:00") == expected
+        windows = [AvailabilityWindow(weekday=d, start_minute=s, end_minute=e)
+                   for d, s, e in expected]
+        shown = format_windows(windows, language)
+        assert "mon" not in shown and parse_windows(shown) == expected
+        assert format_windows(windows) == "mon 08:00-12:00; tue 14:00-18:00; sun 09:00-10:00"
+        unknown = "mie" if language == "fr" else "mer"  # another language's Wednesday
+        with pytest.raises(Exception, match=unknown):
+            parse_windows(f"{unknown} 08:00-09:00")
 
 
 def test_roster_filters(client, auth, world, make_user):
