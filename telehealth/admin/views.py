@@ -102,6 +102,9 @@ def edit_user(user_id: int) -> Any:
             set_preferences(user, form.locale.data or user.locale or "",
                             form.timezone.data or None)
         flash(_("Saved."), "success")
+        if not form.timezone.data:
+            # Every account needs a zone to show times in: an empty field keeps the stored one.
+            flash(_("The time zone was left as it was: %(zone)s.", zone=user.timezone), "info")
         return redirect(url_for("admin.users"))
     return render_template("admin/user_edit.html", form=form, user=user), \
         400 if form.is_submitted() else 200

@@ -85,6 +85,19 @@ def test_admin_creates_clinic_and_user(client, auth, world):
     assert auth.login("nurse@example.org", "long enough pw").status_code == 302
 
 
+
+def test_an_emptied_time_zone_is_kept_and_the_admin_is_told(app, client, auth, world):
+    auth.login(world["admin"])
+    specialist = world["specialist"]
+    zone = specialist.timezone
+    response = client.post(f"/admin/users/{specialist.id}", data={
+        "role": "specialist", "clinic": "", "active": "y", "timezone": "", "locale": ""})
+    assert response.status_code == 302
+    assert f"The time zone was left as it was: {zone}." in client.get("/admin/users").text
+    db.session.expire_all()
+    assert db.session.get(User, specialist.id).timezone == zone
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
