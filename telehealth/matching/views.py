@@ -24,6 +24,7 @@ from telehealth.roster.services import (
     assignable_specialists,
     get_specialist,
     require_roster_manager,
+    specialist_by_email,
 )
 
 bp = Blueprint("matching", __name__, template_folder="templates")
@@ -66,9 +67,13 @@ def assign(consult_id: int) -> Any:
     require_roster_manager(current_user)
     consult = get_visible_consult(current_user, consult_id)
     form = AssignForm()
-    if not form.validate_on_submit():
+    if not form.validate_on_submit() or not (form.specialist_id.data or
+                                             (form.specialist_email.data or "").strip()):
         raise InvalidInput(_("Choose a specialist."))
-    specialist = get_specialist(int(form.specialist_id.data or 0))
+    # An address typed is a deliberate choice; the list keeps its first entry selected.
+    specialist = (specialist_by_email(form.specialist_email.data)
+                  if (form.specialist_email.data or "").strip()
+                  else get_specialist(int(form.specialist_id.data or 0)))
     services.assign_consult(consult, specialist, current_user, note=form.note.data or "")
     flash(_("The consult is assigned to %(name)s.", name=specialist.name), "success")
     return redirect(url_for("consults.detail", consult_id=consult.id))

@@ -87,8 +87,10 @@ class ImportForm(FlaskForm):
 
 
 class AssignForm(FlaskForm):
-    specialist_id = IntegerField(_l("Specialist"), validators=[InputRequired(),
+    # One of the specialty's volunteers from the list, or anyone on the roster by e-mail.
+    specialist_id = IntegerField(_l("Specialist"), validators=[Optional(),
                                                                NumberRange(1, MAX_ID)])
+    specialist_email = StringField(validators=[Optional(), Length(max=254)])
     note = StringField(_l("Why (recorded in the audit log)"), validators=[Optional(),
                                                                          Length(max=500)])
     submit = SubmitField(_l("Assign"))

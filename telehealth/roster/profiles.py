@@ -38,20 +38,31 @@ def get_profile(user: User) -> SpecialistProfile:
     return profile
 
 
-def assignable_specialists(specialty_id: int, limit: int = 300) -> list[tuple[User, bool]]:
-    """Active volunteers a coordinator may assign by hand, those of the specialty first, by
-    name, each with whether they have it (the service still refuses one who cannot take the
-    case, with the reason)."""
-    has_it = select(user_specialties.c.user_id).where(
-        user_specialties.c.specialty_id == specialty_id).scalar_subquery()
-    in_specialty = User.id.in_(has_it)
-    rows = db.session.execute(
-        select(User, in_specialty)
+def assignable_specialists(specialty_id: int, limit: int = 300) -> list[User]:
+    """Active volunteers of the specialty a coordinator may assign by hand, by name (the
+    service still refuses one who cannot take the case, with the reason).
+
+    Only the specialty's: it is read through its index, where the whole roster (10,000
+    volunteers) would be a scan and a page of options; anyone else is named by e-mail
+    (`specialist_by_email`)."""
+    rows = db.session.scalars(
+        select(User)
+        .join(user_specialties, user_specialties.c.user_id == User.id)
         .join(SpecialistProfile, SpecialistProfile.user_id == User.id)
-        .where(User.role == Role.SPECIALIST, User.active.is_(True),
+        .where(user_specialties.c.specialty_id == specialty_id,
+               User.role == Role.SPECIALIST, User.active.is_(True),
                SpecialistProfile.status == ProfileStatus.ACTIVE)
-        .order_by(in_specialty.desc(), User.name, User.id).limit(limit))
-    return [(user, bool(flag)) for user, flag in rows]
+        .order_by(User.name, User.id).limit(limit))
+    return list(rows)
+
+
+def specialist_by_email(email: str) -> User:
+    """The specialist with this e-mail address (404 with a clear message otherwise)."""
+    user = db.session.scalar(select(User).where(User.email == email.strip().lower()))
+    if user is None or user.role != Role.SPECIALIST:
+        raise NotFound(_("No specialist has the e-mail address %(email)s.",
+                         email=email.strip()[:254]))
+    return user
 
 
 def get_specialist(user_id: int) -> User:

@@ -50,6 +50,7 @@ from telehealth.roster.profiles import (
     parse_languages,
     profile_status_label,
     set_status,
+    specialist_by_email,
     update_profile,
 )
 from telehealth.roster.reports import (
@@ -95,6 +96,7 @@ __all__ = [
     "parse_windows",
     "profile_status_label",
     "assignable_specialists",
+    "specialist_by_email",
     "recipient_language",
     "remove_leave",
     "require_roster_manager",

@@ -186,6 +186,22 @@ def test_availability_in_the_readers_own_day_names(app, language, text):
             parse_windows(f"{unknown} 08:00-09:00")
 
 
+def test_the_hand_assignment_list_holds_the_specialtys_volunteers(client, auth, world,
+                                                                   make_consult, make_user):
+    neurologist = make_user(Role.SPECIALIST, name="Dr Neuro", specialties=("neurology",))
+    db.session.commit()
+    consult = make_consult(world["clinician"], specialty="neurology")
+    auth.login(world["coordinator"])
+    page = client.get(f"/consults/{consult.id}/matching").text
+    assert f'<option value="{neurologist.id}">Dr Neuro · ' in page
+    assert f'<option value="{world["specialist"].id}">' not in page  # another specialty
+    response = client.post(f"/consults/{consult.id}/assign", data={
+        "specialist_id": str(neurologist.id), "note": "chosen from the list"})
+    assert response.status_code == 302
+    db.session.refresh(consult)
+    assert consult.specialist_id == neurologist.id
+
+
 def test_roster_filters(client, auth, world, make_user):
     make_user(Role.SPECIALIST, name="Dr Swahili", languages=("sw",), specialties=("paediatrics",))
     suspended = make_user(Role.SPECIALIST, name="Dr Away")
@@ -231,11 +247,18 @@ def test_coordinator_sees_escalation_and_assigns_by_hand(client, auth, world, ma
     page = client.get(f"/consults/{consult.id}/matching").text
     assert "Nobody on the roster is eligible" in page
     # Chosen by name from the active roster, not typed as an internal number nobody is shown.
-    assert 'select id="assign-specialist" name="specialist_id"' in page
+    # Nobody has neurology: the list is empty and says so; anyone else is named by e-mail
+    # (the whole roster, 10,000 volunteers, is no list of options).
+    assert 'id="no-specialist"' in page and 'name="specialist_email"' in page
     assert "Specialist number" not in page
-    assert f'<option value="{world["specialist"].id}">{world["specialist"].name} · ' in page
+    unknown = client.post(f"/consults/{consult.id}/assign", data={
+        "specialist_email": "nobody@example.org", "note": "x"})
+    assert unknown.status_code == 404
+    assert "No specialist has the e-mail address nobody@example.org." in unknown.text
+    assert client.post(f"/consults/{consult.id}/assign", data={"note": "x"}).status_code == 400
     response = client.post(f"/consults/{consult.id}/assign", data={
-        "specialist_id": str(world["specialist"].id), "note": "cardiologist knows neurology"})
+        "specialist_email": world["specialist"].email.upper(),
+        "note": "cardiologist knows neurology"})
     assert response.status_code == 302
     db.session.refresh(consult)
     assert consult.specialist_id == world["specialist"].id
