@@ -30,6 +30,7 @@ line by line, so that ``tests/surveillance/test_oracle.py`` can hold them to R's
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from statistics import NormalDist
 
@@ -575,20 +576,42 @@ def count_two_weeks(observed: object, baseline_weeks: int = 104, gap: int = 1,
     ``start`` skips the weeks before it (a few times count_quantile's cost a week: the app
     judges only the recent weeks).
     """
+    y, first = _two_week_series(observed, gap, min_history, "count over two weeks")
+
+    def flat(t: int) -> tuple[float | None, float, float]:
+        mean, dispersion = _moment_fit(y[max(0, t - gap - baseline_weeks) : t - gap])
+        return None, mean, dispersion
+
+    return _two_week_rule(y, max(first, start), flat, alpha, week_share, minimum)
+
+
+def _two_week_series(observed: object, gap: int, min_history: int,
+                     name: str) -> tuple[FloatArray, int]:
+    """The series and the first week a two-week rule judges (NotEnoughHistory before)."""
     if gap < 1:
         raise ValueError("the baseline must leave out the sum's earlier week (gap >= 1)")
     y = _as_series(observed)
     first = gap + min_history
     if len(y) <= first:
-        raise NotEnoughHistory("count over two weeks", first + 1, len(y))
+        raise NotEnoughHistory(name, first + 1, len(y))
+    return y, first
+
+
+def _two_week_rule(y: FloatArray, first: int,
+                   baseline: Callable[[int], tuple[float | None, float, float]],
+                   alpha: float, week_share: float, minimum: int) -> Detection:
+    """The week's count or the two-week sum, from ``first`` on, against the thresholds of
+    ``baseline(t)``: the expected count of the week before (None: the same as this week's),
+    of this week, and the dispersion. The two rules differ only in their baseline."""
     out = _empty(len(y))
     pair_upper, pair_expected = np.full(len(y), np.nan), np.full(len(y), np.nan)
     pair_alarm = np.zeros(len(y), dtype=bool)
-    for t in range(max(first, start), len(y)):
-        mean, dispersion = _moment_fit(y[max(0, t - gap - baseline_weeks) : t - gap])
-        k1, k2 = two_week_thresholds(mean, dispersion, alpha, week_share, minimum)
+    for t in range(first, len(y)):
+        previous, mean, dispersion = baseline(t)
+        k1, k2 = two_week_thresholds(mean, dispersion, alpha, week_share, minimum, previous)
         out.expected[t], out.upper[t] = mean, float(k1 - 1)
-        pair_expected[t], pair_upper[t] = 2.0 * mean, float(k2 - 1)
+        pair_expected[t] = (mean if previous is None else previous) + mean
+        pair_upper[t] = float(k2 - 1)
         pair_alarm[t] = y[t] + y[t - 1] >= k2
         out.alarm[t] = y[t] >= k1 or pair_alarm[t]
     return Detection(upper=out.upper, alarm=out.alarm, expected=out.expected,
@@ -714,16 +737,9 @@ def count_seasonal(observed: object, baseline_weeks: int = 104, gap: int = 1,
     With fewer than ``min_history`` weeks (a cycle) it raises NotEnoughHistory and the caller
     uses ``count_two_weeks``.
     """
-    if gap < 1:
-        raise ValueError("the baseline must leave out the sum's earlier week (gap >= 1)")
-    y = _as_series(observed)
-    first = gap + min_history
-    if len(y) <= first:
-        raise NotEnoughHistory("seasonal count", first + 1, len(y))
-    out = _empty(len(y))
-    pair_upper, pair_expected = np.full(len(y), np.nan), np.full(len(y), np.nan)
-    pair_alarm = np.zeros(len(y), dtype=bool)
-    for t in range(max(first, start), len(y)):
+    y, first = _two_week_series(observed, gap, min_history, "seasonal count")
+
+    def seasonal(t: int) -> tuple[float | None, float, float]:
         begin = max(0, t - gap - baseline_weeks)
         history = y[begin : t - gap]
         model = None
@@ -731,19 +747,12 @@ def count_seasonal(observed: object, baseline_weeks: int = 104, gap: int = 1,
             model = seasonal_baseline(history, begin, np.array([t - 1.0, float(t)]), trend)
         if model is None:
             mean, dispersion = _moment_fit(history)
-            previous, widened = mean, dispersion
-        else:
-            means, phi, var_eta = model
-            previous, mean = float(means[0]), float(means[1])
-            widened = phi + (previous + mean) * float(var_eta.max())
-        k1, k2 = two_week_thresholds(mean, widened, alpha, week_share, minimum, previous)
-        out.expected[t], out.upper[t] = mean, float(k1 - 1)
-        pair_expected[t], pair_upper[t] = previous + mean, float(k2 - 1)
-        pair_alarm[t] = y[t] + y[t - 1] >= k2
-        out.alarm[t] = y[t] >= k1 or pair_alarm[t]
-    return Detection(upper=out.upper, alarm=out.alarm, expected=out.expected,
-                     two_week_upper=pair_upper, two_week_expected=pair_expected,
-                     two_week_alarm=pair_alarm)
+            return None, mean, dispersion
+        means, phi, var_eta = model
+        previous, mean = float(means[0]), float(means[1])
+        return previous, mean, phi + (previous + mean) * float(var_eta.max())
+
+    return _two_week_rule(y, max(first, start), seasonal, alpha, week_share, minimum)
 
 
 DETECTORS = ("fixed", "double_mean", "ears_c1", "ears_c2", "ears_c3", "farrington", "nb_cusum",
