@@ -276,14 +276,7 @@ def test_slides_are_reencoded_and_limited(app: Any, live_conference: dict[str, A
     session_id = live_conference["session"].id
 
     def post(user: Any, files: list[tuple[str, bytes]]) -> requests.Response:
-        http = requests.Session()
-        http.headers["Cookie"] = login_cookie(room_server, user)
-        page = http.get(f"{room_server}/conferences/sessions/{session_id}/room")
-        token = page.text.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
-        return http.post(f"{room_server}/conferences/sessions/{session_id}/slides",
-                         data={"csrf_token": token},
-                         files=[("slides", (name, data)) for name, data in files],
-                         headers={"Accept": "application/json"})
+        return post_slides(room_server, session_id, user, files)
 
     db.session.commit()
     ok = post(live_conference["specialist"], [("intro.jpg", _exif_jpeg()),
