@@ -45,18 +45,15 @@ def trend_chart(labels: Sequence[str], counts: Sequence[int | None],
                      f'{escape(labels[0])}</text>')
         parts.append(f'<text x="{width - 4}" y="{height - 4}" font-size="10" text-anchor="end">'
                      f'{escape(labels[-1])}</text>')
-    if expected:
-        points = [f"{pad_left + (i + 0.5) * step:.1f},{y(e):.1f}"
-                  for i, e in enumerate(expected) if e is not None]
+    # The detector's expected count, then its upper bound: a line through the weeks it judged.
+    for values, drawing in ((expected, 'class="expected" points="{}" fill="none" '
+                                       'stroke="#555" stroke-width="1"'),
+                            (upper, 'class="upper" points="{}" fill="none" stroke="#c0392b" '
+                                    'stroke-dasharray="4 3" stroke-width="1.5"')):
+        points = [f"{pad_left + (i + 0.5) * step:.1f},{y(v):.1f}"
+                  for i, v in enumerate(values or []) if v is not None]
         if points:
-            parts.append(f'<polyline class="expected" points="{" ".join(points)}" fill="none" '
-                         'stroke="#555" stroke-width="1"/>')
-    if upper:
-        points = [f"{pad_left + (i + 0.5) * step:.1f},{y(u):.1f}"
-                  for i, u in enumerate(upper) if u is not None]
-        if points:
-            parts.append(f'<polyline class="upper" points="{" ".join(points)}" fill="none" '
-                         'stroke="#c0392b" stroke-dasharray="4 3" stroke-width="1.5"/>')
+            parts.append(f'<polyline {drawing.format(" ".join(points))}/>')
     parts.append("</svg>")
     return Markup("".join(parts))
 
